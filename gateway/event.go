@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event is one fired event as stored.
+type Event struct {
+	ID             string          `json:"id"`
+	API            string          `json:"api"`
+	Name           string          `json:"event"`
+	Params         json.RawMessage `json:"params"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
+}
+
+// NewEvent returns an event with a fresh time-sortable id (a UUIDv7) and the
+// current time, after validating its names and parameters.
+func NewEvent(api, name string, params json.RawMessage) (*Event, error) {
+	ev := &Event{API: api, Name: name, Params: params}
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, WrapError(EInternal, err, "generate event id")
+	}
+	ev.ID = id.String()
+	ev.CreatedAt = time.Now().UTC()
+	return ev, nil
+}
+
+// Validate checks the API and event names and that Params is a JSON object.
+func (e *Event) Validate() error {
+	if err := ValidateAPIName(e.API); err != nil {
+		return err
+	}
+	if err := ValidateIdent("event", e.Name); err != nil {
+		return err
+	}
+	return ValidateParams(e.Params)
+}
+
+// ValidateParams returns an EInvalid error unless params is one well-formed
+// JSON object.
+func ValidateParams(params json.RawMessage) error {
+	trimmed := bytes.TrimLeft(params, " \t\r\n")
+	if len(trimmed) == 0 {
+		return Errorf(EInvalid, "the body is empty: want a JSON object of parameters")
+	}
+	if !json.Valid(trimmed) {
+		return Errorf(EInvalid, "the body is not valid JSON")
+	}
+	if trimmed[0] != '{' {
+		return Errorf(EInvalid, "the body must be a JSON object of parameters")
+	}
+	return nil
+}
+
+// FireResult is the answer to a fire: the stored event's id and how many
+// deliveries were queued for it.
+type FireResult struct {
+	ID         string    `json:"id"`
+	API        string    `json:"api"`
+	Event      string    `json:"event"`
+	CreatedAt  time.Time `json:"created_at"`
+	Deliveries int       `json:"deliveries"`
+}
+
+// EventQuery filters and pages a listing of events, newest first.
+type EventQuery struct {
+	API    string
+	Event  string
+	Since  time.Time // inclusive; zero for no bound
+	Until  time.Time // exclusive; zero for no bound
+	Before string    // an event id: list events older than it
+	Limit  int
+}
+
+// Delivery is the state of one event's delivery to one listener group.
+type Delivery struct {
+	Service     string          `json:"service"`
+	Listener    string          `json:"listener"`
+	State       string          `json:"state"`
+	Attempt     int             `json:"attempt"`
+	MaxAttempts int             `json:"max_attempts"`
+	ScheduledAt time.Time       `json:"scheduled_at"`
+	AttemptedAt *time.Time      `json:"attempted_at,omitempty"`
+	FinalizedAt *time.Time      `json:"finalized_at,omitempty"`
+	Errors      []DeliveryError `json:"errors"`
+}
+
+// Delivery states, as reported by GET /v1/events/{id}.
+const (
+	DeliveryPending   = "pending"
+	DeliveryScheduled = "scheduled"
+	DeliveryRunning   = "running"
+	DeliveryRetryable = "retryable"
+	DeliveryCompleted = "completed"
+	DeliveryDead      = "dead"
+	DeliveryCancelled = "cancelled"
+)
+
+// DeliveryError is one failed delivery attempt.
+type DeliveryError struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error"`
+}
+
+// EventDetail is an event with the state of each of its deliveries.
+type EventDetail struct {
+	Event
+	Deliveries []Delivery `json:"deliveries"`
+}
+
+// EventStore stores events and queues their deliveries.
+type EventStore interface {
+	// FireEvent stores ev and, in the same transaction, queues one delivery
+	// per listener group subscribed to ev's API and name. It returns the
+	// number of deliveries queued. Returns ErrUnavailable when the database
+	// cannot be reached.
+	FireEvent(ctx context.Context, ev *Event) (int, error)
+
+	// ListEvents lists events matching q, newest first.
+	ListEvents(ctx context.Context, q EventQuery) ([]Event, error)
+
+	// GetEvent returns one event with its deliveries, or ErrNotFound.
+	GetEvent(ctx context.Context, id string) (*EventDetail, error)
+}

@@ -1,0 +1,321 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
+)
+
+// ServerConfig holds what the HTTP server needs.
+type ServerConfig struct {
+	Events  EventStore
+	Workers WorkerStore
+	Router  *Router
+	Logger  *slog.Logger
+	// MaxBodyBytes bounds request bodies (fires, calls, registrations).
+	MaxBodyBytes int64
+	// MaxAttempts is the delivery attempt limit given to new listener groups.
+	MaxAttempts int
+	// OpenAPI is served at GET /openapi.yaml.
+	OpenAPI []byte
+	// Ready reports whether the gateway can serve (database up, schema current).
+	Ready func(ctx context.Context) error
+}
+
+// Server is the gateway's HTTP API.
+type Server struct {
+	cfg    ServerConfig
+	logger *slog.Logger
+	routes chi.Router
+}
+
+// NewServer returns the HTTP server for cfg.
+func NewServer(cfg ServerConfig) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 25
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger}
+	s.routes = s.newRoutes()
+	return s
+}
+
+// Routes returns the router, for serving and for enumerating routes.
+func (s *Server) Routes() chi.Router { return s.routes }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.routes.ServeHTTP(w, r) }
+
+func (s *Server) newRoutes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.logger, Errorf(ENotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.logger, Errorf(EInvalid, "method %s is not allowed on %s", r.Method, r.URL.Path))
+	})
+
+	r.Post("/v1/events/{api}/{event}", s.fireEvent)     // fire an event
+	r.Get("/v1/events", s.listEvents)                   // list stored events, newest first
+	r.Get("/v1/events/{id}", s.getEvent)                // one event with its deliveries
+	r.Post("/v1/rpc/{api}/{method}", s.callRPC)         // call a procedure on a live worker
+	r.Get("/v1/workers", s.listWorkers)                 // list live workers
+	r.Put("/v1/workers/{worker_id}", s.putWorker)       // register or heartbeat a worker
+	r.Delete("/v1/workers/{worker_id}", s.deleteWorker) // deregister a worker
+	r.Get("/healthz", s.healthz)                        // the process is up
+	r.Get("/readyz", s.readyz)                          // the database answers and the schema is current
+	r.Get("/openapi.yaml", s.openAPI)                   // this API's OpenAPI document
+	return r
+}
+
+// readBody reads a request body of at most MaxBodyBytes.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, Errorf(ETooLarge, "the body is larger than %d bytes", s.cfg.MaxBodyBytes)
+		}
+		return nil, Errorf(EInvalid, "could not read the body")
+	}
+	return body, nil
+}
+
+func (s *Server) fireEvent(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	ev, err := NewEvent(chi.URLParam(r, "api"), chi.URLParam(r, "event"), body)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	ev.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	n, err := s.cfg.Events.FireEvent(r.Context(), ev)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: n})
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	q, err := parseEventQuery(r)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	events, err := s.cfg.Events.ListEvents(r.Context(), q)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	next := ""
+	if len(events) == q.Limit {
+		next = events[len(events)-1].ID
+	}
+	if events == nil {
+		events = []Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": events, "next_cursor": next})
+}
+
+func parseEventQuery(r *http.Request) (EventQuery, error) {
+	v := r.URL.Query()
+	q := EventQuery{API: v.Get("api"), Event: v.Get("event"), Before: v.Get("before"), Limit: 100}
+	if q.API != "" {
+		if err := ValidateAPIName(q.API); err != nil {
+			return q, err
+		}
+	}
+	if q.Event != "" {
+		if err := ValidateIdent("event", q.Event); err != nil {
+			return q, err
+		}
+	}
+	if q.Before != "" {
+		if _, err := uuid.Parse(q.Before); err != nil {
+			return q, Errorf(EInvalid, "before %q is not an event id", q.Before)
+		}
+	}
+	for name, dst := range map[string]*time.Time{"since": &q.Since, "until": &q.Until} {
+		if s := v.Get(name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return q, Errorf(EInvalid, "%s %q is not an RFC 3339 time", name, s)
+			}
+			*dst = t
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return q, Errorf(EInvalid, "limit %q: want 1 to 1000", s)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if _, err := uuid.Parse(id); err != nil {
+		writeError(w, r, s.logger, Errorf(EInvalid, "%q is not an event id", id))
+		return
+	}
+	ev, err := s.cfg.Events.GetEvent(r.Context(), id)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ev)
+}
+
+func (s *Server) callRPC(w http.ResponseWriter, r *http.Request) {
+	call := &Call{API: chi.URLParam(r, "api"), Method: chi.URLParam(r, "method")}
+	if err := ValidateAPIName(call.API); err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	if err := ValidateIdent("rpc", call.Method); err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	timeout, err := parseTimeout(r.Header.Get("Lightbus-Timeout"))
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	call.Timeout = timeout
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	if err := ValidateParams(body); err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	call.Params = body
+	result, err := s.cfg.Router.Call(r.Context(), call)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Result json.RawMessage `json:"result"`
+	}{result})
+}
+
+// parseTimeout reads a Lightbus-Timeout header: a Go duration ("2s",
+// "500ms") or a number of seconds.
+func parseTimeout(h string) (time.Duration, error) {
+	if h == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(h)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(h, 64)
+		if ferr != nil {
+			return 0, Errorf(EInvalid, "Lightbus-Timeout %q: want a duration such as 2s or 500ms", h)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, Errorf(EInvalid, "Lightbus-Timeout %q must be positive", h)
+	}
+	return d, nil
+}
+
+func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
+	workers, err := s.cfg.Workers.ListWorkers(r.Context())
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	if workers == nil {
+		workers = []Worker{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"workers": workers})
+}
+
+func (s *Server) putWorker(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	var reg Registration
+	if err := json.Unmarshal(body, &reg); err != nil {
+		writeError(w, r, s.logger, Errorf(EInvalid, "the registration is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: ")))
+		return
+	}
+	reg.WorkerID = chi.URLParam(r, "worker_id")
+	if err := reg.Validate(); err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	res, err := s.cfg.Workers.RegisterWorker(r.Context(), &reg, NewSecret, s.cfg.MaxAttempts)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	res.HeartbeatIntervalMS = reg.LeaseTTL().Milliseconds() / 3
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) deleteWorker(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "worker_id")
+	if err := ValidateWorkerID(id); err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	if err := s.cfg.Workers.DeregisterWorker(r.Context(), id); err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Code != EUnavailable {
+				err = WrapError(EUnavailable, err, "not ready")
+			}
+			writeError(w, r, s.logger, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(s.cfg.OpenAPI)
+}

@@ -1,0 +1,178 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Lease bounds for worker registrations.
+const (
+	MinLeaseTTL     = 500 * time.Millisecond
+	MaxLeaseTTL     = 10 * time.Minute
+	DefaultLeaseTTL = 15 * time.Second
+)
+
+// Registration is what a worker declares when it registers or heartbeats.
+type Registration struct {
+	WorkerID   string                `json:"-"`
+	Service    string                `json:"service"`
+	BaseURL    string                `json:"base_url"`
+	LeaseTTLMS int                   `json:"lease_ttl_ms"`
+	APIs       []APIDeclaration      `json:"apis"`
+	Listeners  []ListenerDeclaration `json:"listeners"`
+}
+
+// APIDeclaration is an API a worker provides.
+type APIDeclaration struct {
+	Name   string             `json:"name"`
+	Events []EventDeclaration `json:"events"`
+	RPCs   []RPCDeclaration   `json:"rpcs"`
+}
+
+// EventDeclaration is an event an API declares.
+type EventDeclaration struct {
+	Name string `json:"name"`
+}
+
+// RPCDeclaration is a procedure an API declares. TimeoutMS, when positive,
+// is the default deadline for calls to it.
+type RPCDeclaration struct {
+	Name      string `json:"name"`
+	TimeoutMS int    `json:"timeout_ms,omitempty"`
+}
+
+// ListenerDeclaration is a listener group a worker serves: the group is
+// (the worker's service, Name), subscribed to Events ("api.event" or
+// "api.*"); deliveries go to the worker's base URL followed by Path.
+type ListenerDeclaration struct {
+	Name   string   `json:"name"`
+	Events []string `json:"events"`
+	Path   string   `json:"path"`
+}
+
+// LeaseTTL returns the registration's lease, defaulted.
+func (r *Registration) LeaseTTL() time.Duration {
+	if r.LeaseTTLMS == 0 {
+		return DefaultLeaseTTL
+	}
+	return time.Duration(r.LeaseTTLMS) * time.Millisecond
+}
+
+// Validate checks every name, the base URL, paths and the lease.
+func (r *Registration) Validate() error {
+	if err := ValidateWorkerID(r.WorkerID); err != nil {
+		return err
+	}
+	if err := ValidateAPIName(r.Service); err != nil {
+		return Errorf(EInvalid, "invalid service name %q: want identifiers joined by dots", r.Service)
+	}
+	u, err := url.Parse(r.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return Errorf(EInvalid, "invalid base_url %q: want an absolute http or https URL without query", r.BaseURL)
+	}
+	if ttl := r.LeaseTTL(); ttl < MinLeaseTTL || ttl > MaxLeaseTTL {
+		return Errorf(EInvalid, "lease_ttl_ms %d out of range: want %d to %d", r.LeaseTTLMS, MinLeaseTTL.Milliseconds(), MaxLeaseTTL.Milliseconds())
+	}
+	seenAPI := map[string]bool{}
+	for _, a := range r.APIs {
+		if err := ValidateAPIName(a.Name); err != nil {
+			return err
+		}
+		if seenAPI[a.Name] {
+			return Errorf(EInvalid, "API %q declared twice", a.Name)
+		}
+		seenAPI[a.Name] = true
+		for _, e := range a.Events {
+			if err := ValidateIdent("event", e.Name); err != nil {
+				return err
+			}
+		}
+		for _, m := range a.RPCs {
+			if err := ValidateIdent("rpc", m.Name); err != nil {
+				return err
+			}
+			if m.TimeoutMS < 0 {
+				return Errorf(EInvalid, "rpc %s.%s: timeout_ms must not be negative", a.Name, m.Name)
+			}
+		}
+	}
+	seenListener := map[string]bool{}
+	for _, l := range r.Listeners {
+		if err := ValidateIdent("listener", l.Name); err != nil {
+			return err
+		}
+		if seenListener[l.Name] {
+			return Errorf(EInvalid, "listener %q declared twice", l.Name)
+		}
+		seenListener[l.Name] = true
+		if len(l.Events) == 0 {
+			return Errorf(EInvalid, "listener %q subscribes to no events", l.Name)
+		}
+		for _, e := range l.Events {
+			if _, _, err := SplitQualified("event", e); err != nil {
+				return err
+			}
+		}
+		if !strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#") {
+			return Errorf(EInvalid, "listener %q: path %q must start with / and have no query", l.Name, l.Path)
+		}
+	}
+	return nil
+}
+
+// Worker is a registered worker process as listed by the gateway.
+type Worker struct {
+	ID           string    `json:"id"`
+	Service      string    `json:"service"`
+	BaseURL      string    `json:"base_url"`
+	APIs         []string  `json:"apis"`
+	Listeners    []string  `json:"listeners"`
+	RegisteredAt time.Time `json:"registered_at"`
+	HeartbeatAt  time.Time `json:"heartbeat_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
+// ListenerGrant is a listener group as granted at registration, with the
+// secret the worker uses to verify delivery signatures.
+type ListenerGrant struct {
+	Service string   `json:"service"`
+	Name    string   `json:"name"`
+	Events  []string `json:"events"`
+	Secret  string   `json:"secret"`
+}
+
+// RegistrationResult answers a registration.
+type RegistrationResult struct {
+	Worker              Worker          `json:"worker"`
+	Listeners           []ListenerGrant `json:"listeners"`
+	HeartbeatIntervalMS int64           `json:"heartbeat_interval_ms"`
+}
+
+// NewSecret returns a fresh Standard Webhooks signing secret ("whsec_" and
+// 32 random bytes in base64).
+func NewSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// WorkerStore keeps worker registrations and listener groups.
+type WorkerStore interface {
+	// RegisterWorker creates or renews the worker's registration and lease,
+	// records the APIs it provides and the listener groups it serves
+	// (creating missing groups with newSecret and maxAttempts), and returns
+	// the stored worker and its groups. Returns an EConflict error when an
+	// API is provided by a live worker of another service.
+	RegisterWorker(ctx context.Context, reg *Registration, newSecret func() string, maxAttempts int) (*RegistrationResult, error)
+
+	// DeregisterWorker removes a worker; removing an unknown worker is not
+	// an error.
+	DeregisterWorker(ctx context.Context, id string) error
+
+	// ListWorkers lists live workers.
+	ListWorkers(ctx context.Context) ([]Worker, error)
+}

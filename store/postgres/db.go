@@ -1,0 +1,74 @@
+// Package postgres implements the gateway's store interfaces on Postgres with
+// pgx v5. Each store method runs in one transaction; deliveries are queued as
+// River jobs inside the transaction that stores their event, so an event is
+// never stored without its deliveries nor a delivery queued for an event that
+// was not stored. Database errors become gateway errors in one place
+// (error.go).
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/migrations"
+)
+
+// Compile-time checks that DB implements every store the gateway consumes.
+var (
+	_ gateway.EventStore    = (*DB)(nil)
+	_ gateway.WorkerStore   = (*DB)(nil)
+	_ gateway.RPCStore      = (*DB)(nil)
+	_ gateway.DeliveryStore = (*DB)(nil)
+)
+
+// DB is the Postgres store.
+type DB struct {
+	logger *slog.Logger
+	pool   *pgxpool.Pool
+	river  *river.Client[pgx.Tx]
+}
+
+// New returns a store on pool. It makes an insert-only River client for
+// queuing deliveries; the River client that works them is the caller's.
+func New(pool *pgxpool.Pool, logger *slog.Logger) (*DB, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("river insert client: %w", err)
+	}
+	return &DB{logger: logger, pool: pool, river: rc}, nil
+}
+
+// Ready returns nil when the database answers and its schema is current,
+// else an unavailable error.
+func (db *DB) Ready(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return translate(err)
+	}
+	if err := migrations.Check(ctx, db.pool); err != nil {
+		return gateway.WrapError(gateway.EUnavailable, err, "database migrations are pending")
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction, committing when it returns nil.
+func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return translate(err)
+	}
+	return translate(tx.Commit(ctx))
+}

@@ -1,0 +1,221 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lightbus-go/lightbus/gateway"
+)
+
+type workerRow struct {
+	ID           string    `db:"id"`
+	Service      string    `db:"service"`
+	BaseURL      string    `db:"base_url"`
+	APIs         []string  `db:"apis"`
+	Listeners    []string  `db:"listeners"`
+	RegisteredAt time.Time `db:"registered_at"`
+	HeartbeatAt  time.Time `db:"heartbeat_at"`
+	ExpiresAt    time.Time `db:"expires_at"`
+}
+
+func (r *workerRow) worker() gateway.Worker {
+	return gateway.Worker{
+		ID: r.ID, Service: r.Service, BaseURL: r.BaseURL, APIs: r.APIs, Listeners: r.Listeners,
+		RegisteredAt: r.RegisteredAt.UTC(), HeartbeatAt: r.HeartbeatAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(),
+	}
+}
+
+const workerColumns = `id, service, base_url, apis, listeners, registered_at, heartbeat_at, expires_at`
+
+// apiDefinition is what lightbus_api.definition holds.
+type apiDefinition struct {
+	Events []gateway.EventDeclaration `json:"events"`
+	RPCs   []gateway.RPCDeclaration   `json:"rpcs"`
+}
+
+// RegisterWorker implements gateway.WorkerStore.
+func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, newSecret func() string, maxAttempts int) (*gateway.RegistrationResult, error) {
+	apis := make([]string, len(reg.APIs))
+	for i, a := range reg.APIs {
+		apis[i] = a.Name
+	}
+	slices.Sort(apis)
+	listeners := make([]gateway.ListenerDeclaration, len(reg.Listeners))
+	copy(listeners, reg.Listeners)
+	slices.SortFunc(listeners, func(a, b gateway.ListenerDeclaration) int { return strings.Compare(a.Name, b.Name) })
+	listenerNames := make([]string, len(listeners))
+	for i, l := range listeners {
+		listenerNames[i] = l.Name
+	}
+
+	res := &gateway.RegistrationResult{Listeners: []gateway.ListenerGrant{}}
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		// Serialise registrations that touch the same APIs, in a fixed
+		// order, so that two services cannot both claim one API.
+		for _, name := range apis {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('lightbus_api:' || $1))`, name); err != nil {
+				return err
+			}
+		}
+		var owner, ownedAPI string
+		err := tx.QueryRow(ctx, `
+			SELECT a.name, a.service FROM lightbus_api a
+			WHERE a.name = ANY($1) AND a.service <> $2 AND EXISTS (
+				SELECT 1 FROM lightbus_worker w
+				WHERE a.name = ANY(w.apis) AND w.service = a.service AND w.id <> $3 AND w.expires_at > now())
+			ORDER BY a.name LIMIT 1`, apis, reg.Service, reg.WorkerID).Scan(&ownedAPI, &owner)
+		if err == nil {
+			return gateway.Errorf(gateway.EConflict, "API %q is provided by service %q, which has live workers; an API belongs to one service", ownedAPI, owner)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		for _, a := range reg.APIs {
+			def, err := json.Marshal(apiDefinition{Events: a.Events, RPCs: a.RPCs})
+			if err != nil {
+				return fmt.Errorf("encode API definition: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO lightbus_api (name, service, definition) VALUES ($1, $2, $3)
+				ON CONFLICT (name) DO UPDATE SET service = EXCLUDED.service, definition = EXCLUDED.definition, updated_at = now()
+				WHERE lightbus_api.service <> EXCLUDED.service OR lightbus_api.definition <> EXCLUDED.definition`,
+				a.Name, reg.Service, def); err != nil {
+				return err
+			}
+		}
+
+		rows, err := tx.Query(ctx, `
+			INSERT INTO lightbus_worker (id, service, base_url, apis, listeners, lease_ttl_ms, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, now() + $6 * interval '1 millisecond')
+			ON CONFLICT (id) DO UPDATE SET
+				service = EXCLUDED.service, base_url = EXCLUDED.base_url, apis = EXCLUDED.apis,
+				listeners = EXCLUDED.listeners, lease_ttl_ms = EXCLUDED.lease_ttl_ms,
+				heartbeat_at = now(), expires_at = EXCLUDED.expires_at
+			RETURNING `+workerColumns,
+			reg.WorkerID, reg.Service, reg.BaseURL, apis, listenerNames, reg.LeaseTTL().Milliseconds())
+		if err != nil {
+			return err
+		}
+		w, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[workerRow])
+		if err != nil {
+			return err
+		}
+		res.Worker = w.worker()
+
+		// Endpoints of groups this worker no longer serves go away.
+		if _, err := tx.Exec(ctx, `
+			DELETE FROM lightbus_endpoint WHERE worker_id = $1 AND NOT (service = $2 AND listener = ANY($3))`,
+			reg.WorkerID, reg.Service, listenerNames); err != nil {
+			return err
+		}
+		for _, l := range listeners {
+			grant, err := registerListener(ctx, tx, reg, l, newSecret(), maxAttempts)
+			if err != nil {
+				return err
+			}
+			res.Listeners = append(res.Listeners, grant)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// registerListener creates or updates one listener group, its subscriptions
+// (the latest registration's set wins) and this worker's endpoint for it.
+func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration, l gateway.ListenerDeclaration, secret string, maxAttempts int) (gateway.ListenerGrant, error) {
+	grant := gateway.ListenerGrant{Service: reg.Service, Name: l.Name, Events: l.Events}
+	err := tx.QueryRow(ctx, `
+		INSERT INTO lightbus_listener (service, name, secret, max_attempts) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (service, name) DO UPDATE SET updated_at = now()
+		RETURNING secret`, reg.Service, l.Name, secret, maxAttempts).Scan(&grant.Secret)
+	if err != nil {
+		return grant, err
+	}
+	apis := make([]string, len(l.Events))
+	events := make([]string, len(l.Events))
+	for i, e := range l.Events {
+		api, event, _ := gateway.SplitQualified("event", e) // validated by Registration.Validate
+		apis[i], events[i] = api, event
+	}
+	if _, err := tx.Exec(ctx, `
+		DELETE FROM lightbus_subscription s
+		WHERE s.service = $1 AND s.listener = $2
+		  AND (s.api, s.event) NOT IN (SELECT * FROM unnest($3::text[], $4::text[]))`,
+		reg.Service, l.Name, apis, events); err != nil {
+		return grant, err
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO lightbus_subscription (api, event, service, listener)
+		SELECT a, e, $1, $2 FROM unnest($3::text[], $4::text[]) AS t(a, e)
+		ON CONFLICT DO NOTHING`, reg.Service, l.Name, apis, events); err != nil {
+		return grant, err
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO lightbus_endpoint (service, listener, worker_id, path) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (service, listener, worker_id) DO UPDATE SET path = EXCLUDED.path
+		WHERE lightbus_endpoint.path <> EXCLUDED.path`, reg.Service, l.Name, reg.WorkerID, l.Path); err != nil {
+		return grant, err
+	}
+	return grant, nil
+}
+
+// DeregisterWorker implements gateway.WorkerStore.
+func (db *DB) DeregisterWorker(ctx context.Context, id string) error {
+	_, err := db.pool.Exec(ctx, `DELETE FROM lightbus_worker WHERE id = $1`, id)
+	return translate(err)
+}
+
+// ListWorkers implements gateway.WorkerStore.
+func (db *DB) ListWorkers(ctx context.Context) ([]gateway.Worker, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+workerColumns+` FROM lightbus_worker WHERE expires_at > now() ORDER BY service, id`)
+	if err != nil {
+		return nil, translate(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByName[workerRow])
+	if err != nil {
+		return nil, translate(err)
+	}
+	workers := make([]gateway.Worker, len(got))
+	for i := range got {
+		workers[i] = got[i].worker()
+	}
+	return workers, nil
+}
+
+// RPCTargets implements gateway.RPCStore.
+func (db *DB) RPCTargets(ctx context.Context, api, method string) ([]gateway.RPCTarget, time.Duration, error) {
+	var targets []gateway.RPCTarget
+	var timeoutMS int64
+	batch := &pgx.Batch{}
+	batch.Queue(`
+		SELECT id, base_url FROM lightbus_worker
+		WHERE $1 = ANY(apis) AND expires_at > now() ORDER BY id`, api).
+		Query(func(rows pgx.Rows) error {
+			var err error
+			targets, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (gateway.RPCTarget, error) {
+				var t gateway.RPCTarget
+				err := r.Scan(&t.WorkerID, &t.BaseURL)
+				return t, err
+			})
+			return err
+		})
+	batch.Queue(`
+		SELECT COALESCE(max((r->>'timeout_ms')::bigint), 0)
+		FROM lightbus_api a, jsonb_array_elements(a.definition->'rpcs') r
+		WHERE a.name = $1 AND r->>'name' = $2`, api, method).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&timeoutMS) })
+	if err := db.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, 0, translate(err)
+	}
+	return targets, time.Duration(timeoutMS) * time.Millisecond, nil
+}
