@@ -1,0 +1,83 @@
+// Package lightbus is the Go client and worker runtime of Lightbus: services
+// fire events and call remote procedures (RPCs) through the Lightbus gateway
+// over HTTP/JSON, and serve their own RPCs and event listeners as a worker.
+//
+// As in Lightbus, a service gets two tools from one [Bus]:
+//
+//   - a client, created once in the service's bus package and used anywhere
+//     (web handlers, jobs, other handlers) to call RPCs ([Bus.Call]) and fire
+//     events ([Bus.Fire]);
+//   - a worker, started by `lightbus run` (which calls [Main]), that serves the
+//     service's RPCs ([Bus.Handle]) and listeners ([Bus.Listen]) as HTTP
+//     endpoints, registers them with the gateway, heartbeats, and
+//     deregisters on shutdown ([Bus.Run]). A service needs a worker only if it
+//     provides RPCs or listens for events.
+//
+// The bus package of an "auth" service:
+//
+//	package bus
+//
+//	var Bus = lightbus.MustCreate(lightbus.WithService("auth"))
+//
+//	type CheckPasswordParams struct {
+//		Username string `json:"username"`
+//		Password string `json:"password"`
+//	}
+//
+//	type UserRegisteredParams struct {
+//		Username string `json:"username"`
+//		Email    string `json:"email"`
+//	}
+//
+//	var (
+//		CheckPassword  = lightbus.NewRPC[CheckPasswordParams, bool]("auth", "check_password")
+//		UserRegistered = lightbus.NewEvent[UserRegisteredParams]("auth", "user_registered")
+//	)
+//
+//	func init() {
+//		CheckPassword.Handle(Bus, func(ctx context.Context, p CheckPasswordParams) (bool, error) {
+//			return p.Username == "admin" && p.Password == "secret", nil
+//		})
+//		UserRegistered.Declare(Bus)
+//	}
+//
+// Any code of the service, or of another service with its own Bus, uses it:
+//
+//	ok, err := bus.CheckPassword.Call(ctx, bus.Bus, bus.CheckPasswordParams{Username: "admin", Password: "secret"})
+//	_, err = bus.UserRegistered.Fire(ctx, bus.Bus, bus.UserRegisteredParams{Username: "sally", Email: "sally@example.com"})
+//
+// and a "customers" service listens, calling an RPC for each event:
+//
+//	Bus.OnStart(func(ctx context.Context) error {
+//		Bus.Listen("customers.new_customer", "create_user", func(ctx context.Context, ev lightbus.EventMessage) error {
+//			return Bus.Call(ctx, "auth.create_user", ev.Params, nil)
+//		})
+//		return nil
+//	})
+//
+// The untyped methods take qualified names ("auth.check_password"); the typed
+// handles [NewRPC] and [NewEvent] add Go types and declare JSON Schemas of
+// them to the gateway.
+//
+// # Configuration
+//
+// [Create] reads LIGHTBUS_URL (the gateway, default http://127.0.0.1:8080),
+// LIGHTBUS_SERVICE_NAME, LIGHTBUS_WORKER_ADDR (where the worker listens,
+// default 127.0.0.1:0), LIGHTBUS_WORKER_URL (the base URL advertised to the
+// gateway) and LIGHTBUS_WORKER_ID; options override them.
+//
+// # Errors
+//
+// Every problem answered by the gateway is an [*Error] with a stable Code
+// ([CodeRemoteError], [CodeNoWorker], [CodeTimeout], [CodeValidation], ...);
+// use errors.As, [IsCode] or [ErrorCode]. Transport failures are returned as
+// the HTTP client reports them, wrapped with what was being done.
+//
+// # Delivery guarantees
+//
+// A nil error from Fire means the event is stored: every listener group
+// subscribed to it receives it at least once. Listeners may therefore see an
+// event more than once; [EventMessage].ID is the same on every attempt.
+//
+// See docs/PROTOCOL.md in the repository for the wire contract.
+package lightbus

@@ -1,0 +1,274 @@
+package lightbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FireResult is the gateway's answer to a fire: the event is durable.
+type FireResult struct {
+	// ID is the event's id, a UUIDv7: ids sort by creation time.
+	ID string `json:"id"`
+	// API is the event's API, e.g. "auth".
+	API string `json:"api"`
+	// Event is the event's name, e.g. "user_registered".
+	Event string `json:"event"`
+	// CreatedAt is when the gateway stored the event.
+	CreatedAt time.Time `json:"created_at"`
+	// Deliveries is how many listener groups the event was queued for.
+	Deliveries int `json:"deliveries"`
+}
+
+// Fire fires the event name ("auth.user_registered") with params, which
+// must encode to a JSON object (nil sends {}). A nil error means the gateway
+// stored the event and queued its deliveries: it will not be lost.
+//
+// Fire retries transport failures and 502, 503 and 504 answers a few times
+// with backoff (honouring Retry-After), sending the same Idempotency-Key on
+// every try so that the gateway stores the event once. Other answers are
+// returned at once as *Error (CodeValidation, CodeInvalid, ...).
+func (b *Bus) Fire(ctx context.Context, name string, params any, opts ...CallOption) (FireResult, error) {
+	api, event, err := splitName("event", name, false)
+	if err != nil {
+		return FireResult{}, fmt.Errorf("lightbus: fire: %w", err)
+	}
+	body, err := encodeParams(params)
+	if err != nil {
+		return FireResult{}, fmt.Errorf("lightbus: fire %s: %w", name, err)
+	}
+	var cc callConfig
+	for _, opt := range opts {
+		opt(&cc)
+	}
+	if cc.idempotencyKey == "" {
+		cc.idempotencyKey = newUUID()
+	}
+	header := http.Header{"Idempotency-Key": {cc.idempotencyKey}}
+	for attempt := 1; ; attempt++ {
+		var res FireResult
+		err := b.do(ctx, http.MethodPost, "/v1/events/"+api+"/"+event, nil, body, header, &res)
+		if err == nil {
+			return res, nil
+		}
+		if attempt >= b.fireAttempts || !retryable(ctx, err) {
+			return FireResult{}, fmt.Errorf("lightbus: fire %s: %w", name, err)
+		}
+		delay := b.backoff(attempt)
+		var lerr *Error
+		if errors.As(err, &lerr) && lerr.retryAfter > delay {
+			delay = min(lerr.retryAfter, b.retryMax)
+		}
+		b.log.Warn("lightbus: fire failed, retrying", "event", name, "attempt", attempt, "retry_in", delay, "error", err)
+		if !sleep(ctx, delay) {
+			return FireResult{}, fmt.Errorf("lightbus: fire %s: %w (after: %w)", name, ctx.Err(), err)
+		}
+	}
+}
+
+// retryable reports whether a failed fire may succeed when sent again.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, errBadResponse) {
+		return false
+	}
+	var lerr *Error
+	if errors.As(err, &lerr) {
+		switch lerr.Status {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	return true // the request or its answer was lost on the way
+}
+
+// backoff returns the delay before retry number attempt (from 1): doubling
+// from retryBase up to retryMax, with ±20% jitter.
+func (b *Bus) backoff(attempt int) time.Duration {
+	d := b.retryBase << min(attempt-1, 20)
+	if d <= 0 || d > b.retryMax {
+		d = b.retryMax
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// sleep waits for d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// EventMessage is one delivery of an event to a listener.
+type EventMessage struct {
+	// ID is the event's id, the same on every attempt: de-duplicate by it.
+	ID string
+	// API is the event's API, e.g. "customers".
+	API string
+	// Event is the event's name, e.g. "new_customer".
+	Event string
+	// Time is when the event was fired.
+	Time time.Time
+	// Attempt is this delivery attempt's number, from 1.
+	Attempt int
+	// Params are the event's parameters, a JSON object.
+	Params json.RawMessage
+}
+
+// ListenerFunc handles one delivered event. A nil error completes the
+// delivery; an error makes the gateway retry it with backoff until the
+// group's maximum attempts, after which the delivery is dead.
+type ListenerFunc func(ctx context.Context, ev EventMessage) error
+
+// eventDecl is the wire form of an event declaration.
+type eventDecl struct {
+	Name         string          `json:"name"`
+	ParamsSchema json.RawMessage `json:"params_schema,omitempty"`
+}
+
+// listenerSet is a listener group's handlers in this worker.
+type listenerSet struct {
+	handlers map[string]ListenerFunc // by "api.event" or "api.*"
+	key      []byte                  // signing key from the latest registration
+}
+
+// DeclareEvent declares that this service fires the event name
+// ("auth.user_registered"), so the worker registers it as part of the API.
+// It panics if name is not api.event.
+func (b *Bus) DeclareEvent(name string) {
+	b.declareEvent(name, eventDecl{})
+}
+
+func (b *Bus) declareEvent(name string, decl eventDecl) {
+	api, event := mustSplitName("event", name, false)
+	decl.Name = event
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.api(api).events[event] = decl
+}
+
+// Listen subscribes the listener group (this service, listener) to event
+// ("customers.new_customer", or "customers.*" for every event of the API)
+// and runs fn for each delivery. Several calls with the same listener name
+// add events to the same group, served at POST /lightbus/events/{listener};
+// every worker of the service that registers the group shares its
+// deliveries. Call Listen before [Bus.Run] registers, e.g. in an [Bus.OnStart]
+// hook. It panics on a bad name or when the group already listens to event.
+//
+// The worker verifies each delivery's Standard Webhooks signature (401 when
+// wrong), then answers 204 when fn returns nil, 400 invalid when its error
+// wraps [ErrInvalidParams], and 500 remote_error when it fails or panics.
+func (b *Bus) Listen(event, listener string, fn ListenerFunc) {
+	mustSplitName("event", event, true)
+	if !isIdent(listener) {
+		panic(fmt.Sprintf("lightbus: Listen %s: invalid listener name %q: want an identifier", event, listener))
+	}
+	if fn == nil {
+		panic("lightbus: Listen " + event + ": nil listener")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ls := b.listeners[listener]
+	if ls == nil {
+		ls = &listenerSet{handlers: map[string]ListenerFunc{}}
+		b.listeners[listener] = ls
+	}
+	if _, dup := ls.handlers[event]; dup {
+		panic(fmt.Sprintf("lightbus: Listen %s: listener %s already listens to it", event, listener))
+	}
+	ls.handlers[event] = fn
+}
+
+// serveDelivery answers POST /lightbus/events/{listener}.
+func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
+	listener := r.PathValue("listener")
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	ceType := r.Header.Get("ce-type")
+	b.mu.RLock()
+	ls := b.listeners[listener]
+	var key []byte
+	var fn ListenerFunc
+	if ls != nil {
+		key = ls.key
+		fn = ls.handlers[ceType]
+		if fn == nil {
+			if i := strings.LastIndexByte(ceType, '.'); i > 0 {
+				fn = ls.handlers[ceType[:i]+".*"]
+			}
+		}
+	}
+	b.mu.RUnlock()
+	if ls == nil {
+		writeProblem(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("this worker has no listener %q", listener), nil)
+		return
+	}
+	if key == nil {
+		// Deliveries reach a group's endpoints only after registration; this
+		// one raced the registration's answer.
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusServiceUnavailable, CodeUnavailable, "the worker has not received the listener's signing secret yet", nil)
+		return
+	}
+	if err := verifySignature(key, r.Header, body, time.Now()); err != nil {
+		b.log.Warn("lightbus: rejected a delivery", "listener", listener, "event_id", r.Header.Get("webhook-id"), "error", err)
+		writeProblem(w, http.StatusUnauthorized, CodeUnauthorized, "bad delivery signature: "+err.Error(), nil)
+		return
+	}
+	api, event, err := splitName("event", ceType, false)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, CodeInvalid, "bad ce-type: "+err.Error(), nil)
+		return
+	}
+	if fn == nil {
+		writeProblem(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("listener %s does not listen to %s", listener, ceType), nil)
+		return
+	}
+	ev := EventMessage{ID: r.Header.Get("ce-id"), API: api, Event: event, Params: trimSpace(body)}
+	if ev.ID == "" {
+		ev.ID = r.Header.Get("webhook-id")
+	}
+	ev.Time, _ = time.Parse(time.RFC3339Nano, r.Header.Get("ce-time"))
+	ev.Attempt, _ = strconv.Atoi(r.Header.Get("Lightbus-Attempt"))
+	select {
+	case b.slots <- struct{}{}:
+		defer func() { <-b.slots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusServiceUnavailable, CodeUnavailable, "the worker is busy: try again later", nil)
+		return
+	}
+	log := b.log.With("listener", listener, "event", ceType, "event_id", ev.ID, "attempt", ev.Attempt)
+	start := time.Now()
+	_, err = callHandler(r.Context(), func(ctx context.Context, _ json.RawMessage) (any, error) {
+		return nil, fn(ctx, ev)
+	}, nil)
+	switch {
+	case err == nil:
+		log.Debug("lightbus: event handled", "duration", time.Since(start))
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, ErrInvalidParams):
+		log.Error("lightbus: listener rejected the event's parameters", "error", err)
+		writeProblem(w, http.StatusBadRequest, CodeInvalid, err.Error(), nil)
+	default:
+		typ := errorType(err)
+		logHandlerError(log, "lightbus: listener failed", typ, err, time.Since(start))
+		writeProblem(w, http.StatusInternalServerError, CodeRemoteError, fmt.Sprintf("listener %s failed: %s: %s", listener, typ, err), map[string]any{
+			"error_type": typ,
+			"message":    err.Error(),
+		})
+	}
+}

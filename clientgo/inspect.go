@@ -1,0 +1,136 @@
+package lightbus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// StoredEvent is an event as the gateway stored it.
+type StoredEvent struct {
+	// ID is the event's id, a UUIDv7.
+	ID string `json:"id"`
+	// API is the event's API.
+	API string `json:"api"`
+	// Event is the event's name.
+	Event string `json:"event"`
+	// Params are the event's parameters as fired.
+	Params json.RawMessage `json:"params"`
+	// CreatedAt is when the event was stored.
+	CreatedAt time.Time `json:"created_at"`
+	// Deliveries are the event's deliveries, one per listener group; only
+	// [Bus.Event] fills them in.
+	Deliveries []Delivery `json:"deliveries,omitempty"`
+}
+
+// Delivery is the delivery of one event to one listener group.
+type Delivery struct {
+	// Service is the listener group's service.
+	Service string `json:"service"`
+	// Listener is the listener group's name.
+	Listener string `json:"listener"`
+	// State is one of pending, scheduled, running, retryable, completed,
+	// dead and cancelled.
+	State string `json:"state"`
+	// Attempt is the number of attempts made so far.
+	Attempt int `json:"attempt"`
+	// MaxAttempts is the group's maximum; after it the delivery is dead.
+	MaxAttempts int `json:"max_attempts"`
+	// ScheduledAt is when the next (or last) attempt is (or was) due.
+	ScheduledAt time.Time `json:"scheduled_at"`
+	// AttemptedAt is when the latest attempt started; zero before the first.
+	AttemptedAt time.Time `json:"attempted_at,omitzero"`
+	// FinalizedAt is when the delivery completed, died or was cancelled.
+	FinalizedAt time.Time `json:"finalized_at,omitzero"`
+	// Errors lists each failed attempt.
+	Errors []DeliveryError `json:"errors"`
+}
+
+// DeliveryError is one failed delivery attempt.
+type DeliveryError struct {
+	// Attempt is the attempt's number.
+	Attempt int `json:"attempt"`
+	// At is when it failed.
+	At time.Time `json:"at"`
+	// Error says how, e.g. "listener answered 500".
+	Error string `json:"error"`
+}
+
+// EventQuery selects stored events for [Bus.Events]; zero fields do not
+// filter.
+type EventQuery struct {
+	// API keeps only events of this API.
+	API string
+	// Event keeps only events with this name.
+	Event string
+	// Since keeps only events created at or after it.
+	Since time.Time
+	// Until keeps only events created before it.
+	Until time.Time
+	// Before is the cursor: only events older than this event id. Pass the
+	// previous page's NextCursor.
+	Before string
+	// Limit is the page size, 1 to 1000 (the gateway's default is 100).
+	Limit int
+}
+
+// EventPage is one page of stored events, newest first.
+type EventPage struct {
+	// Events are the page's events.
+	Events []StoredEvent `json:"events"`
+	// NextCursor is the Before of the next page; empty on the last page.
+	NextCursor string `json:"next_cursor"`
+}
+
+// Workers lists the live workers (GET /v1/workers).
+func (b *Bus) Workers(ctx context.Context) ([]Worker, error) {
+	var out struct {
+		Workers []Worker `json:"workers"`
+	}
+	if err := b.do(ctx, http.MethodGet, "/v1/workers", nil, nil, nil, &out); err != nil {
+		return nil, fmt.Errorf("lightbus: list workers: %w", err)
+	}
+	return out.Workers, nil
+}
+
+// Events lists stored events, newest first (GET /v1/events). Page through
+// them by passing each page's NextCursor as the next query's Before.
+func (b *Bus) Events(ctx context.Context, q EventQuery) (*EventPage, error) {
+	v := url.Values{}
+	set := func(k, s string) {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	set("api", q.API)
+	set("event", q.Event)
+	set("before", q.Before)
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var page EventPage
+	if err := b.do(ctx, http.MethodGet, "/v1/events", v, nil, nil, &page); err != nil {
+		return nil, fmt.Errorf("lightbus: list events: %w", err)
+	}
+	return &page, nil
+}
+
+// Event returns one stored event with its deliveries (GET /v1/events/{id});
+// an unknown id is an *Error with CodeNotFound.
+func (b *Bus) Event(ctx context.Context, id string) (*StoredEvent, error) {
+	var ev StoredEvent
+	if err := b.do(ctx, http.MethodGet, "/v1/events/"+url.PathEscape(id), nil, nil, nil, &ev); err != nil {
+		return nil, fmt.Errorf("lightbus: get event %s: %w", id, err)
+	}
+	return &ev, nil
+}

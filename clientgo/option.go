@@ -1,0 +1,126 @@
+package lightbus
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Environment variables read by [Create] for its defaults. Options override
+// them.
+const (
+	EnvURL         = "LIGHTBUS_URL"          // the gateway's base URL
+	EnvServiceName = "LIGHTBUS_SERVICE_NAME" // the service this process belongs to
+	EnvWorkerAddr  = "LIGHTBUS_WORKER_ADDR"  // where Run listens
+	EnvWorkerURL   = "LIGHTBUS_WORKER_URL"   // the base URL Run advertises to the gateway
+	EnvWorkerID    = "LIGHTBUS_WORKER_ID"    // the worker's id
+)
+
+// Defaults used by [Create].
+const (
+	DefaultURL             = "http://127.0.0.1:8080"
+	DefaultWorkerAddr      = "127.0.0.1:0"
+	DefaultLeaseTTL        = 15 * time.Second
+	DefaultMaxConcurrency  = 64
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Option configures a [Bus] at [Create].
+type Option func(*config)
+
+type config struct {
+	url             string
+	httpClient      *http.Client
+	service         string
+	logger          *slog.Logger
+	callTimeout     time.Duration
+	workerAddr      string
+	workerURL       string
+	workerID        string
+	leaseTTL        time.Duration
+	maxConcurrency  int
+	shutdownTimeout time.Duration
+
+	// Retry tuning; unexported so tests can shorten it.
+	fireAttempts int
+	retryBase    time.Duration
+	retryMax     time.Duration
+}
+
+// WithURL sets the gateway's base URL (default $LIGHTBUS_URL, else
+// http://127.0.0.1:8080). A path is kept as a prefix of every route.
+func WithURL(url string) Option { return func(c *config) { c.url = url } }
+
+// WithHTTPClient sets the client used for every request to the gateway
+// (default: a client without timeout; calls are bounded by their context).
+func WithHTTPClient(hc *http.Client) Option { return func(c *config) { c.httpClient = hc } }
+
+// WithService names the service this process belongs to (default
+// $LIGHTBUS_SERVICE_NAME). A worker needs one: it owns the APIs it provides
+// and names its listener groups.
+func WithService(name string) Option { return func(c *config) { c.service = name } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithCallTimeout sets the default deadline of RPCs made with [Bus.Call],
+// sent to the gateway as Lightbus-Timeout. Without it, a call's deadline is
+// its context's, or else the API's default at the gateway. See [Timeout] for a
+// per-call override.
+func WithCallTimeout(d time.Duration) Option { return func(c *config) { c.callTimeout = d } }
+
+// WithWorkerAddr sets the address [Bus.Run] listens on (default
+// $LIGHTBUS_WORKER_ADDR, else 127.0.0.1:0, a free port on loopback).
+func WithWorkerAddr(addr string) Option { return func(c *config) { c.workerAddr = addr } }
+
+// WithWorkerURL sets the base URL the worker advertises to the gateway
+// (default $LIGHTBUS_WORKER_URL, else derived from the listening address; an
+// unspecified host such as 0.0.0.0 is advertised as 127.0.0.1, so set this
+// when the gateway runs on another machine).
+func WithWorkerURL(url string) Option { return func(c *config) { c.workerURL = url } }
+
+// WithWorkerID sets the worker's id, [A-Za-z0-9._-]{1,128} (default
+// $LIGHTBUS_WORKER_ID, else service-hostname-pid-random).
+func WithWorkerID(id string) Option { return func(c *config) { c.workerID = id } }
+
+// WithLeaseTTL sets how long the gateway keeps the worker live without a
+// heartbeat, from 500ms to 10m (default 15s). The worker heartbeats at the
+// interval the gateway answers, a third of the TTL.
+func WithLeaseTTL(d time.Duration) Option { return func(c *config) { c.leaseTTL = d } }
+
+// WithMaxConcurrency sets how many RPC handlers and listeners run at once
+// (default 64). Over the limit a delivery is answered 503 with Retry-After:
+// 1, so the gateway retries it later, and an RPC waits for a free slot until
+// its deadline.
+func WithMaxConcurrency(n int) Option { return func(c *config) { c.maxConcurrency = n } }
+
+// WithShutdownTimeout bounds how long [Bus.Run] waits for in-flight handlers
+// when it stops (default 10s), and then again for deregistering.
+func WithShutdownTimeout(d time.Duration) Option { return func(c *config) { c.shutdownTimeout = d } }
+
+// CallOption adjusts one [Bus.Call] or [Bus.Fire].
+type CallOption func(*callConfig)
+
+type callConfig struct {
+	timeout        time.Duration
+	idempotencyKey string
+}
+
+// Timeout sets the deadline of one RPC, sent as Lightbus-Timeout; it
+// overrides [WithCallTimeout], and the context's deadline still applies when
+// it is sooner. It has no effect on Fire.
+func Timeout(d time.Duration) CallOption { return func(c *callConfig) { c.timeout = d } }
+
+// IdempotencyKey sets the Idempotency-Key of one [Bus.Fire], for callers that
+// keep their own key across process restarts. By default every Fire makes a
+// random key and sends it on each of its retries. It has no effect on Call.
+func IdempotencyKey(key string) CallOption { return func(c *callConfig) { c.idempotencyKey = key } }
+
+// HandleOption adjusts the declaration of one RPC in [Bus.Handle].
+type HandleOption func(*rpcDecl)
+
+// RPCTimeout declares the RPC's default deadline (timeout_ms), used by the
+// gateway when a caller does not send one.
+func RPCTimeout(d time.Duration) HandleOption {
+	return func(r *rpcDecl) { r.TimeoutMS = max(1, d.Milliseconds()) }
+}
