@@ -31,7 +31,8 @@ func NewEvent(api, name string, params json.RawMessage) (*Event, error) {
 		return nil, WrapError(EInternal, err, "generate event id")
 	}
 	ev.ID = id.String()
-	ev.CreatedAt = time.Now().UTC()
+	// Postgres keeps microseconds: answer with the time as it is stored.
+	ev.CreatedAt = time.Now().UTC().Truncate(time.Microsecond)
 	return ev, nil
 }
 

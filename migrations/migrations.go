@@ -58,12 +58,9 @@ func Up(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("river migrator: %w", err)
 	}
-	res, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	if err != nil {
+	// River logs each migration it applies.
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return fmt.Errorf("apply river migrations: %w", err)
-	}
-	for _, v := range res.Versions {
-		logger.InfoContext(ctx, "applied river migration", slog.Int("version", v.Version))
 	}
 
 	db := stdlib.OpenDBFromPool(pool)

@@ -1,0 +1,264 @@
+// Command gateway runs the Lightbus gateway: the HTTP API that stores fired
+// events in Postgres, delivers them to listeners with River, and forwards RPCs
+// to live workers.
+//
+// Usage:
+//
+//	gateway            serve (applies migrations first)
+//	gateway migrate    apply migrations and exit
+//
+// Configuration comes from the environment; see the README. With no
+// DATABASE_URL the gateway starts a private development Postgres.
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/migrations"
+	"github.com/lightbus-go/lightbus/store/postgres"
+	"github.com/lightbus-go/lightbus/store/postgres/devpg"
+)
+
+// openAPI is a copy of the repository's openapi.yaml (go:embed cannot reach
+// a parent directory); TestOpenAPICopy keeps the two identical.
+//
+//go:generate cp ../../openapi.yaml openapi.yaml
+//go:embed openapi.yaml
+var openAPI []byte
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "gateway: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch cmd {
+	case "serve", "migrate":
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: gateway [serve|migrate]\n\nConfiguration comes from the environment; see the README.")
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q: want serve or migrate", cmd)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+
+	dbURL, stopDB, err := database(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopDB()
+
+	if cmd == "migrate" {
+		pool, err := openPool(ctx, dbURL, cfg)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := migrations.Up(ctx, pool, logger); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "migrations applied")
+		return nil
+	}
+
+	a, err := newApp(ctx, cfg, dbURL, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		a.close(context.WithoutCancel(ctx))
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	return a.serve(ctx, ln)
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated in Config.Validate
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// database returns the URL to use: DATABASE_URL, or a development Postgres
+// started here, with the function that stops it.
+func database(ctx context.Context, cfg Config, logger *slog.Logger) (string, func(), error) {
+	if cfg.DatabaseURL != "" {
+		return cfg.DatabaseURL, func() {}, nil
+	}
+	logger.InfoContext(ctx, "DATABASE_URL is not set: starting a development Postgres")
+	srv, err := devpg.Start(ctx, devpg.Options{DataDir: cfg.DevDataDir, Logger: logger, Docker: true})
+	if err != nil {
+		return "", nil, err
+	}
+	logger.InfoContext(ctx, "development Postgres ready",
+		slog.String("method", srv.Method), slog.String("data_dir", srv.DataDir), slog.String("database_url", srv.URL))
+	return srv.URL, func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := srv.Stop(stopCtx); err != nil {
+			logger.Error("stop development Postgres", slog.String("error", err.Error()))
+		}
+	}, nil
+}
+
+func openPool(ctx context.Context, dbURL string, cfg Config) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("invalid DATABASE_URL: %w", err)
+	}
+	pcfg.MaxConns = cfg.DBMaxConns
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return pool, nil
+}
+
+// app is a running gateway: its pool, River client and HTTP handler.
+type app struct {
+	cfg     Config
+	handler http.Handler
+	logger  *slog.Logger
+	pool    *pgxpool.Pool
+	river   *river.Client[pgx.Tx]
+	store   *postgres.DB
+}
+
+// newApp connects, migrates and wires the gateway, ready to serve.
+func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) (*app, error) {
+	pool, err := openPool(ctx, dbURL, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrations.Up(ctx, pool, logger); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	store, err := postgres.New(pool, logger)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, gateway.NewDeliveryWorker(gateway.DeliveryWorkerConfig{
+		Logger:  logger,
+		Snooze:  cfg.NoEndpointSnooze,
+		Store:   store,
+		Timeout: cfg.DeliveryTimeout,
+	}))
+	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		FetchCooldown:        cfg.FetchCooldown,
+		FetchPollInterval:    cfg.FetchPollInterval,
+		Logger:               logger.With(slog.String("component", "river")),
+		Queues:               map[string]river.QueueConfig{gateway.QueueDelivery: {MaxWorkers: cfg.DeliveryWorkers}},
+		RescueStuckJobsAfter: cfg.DeliveryTimeout + time.Minute,
+		RetryPolicy:          &gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2},
+		Workers:              workers,
+	})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	server := gateway.NewServer(gateway.ServerConfig{
+		Events:       store,
+		Workers:      store,
+		Logger:       logger,
+		MaxAttempts:  cfg.DeliveryMaxAttempts,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		OpenAPI:      openAPI,
+		Ready:        store.Ready,
+		Router: gateway.NewRouter(gateway.RouterConfig{
+			DefaultTimeout: cfg.RPCTimeout,
+			Logger:         logger,
+			MaxTimeout:     cfg.RPCMaxTimeout,
+			Store:          store,
+		}),
+	})
+	return &app{cfg: cfg, handler: server, logger: logger, pool: pool, river: rc, store: store}, nil
+}
+
+// serve runs River and the HTTP server on ln until ctx is done, then shuts
+// down gracefully: HTTP first (in-flight requests finish), then River
+// (running deliveries finish), each bounded by the shutdown timeout.
+func (a *app) serve(ctx context.Context, ln net.Listener) error {
+	if err := a.river.Start(ctx); err != nil {
+		ln.Close()
+		a.close(context.WithoutCancel(ctx))
+		return fmt.Errorf("start river: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	a.logger.InfoContext(ctx, "gateway listening", slog.String("addr", ln.Addr().String()))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	a.logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		a.logger.Warn("HTTP shutdown incomplete", slog.String("error", serr.Error()))
+	}
+	a.close(shutdownCtx)
+	return err
+}
+
+// close stops River (letting running deliveries finish until ctx is done,
+// then cancelling them) and closes the pool.
+func (a *app) close(ctx context.Context) {
+	if err := a.river.Stop(ctx); err != nil {
+		a.logger.Warn("River did not stop in time; cancelling running deliveries", slog.String("error", err.Error()))
+		cancelCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = a.river.StopAndCancel(cancelCtx)
+		cancel()
+	}
+	a.pool.Close()
+}
