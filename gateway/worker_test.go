@@ -1,0 +1,66 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+)
+
+func validRegistration() *Registration {
+	return &Registration{
+		WorkerID: "auth-1",
+		Service:  "auth",
+		BaseURL:  "http://127.0.0.1:9000",
+		APIs: []APIDeclaration{{Name: "auth", Events: []EventDeclaration{{Name: "user_registered"}},
+			RPCs: []RPCDeclaration{{Name: "check_password", TimeoutMS: 500}}}},
+		Listeners: []ListenerDeclaration{{Name: "create_user", Events: []string{"customers.new_customer", "billing.*"}, Path: "/lightbus/events/create_user"}},
+	}
+}
+
+func TestRegistrationValidate(t *testing.T) {
+	t.Parallel()
+
+	if err := validRegistration().Validate(); err != nil {
+		t.Fatalf("valid registration: %v", err)
+	}
+	if got := validRegistration().LeaseTTL(); got != DefaultLeaseTTL {
+		t.Errorf("default lease = %s, want %s", got, DefaultLeaseTTL)
+	}
+	for name, mutate := range map[string]func(*Registration){
+		"bad worker id":     func(r *Registration) { r.WorkerID = "a b" },
+		"bad service":       func(r *Registration) { r.Service = "" },
+		"relative base url": func(r *Registration) { r.BaseURL = "/x" },
+		"ftp base url":      func(r *Registration) { r.BaseURL = "ftp://h" },
+		"base url query":    func(r *Registration) { r.BaseURL = "http://h/?a=1" },
+		"lease too short":   func(r *Registration) { r.LeaseTTLMS = 100 },
+		"lease too long":    func(r *Registration) { r.LeaseTTLMS = 3_600_000 },
+		"bad api":           func(r *Registration) { r.APIs[0].Name = "a-b" },
+		"api twice":         func(r *Registration) { r.APIs = append(r.APIs, r.APIs[0]) },
+		"bad event":         func(r *Registration) { r.APIs[0].Events[0].Name = "a.b" },
+		"bad rpc":           func(r *Registration) { r.APIs[0].RPCs[0].Name = "" },
+		"negative timeout":  func(r *Registration) { r.APIs[0].RPCs[0].TimeoutMS = -1 },
+		"bad listener":      func(r *Registration) { r.Listeners[0].Name = "x y" },
+		"listener twice":    func(r *Registration) { r.Listeners = append(r.Listeners, r.Listeners[0]) },
+		"no events":         func(r *Registration) { r.Listeners[0].Events = nil },
+		"unqualified event": func(r *Registration) { r.Listeners[0].Events = []string{"new_customer"} },
+		"relative path":     func(r *Registration) { r.Listeners[0].Path = "events" },
+		"path with query":   func(r *Registration) { r.Listeners[0].Path = "/e?x=1" },
+	} {
+		r := validRegistration()
+		mutate(r)
+		if err := r.Validate(); ErrorCode(err) != EInvalid {
+			t.Errorf("%s: got %v, want invalid", name, err)
+		}
+	}
+}
+
+func TestNewSecret(t *testing.T) {
+	t.Parallel()
+
+	a, b := NewSecret(), NewSecret()
+	if !strings.HasPrefix(a, "whsec_") || a == b {
+		t.Fatalf("secrets %q, %q: want distinct whsec_ values", a, b)
+	}
+	if _, err := Sign(a, "id", "1", nil); err != nil {
+		t.Fatalf("a new secret does not sign: %v", err)
+	}
+}
