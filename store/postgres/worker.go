@@ -93,7 +93,7 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 
 		rows, err := tx.Query(ctx, `
 			INSERT INTO lightbus_worker (id, service, base_url, apis, listeners, lease_ttl_ms, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, now() + $6 * interval '1 millisecond')
+			VALUES ($1, $2, $3, $4, $5, $6::integer, now() + $6::integer * interval '1 millisecond')
 			ON CONFLICT (id) DO UPDATE SET
 				service = EXCLUDED.service, base_url = EXCLUDED.base_url, apis = EXCLUDED.apis,
 				listeners = EXCLUDED.listeners, lease_ttl_ms = EXCLUDED.lease_ttl_ms,
