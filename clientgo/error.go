@@ -135,8 +135,8 @@ func NewError(typ, msg string) error {
 	return &RemoteError{Type: typ, Message: msg}
 }
 
-// Error returns "Type: Message".
-func (e *RemoteError) Error() string { return e.Type + ": " + e.Message }
+// Error returns Message; the type travels separately, as error_type.
+func (e *RemoteError) Error() string { return e.Message }
 
 // ErrorType returns e.Type; see [Bus.Handle] for how error types are named.
 func (e *RemoteError) ErrorType() string { return e.Type }

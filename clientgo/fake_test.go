@@ -1,0 +1,375 @@
+package lightbus
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeGateway is a minimal in-process gateway: it registers workers, stores
+// fired events and delivers them (signed) to subscribed listeners, and
+// forwards RPCs to a registered worker, following docs/PROTOCOL.md.
+type fakeGateway struct {
+	t      testing.TB
+	srv    *httptest.Server
+	secret string
+	key    []byte
+
+	mu          sync.Mutex
+	workers     map[string]fakeWorker // live registrations by id
+	puts        []string              // worker id of every PUT
+	deletes     []string              // worker id of every DELETE
+	fireKeys    []string              // Idempotency-Key of every fire attempt
+	events      []StoredEvent         // stored events, oldest first
+	byKey       map[string]FireResult // answers by Idempotency-Key
+	failPuts    int                   // answer the next PUTs 503
+	failFires   int                   // answer the next fires 503
+	abortFires  int                   // drop the connection of the next fires
+	conflict    bool                  // answer PUTs 409
+	lastQuery   string                // raw query of the latest GET /v1/events
+	heartbeatMS int64
+
+	delivered chan fakeDelivery // outcome of each delivery attempt
+}
+
+type fakeWorker struct {
+	reg          registrationBody
+	registeredAt time.Time
+}
+
+type fakeDelivery struct {
+	listener string
+	status   int
+}
+
+func newFakeGateway(t testing.TB) *fakeGateway {
+	t.Helper()
+	key := []byte("a test signing key of 32 bytes!!")
+	f := &fakeGateway{
+		t:           t,
+		secret:      "whsec_" + base64.StdEncoding.EncodeToString(key),
+		key:         key,
+		workers:     map[string]fakeWorker{},
+		byKey:       map[string]FireResult{},
+		heartbeatMS: 50,
+		delivered:   make(chan fakeDelivery, 100),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/workers/{id}", f.register)
+	mux.HandleFunc("DELETE /v1/workers/{id}", f.deregister)
+	mux.HandleFunc("GET /v1/workers", f.listWorkers)
+	mux.HandleFunc("POST /v1/events/{api}/{event}", f.fire)
+	mux.HandleFunc("GET /v1/events", f.listEvents)
+	mux.HandleFunc("GET /v1/events/{id}", f.getEvent)
+	mux.HandleFunc("POST /v1/rpc/{api}/{method}", f.call)
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeGateway) URL() string { return f.srv.URL }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (f *fakeGateway) register(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var reg registrationBody
+	if err := json.NewDecoder(r.Body).Decode(&reg); err != nil {
+		writeProblem(w, 400, CodeInvalid, err.Error(), nil)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts = append(f.puts, id)
+	if f.failPuts > 0 {
+		f.failPuts--
+		writeProblem(w, 503, CodeUnavailable, "the database is down", nil)
+		return
+	}
+	if f.conflict {
+		writeProblem(w, 409, CodeConflict, `API "auth" is provided by service "other"`, nil)
+		return
+	}
+	now := time.Now().UTC()
+	fw, ok := f.workers[id]
+	if !ok {
+		fw.registeredAt = now
+	}
+	fw.reg = reg
+	f.workers[id] = fw
+	res := Registration{Worker: f.worker(id, fw, now), Listeners: []ListenerGrant{}, HeartbeatIntervalMS: f.heartbeatMS}
+	for _, l := range reg.Listeners {
+		res.Listeners = append(res.Listeners, ListenerGrant{Service: reg.Service, Name: l.Name, Events: l.Events, Secret: f.secret})
+	}
+	writeJSON(w, 200, res)
+}
+
+func (f *fakeGateway) worker(id string, fw fakeWorker, now time.Time) Worker {
+	wk := Worker{ID: id, Service: fw.reg.Service, BaseURL: fw.reg.BaseURL, APIs: []string{}, Listeners: []string{},
+		RegisteredAt: fw.registeredAt, HeartbeatAt: now, ExpiresAt: now.Add(time.Duration(fw.reg.LeaseTTLMS) * time.Millisecond)}
+	for _, a := range fw.reg.APIs {
+		wk.APIs = append(wk.APIs, a.Name)
+	}
+	for _, l := range fw.reg.Listeners {
+		wk.Listeners = append(wk.Listeners, l.Name)
+	}
+	return wk
+}
+
+func (f *fakeGateway) deregister(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deletes = append(f.deletes, r.PathValue("id"))
+	delete(f.workers, r.PathValue("id"))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *fakeGateway) listWorkers(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []Worker{}
+	for id, fw := range f.workers {
+		out = append(out, f.worker(id, fw, time.Now().UTC()))
+	}
+	writeJSON(w, 200, map[string]any{"workers": out})
+}
+
+// forget drops every registration, as a gateway that lost its state.
+func (f *fakeGateway) forget() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.workers)
+}
+
+func (f *fakeGateway) fire(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	key := r.Header.Get("Idempotency-Key")
+	f.mu.Lock()
+	f.fireKeys = append(f.fireKeys, key)
+	if f.abortFires > 0 {
+		f.abortFires--
+		f.mu.Unlock()
+		panic(http.ErrAbortHandler) // the client sees the connection drop
+	}
+	if f.failFires > 0 {
+		f.failFires--
+		f.mu.Unlock()
+		writeProblem(w, 503, CodeUnavailable, "the database is down", nil)
+		return
+	}
+	if res, ok := f.byKey[key]; ok && key != "" {
+		f.mu.Unlock()
+		writeJSON(w, 202, res)
+		return
+	}
+	ev := StoredEvent{ID: newUUID(), API: r.PathValue("api"), Event: r.PathValue("event"), Params: body, CreatedAt: time.Now().UTC()}
+	f.events = append(f.events, ev)
+	type target struct{ url, listener string }
+	var targets []target
+	groups := map[string]bool{}
+	for _, fw := range f.workers {
+		for _, l := range fw.reg.Listeners {
+			group := fw.reg.Service + "." + l.Name
+			if !groups[group] && (slices.Contains(l.Events, ev.API+"."+ev.Event) || slices.Contains(l.Events, ev.API+".*")) {
+				groups[group] = true
+				targets = append(targets, target{fw.reg.BaseURL + l.Path, group})
+			}
+		}
+	}
+	res := FireResult{ID: ev.ID, API: ev.API, Event: ev.Event, CreatedAt: ev.CreatedAt, Deliveries: len(targets)}
+	f.byKey[key] = res
+	f.mu.Unlock()
+	for _, tg := range targets {
+		go f.deliver(tg.url, tg.listener, ev)
+	}
+	writeJSON(w, 202, res)
+}
+
+// deliver POSTs ev to a listener endpoint once, signed as the gateway does.
+func (f *fakeGateway) deliver(url, listener string, ev StoredEvent) {
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(ev.Params))
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	for k, v := range map[string]string{
+		"Content-Type":      "application/json",
+		"ce-specversion":    "1.0",
+		"ce-id":             ev.ID,
+		"ce-source":         "/lightbus/" + ev.API,
+		"ce-type":           ev.API + "." + ev.Event,
+		"ce-time":           ev.CreatedAt.Format(time.RFC3339Nano),
+		"webhook-id":        ev.ID,
+		"webhook-timestamp": ts,
+		"webhook-signature": "v1," + sign(f.key, ev.ID, ts, ev.Params),
+		"Lightbus-Attempt":  "1",
+		"Lightbus-Listener": listener,
+	} {
+		req.Header.Set(k, v)
+	}
+	status := 0
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		status = resp.StatusCode
+		resp.Body.Close()
+	}
+	f.delivered <- fakeDelivery{listener: listener, status: status}
+}
+
+func (f *fakeGateway) listEvents(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastQuery = r.URL.RawQuery
+	out := slices.Clone(f.events)
+	slices.Reverse(out)
+	writeJSON(w, 200, EventPage{Events: out, NextCursor: ""})
+}
+
+func (f *fakeGateway) getEvent(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ev := range f.events {
+		if ev.ID == r.PathValue("id") {
+			ev.Deliveries = []Delivery{{Service: "auth", Listener: "create_user", State: "completed", Attempt: 1, MaxAttempts: 25,
+				ScheduledAt: ev.CreatedAt, AttemptedAt: ev.CreatedAt, FinalizedAt: ev.CreatedAt, Errors: []DeliveryError{}}}
+			writeJSON(w, 200, ev)
+			return
+		}
+	}
+	writeProblem(w, 404, CodeNotFound, "no such event", nil)
+}
+
+func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
+	api, method := r.PathValue("api"), r.PathValue("method")
+	timeout := 5 * time.Second
+	if s := r.Header.Get("Lightbus-Timeout"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			writeProblem(w, 400, CodeInvalid, "bad Lightbus-Timeout", nil)
+			return
+		}
+		timeout = d
+	}
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	base := ""
+	for _, fw := range f.workers {
+		for _, a := range fw.reg.APIs {
+			if a.Name == api {
+				base = fw.reg.BaseURL
+			}
+		}
+	}
+	f.mu.Unlock()
+	if base == "" {
+		writeProblem(w, 503, CodeNoWorker, "no live worker provides API "+strconv.Quote(api), nil)
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/lightbus/rpc/"+api+"/"+method, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Lightbus-Deadline", deadline.UTC().Format(time.RFC3339Nano))
+	req.Header.Set("Lightbus-Request-Id", newUUID())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			writeProblem(w, 504, CodeTimeout, "the worker did not answer in time", nil)
+			return
+		}
+		writeProblem(w, 502, CodeBadGateway, "the worker could not be reached", nil)
+		return
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	var p problemDoc
+	_ = json.Unmarshal(out, &p)
+	if resp.StatusCode == 200 || p.Code == CodeRemoteError || p.Code == CodeInvalid || p.Code == CodeNotFound {
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write(out)
+		return
+	}
+	writeProblem(w, 502, CodeBadGateway, "the worker answered "+resp.Status, nil)
+}
+
+// counts returns how many PUTs and DELETEs the fake received.
+func (f *fakeGateway) counts() (puts, deletes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.puts), len(f.deletes)
+}
+
+// registered returns the live registration of worker id.
+func (f *fakeGateway) registered(id string) (registrationBody, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fw, ok := f.workers[id]
+	return fw.reg, ok
+}
+
+// testLogger logs to the test's output until the test ends.
+func testLogger(t testing.TB) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.done = true
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
+	return len(p), nil
+}
+
+// newTestBus returns a Bus for gatewayURL with short retries and the test's
+// logger.
+func newTestBus(t testing.TB, gatewayURL string, opts ...Option) *Bus {
+	t.Helper()
+	base := []Option{
+		WithURL(gatewayURL),
+		WithLogger(testLogger(t)),
+		WithWorkerID("test-" + randomHex(4)),
+		func(c *config) { c.retryBase, c.retryMax = 5*time.Millisecond, 50*time.Millisecond },
+	}
+	b, err := Create(append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// waitFor polls cond until it holds or a few seconds pass.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
