@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"gopkg.in/yaml.v3"
+
+	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// testConfig is the default configuration with retries and polling made
+// fast enough for tests.
+func testConfig() Config {
+	return Config{
+		Addr:                "127.0.0.1:0",
+		LogLevel:            "debug",
+		LogFormat:           "text",
+		DBMaxConns:          10,
+		MaxBodyBytes:        64 << 10,
+		ShutdownTimeout:     5 * time.Second,
+		RPCTimeout:          5 * time.Second,
+		RPCMaxTimeout:       time.Minute,
+		DeliveryTimeout:     5 * time.Second,
+		DeliveryMaxAttempts: 25,
+		DeliveryWorkers:     20,
+		RetryBase:           20 * time.Millisecond,
+		RetryMax:            200 * time.Millisecond,
+		NoEndpointSnooze:    100 * time.Millisecond,
+		FetchCooldown:       5 * time.Millisecond,
+		FetchPollInterval:   50 * time.Millisecond,
+	}
+}
+
+// testGateway is a gateway serving on loopback against a fresh database.
+type testGateway struct {
+	URL string
+	app *app
+}
+
+func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
+	t.Helper()
+	cfg := testConfig()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := newApp(ctx, cfg, pgtest.NewURL(t), logger)
+	if err != nil {
+		cancel()
+		t.Fatalf("start gateway: %v", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway stopped with %v", err)
+		}
+	})
+	return &testGateway{URL: "http://" + ln.Addr().String(), app: a}
+}
+
+// testWriter sends log lines to t.Log, and drops them once the test is over.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	defer func() { _ = recover() }() // logging after the test ended panics
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// do sends a request and decodes a JSON answer into out (when not nil).
+func (g *testGateway) do(t *testing.T, method, path string, body string, header map[string]string, out any) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, g.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
+		}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(data))
+	return resp
+}
+
+type problem struct {
+	Type      string `json:"type"`
+	Status    int    `json:"status"`
+	Code      string `json:"code"`
+	Detail    string `json:"detail"`
+	ErrorType string `json:"error_type"`
+	Message   string `json:"message"`
+}
+
+// expectProblem checks that resp is a problem document with status and code.
+func expectProblem(t *testing.T, resp *http.Response, status int, code string) problem {
+	t.Helper()
+	var p problem
+	data, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(data, &p); err != nil {
+		t.Fatalf("answer %d %s is not a problem document: %v", resp.StatusCode, data, err)
+	}
+	if resp.StatusCode != status || p.Code != code || p.Status != status || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("got %d %s (%s), want %d with code %s", resp.StatusCode, data, resp.Header.Get("Content-Type"), status, code)
+	}
+	return p
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRoutesMatchOpenAPI(t *testing.T) {
+	t.Parallel()
+
+	var spec struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	data, err := os.ReadFile("../../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &spec); err != nil {
+		t.Fatal(err)
+	}
+	inSpec := map[string]bool{}
+	for path, item := range spec.Paths {
+		for method := range item {
+			switch method {
+			case "get", "put", "post", "delete", "patch", "head", "options":
+				inSpec[strings.ToUpper(method)+" "+path] = true
+			}
+		}
+	}
+	routes := gateway.NewServer(gateway.ServerConfig{}).Routes() // the route table needs no stores
+	inRouter := map[string]bool{}
+	err = chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		inRouter[method+" "+route] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range inRouter {
+		if !inSpec[r] {
+			t.Errorf("route %s is served but not in openapi.yaml", r)
+		}
+	}
+	for r := range inSpec {
+		if !inRouter[r] {
+			t.Errorf("openapi.yaml describes %s, which is not served", r)
+		}
+	}
+	if len(inRouter) == 0 {
+		t.Fatal("no routes found")
+	}
+}
+
+func TestOpenAPICopy(t *testing.T) {
+	t.Parallel()
+
+	want, err := os.ReadFile("../../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(openAPI, want) {
+		t.Fatal("cmd/gateway/openapi.yaml differs from the repository's openapi.yaml: run go generate ./cmd/gateway")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+
+	cfg := testConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	for variable, mutate := range map[string]func(*Config){
+		"LIGHTBUS_ADDR":                func(c *Config) { c.Addr = "" },
+		"LIGHTBUS_RPC_TIMEOUT":         func(c *Config) { c.RPCTimeout = 0 },
+		"LIGHTBUS_RPC_MAX_TIMEOUT":     func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
+		"LIGHTBUS_DELIVERY_WORKERS":    func(c *Config) { c.DeliveryWorkers = -1 },
+		"LIGHTBUS_LOG_LEVEL":           func(c *Config) { c.LogLevel = "loud" },
+		"LIGHTBUS_LOG_FORMAT":          func(c *Config) { c.LogFormat = "xml" },
+		"LIGHTBUS_RETRY_BASE":          func(c *Config) { c.RetryBase = 2 * c.RetryMax },
+		"LIGHTBUS_FETCH_POLL_INTERVAL": func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
+	} {
+		c := testConfig()
+		mutate(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), variable) {
+			t.Errorf("%s: got %v, want an error naming it", variable, err)
+		}
+	}
+}
+
+// TestLoadConfig sets environment variables, so it cannot run in parallel.
+func TestLoadConfig(t *testing.T) {
+	t.Setenv("LIGHTBUS_RPC_TIMEOUT", "soon")
+	_, err := loadConfig()
+	if err == nil || !strings.Contains(err.Error(), "LIGHTBUS_RPC_TIMEOUT") {
+		t.Fatalf("got %v, want an error naming LIGHTBUS_RPC_TIMEOUT", err)
+	}
+	t.Setenv("LIGHTBUS_RPC_TIMEOUT", "3s")
+	t.Setenv("LIGHTBUS_ADDR", "127.0.0.1:9999")
+	cfg, err := loadConfig()
+	if err != nil || cfg.RPCTimeout != 3*time.Second || cfg.Addr != "127.0.0.1:9999" || cfg.DeliveryMaxAttempts != 25 {
+		t.Fatalf("loadConfig = %+v, %v", cfg, err)
+	}
+}
+
+// TestRunBadConfig sets environment variables, so it cannot run in parallel.
+func TestRunBadConfig(t *testing.T) {
+	t.Setenv("LIGHTBUS_DELIVERY_WORKERS", "0")
+	err := run(context.Background(), nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "LIGHTBUS_DELIVERY_WORKERS") {
+		t.Fatalf("run with a bad config: %v", err)
+	}
+	if err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard); err == nil {
+		t.Fatal("run with an unknown command: want an error")
+	}
+}
