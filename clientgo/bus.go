@@ -157,6 +157,9 @@ func (b *Bus) Service() string { return b.service }
 // WorkerID returns the id the worker registers under.
 func (b *Bus) WorkerID() string { return b.workerID }
 
+// Logger returns the Bus's logger, for handlers that log alongside it.
+func (b *Bus) Logger() *slog.Logger { return b.log }
+
 // URL returns the gateway's base URL.
 func (b *Bus) URL() string { return b.gateway }
 

@@ -107,9 +107,9 @@ func (b *Bus) OnStop(fn func(ctx context.Context) error) {
 // from its own server instead of [Bus.Run] (client and worker combined in one
 // process). The routes are absolute (POST /lightbus/rpc/{api}/{method} and
 // POST /lightbus/events/{listener}), so mount it at the root or under
-// "/lightbus/", then keep the worker registered with [Bus.RunRegistration]:
+// "POST /lightbus/", then keep the worker registered with [Bus.RunRegistration]:
 //
-//	mux.Handle("/lightbus/", bus.Handler())
+//	mux.Handle("POST /lightbus/", bus.Handler())
 //	go bus.RunRegistration(ctx, "http://orders.internal:8000")
 func (b *Bus) Handler() http.Handler { return b.mux }
 
