@@ -1,0 +1,120 @@
+// Package bus is the bus package of the example "auth" service: it creates
+// the service's Bus and sets up what the service provides. `lightbus run`
+// in examples/auth runs it as a worker, which
+//
+//   - answers the RPCs auth.check_password and auth.create_user, and
+//   - fires the event auth.user_registered whenever create_user adds a user.
+//
+// Users live in memory; "admin" (password "secret") exists from the start.
+package bus
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"sync"
+
+	lightbus "github.com/lightbus-go/lightbus/clientgo"
+)
+
+// CheckPasswordParams are the parameters of auth.check_password.
+type CheckPasswordParams struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// CreateUserParams are the parameters of auth.create_user.
+type CreateUserParams struct {
+	Username string `json:"username"`
+	Email    string `json:"email"`
+	Password string `json:"password,omitempty"`
+}
+
+// CreateUserResult is the result of auth.create_user.
+type CreateUserResult struct {
+	Username string `json:"username"`
+	// Created is false when the user existed already.
+	Created bool `json:"created"`
+}
+
+// UserRegisteredParams are the parameters of auth.user_registered.
+type UserRegisteredParams struct {
+	Username string `json:"username"`
+	Email    string `json:"email"`
+}
+
+// The auth API: two RPCs and an event.
+var (
+	// CheckPassword reports whether a username and password match.
+	CheckPassword = lightbus.NewRPC[CheckPasswordParams, bool]("auth", "check_password")
+	// CreateUser adds a user, unless one with the username exists.
+	CreateUser = lightbus.NewRPC[CreateUserParams, CreateUserResult]("auth", "create_user")
+	// UserRegistered is fired once for each user CreateUser adds.
+	UserRegistered = lightbus.NewEvent[UserRegisteredParams]("auth", "user_registered")
+)
+
+// Bus is the auth service's bus, configured from the environment
+// (LIGHTBUS_URL, ...).
+var Bus = New()
+
+// New returns a Bus of service "auth" serving the auth API with its own
+// user store; opts add to or override the defaults (tests pass
+// lightbus.WithURL, for instance).
+func New(opts ...lightbus.Option) *lightbus.Bus {
+	bus := lightbus.MustCreate(append([]lightbus.Option{lightbus.WithService("auth")}, opts...)...)
+	s := &service{bus: bus, users: map[string]user{"admin": {email: "admin@example.com", password: "secret"}}}
+	CheckPassword.Handle(bus, s.checkPassword)
+	CreateUser.Handle(bus, s.createUser)
+	UserRegistered.Declare(bus)
+	return bus
+}
+
+// user is a stored user. (An example: a real service stores a password
+// hash, not the password.)
+type user struct {
+	email, password string
+}
+
+type service struct {
+	bus *lightbus.Bus
+
+	mu    sync.Mutex
+	users map[string]user // by username
+}
+
+func (s *service) checkPassword(ctx context.Context, p CheckPasswordParams) (bool, error) {
+	s.mu.Lock()
+	u, ok := s.users[p.Username]
+	s.mu.Unlock()
+	valid := ok && u.password != "" && subtle.ConstantTimeCompare([]byte(u.password), []byte(p.Password)) == 1
+	s.bus.Logger().Info("auth: checked a password", "username", p.Username, "valid", valid)
+	return valid, nil
+}
+
+func (s *service) createUser(ctx context.Context, p CreateUserParams) (CreateUserResult, error) {
+	if p.Username == "" || p.Email == "" {
+		return CreateUserResult{}, fmt.Errorf("%w: username and email are required", lightbus.ErrInvalidParams)
+	}
+	s.mu.Lock()
+	if _, exists := s.users[p.Username]; exists {
+		s.mu.Unlock()
+		s.bus.Logger().Info("auth: user exists already", "username", p.Username)
+		return CreateUserResult{Username: p.Username, Created: false}, nil
+	}
+	s.users[p.Username] = user{email: p.Email, password: p.Password}
+	s.mu.Unlock()
+
+	// The same key on every try of this user's event: a retried create_user
+	// does not fire it twice.
+	res, err := UserRegistered.Fire(ctx, s.bus, UserRegisteredParams{Username: p.Username, Email: p.Email},
+		lightbus.IdempotencyKey("auth.user_registered:"+p.Username))
+	if err != nil {
+		// Forget the user so that the caller's retry creates it and fires again.
+		s.mu.Lock()
+		delete(s.users, p.Username)
+		s.mu.Unlock()
+		return CreateUserResult{}, fmt.Errorf("announcing user %s: %w", p.Username, err)
+	}
+	s.bus.Logger().Info("auth: user created", "username", p.Username, "email", p.Email, "event_id", res.ID)
+	return CreateUserResult{Username: p.Username, Created: true}, nil
+}

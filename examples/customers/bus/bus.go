@@ -1,0 +1,63 @@
+// Package bus is the bus package of the example "customers" service. It
+// declares the event customers.new_customer, and its worker (`lightbus run`
+// in examples/customers) listens to it: for each new customer it calls
+// auth.create_user, so that every customer gets a user account.
+package bus
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	lightbus "github.com/lightbus-go/lightbus/clientgo"
+)
+
+// NewCustomerParams are the parameters of customers.new_customer.
+type NewCustomerParams struct {
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+// NewCustomer is fired for each new customer.
+var NewCustomer = lightbus.NewEvent[NewCustomerParams]("customers", "new_customer")
+
+// Bus is the customers service's bus, configured from the environment
+// (LIGHTBUS_URL, ...).
+var Bus = New()
+
+// New returns a Bus of service "customers" that declares NewCustomer and,
+// once started, listens to it as the listener group "create_user"; opts add
+// to or override the defaults.
+func New(opts ...lightbus.Option) *lightbus.Bus {
+	bus := lightbus.MustCreate(append([]lightbus.Option{lightbus.WithService("customers")}, opts...)...)
+	NewCustomer.Declare(bus)
+	// Set up listeners on start.
+	bus.OnStart(func(ctx context.Context) error {
+		NewCustomer.Listen(bus, "create_user", func(ctx context.Context, ev lightbus.EventMessage, p NewCustomerParams) error {
+			return createUserForCustomer(ctx, bus, ev, p)
+		})
+		return nil
+	})
+	return bus
+}
+
+// createUserForCustomer creates a user account for a new customer with the
+// RPC auth.create_user. An error makes the gateway deliver the event again
+// later; create_user is idempotent, so a retry is harmless.
+func createUserForCustomer(ctx context.Context, bus *lightbus.Bus, ev lightbus.EventMessage, p NewCustomerParams) error {
+	// The customers service does not import the auth service's code: it calls
+	// the RPC by name, with parameters of its own.
+	params := map[string]string{
+		"username": strings.ToLower(strings.Join(strings.Fields(p.Name), "_")),
+		"email":    p.Email,
+	}
+	var result struct {
+		Username string `json:"username"`
+		Created  bool   `json:"created"`
+	}
+	if err := bus.Call(ctx, "auth.create_user", params, &result); err != nil {
+		return fmt.Errorf("creating a user for customer %q: %w", p.Name, err)
+	}
+	bus.Logger().Info("customers: user account ready", "customer", p.Name, "username", result.Username, "created", result.Created, "event_id", ev.ID, "attempt", ev.Attempt)
+	return nil
+}
