@@ -429,7 +429,11 @@ func run(ctx context.Context, acct *account, dir, name string, args ...string) (
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return out, fmt.Errorf("%s %s: %w: %s", filepath.Base(name), args[0], err, bytes.TrimSpace(out))
+		what := filepath.Base(name)
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			what += " " + args[0]
+		}
+		return out, fmt.Errorf("%s: %w: %s", what, err, bytes.TrimSpace(out))
 	}
 	return out, nil
 }

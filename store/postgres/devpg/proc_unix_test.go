@@ -3,6 +3,7 @@
 package devpg
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +52,32 @@ func TestCanSearch(t *testing.T) {
 		if got := canSearch(tt.perm, tt.uid, tt.gid, acct); got != tt.want {
 			t.Errorf("canSearch(%o, %d, %d) = %v, want %v", tt.perm, tt.uid, tt.gid, got, tt.want)
 		}
+	}
+}
+
+func TestStartUnreachableDataDir(t *testing.T) {
+	t.Parallel()
+
+	closed := filepath.Join(reachableTempDir(t), "closed")
+	if err := os.Mkdir(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Start(t.Context(), Options{DataDir: filepath.Join(closed, "pgdata"), Logger: testLogger(t)})
+	if os.Geteuid() != 0 {
+		// The cluster runs as the caller, who owns the directory.
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		if err := srv.Stop(t.Context()); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+		return
+	}
+	if err == nil {
+		srv.Stop(context.Background())
+		t.Fatalf("Start succeeded with a data dir the postgres user cannot reach")
+	}
+	if !strings.Contains(err.Error(), "directory "+closed+" is not traversable") {
+		t.Errorf("error %q does not name %s", err, closed)
 	}
 }
