@@ -19,19 +19,20 @@ import (
 
 // CheckPasswordParams are the parameters of auth.check_password.
 type CheckPasswordParams struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
+	Username string `json:"username"` // the user to check
+	Password string `json:"password"` // the password to check
 }
 
 // CreateUserParams are the parameters of auth.create_user.
 type CreateUserParams struct {
-	Username string `json:"username"`
-	Email    string `json:"email"`
-	Password string `json:"password,omitempty"`
+	Username string `json:"username"`           // the new user's name, required
+	Email    string `json:"email"`              // the new user's email, required
+	Password string `json:"password,omitempty"` // none: the user cannot log in until one is set
 }
 
 // CreateUserResult is the result of auth.create_user.
 type CreateUserResult struct {
+	// Username is the user's name.
 	Username string `json:"username"`
 	// Created is false when the user existed already.
 	Created bool `json:"created"`
@@ -39,8 +40,8 @@ type CreateUserResult struct {
 
 // UserRegisteredParams are the parameters of auth.user_registered.
 type UserRegisteredParams struct {
-	Username string `json:"username"`
-	Email    string `json:"email"`
+	Username string `json:"username"` // the new user's name
+	Email    string `json:"email"`    // the new user's email
 }
 
 // The auth API: two RPCs and an event.

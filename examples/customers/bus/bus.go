@@ -14,8 +14,8 @@ import (
 
 // NewCustomerParams are the parameters of customers.new_customer.
 type NewCustomerParams struct {
-	Name  string `json:"name"`
-	Email string `json:"email"`
+	Name  string `json:"name"`  // the customer's name, e.g. "Sally"
+	Email string `json:"email"` // the customer's email
 }
 
 // NewCustomer is fired for each new customer.
