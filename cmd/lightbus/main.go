@@ -1,0 +1,168 @@
+// Command lightbus is the Lightbus command line: it runs and builds a
+// service's worker process, fires events, calls RPCs and inspects the
+// gateway.
+//
+//	lightbus run [--module PATH] [-- ARGS...]   build (cached) and run the worker
+//	lightbus build [--module PATH] -o FILE      build the worker for production
+//	lightbus fire API.EVENT [PARAMS|-]          fire an event
+//	lightbus call API.METHOD [PARAMS|-]         call an RPC
+//	lightbus workers                            list live workers
+//	lightbus events list [--api --event ...]    list stored events
+//	lightbus events show ID                     one event with its deliveries
+//
+// The worker process imports the service's bus package (./bus by default,
+// else --module or $LIGHTBUS_MODULE), which declares
+//
+//	var Bus = lightbus.MustCreate(...)
+//
+// and registers the service's APIs and listeners on it at init. The gateway
+// is at --url, $LIGHTBUS_URL, else http://127.0.0.1:8080.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var exit *exitError
+		if errors.As(err, &exit) {
+			os.Exit(exit.code)
+		}
+		fmt.Fprintf(os.Stderr, "lightbus: %s\n", oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+// run runs the command line args (without the program name), reading
+// standard input where a command takes it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return newCLI(os.Stdin, stdout, stderr, os.Getenv).execute(ctx, args)
+}
+
+// exitError ends lightbus with an exit code and no message of its own: the
+// worker's exit code, passed on.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// cli is one invocation of the command line, with everything it touches
+// from outside injected so tests can run many at once.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	// dir is the directory paths are relative to; "" is the process's.
+	dir string
+	// cacheDir returns the user cache directory that worker binaries are
+	// kept under.
+	cacheDir func() (string, error)
+	// builder builds worker binaries.
+	builder *workerBuilder
+
+	// Global flags.
+	url     string
+	jsonOut bool
+}
+
+// newCLI returns a command line reading stdin and writing to stdout and
+// stderr, with getenv for its environment.
+func newCLI(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *cli {
+	return &cli{
+		stdin:    stdin,
+		stdout:   stdout,
+		stderr:   stderr,
+		getenv:   getenv,
+		cacheDir: os.UserCacheDir,
+		builder:  &workerBuilder{goCmd: "go", clientImport: clientImportPath, stderr: stderr},
+	}
+}
+
+// execute runs args.
+func (c *cli) execute(ctx context.Context, args []string) error {
+	root := c.rootCmd()
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+func (c *cli) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "lightbus",
+		Short: "Run Lightbus workers, fire events, call RPCs and inspect the gateway",
+		Long: `lightbus runs and builds a service's worker process, fires events, calls RPCs
+and inspects the Lightbus gateway.
+
+A worker is built from the service's bus package (./bus, --module or
+$LIGHTBUS_MODULE), which declares "var Bus = lightbus.MustCreate(...)" and
+registers the service's APIs and listeners on it at init.`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	root.SetIn(c.stdin)
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	url := c.getenv("LIGHTBUS_URL")
+	if url == "" {
+		url = "http://127.0.0.1:8080"
+	}
+	root.PersistentFlags().StringVar(&c.url, "url", url, "the gateway's base URL ($LIGHTBUS_URL)")
+	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
+	root.AddCommand(c.runCmd(), c.buildCmd())
+	return root
+}
+
+// workDir returns the directory relative paths are resolved from.
+func (c *cli) workDir() (string, error) {
+	if c.dir != "" {
+		return c.dir, nil
+	}
+	return os.Getwd()
+}
+
+// busModule returns the bus package to build: flag, else
+// $LIGHTBUS_MODULE, else ./bus.
+func (c *cli) busModule(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if m := c.getenv("LIGHTBUS_MODULE"); m != "" {
+		return m
+	}
+	return defaultBusModule
+}
+
+// oneLine joins the lines of a message so that an error prints on one line.
+func oneLine(s string) string {
+	out := []rune{}
+	space := false
+	for _, r := range s {
+		if r == '\n' || r == '\r' || r == '\t' {
+			space = true
+			continue
+		}
+		if space && len(out) > 0 {
+			out = append(out, ' ')
+		}
+		space = false
+		out = append(out, r)
+	}
+	return string(out)
+}
+
+// progress prints a progress line to standard error.
+func (c *cli) progress(format string, args ...any) {
+	fmt.Fprintf(c.stderr, format, args...)
+}
