@@ -26,6 +26,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -40,7 +41,7 @@ func main() {
 		if errors.As(err, &exit) {
 			os.Exit(exit.code)
 		}
-		fmt.Fprintf(os.Stderr, "lightbus: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(os.Stderr, "lightbus: %s\n", errorLine(err))
 		os.Exit(1)
 	}
 }
@@ -71,6 +72,9 @@ type cli struct {
 	cacheDir func() (string, error)
 	// builder builds worker binaries.
 	builder *workerBuilder
+	// signals returns the signals to pass on to a running worker and a
+	// function that stops their delivery.
+	signals func() (<-chan os.Signal, func())
 
 	// Global flags.
 	url     string
@@ -87,6 +91,7 @@ func newCLI(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) strin
 		getenv:   getenv,
 		cacheDir: os.UserCacheDir,
 		builder:  &workerBuilder{goCmd: "go", clientImport: clientImportPath, stderr: stderr},
+		signals:  notifySignals,
 	}
 }
 
@@ -120,8 +125,15 @@ registers the service's APIs and listeners on it at init.`,
 	}
 	root.PersistentFlags().StringVar(&c.url, "url", url, "the gateway's base URL ($LIGHTBUS_URL)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
-	root.AddCommand(c.runCmd(), c.buildCmd())
+	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.eventsCmd())
 	return root
+}
+
+// notifySignals relays SIGINT and SIGTERM.
+func notifySignals() (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	return ch, func() { signal.Stop(ch) }
 }
 
 // workDir returns the directory relative paths are resolved from.
@@ -142,6 +154,11 @@ func (c *cli) busModule(flag string) string {
 		return m
 	}
 	return defaultBusModule
+}
+
+// errorLine renders err as the one line printed after "lightbus: ".
+func errorLine(err error) string {
+	return strings.TrimPrefix(oneLine(err.Error()), "lightbus: ")
 }
 
 // oneLine joins the lines of a message so that an error prints on one line.

@@ -3,9 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -78,9 +76,8 @@ func (c *cli) runWorker(bin, dir string, args []string) error {
 	cmd.Stdout = c.stdout
 	cmd.Stderr = c.stderr
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	sigs, stop := c.signals()
+	defer stop()
 
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("run: starting the worker: %w", err)

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	lightbus "github.com/lightbus-go/lightbus/clientgo"
+)
+
+// bus returns a client of the gateway at --url.
+func (c *cli) bus() (*lightbus.Bus, error) {
+	return lightbus.Create(lightbus.WithURL(c.url))
+}
+
+// params returns the JSON parameters of fire and call: args[0], or standard
+// input when it is "-", or {} when there is none.
+func (c *cli) params(args []string) (json.RawMessage, error) {
+	if len(args) == 0 {
+		return json.RawMessage("{}"), nil
+	}
+	data := []byte(args[0])
+	if args[0] == "-" {
+		var err error
+		if data, err = io.ReadAll(c.stdin); err != nil {
+			return nil, fmt.Errorf("reading the parameters from standard input: %w", err)
+		}
+	}
+	if !json.Valid(data) {
+		return nil, fmt.Errorf("the parameters are not valid JSON: %s", clip(strings.TrimSpace(string(data)), 60))
+	}
+	return json.RawMessage(data), nil
+}
+
+// printJSON writes v as indented JSON.
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// table returns a tabwriter on standard output; Flush it.
+func (c *cli) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+}
+
+// row writes one tab-separated row.
+func row(w io.Writer, cells ...string) {
+	fmt.Fprintln(w, strings.Join(cells, "\t"))
+}
+
+// formatTime renders t in UTC to the second; "-" when zero.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05Z")
+}
+
+// list renders names comma-separated; "-" when none.
+func list(names []string) string {
+	if len(names) == 0 {
+		return "-"
+	}
+	return strings.Join(names, ",")
+}
+
+// compactJSON renders raw JSON on one line, clipped to n characters.
+func compactJSON(raw json.RawMessage, n int) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return clip(string(raw), n)
+	}
+	return clip(b.String(), n)
+}
+
+// indentJSON renders raw JSON indented.
+func indentJSON(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+// clip shortens s to n runes, ending in "...".
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-3]) + "..."
+}
