@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // lockedBuffer is a bytes.Buffer safe to read while a process writes to it.
@@ -61,9 +59,7 @@ func newTestBundle(t *testing.T, dir string) *testBundle {
 func (tb *testBundle) execute(t *testing.T, args ...string) error {
 	t.Helper()
 	c := *tb.cli
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	return c.execute(ctx, args)
+	return c.execute(t.Context(), args)
 }
 
 // writeTree writes files (slash-separated paths relative to dir).
