@@ -167,7 +167,7 @@ func TestFire(t *testing.T) {
 			{[]string{"fire", "auth.bad", "{}"}, "fire auth.bad: validation (422): the parameters do not match the schema [/email: missing property]"},
 			{[]string{"fire", "auth.user_registered", "{nope"}, "the parameters are not valid JSON: {nope"},
 			{[]string{"fire", "auth.user_registered", "[1]"}, "must be a JSON object"},
-			{[]string{"fire", "noevent", "{}"}, "fire"},
+			{[]string{"fire", "noevent", "{}"}, `fire: invalid event name "noevent"`},
 			{[]string{"fire"}, "accepts between 1 and 2 arg(s), received 0"},
 		} {
 			err := tb.execute(t, tt.args...)
