@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"syscall"
 
@@ -30,7 +31,7 @@ your module, without writing to your source tree, and keeps the binary in the
 user cache directory; it is rebuilt only when the module's Go files, go.mod,
 go.sum, the toolchain or the build flags change.
 
-Arguments after -- are passed to the worker. SIGINT and SIGTERM are passed on
+Arguments after -- are passed to the worker, and --url as $LIGHTBUS_URL. SIGINT and SIGTERM are passed on
 to it, and run exits with its exit code.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dash := cmd.ArgsLenAtDash(); len(args) > 0 && dash != 0 {
@@ -55,7 +56,11 @@ to it, and run exits with its exit code.`,
 			if !built && verbose {
 				c.progress("using cached worker %s\n", bin)
 			}
-			return c.runWorker(bin, dir, args)
+			var env []string // nil: lightbus's own environment
+			if cmd.Flags().Changed("url") {
+				env = append(os.Environ(), "LIGHTBUS_URL="+c.url)
+			}
+			return c.runWorker(bin, dir, args, env)
 		},
 	}
 	f := cmd.Flags()
@@ -66,12 +71,13 @@ to it, and run exits with its exit code.`,
 	return cmd
 }
 
-// runWorker runs bin in dir with args and the command line's standard
-// streams, passes SIGINT and SIGTERM on to it and returns its exit status as
+// runWorker runs bin in dir with args, env (nil for lightbus's own) and the
+// command line's standard streams, passes SIGINT and SIGTERM on to it and returns its exit status as
 // an *exitError (nil when it exits 0).
-func (c *cli) runWorker(bin, dir string, args []string) error {
+func (c *cli) runWorker(bin, dir string, args, env []string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	cmd.Env = env
 	cmd.Stdin = c.stdin
 	cmd.Stdout = c.stdout
 	cmd.Stderr = c.stderr

@@ -39,6 +39,9 @@ func Main(b *Bus) {
 		code, _ := strconv.Atoi(os.Args[2])
 		os.Exit(code)
 	}
+	if len(os.Args) > 1 && os.Args[1] == "env" {
+		fmt.Println("LIGHTBUS_URL=" + os.Getenv("LIGHTBUS_URL"))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "wait" {
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
@@ -344,6 +347,17 @@ func TestRunWorker(t *testing.T) {
 		t.Errorf("run -v stderr = %q, want it to name the cached worker", got)
 	}
 	if got, want := tb2.stdout.String(), "bus svc args \nbus svc args a b c\n"; got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+
+	// --url reaches the worker as $LIGHTBUS_URL.
+	tb3 := newTestBundle(t, dir)
+	tb3.cli.builder.clientImport = tb.cli.builder.clientImport
+	tb3.cli.cacheDir = tb.cli.cacheDir
+	if err := tb3.execute(t, "--url", "http://gateway.test:9", "run", "--", "env"); err != nil {
+		t.Fatalf("run --url: %v", err)
+	}
+	if got, want := tb3.stdout.String(), "bus svc args env\nLIGHTBUS_URL=http://gateway.test:9\n"; got != want {
 		t.Errorf("stdout = %q, want %q", got, want)
 	}
 
