@@ -1,0 +1,199 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// registerWorker registers baseURL as a worker of service providing api.
+func registerWorker(t *testing.T, gw *testGateway, workerID, service, api, baseURL string, leaseMS int) {
+	t.Helper()
+	body := fmt.Sprintf(`{"service":%q,"base_url":%q,"lease_ttl_ms":%d,"apis":[{"name":%q,"rpcs":[{"name":"check_password"}]}]}`,
+		service, baseURL, leaseMS, api)
+	if resp := gw.do(t, "PUT", "/v1/workers/"+workerID, body, nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("register %s: %d", workerID, resp.StatusCode)
+	}
+}
+
+// rpcWorker is a test worker whose RPC endpoint runs handle.
+func rpcWorker(t *testing.T, handle http.HandlerFunc) *httptest.Server {
+	srv := httptest.NewServer(handle)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestRPC(t *testing.T) {
+	t.Parallel()
+
+	t.Run("Success", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		var calls atomic.Int32
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			body, _ := io.ReadAll(r.Body)
+			if r.URL.Path != "/lightbus/rpc/auth/check_password" || r.Header.Get("Lightbus-Deadline") == "" || r.Header.Get("Lightbus-Request-Id") == "" {
+				http.Error(w, "bad request "+r.URL.Path, 418)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"result":{"echo":%s}}`, body)
+		})
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+
+		var out struct {
+			Result struct {
+				Echo map[string]string `json:"echo"`
+			} `json:"result"`
+		}
+		resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{"user":"admin"}`, nil, &out)
+		if resp.StatusCode != 200 || out.Result.Echo["user"] != "admin" || calls.Load() != 1 {
+			t.Fatalf("call: %d %+v (calls %d)", resp.StatusCode, out, calls.Load())
+		}
+		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `[1]`, nil, nil), 400, "invalid")
+		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "soon"}, nil), 400, "invalid")
+		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/bad-name", `{}`, nil, nil), 400, "invalid")
+		if calls.Load() != 1 {
+			t.Fatalf("bad calls reached the worker")
+		}
+	})
+
+	t.Run("RemoteError", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(500)
+			fmt.Fprint(w, `{"type":"urn:lightbus:problem:remote_error","title":"Remote handler error","status":500,"code":"remote_error","error_type":"InvalidPassword","message":"wrong password for admin"}`)
+		})
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		p := expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil), 500, "remote_error")
+		if p.ErrorType != "InvalidPassword" || p.Message != "wrong password for admin" {
+			t.Fatalf("remote error not preserved: %+v", p)
+		}
+	})
+
+	t.Run("WorkerPassesThroughInvalid", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(400)
+			fmt.Fprint(w, `{"code":"invalid","status":400,"detail":"user: expected string"}`)
+		})
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		p := expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{"user":1}`, nil, nil), 400, "invalid")
+		if p.Detail != "user: expected string" {
+			t.Fatalf("detail = %q", p.Detail)
+		}
+	})
+
+	t.Run("BadAnswer", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>hello</html>") })
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil), 502, "bad_gateway")
+	})
+
+	t.Run("NoWorker", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		start := time.Now()
+		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "300ms"}, nil), 503, "no_worker")
+		if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
+			t.Fatalf("answered after %s, want about the 300ms deadline", d)
+		}
+	})
+
+	t.Run("SlowWorkerTimesOut", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		release := make(chan struct{})
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		})
+		t.Cleanup(func() { close(release) }) // runs before the server's Close
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		start := time.Now()
+		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "300ms"}, nil), 504, "timeout")
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("timeout answered after %s", d)
+		}
+	})
+
+	t.Run("WorkerKilledMidCall", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+			// The process dies with the request in hand: the connection drops.
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		})
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		start := time.Now()
+		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "10s"}, nil), 502, "bad_gateway")
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("a dropped connection took %s to report, want at once", d)
+		}
+	})
+
+	t.Run("RefusedWorkerSkipped", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		// A registered worker whose port no longer accepts connections.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadURL := "http://" + ln.Addr().String()
+		ln.Close()
+		registerWorker(t, gw, "auth-0", "auth", "auth", deadURL, 60000)
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":true}`) })
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		for i := range 6 {
+			var out struct{ Result bool }
+			if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, &out); resp.StatusCode != 200 || !out.Result {
+				t.Fatalf("call %d: %d", i, resp.StatusCode)
+			}
+		}
+	})
+
+	t.Run("WaitsForAWorker", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":"late but here"}`) })
+		go func() {
+			time.Sleep(400 * time.Millisecond)
+			registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		}()
+		var out struct{ Result string }
+		if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "5s"}, &out); resp.StatusCode != 200 || out.Result != "late but here" {
+			t.Fatalf("call: %d %+v", resp.StatusCode, out)
+		}
+	})
+
+	t.Run("LeaseExpiryLeavesRouting", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, nil)
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 500)
+		if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("call while live: %d", resp.StatusCode)
+		}
+		time.Sleep(700 * time.Millisecond) // no heartbeat: the 500ms lease runs out
+		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "200ms"}, nil), 503, "no_worker")
+	})
+}
