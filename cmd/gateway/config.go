@@ -55,7 +55,6 @@ func (c *Config) Validate() error {
 		name string
 		ok   bool
 	}{
-		{"LIGHTBUS_DB_MAX_CONNS", c.DBMaxConns > 0},
 		{"LIGHTBUS_MAX_BODY_BYTES", c.MaxBodyBytes > 0},
 		{"LIGHTBUS_SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
 		{"LIGHTBUS_RPC_TIMEOUT", c.RPCTimeout > 0},
@@ -75,6 +74,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
+	case c.DBMaxConns < 4:
+		// Migrations hold one connection for their lock while using others,
+		// and River keeps one for notifications.
+		return fmt.Errorf("LIGHTBUS_DB_MAX_CONNS must be at least 4")
 	case c.Addr == "":
 		return fmt.Errorf("LIGHTBUS_ADDR must not be empty")
 	case c.RPCTimeout > c.RPCMaxTimeout:

@@ -219,6 +219,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for variable, mutate := range map[string]func(*Config){
 		"LIGHTBUS_ADDR":                func(c *Config) { c.Addr = "" },
+		"LIGHTBUS_DB_MAX_CONNS":        func(c *Config) { c.DBMaxConns = 2 },
 		"LIGHTBUS_RPC_TIMEOUT":         func(c *Config) { c.RPCTimeout = 0 },
 		"LIGHTBUS_RPC_MAX_TIMEOUT":     func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
 		"LIGHTBUS_DELIVERY_WORKERS":    func(c *Config) { c.DeliveryWorkers = -1 },

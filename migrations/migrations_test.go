@@ -1,0 +1,73 @@
+package migrations_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lightbus-go/lightbus/migrations"
+	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// emptySchemaPools returns n pools (as n gateway replicas would have) whose
+// connections see only a new, empty schema, so migrations run as on a fresh
+// database.
+func emptySchemaPools(t *testing.T, n int) []*pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	admin := pgtest.New(t)
+	if _, err := admin.Exec(ctx, `CREATE SCHEMA fresh`); err != nil {
+		t.Fatal(err)
+	}
+	pools := make([]*pgxpool.Pool, n)
+	for i := range pools {
+		cfg := admin.Config().Copy()
+		cfg.ConnConfig.RuntimeParams["search_path"] = "fresh"
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		pools[i] = pool
+	}
+	return pools
+}
+
+func TestUpConcurrently(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pools := emptySchemaPools(t, 4)
+	pool := pools[0]
+
+	if err := migrations.Check(ctx, pool); !errors.Is(err, migrations.ErrPending) {
+		t.Fatalf("Check on an empty schema: got %v, want ErrPending", err)
+	}
+	// Replicas starting together: every Up succeeds and the schema is
+	// applied once.
+	var wg sync.WaitGroup
+	errs := make([]error, len(pools))
+	for i := range errs {
+		wg.Go(func() { errs[i] = migrations.Up(ctx, pools[i], nil) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Up #%d: %v", i, err)
+		}
+	}
+	if err := migrations.Check(ctx, pool); err != nil {
+		t.Fatalf("Check after Up: %v", err)
+	}
+	var tables int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'fresh' AND tablename IN ('lightbus_event', 'river_job')`).Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if tables != 2 {
+		t.Fatalf("found %d of lightbus_event and river_job in the new schema", tables)
+	}
+}
