@@ -2,6 +2,8 @@ package lightbus
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -36,47 +38,122 @@ type schemaParams struct {
 	private  string
 }
 
-func TestSchemaOf(t *testing.T) {
-	t.Parallel()
-	var got map[string]any
-	if err := json.Unmarshal(schemaOf[schemaParams](), &got); err != nil {
+type schemaEnum struct {
+	Color string  `json:"color" jsonschema:"enum=red,enum=green" jsonschema_description:"the colour"`
+	Size  int     `json:"size,omitempty" jsonschema:"minimum=1,description=how big"`
+	Note  *string `json:"note"`
+}
+
+// schemaTestType returns the schema of a T, compiled.
+func schemaTestCase[T any](t *testing.T) (json.RawMessage, func(string) []Violation) {
+	t.Helper()
+	raw, err := SchemaFor[T]()
+	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]any{
-		"$schema": "https://json-schema.org/draft/2020-12/schema",
-		"type":    "object",
-		"properties": map[string]any{
-			"id":       map[string]any{"type": "string"},
-			"username": map[string]any{"type": "string"},
-			"email":    map[string]any{"type": "string"},
-			"age":      map[string]any{"type": "integer"},
-			"score":    map[string]any{"type": "number"},
-			"admin":    map[string]any{"type": "boolean"},
-			"tags":     map[string]any{"type": []any{"array", "null"}, "items": map[string]any{"type": "string"}},
-			"labels":   map[string]any{"type": []any{"object", "null"}, "additionalProperties": map[string]any{"type": "integer"}},
-			"avatar":   map[string]any{"type": []any{"string", "null"}},
-			"born":     map[string]any{"type": "string", "format": "date-time"},
-			"manager": map[string]any{"type": []any{"object", "null"}, "properties": map[string]any{"id": map[string]any{"type": "string"}},
-				"required": []any{"id"}},
-			"extra":    map[string]any{},
-			"anything": map[string]any{},
-			"quoted":   map[string]any{},
-			"tree": map[string]any{"type": "object", "required": []any{"name"}, "properties": map[string]any{
-				"name":     map[string]any{"type": "string"},
-				"children": map[string]any{"type": []any{"array", "null"}, "items": map[string]any{}}, // recursive: anything
-			}},
-			"Untagged": map[string]any{"type": "string"},
-		},
-		"required": []any{"username", "score", "admin", "tags", "labels", "avatar", "born", "manager", "extra", "anything", "quoted", "tree", "Untagged", "id"},
+	s, err := compileSchema(raw)
+	if err != nil {
+		t.Fatalf("schema %s does not compile: %v", raw, err)
 	}
-	g, _ := json.MarshalIndent(got, "", "  ")
-	w, _ := json.MarshalIndent(want, "", "  ")
-	if string(g) != string(w) {
-		t.Errorf("schema:\n%s\nwant:\n%s", g, w)
+	return raw, func(instance string) []Violation {
+		vs, err := validateJSON(s, []byte(instance))
+		if err != nil {
+			t.Fatalf("validate %s: %v", instance, err)
+		}
+		return vs
 	}
+}
 
-	if s := string(schemaOf[bool]()); s != `{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"boolean"}` {
-		t.Errorf("schemaOf[bool] = %s", s)
+func TestSchemaFor(t *testing.T) {
+	t.Parallel()
+	valid := `{"id":"1","username":"u","score":1.5,"admin":true,"tags":["a"],"labels":{"x":1},"avatar":"AAE=",
+		"born":"2026-11-25T10:00:00Z","manager":{"id":"2"},"extra":[1],"anything":null,"quoted":"7",
+		"tree":{"name":"r","children":[{"name":"c","children":null},null]},"Untagged":"u","unknown":1}`
+	_, params := schemaTestCase[schemaParams](t)
+	_, node := schemaTestCase[schemaNode](t)
+	_, enum := schemaTestCase[schemaEnum](t)
+	_, boolean := schemaTestCase[bool](t)
+	_, list := schemaTestCase[[]*schemaBase](t)
+	_, dict := schemaTestCase[map[string]schemaBase](t)
+	_, anything := schemaTestCase[any](t)
+	for _, tc := range []struct {
+		name     string
+		validate func(string) []Violation
+		instance string
+		want     []Violation // nil: valid
+	}{
+		{"all fields", params, valid, nil},
+		{"nil slices, maps, bytes and pointers", params, strings.NewReplacer(`["a"]`, "null", `{"x":1}`, "null", `"AAE="`, "null", `{"id":"2"}`, "null").Replace(valid), nil},
+		{"omitempty, omitzero and pointer fields are optional", params, strings.NewReplacer(`"manager":{"id":"2"},`, "").Replace(valid), nil},
+		{"missing required fields", params, `{"id":"1"}`, []Violation{
+			{"/Untagged", "missing required property"}, {"/admin", "missing required property"}, {"/anything", "missing required property"},
+			{"/avatar", "missing required property"}, {"/born", "missing required property"}, {"/extra", "missing required property"},
+			{"/labels", "missing required property"}, {"/quoted", "missing required property"}, {"/score", "missing required property"},
+			{"/tags", "missing required property"}, {"/tree", "missing required property"}, {"/username", "missing required property"}}},
+		{"embedded struct field required", params, strings.Replace(valid, `"id":"1",`, "", 1), []Violation{{"/id", "missing required property"}}},
+		{"wrong types", params, strings.NewReplacer(`"score":1.5`, `"score":"high"`, `"admin":true`, `"admin":1`).Replace(valid), []Violation{
+			{"/admin", "got number, want boolean"}, {"/score", "got string, want number"}}},
+		{"integer", params, strings.Replace(valid, `"score":1.5`, `"score":1.5,"age":1.5`, 1), []Violation{{"/age", "got number, want integer"}}},
+		{"time.Time is date-time", params, strings.Replace(valid, `2026-11-25T10:00:00Z`, `yesterday`, 1), []Violation{{"/born", "'yesterday' is not valid date-time: less than 20 characters long"}}},
+		{"nested slice of structs", params, strings.Replace(valid, `{"name":"c","children":null}`, `{"children":[]}`, 1), []Violation{{"/tree/children/0/name", "missing required property"}}},
+		{"map values", params, strings.Replace(valid, `{"x":1}`, `{"x":"one"}`, 1), []Violation{{"/labels/x", "got string, want integer"}}},
+		{"nested pointer struct", params, strings.Replace(valid, `{"id":"2"}`, `{"id":2}`, 1), []Violation{{"/manager/id", "got number, want string"}}},
+		{"recursive type", node, `{"name":"a","children":[{"name":"b","children":[{"name":1}]}]}`, []Violation{{"/children/0/children/0/name", "got number, want string"}}},
+		{"enum", enum, `{"color":"blue","note":null}`, []Violation{{"/color", "value must be one of 'red', 'green'"}}},
+		{"enum ok, minimum", enum, `{"color":"red","size":0,"note":"x"}`, []Violation{{"/size", "minimum: got 0, want 1"}}},
+		{"pointer optional", enum, `{"color":"green"}`, nil},
+		{"bool", boolean, `true`, nil},
+		{"not bool", boolean, `"yes"`, []Violation{{"", "got string, want boolean"}}},
+		{"slice of pointers", list, `[{"id":"a"},null,{}]`, []Violation{{"/2/id", "missing required property"}}},
+		{"map of structs", dict, `{"a":{"id":"x"},"b":{}}`, []Violation{{"/b/id", "missing required property"}}},
+		{"any", anything, `[1,"x",null]`, nil},
+	} {
+		got := tc.validate(tc.instance)
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(tc.want)
+		if string(g) != string(w) {
+			t.Errorf("%s: violations\n%s\nwant\n%s", tc.name, g, w)
+		}
+	}
+}
+
+func TestSchemaForKeywords(t *testing.T) {
+	t.Parallel()
+	raw, _ := schemaTestCase[schemaEnum](t)
+	var s struct {
+		Schema     string                     `json:"$schema"`
+		ID         string                     `json:"$id"`
+		Properties map[string]json.RawMessage `json:"properties"`
+		Required   []string                   `json:"required"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Schema != "https://json-schema.org/draft/2020-12/schema" || s.ID != "" {
+		t.Errorf("$schema %q, $id %q", s.Schema, s.ID)
+	}
+	for prop, want := range map[string]string{
+		"color": `{"type":"string","enum":["red","green"],"description":"the colour"}`,
+		"size":  `{"type":"integer","minimum":1,"description":"how big"}`,
+		"note":  `{"anyOf":[{"type":"string"},{"type":"null"}]}`,
+	} {
+		if got := string(s.Properties[prop]); got != want {
+			t.Errorf("property %s = %s, want %s", prop, got, want)
+		}
+	}
+	if strings.Join(s.Required, ",") != "color" {
+		t.Errorf("required = %v, want [color]", s.Required)
+	}
+	if string(mustSchema[bool]()) != `{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"boolean"}` {
+		t.Errorf("schema of bool = %s", mustSchema[bool]())
+	}
+}
+
+func TestCompileSchemaRefusesExternalRefs(t *testing.T) {
+	t.Parallel()
+	_, err := compileSchema(json.RawMessage(`{"$ref":"file:///etc/passwd"}`))
+	if err == nil || !strings.Contains(err.Error(), "refer") && !strings.Contains(fmt.Sprint(err), "passwd") {
+		t.Fatalf("compile with an external $ref: %v", err)
 	}
 }
 
