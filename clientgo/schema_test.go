@@ -2,7 +2,9 @@ package lightbus
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -179,3 +181,88 @@ func TestErrorMessage(t *testing.T) {
 }
 
 var errTest = json.Unmarshal([]byte("{"), new(any))
+
+func TestTypedValidation(t *testing.T) {
+	t.Parallel()
+	paint := NewEvent[schemaEnum]("paint", "painted")
+	mix := NewRPC[schemaEnum, bool]("paint", "mix")
+
+	gw := newFakeGateway(t)
+	bus := newTestBus(t, gw.URL())
+	_, err := paint.Fire(t.Context(), bus, schemaEnum{Color: "blue", Size: -1})
+	var lerr *Error
+	if !errors.As(err, &lerr) || lerr.Status != 422 || lerr.Code != CodeValidation ||
+		!slices.Equal(lerr.Violations, []Violation{{"/color", "value must be one of 'red', 'green'"}, {"/size", "minimum: got -1, want 1"}}) {
+		t.Fatalf("Fire with bad parameters: %v", err)
+	}
+	if !strings.Contains(err.Error(), "paint.painted") {
+		t.Errorf("error %q does not name the event", err)
+	}
+	_, err = mix.Call(t.Context(), bus, schemaEnum{Color: "blue"})
+	if !IsCode(err, CodeValidation) {
+		t.Fatalf("Call with bad parameters: %v", err)
+	}
+	gw.mu.Lock()
+	fires, calls := len(gw.fireKeys), gw.calls
+	gw.mu.Unlock()
+	if fires != 0 || calls != 0 {
+		t.Fatalf("invalid parameters were sent: %d fires, %d calls", fires, calls)
+	}
+	if _, err := paint.Fire(t.Context(), bus, schemaEnum{Color: "red"}); err != nil {
+		t.Fatalf("Fire with good parameters: %v", err)
+	}
+
+	// Without validation the gateway is asked (and, here, accepts).
+	unchecked := newTestBus(t, gw.URL(), WithValidation(false))
+	if _, err := paint.Fire(t.Context(), unchecked, schemaEnum{Color: "blue"}); err != nil {
+		t.Fatalf("Fire without validation: %v", err)
+	}
+	gw.mu.Lock()
+	fires = len(gw.fireKeys)
+	gw.mu.Unlock()
+	if fires != 2 {
+		t.Fatalf("fires = %d, want 2", fires)
+	}
+
+	// The handles carry their schemas, as declared.
+	if string(paint.ParamsSchema()) != string(mustSchema[schemaEnum]()) || string(mix.ResultSchema()) != string(mustSchema[bool]()) {
+		t.Errorf("schemas: %s, %s", paint.ParamsSchema(), mix.ResultSchema())
+	}
+}
+
+func TestSchemaMethods(t *testing.T) {
+	t.Parallel()
+	gw := newFakeGateway(t)
+	bus := newTestBus(t, gw.URL(), WithService("paint"))
+	ctx := t.Context()
+
+	doc := json.RawMessage(`{"events": {"painted": {"params_schema": {"type": "object"}}}}`)
+	s, err := bus.PublishSchema(ctx, "paint", doc)
+	if err != nil || s.Version != 1 || s.Service != "paint" || s.API != "paint" {
+		t.Fatalf("PublishSchema = %+v, %v", s, err)
+	}
+	if s, err := bus.PublishSchema(ctx, "paint", doc); err != nil || s.Version != 1 {
+		t.Fatalf("PublishSchema again = %+v, %v", s, err)
+	}
+	if _, err := bus.PublishSchema(ctx, "paint", json.RawMessage(`[]`)); err == nil {
+		t.Fatal("PublishSchema of an array: no error")
+	}
+	all, err := bus.Schemas(ctx)
+	if err != nil || len(all) != 1 || all[0].API != "paint" || !strings.Contains(string(all[0].Document), "painted") {
+		t.Fatalf("Schemas = %+v, %v", all, err)
+	}
+	one, err := bus.Schema(ctx, "paint", 1)
+	if err != nil || one.Version != 1 {
+		t.Fatalf("Schema = %+v, %v", one, err)
+	}
+	if _, err := bus.Schema(ctx, "paint", 2); !IsCode(err, CodeNotFound) {
+		t.Fatalf("Schema version 2: %v", err)
+	}
+	if _, err := bus.Schema(ctx, "brush", 0); !IsCode(err, CodeNotFound) {
+		t.Fatalf("Schema of an unknown API: %v", err)
+	}
+	versions, err := bus.ListSchemaVersions(ctx, "paint")
+	if err != nil || len(versions) != 1 || versions[0].Document != nil {
+		t.Fatalf("ListSchemaVersions = %+v, %v", versions, err)
+	}
+}
