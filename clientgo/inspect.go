@@ -187,13 +187,20 @@ func (b *Bus) Schemas(ctx context.Context) ([]Schema, error) {
 }
 
 // Schema returns the current schema of api, with the live workers that
-// disagree with it (GET /v1/schema/{api}); version > 0 asks for that
-// version instead. An API without a schema is an *Error with CodeNotFound.
-func (b *Bus) Schema(ctx context.Context, api string, version int) (*Schema, error) {
-	var q url.Values
-	if version > 0 {
-		q = url.Values{"version": {strconv.Itoa(version)}}
-	}
+// disagree with it (GET /v1/schema/{api}). An API without a schema is an
+// *Error with CodeNotFound.
+func (b *Bus) Schema(ctx context.Context, api string) (*Schema, error) {
+	return b.getSchema(ctx, api, nil)
+}
+
+// SchemaVersion returns version (from 1) of api's schema (GET
+// /v1/schema/{api}?version=N); an unknown version is an *Error with
+// CodeNotFound.
+func (b *Bus) SchemaVersion(ctx context.Context, api string, version int) (*Schema, error) {
+	return b.getSchema(ctx, api, url.Values{"version": {strconv.Itoa(version)}})
+}
+
+func (b *Bus) getSchema(ctx context.Context, api string, q url.Values) (*Schema, error) {
 	var s Schema
 	if err := b.do(ctx, http.MethodGet, "/v1/schema/"+url.PathEscape(api), q, nil, nil, &s); err != nil {
 		return nil, fmt.Errorf("lightbus: get schema %s: %w", api, err)

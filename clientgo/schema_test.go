@@ -251,14 +251,17 @@ func TestSchemaMethods(t *testing.T) {
 	if err != nil || len(all) != 1 || all[0].API != "paint" || !strings.Contains(string(all[0].Document), "painted") {
 		t.Fatalf("Schemas = %+v, %v", all, err)
 	}
-	one, err := bus.Schema(ctx, "paint", 1)
+	one, err := bus.SchemaVersion(ctx, "paint", 1)
 	if err != nil || one.Version != 1 {
 		t.Fatalf("Schema = %+v, %v", one, err)
 	}
-	if _, err := bus.Schema(ctx, "paint", 2); !IsCode(err, CodeNotFound) {
+	if _, err := bus.SchemaVersion(ctx, "paint", 2); !IsCode(err, CodeNotFound) {
 		t.Fatalf("Schema version 2: %v", err)
 	}
-	if _, err := bus.Schema(ctx, "brush", 0); !IsCode(err, CodeNotFound) {
+	if cur, err := bus.Schema(ctx, "paint"); err != nil || cur.Version != 1 || cur.Service != "paint" {
+		t.Fatalf("Schema = %+v, %v", cur, err)
+	}
+	if _, err := bus.Schema(ctx, "brush"); !IsCode(err, CodeNotFound) {
 		t.Fatalf("Schema of an unknown API: %v", err)
 	}
 	versions, err := bus.ListSchemaVersions(ctx, "paint")
