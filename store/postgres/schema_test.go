@@ -1,10 +1,13 @@
 package postgres_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
 )
@@ -180,4 +183,73 @@ func TestSchemaVersions(t *testing.T) {
 			t.Fatalf("RPCTargets timeout %v, %v", timeout, err)
 		}
 	})
+}
+
+// countingStore counts the schema store calls the cache makes.
+type countingStore struct {
+	gateway.SchemaStore
+	refs, versions atomic.Int32
+}
+
+func (c *countingStore) CurrentSchemaRef(ctx context.Context, api string) (gateway.SchemaRef, error) {
+	c.refs.Add(1)
+	return c.SchemaStore.CurrentSchemaRef(ctx, api)
+}
+
+func (c *countingStore) SchemaVersion(ctx context.Context, api string, version int) (*gateway.SchemaVersion, error) {
+	c.versions.Add(1)
+	return c.SchemaStore.SchemaVersion(ctx, api, version)
+}
+
+func TestSchemaCache(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t)
+	store := &countingStore{SchemaStore: bundle.db}
+	cache := gateway.NewSchemaCache(gateway.SchemaCacheConfig{Store: store, TTL: time.Hour})
+
+	// No schema: looked up once, then remembered.
+	for range 3 {
+		if api, err := cache.Lookup(ctx, "auth"); err != nil || api != nil {
+			t.Fatalf("Lookup before any schema = %v, %v", api, err)
+		}
+	}
+	if n := store.refs.Load(); n != 1 {
+		t.Fatalf("%d version checks, want 1", n)
+	}
+
+	register(ctx, t, bundle.db, registration("a1", "auth", []gateway.APIDeclaration{authAPI("username")}))
+	cache.Invalidate("auth")
+	for range 100 {
+		api, err := cache.Lookup(ctx, "auth")
+		if err != nil || api == nil || api.Version != 1 {
+			t.Fatalf("Lookup = %+v, %v", api, err)
+		}
+	}
+	if refs, versions := store.refs.Load(), store.versions.Load(); refs != 2 || versions != 1 {
+		t.Fatalf("%d version checks and %d document reads for 100 lookups, want 2 and 1", refs, versions)
+	}
+
+	// Another replica publishes: with a short TTL the change is seen.
+	short := gateway.NewSchemaCache(gateway.SchemaCacheConfig{Store: store, TTL: time.Millisecond})
+	if api, _ := short.Lookup(ctx, "auth"); api == nil || api.Version != 1 {
+		t.Fatalf("short TTL lookup = %+v", api)
+	}
+	register(ctx, t, bundle.db, registration("a2", "auth", []gateway.APIDeclaration{authAPI("email")}))
+	time.Sleep(5 * time.Millisecond)
+	api, err := short.Lookup(ctx, "auth")
+	if err != nil || api == nil || api.Version != 2 {
+		t.Fatalf("after a new version: %+v, %v", api, err)
+	}
+	sch, _ := api.Event("user_registered")
+	if vs, _ := gateway.ValidateJSON(sch, []byte(`{"username": "x"}`)); len(vs) != 1 || vs[0].Pointer != "/email" {
+		t.Fatalf("version 2 violations %+v", vs)
+	}
+	// The long-TTL cache still trusts version 1 until invalidated.
+	if api, _ := cache.Lookup(ctx, "auth"); api.Version != 1 {
+		t.Fatalf("long TTL cache = version %d", api.Version)
+	}
+	cache.Invalidate("auth")
+	if api, _ := cache.Lookup(ctx, "auth"); api.Version != 2 {
+		t.Fatalf("after Invalidate = version %d", api.Version)
+	}
 }
