@@ -81,20 +81,21 @@ func (s *Server) newRoutes() chi.Router {
 		writeError(w, r, s.logger, Errorf(EInvalid, "method %s is not allowed on %s", r.Method, r.URL.Path))
 	})
 
-	r.Post("/v1/events/{api}/{event}", s.fireEvent)      // fire an event
-	r.Get("/v1/events", s.listEvents)                    // list stored events, newest first
-	r.Get("/v1/events/{id}", s.getEvent)                 // one event with its deliveries
-	r.Post("/v1/rpc/{api}/{method}", s.callRPC)          // call a procedure on a live worker
-	r.Get("/v1/workers", s.listWorkers)                  // list live workers
-	r.Put("/v1/workers/{worker_id}", s.putWorker)        // register or heartbeat a worker
-	r.Delete("/v1/workers/{worker_id}", s.deleteWorker)  // deregister a worker
+	r.Post("/v1/events/{api}/{event}", s.fireEvent)     // fire an event
+	r.Get("/v1/events", s.listEvents)                   // list stored events, newest first
+	r.Get("/v1/events/{id}", s.getEvent)                // one event with its deliveries
+	r.Post("/v1/rpc/{api}/{method}", s.callRPC)         // call a procedure on a live worker
+	r.Get("/v1/workers", s.listWorkers)                 // list live workers
+	r.Put("/v1/workers/{worker_id}", s.putWorker)       // register or heartbeat a worker
+	r.Delete("/v1/workers/{worker_id}", s.deleteWorker) // deregister a worker
+	r.Get("/healthz", s.healthz)                        // the process is up
+	r.Get("/readyz", s.readyz)                          // the database answers and the schema is current
+	r.Get("/openapi.yaml", s.openAPI)                   // this API's OpenAPI document
+
 	r.Get("/v1/schema", s.listSchemas)                   // every API's current schema
 	r.Get("/v1/schema/{api}", s.getSchema)               // an API's current (or ?version=N) schema
 	r.Put("/v1/schema/{api}", s.putSchema)               // publish an API's schema without a worker
 	r.Get("/v1/schema/{api}/versions", s.schemaVersions) // an API's schema versions, newest first
-	r.Get("/healthz", s.healthz)                         // the process is up
-	r.Get("/readyz", s.readyz)                           // the database answers and the schema is current
-	r.Get("/openapi.yaml", s.openAPI)                    // this API's OpenAPI document
 	return r
 }
 
