@@ -141,3 +141,23 @@ func TestCompileAndValidate(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkValidateJSON(b *testing.B) {
+	raw, err := json.Marshal(map[string]any{"type": "object", "required": []string{"username", "email"},
+		"properties": map[string]any{"username": map[string]any{"type": "string"}, "email": map[string]any{"type": "string"},
+			"tags": map[string]any{"type": "array", "items": map[string]any{"type": "string"}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := compileSchema(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	params := []byte(`{"username": "sally", "email": "sally@example.com", "tags": ["a", "b", "c"]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if vs, err := ValidateJSON(s, params); err != nil || vs != nil {
+			b.Fatal(vs, err)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/store/postgres"
+	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
 
 // authAPI declares the auth API with a params schema whose required
@@ -251,5 +253,30 @@ func TestSchemaCache(t *testing.T) {
 	cache.Invalidate("auth")
 	if api, _ := cache.Lookup(ctx, "auth"); api.Version != 2 {
 		t.Fatalf("after Invalidate = version %d", api.Version)
+	}
+}
+
+// BenchmarkSchemaCacheLookup measures the hot path of a fire's validation:
+// the API's compiled schema is in memory, no database round trip.
+func BenchmarkSchemaCacheLookup(b *testing.B) {
+	ctx := context.Background()
+	db, err := postgres.New(pgtest.New(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := registration("a1", "auth", []gateway.APIDeclaration{authAPI("username")})
+	if _, err := db.RegisterWorker(ctx, reg, gateway.NewSecret, 7); err != nil {
+		b.Fatal(err)
+	}
+	store := &countingStore{SchemaStore: db}
+	cache := gateway.NewSchemaCache(gateway.SchemaCacheConfig{Store: store, TTL: time.Minute})
+	b.ReportAllocs()
+	for b.Loop() {
+		if api, err := cache.Lookup(ctx, "auth"); err != nil || api == nil {
+			b.Fatal(api, err)
+		}
+	}
+	if n := store.refs.Load(); n != 1 {
+		b.Fatalf("%d database lookups, want 1", n)
 	}
 }
