@@ -35,6 +35,7 @@ type Bus struct {
 	workerID        string
 	leaseTTL        time.Duration
 	shutdownTimeout time.Duration
+	validate        bool
 	fireAttempts    int
 	retryBase       time.Duration
 	retryMax        time.Duration
@@ -125,6 +126,7 @@ func Create(opts ...Option) (*Bus, error) {
 		workerID:        c.workerID,
 		leaseTTL:        c.leaseTTL,
 		shutdownTimeout: c.shutdownTimeout,
+		validate:        !c.noValidation,
 		fireAttempts:    max(1, c.fireAttempts),
 		retryBase:       c.retryBase,
 		retryMax:        c.retryMax,

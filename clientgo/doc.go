@@ -59,6 +59,19 @@
 // handles [NewRPC] and [NewEvent] add Go types and declare JSON Schemas of
 // them to the gateway.
 //
+// # Schemas
+//
+// A typed handle carries the JSON Schema (2020-12) of its Go types, generated
+// with [SchemaFor]: fields are required unless omitempty, omitzero or
+// pointers; `jsonschema:"enum=...,description=..."` tags add keywords. The
+// worker declares these schemas when it registers, and the gateway stores them
+// (one version per change, see [Bus.Schemas]) and validates every fire and
+// call of the API against them, answering 422 [CodeValidation] with
+// [Error].Violations. The typed Fire and Call check the parameters against
+// the same schema before sending, with the same error, so a bad call is
+// caught without a round trip ([WithValidation] turns that off).
+// [Bus.PublishSchema] publishes a schema without running a worker.
+//
 // # Configuration
 //
 // [Create] reads LIGHTBUS_URL (the gateway, default http://127.0.0.1:8080),

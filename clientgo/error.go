@@ -22,7 +22,7 @@ const (
 	CodeValidation   = "validation"   // 422: the parameters do not match the declared schema; see Error.Violations
 	CodeRemoteError  = "remote_error" // 500: the RPC handler returned an error; see Error.ErrorType and Error.Message
 	CodeInternal     = "internal"     // 500: the gateway failed
-	CodeBadGateway   = "bad_gateway"  // 502: the worker could not be reached or broke the protocol
+	CodeBadGateway   = "bad_gateway"  // 502: the worker could not be reached, broke the protocol, or its result did not match its schema (see Error.Violations)
 	CodeNoWorker     = "no_worker"    // 503: no live worker provided the API before the RPC deadline
 	CodeUnavailable  = "unavailable"  // 503: the gateway cannot serve now; retry later
 	CodeTimeout      = "timeout"      // 504: the RPC deadline passed before the worker answered
@@ -59,7 +59,8 @@ type Error struct {
 	// Message is the message of the remote handler's error (CodeRemoteError).
 	Message string
 	// Violations lists each way the parameters failed validation
-	// (CodeValidation).
+	// (CodeValidation), or an RPC result failed its result schema
+	// (CodeBadGateway).
 	Violations []Violation
 
 	retryAfter time.Duration // from a Retry-After header, if any
@@ -67,7 +68,9 @@ type Error struct {
 
 // Violation is one way in which parameters failed schema validation.
 type Violation struct {
-	// Pointer is a JSON Pointer (RFC 6901) into the parameters, e.g. "/email".
+	// Pointer is a JSON Pointer (RFC 6901) into the parameters (or the
+	// result), e.g. "/email"; a missing required property is named by its
+	// own pointer.
 	Pointer string `json:"pointer"`
 	// Message says what is wrong there.
 	Message string `json:"message"`

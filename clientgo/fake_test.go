@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -38,6 +39,8 @@ type fakeGateway struct {
 	conflict    bool                  // answer PUTs 409
 	lastQuery   string                // raw query of the latest GET /v1/events
 	heartbeatMS int64
+	schemas     map[string]Schema // published schemas by API
+	calls       int               // RPCs received
 
 	delivered chan fakeDelivery // outcome of each delivery attempt
 }
@@ -61,6 +64,7 @@ func newFakeGateway(t testing.TB) *fakeGateway {
 		key:         key,
 		workers:     map[string]fakeWorker{},
 		byKey:       map[string]FireResult{},
+		schemas:     map[string]Schema{},
 		heartbeatMS: 50,
 		delivered:   make(chan fakeDelivery, 100),
 	}
@@ -72,6 +76,10 @@ func newFakeGateway(t testing.TB) *fakeGateway {
 	mux.HandleFunc("GET /v1/events", f.listEvents)
 	mux.HandleFunc("GET /v1/events/{id}", f.getEvent)
 	mux.HandleFunc("POST /v1/rpc/{api}/{method}", f.call)
+	mux.HandleFunc("GET /v1/schema", f.listSchemas)
+	mux.HandleFunc("GET /v1/schema/{api}", f.getSchema)
+	mux.HandleFunc("GET /v1/schema/{api}/versions", f.schemaVersions)
+	mux.HandleFunc("PUT /v1/schema/{api}", f.putSchema)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -251,6 +259,9 @@ func (f *fakeGateway) getEvent(w http.ResponseWriter, r *http.Request) {
 
 func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 	api, method := r.PathValue("api"), r.PathValue("method")
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
 	timeout := 5 * time.Second
 	if s := r.Header.Get("Lightbus-Timeout"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -372,4 +383,64 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func (f *fakeGateway) putSchema(w http.ResponseWriter, r *http.Request) {
+	api := r.PathValue("api")
+	var doc map[string]json.RawMessage
+	if err := json.NewDecoder(r.Body).Decode(&doc); err != nil {
+		writeProblem(w, 400, CodeInvalid, err.Error(), nil)
+		return
+	}
+	var service string
+	_ = json.Unmarshal(doc["service"], &service)
+	delete(doc, "service")
+	doc["api"], _ = json.Marshal(api)
+	data, _ := json.Marshal(doc)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.schemas[api]
+	if ok && string(s.Document) == string(data) {
+		writeJSON(w, 200, s)
+		return
+	}
+	s = Schema{API: api, Version: s.Version + 1, Hash: "h" + strconv.Itoa(s.Version+1), Service: service, CreatedAt: time.Now().UTC(), Document: data}
+	f.schemas[api] = s
+	writeJSON(w, 201, s)
+}
+
+func (f *fakeGateway) listSchemas(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []Schema{}
+	for _, api := range slices.Sorted(maps.Keys(f.schemas)) {
+		out = append(out, f.schemas[api])
+	}
+	writeJSON(w, 200, map[string]any{"schemas": out})
+}
+
+func (f *fakeGateway) getSchema(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.schemas[r.PathValue("api")]
+	if v := r.URL.Query().Get("version"); ok && v != "" && v != strconv.Itoa(s.Version) {
+		ok = false
+	}
+	if !ok {
+		writeProblem(w, 404, CodeNotFound, "no schema", nil)
+		return
+	}
+	writeJSON(w, 200, s)
+}
+
+func (f *fakeGateway) schemaVersions(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.schemas[r.PathValue("api")]
+	if !ok {
+		writeProblem(w, 404, CodeNotFound, "no schema", nil)
+		return
+	}
+	s.Document = nil
+	writeJSON(w, 200, map[string]any{"versions": []Schema{s}})
 }

@@ -134,3 +134,114 @@ func (b *Bus) Event(ctx context.Context, id string) (*StoredEvent, error) {
 	}
 	return &ev, nil
 }
+
+// Schema is one version of an API's schema as the gateway stores it.
+type Schema struct {
+	// API is the API's name.
+	API string `json:"api"`
+	// Version numbers the API's schema versions from 1; a new one is made
+	// each time the content changes.
+	Version int `json:"version"`
+	// Hash is the hex SHA-256 of Document.
+	Hash string `json:"hash"`
+	// Service is the service that published the version ("" if unknown).
+	Service string `json:"service"`
+	// WorkerID is the worker whose registration published it ("" when it
+	// was published with [Bus.PublishSchema]).
+	WorkerID string `json:"worker_id,omitempty"`
+	// CreatedAt is when the version was stored.
+	CreatedAt time.Time `json:"created_at"`
+	// Document is the schema document, in canonical form:
+	// {"api": ..., "events": {name: {"params_schema": ...}}, "rpcs": {name:
+	// {"params_schema": ..., "result_schema": ...}}, "validate": bool}.
+	// [Bus.ListSchemaVersions] leaves it out.
+	Document json.RawMessage `json:"schema,omitempty"`
+	// Conflicts lists the live workers that declare another schema for the
+	// API; only [Bus.Schema] fills it in, for the current version.
+	Conflicts []SchemaConflict `json:"conflicts,omitempty"`
+}
+
+// SchemaConflict is a live worker whose declared schema for an API differs
+// from the API's current version.
+type SchemaConflict struct {
+	// API is the API's name.
+	API string `json:"api"`
+	// WorkerID is the disagreeing worker.
+	WorkerID string `json:"worker_id"`
+	// Service is the worker's service.
+	Service string `json:"service"`
+	// Hash is the hash of the schema the worker declares.
+	Hash string `json:"hash"`
+}
+
+// Schemas returns the current schema of every API (GET /v1/schema), by
+// API name.
+func (b *Bus) Schemas(ctx context.Context) ([]Schema, error) {
+	var out struct {
+		Schemas []Schema `json:"schemas"`
+	}
+	if err := b.do(ctx, http.MethodGet, "/v1/schema", nil, nil, nil, &out); err != nil {
+		return nil, fmt.Errorf("lightbus: list schemas: %w", err)
+	}
+	return out.Schemas, nil
+}
+
+// Schema returns the current schema of api, with the live workers that
+// disagree with it (GET /v1/schema/{api}). An API without a schema is an
+// *Error with CodeNotFound.
+func (b *Bus) Schema(ctx context.Context, api string) (*Schema, error) {
+	return b.getSchema(ctx, api, nil)
+}
+
+// SchemaVersion returns version (from 1) of api's schema (GET
+// /v1/schema/{api}?version=N); an unknown version is an *Error with
+// CodeNotFound.
+func (b *Bus) SchemaVersion(ctx context.Context, api string, version int) (*Schema, error) {
+	return b.getSchema(ctx, api, url.Values{"version": {strconv.Itoa(version)}})
+}
+
+func (b *Bus) getSchema(ctx context.Context, api string, q url.Values) (*Schema, error) {
+	var s Schema
+	if err := b.do(ctx, http.MethodGet, "/v1/schema/"+url.PathEscape(api), q, nil, nil, &s); err != nil {
+		return nil, fmt.Errorf("lightbus: get schema %s: %w", api, err)
+	}
+	return &s, nil
+}
+
+// ListSchemaVersions lists the versions of api's schema, newest first,
+// without their documents (GET /v1/schema/{api}/versions).
+func (b *Bus) ListSchemaVersions(ctx context.Context, api string) ([]Schema, error) {
+	var out struct {
+		Versions []Schema `json:"versions"`
+	}
+	if err := b.do(ctx, http.MethodGet, "/v1/schema/"+url.PathEscape(api)+"/versions", nil, nil, nil, &out); err != nil {
+		return nil, fmt.Errorf("lightbus: list schema versions of %s: %w", api, err)
+	}
+	return out.Versions, nil
+}
+
+// PublishSchema stores doc, a schema document (see [Schema.Document]; its
+// "api" member may be left out), as api's current schema (PUT
+// /v1/schema/{api}), for a service that publishes its schema without
+// running a worker. It returns the current version, which is a new one
+// unless the content is unchanged. The service this Bus belongs to, if
+// any, is recorded as the publisher. A schema that does not compile is an
+// *Error with CodeInvalid.
+func (b *Bus) PublishSchema(ctx context.Context, api string, doc json.RawMessage) (*Schema, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &fields); err != nil {
+		return nil, fmt.Errorf("lightbus: publish schema %s: the document is not a JSON object: %w", api, err)
+	}
+	if _, ok := fields["service"]; !ok && b.service != "" {
+		fields["service"], _ = json.Marshal(b.service)
+	}
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return nil, fmt.Errorf("lightbus: publish schema %s: %w", api, err)
+	}
+	var s Schema
+	if err := b.do(ctx, http.MethodPut, "/v1/schema/"+url.PathEscape(api), nil, body, nil, &s); err != nil {
+		return nil, fmt.Errorf("lightbus: publish schema %s: %w", api, err)
+	}
+	return &s, nil
+}

@@ -40,6 +40,7 @@ type config struct {
 	leaseTTL        time.Duration
 	maxConcurrency  int
 	shutdownTimeout time.Duration
+	noValidation    bool
 
 	// Retry tuning; unexported so tests can shorten it.
 	fireAttempts int
@@ -97,6 +98,14 @@ func WithMaxConcurrency(n int) Option { return func(c *config) { c.maxConcurrenc
 // WithShutdownTimeout bounds how long [Bus.Run] waits for in-flight handlers
 // when it stops (default 10s), and then again for deregistering.
 func WithShutdownTimeout(d time.Duration) Option { return func(c *config) { c.shutdownTimeout = d } }
+
+// WithValidation turns the client-side check of parameters on or off
+// (default on). When on, the typed helpers ([Event.Fire], [RPC.Call]) check
+// parameters against the schema generated from their Go type before
+// sending, and report a mismatch as an *Error with CodeValidation and its
+// Violations, as the gateway would, without a round trip. The gateway
+// validates either way.
+func WithValidation(on bool) Option { return func(c *config) { c.noValidation = !on } }
 
 // CallOption adjusts one [Bus.Call] or [Bus.Fire].
 type CallOption func(*callConfig)

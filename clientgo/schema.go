@@ -1,105 +1,147 @@
 package lightbus
 
 import (
-	"encoding"
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
-	"time"
+	"sync"
+
+	"github.com/invopop/jsonschema"
+	validator "github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
-var (
-	timeType          = reflect.TypeFor[time.Time]()
-	rawMessageType    = reflect.TypeFor[json.RawMessage]()
-	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
-	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
-)
+// printer renders validation messages.
+var printer = message.NewPrinter(language.English)
 
-// schemaOf returns a JSON Schema (2020-12) of what encoding/json makes of a
-// T, declared to the gateway so that it can check parameters before they
-// reach a handler. It errs on the side of accepting: types with their own
-// JSON encoding (other than time.Time) and recursive types accept any value,
-// nil slices, maps and pointers may be null, and unknown properties are
-// allowed. Struct fields without omitempty or omitzero are required.
-func schemaOf[T any]() json.RawMessage {
-	s := schemaFor(reflect.TypeFor[T](), map[reflect.Type]bool{})
-	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-	data, err := json.Marshal(s)
-	if err != nil {
-		return nil // only strings, bools, maps and slices: cannot happen
-	}
-	return data
+// SchemaFor returns the JSON Schema (2020-12) of what encoding/json makes of
+// a T: the schema the typed helpers ([NewEvent], [NewRPC]) declare for their
+// parameters and results. It is generated with github.com/invopop/jsonschema
+// and follows encoding/json:
+//
+//   - a struct field is required unless its json tag has omitempty or
+//     omitzero, or it is a pointer; a pointer also accepts null;
+//   - slices, maps and []byte accept null (a nil one encodes as null);
+//   - time.Time is a string with format date-time; []byte a base64 string;
+//     json.RawMessage and interfaces accept any value;
+//   - untagged embedded structs are flattened, as encoding/json does;
+//   - properties not in the struct are allowed (encoding/json ignores them);
+//   - `jsonschema:"enum=a,enum=b"`, `jsonschema:"minimum=1"` and other
+//     invopop/jsonschema tags add keywords; `jsonschema:"description=..."`
+//     (or a `jsonschema_description` tag) documents a field.
+//
+// Types used more than once or recursively are kept in $defs.
+func SchemaFor[T any]() (json.RawMessage, error) {
+	return schemaForType(reflect.TypeFor[T]())
 }
 
-func schemaFor(t reflect.Type, seen map[reflect.Type]bool) map[string]any {
-	if t == nil { // an interface type reached through any
-		return map[string]any{}
+var reflector = &jsonschema.Reflector{Anonymous: true, AllowAdditionalProperties: true}
+
+func schemaForType(t reflect.Type) (json.RawMessage, error) {
+	if t == nil {
+		return json.RawMessage(`{"$schema":"https://json-schema.org/draft/2020-12/schema"}`), nil
 	}
-	switch {
-	case t == timeType:
-		return map[string]any{"type": "string", "format": "date-time"}
-	case t == rawMessageType, t.Implements(jsonMarshalerType), reflect.PointerTo(t).Implements(jsonMarshalerType):
-		return map[string]any{}
-	case t.Implements(textMarshalerType), reflect.PointerTo(t).Implements(textMarshalerType):
-		return map[string]any{"type": "string"}
+	s := reflector.ReflectFromType(t)
+	if s.Ref != "" {
+		// The root names a definition: inline it unless it is recursive.
+		name := strings.TrimPrefix(s.Ref, "#/$defs/")
+		def := s.Definitions[name]
+		if def != nil {
+			delete(s.Definitions, name)
+			probe, err := json.Marshal(s.Definitions)
+			if err == nil && !bytes.Contains(probe, []byte(`"#/$defs/`+name+`"`)) && !refersTo(def, "#/$defs/"+name) {
+				defs := s.Definitions
+				*s = *def
+				s.Definitions = defs
+				s.Version = jsonschema.Version
+			} else {
+				s.Definitions[name] = def
+			}
+		}
+	}
+	walkSchema(t, s, s.Definitions, map[*jsonschema.Schema]bool{})
+	if len(s.Definitions) == 0 {
+		s.Definitions = nil
+	}
+	return json.Marshal(s)
+}
+
+// refersTo reports whether s mentions ref anywhere.
+func refersTo(s *jsonschema.Schema, ref string) bool {
+	data, err := json.Marshal(s)
+	return err != nil || bytes.Contains(data, []byte(`"`+ref+`"`))
+}
+
+// walkSchema adjusts s, the schema invopop made of t, to what encoding/json
+// does with nil pointers, slices and maps.
+func walkSchema(t reflect.Type, s *jsonschema.Schema, defs jsonschema.Definitions, seen map[*jsonschema.Schema]bool) {
+	if s == nil {
+		return
+	}
+	if s.Ref != "" {
+		s = defs[strings.TrimPrefix(s.Ref, "#/$defs/")]
+		if s == nil {
+			return
+		}
+	}
+	if seen[s] {
+		return
+	}
+	seen[s] = true
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
 	switch t.Kind() {
-	case reflect.Bool:
-		return map[string]any{"type": "boolean"}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return map[string]any{"type": "integer"}
-	case reflect.Float32, reflect.Float64:
-		return map[string]any{"type": "number"}
-	case reflect.String:
-		return map[string]any{"type": "string"}
-	case reflect.Pointer:
-		return nullable(schemaFor(t.Elem(), seen))
-	case reflect.Slice:
-		if t.Elem().Kind() == reflect.Uint8 {
-			return map[string]any{"type": []string{"string", "null"}} // base64
+	case reflect.Slice, reflect.Array:
+		if s.Items != nil {
+			walkSchema(t.Elem(), s.Items, defs, seen)
+			if nullableKind(t.Elem()) {
+				s.Items = orNull(s.Items)
+			}
 		}
-		return map[string]any{"type": []string{"array", "null"}, "items": schemaFor(t.Elem(), seen)}
-	case reflect.Array:
-		return map[string]any{"type": "array", "items": schemaFor(t.Elem(), seen)}
 	case reflect.Map:
-		return map[string]any{"type": []string{"object", "null"}, "additionalProperties": schemaFor(t.Elem(), seen)}
+		if s.AdditionalProperties != nil && s.AdditionalProperties != jsonschema.FalseSchema && s.AdditionalProperties != jsonschema.TrueSchema {
+			walkSchema(t.Elem(), s.AdditionalProperties, defs, seen)
+			if nullableKind(t.Elem()) {
+				s.AdditionalProperties = orNull(s.AdditionalProperties)
+			}
+		}
+		for k, p := range s.PatternProperties {
+			walkSchema(t.Elem(), p, defs, seen)
+			if nullableKind(t.Elem()) {
+				s.PatternProperties[k] = orNull(p)
+			}
+		}
 	case reflect.Struct:
-		if seen[t] {
-			return map[string]any{}
+		if s.Properties != nil {
+			walkFields(t, s, defs, seen)
 		}
-		seen[t] = true
-		defer delete(seen, t)
-		props := map[string]any{}
-		required := []string{}
-		structFields(t, seen, props, &required)
-		s := map[string]any{"type": "object", "properties": props}
-		if len(required) > 0 {
-			s["required"] = required
-		}
-		return s
 	}
-	return map[string]any{} // interfaces accept anything; others do not encode
 }
 
-// structFields adds the properties of t's fields as encoding/json names
-// them, flattening untagged embedded structs (outer fields win).
-func structFields(t reflect.Type, seen map[reflect.Type]bool, props map[string]any, required *[]string) {
-	var embedded []reflect.Type
+// walkFields walks the fields of struct t as encoding/json names them.
+func walkFields(t reflect.Type, s *jsonschema.Schema, defs jsonschema.Definitions, seen map[*jsonschema.Schema]bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
 		if tag == "-" {
 			continue
 		}
-		name, opts, _ := strings.Cut(tag, ",")
+		name, _, _ := strings.Cut(tag, ",")
 		ft := f.Type
 		if f.Anonymous && name == "" {
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
+			et := ft
+			if et.Kind() == reflect.Pointer {
+				et = et.Elem()
 			}
-			if ft.Kind() == reflect.Struct {
-				embedded = append(embedded, ft)
+			if et.Kind() == reflect.Struct {
+				walkFields(et, s, defs, seen)
 				continue
 			}
 		}
@@ -109,47 +151,157 @@ func structFields(t reflect.Type, seen map[reflect.Type]bool, props map[string]a
 		if name == "" {
 			name = f.Name
 		}
-		if _, dup := props[name]; dup {
+		p, ok := s.Properties.Get(name)
+		if !ok || p == nil {
 			continue
 		}
-		s := schemaFor(ft, seen)
-		if hasOpt(opts, "string") {
-			s = map[string]any{} // quoted numbers and bools: accept anything
+		walkSchema(ft, p, defs, seen)
+		if nullableKind(ft) {
+			s.Properties.Set(name, orNull(p))
 		}
-		props[name] = s
-		if !hasOpt(opts, "omitempty") && !hasOpt(opts, "omitzero") {
-			*required = append(*required, name)
+		if ft.Kind() == reflect.Pointer {
+			s.Required = slices.DeleteFunc(s.Required, func(r string) bool { return r == name })
 		}
-	}
-	for _, et := range embedded {
-		if seen[et] {
-			continue
-		}
-		structFields(et, seen, props, required)
 	}
 }
 
-func hasOpt(opts, opt string) bool {
-	for o := range strings.SplitSeq(opts, ",") {
-		if o == opt {
-			return true
-		}
+// nullableKind reports whether encoding/json may encode a t as null.
+func nullableKind(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Map:
+		return t != reflect.TypeFor[json.RawMessage]()
 	}
 	return false
 }
 
-// nullable widens s to also accept null.
-func nullable(s map[string]any) map[string]any {
-	switch typ := s["type"].(type) {
-	case string:
-		s["type"] = []string{typ, "null"}
-	case []string:
-		for _, t := range typ {
-			if t == "null" {
-				return s
-			}
-		}
-		s["type"] = append(typ, "null")
+// orNull widens s to also accept null, keeping its description on top.
+func orNull(s *jsonschema.Schema) *jsonschema.Schema {
+	if s == nil || s == jsonschema.TrueSchema || (s.Type == "" && s.Ref == "" && s.AnyOf == nil && s.OneOf == nil && s.Properties == nil) {
+		return s // accepts anything already
+	}
+	if s.Type == "null" {
+		return s
+	}
+	desc := s.Description
+	inner := *s
+	inner.Description = ""
+	return &jsonschema.Schema{Description: desc, AnyOf: []*jsonschema.Schema{&inner, {Type: "null"}}}
+}
+
+// mustSchema returns the schema of a T, or nil (no schema) when it cannot be
+// generated.
+func mustSchema[T any]() json.RawMessage {
+	s, err := SchemaFor[T]()
+	if err != nil {
+		return nil
 	}
 	return s
+}
+
+// compiledSchema is a schema compiled for validation, or the error that
+// kept it from compiling.
+type compiledSchema struct {
+	once   sync.Once
+	raw    json.RawMessage
+	schema *validator.Schema
+	err    error
+}
+
+// get compiles the schema on first use.
+func (c *compiledSchema) get() (*validator.Schema, error) {
+	c.once.Do(func() { c.schema, c.err = compileSchema(c.raw) })
+	return c.schema, c.err
+}
+
+// errNoLoader refuses every external reference in a schema.
+var errNoLoader = errors.New("schemas may not refer to other documents")
+
+type noLoader struct{}
+
+func (noLoader) Load(url string) (any, error) { return nil, fmt.Errorf("%w (%s)", errNoLoader, url) }
+
+// compileSchema compiles one JSON Schema document (2020-12 unless it says
+// otherwise), asserting formats such as date-time, and without loading
+// anything it refers to outside itself.
+func compileSchema(raw json.RawMessage) (*validator.Schema, error) {
+	doc, err := validator.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	c := validator.NewCompiler()
+	c.DefaultDraft(validator.Draft2020)
+	c.AssertFormat()
+	c.UseLoader(noLoader{})
+	const url = "mem:///schema.json"
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, err
+	}
+	return c.Compile(url)
+}
+
+// validateJSON checks data against s and returns the violations, sorted by
+// pointer; nil when data is valid.
+func validateJSON(s *validator.Schema, data []byte) ([]Violation, error) {
+	v, err := validator.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	err = s.Validate(v)
+	if err == nil {
+		return nil, nil
+	}
+	var ve *validator.ValidationError
+	if !errors.As(err, &ve) {
+		return nil, err
+	}
+	return violations(ve), nil
+}
+
+// violations flattens a validation error into one violation per failing
+// keyword, with required properties named by their own pointer. A failing
+// "null" branch of a nullable value is left out when the value's real
+// type also failed.
+func violations(ve *validator.ValidationError) []Violation {
+	var out []Violation
+	var walk func(e *validator.ValidationError)
+	walk = func(e *validator.ValidationError) {
+		if len(e.Causes) > 0 {
+			for _, c := range e.Causes {
+				walk(c)
+			}
+			return
+		}
+		ptr := jsonPointer(e.InstanceLocation)
+		switch k := e.ErrorKind.(type) {
+		case *kind.Required:
+			for _, m := range k.Missing {
+				out = append(out, Violation{Pointer: ptr + "/" + escapePointer(m), Message: "missing required property"})
+			}
+			return
+		case *kind.Type:
+			if len(k.Want) == 1 && k.Want[0] == "null" {
+				return // the other branch of the nullable says more
+			}
+		}
+		out = append(out, Violation{Pointer: ptr, Message: e.ErrorKind.LocalizedString(printer)})
+	}
+	walk(ve)
+	if len(out) == 0 {
+		out = append(out, Violation{Pointer: jsonPointer(ve.InstanceLocation), Message: ve.ErrorKind.LocalizedString(printer)})
+	}
+	slices.SortStableFunc(out, func(a, b Violation) int { return strings.Compare(a.Pointer, b.Pointer) })
+	return slices.Compact(out)
+}
+
+func jsonPointer(tokens []string) string {
+	var b strings.Builder
+	for _, t := range tokens {
+		b.WriteByte('/')
+		b.WriteString(escapePointer(t))
+	}
+	return b.String()
+}
+
+func escapePointer(tok string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 )
 
 // Event is a typed handle on one event, api.name, whose parameters are a P
@@ -15,8 +16,13 @@ import (
 //	UserRegistered.Declare(bus)                      // the auth service fires it
 //	res, err := UserRegistered.Fire(ctx, bus, p)     // fire it
 //	UserRegistered.Listen(bus, "send_welcome", fn)   // another service listens
+//
+// The handle carries the JSON Schema of P (see [SchemaFor]): Declare sends it
+// to the gateway, and Fire checks p against it before sending (see
+// [WithValidation]).
 type Event[P any] struct {
 	api, name string
+	params    *compiledSchema
 }
 
 // NewEvent returns the handle of the event api.name with parameters P. It
@@ -24,7 +30,7 @@ type Event[P any] struct {
 // package-level variables.
 func NewEvent[P any](api, name string) Event[P] {
 	mustSplitName("event", api+"."+name, false)
-	return Event[P]{api: api, name: name}
+	return Event[P]{api: api, name: name, params: &compiledSchema{raw: mustSchema[P]()}}
 }
 
 // API returns the event's API name, e.g. "auth".
@@ -33,14 +39,23 @@ func (e Event[P]) API() string { return e.api }
 // Name returns the event's qualified name, e.g. "auth.user_registered".
 func (e Event[P]) Name() string { return e.api + "." + e.name }
 
+// ParamsSchema returns the JSON Schema of P that the event declares.
+func (e Event[P]) ParamsSchema() json.RawMessage { return e.params.raw }
+
 // Declare declares that bus's service fires the event, with a JSON Schema of
 // P as its parameters schema (see [Bus.DeclareEvent]).
 func (e Event[P]) Declare(bus *Bus) {
-	bus.declareEvent(e.Name(), eventDecl{ParamsSchema: schemaOf[P]()})
+	bus.declareEvent(e.Name(), eventDecl{ParamsSchema: e.params.raw})
 }
 
-// Fire fires the event with parameters p (see [Bus.Fire]).
+// Fire fires the event with parameters p (see [Bus.Fire]). Unless bus was
+// created with WithValidation(false), p is first checked against P's
+// schema: parameters that do not match are an *Error with CodeValidation
+// and its Violations, and nothing is sent.
 func (e Event[P]) Fire(ctx context.Context, bus *Bus, p P, opts ...CallOption) (FireResult, error) {
+	if err := bus.checkParams("fire", e.Name(), e.params, p); err != nil {
+		return FireResult{}, err
+	}
 	return bus.Fire(ctx, e.Name(), p, opts...)
 }
 
@@ -67,15 +82,21 @@ func (e Event[P]) Listen(bus *Bus, listener string, fn func(ctx context.Context,
 //
 //	CheckPassword.Handle(bus, checkPassword)         // the auth service serves it
 //	ok, err := CheckPassword.Call(ctx, bus, p)       // anyone calls it
+//
+// The handle carries the JSON Schemas of P and R (see [SchemaFor]): Handle
+// sends them to the gateway, and Call checks p before sending (see
+// [WithValidation]).
 type RPC[P, R any] struct {
 	api, name string
+	params    *compiledSchema
+	result    json.RawMessage
 }
 
 // NewRPC returns the handle of the RPC api.name. It panics on a bad name,
 // like regexp.MustCompile, so define handles as package-level variables.
 func NewRPC[P, R any](api, name string) RPC[P, R] {
 	mustSplitName("rpc", api+"."+name, false)
-	return RPC[P, R]{api: api, name: name}
+	return RPC[P, R]{api: api, name: name, params: &compiledSchema{raw: mustSchema[P]()}, result: mustSchema[R]()}
 }
 
 // API returns the RPC's API name, e.g. "auth".
@@ -84,9 +105,21 @@ func (r RPC[P, R]) API() string { return r.api }
 // Name returns the RPC's qualified name, e.g. "auth.check_password".
 func (r RPC[P, R]) Name() string { return r.api + "." + r.name }
 
-// Call calls the RPC with p and decodes its result (see [Bus.Call]).
+// ParamsSchema returns the JSON Schema of P that the RPC declares.
+func (r RPC[P, R]) ParamsSchema() json.RawMessage { return r.params.raw }
+
+// ResultSchema returns the JSON Schema of R that the RPC declares.
+func (r RPC[P, R]) ResultSchema() json.RawMessage { return r.result }
+
+// Call calls the RPC with p and decodes its result (see [Bus.Call]). Unless
+// bus was created with WithValidation(false), p is first checked against
+// P's schema: parameters that do not match are an *Error with
+// CodeValidation and its Violations, and nothing is sent.
 func (r RPC[P, R]) Call(ctx context.Context, bus *Bus, p P, opts ...CallOption) (R, error) {
 	var res R
+	if err := bus.checkParams("call", r.Name(), r.params, p); err != nil {
+		return res, err
+	}
 	err := bus.Call(ctx, r.Name(), p, &res, opts...)
 	return res, err
 }
@@ -103,5 +136,33 @@ func (r RPC[P, R]) Handle(bus *Bus, fn func(ctx context.Context, p P) (R, error)
 		}
 		return fn(ctx, p)
 	}
-	bus.handle(name, h, rpcDecl{ParamsSchema: schemaOf[P](), ResultSchema: schemaOf[R]()}, opts)
+	bus.handle(name, h, rpcDecl{ParamsSchema: r.params.raw, ResultSchema: r.result}, opts)
+}
+
+// checkParams validates params against a locally known schema before a fire
+// or call (what is "fire" or "call"). A schema that does not compile or
+// parameters that do not encode are left for Fire and Call to report.
+func (b *Bus) checkParams(what, name string, s *compiledSchema, params any) error {
+	if !b.validate || s == nil || s.raw == nil {
+		return nil
+	}
+	compiled, err := s.get()
+	if err != nil {
+		return nil
+	}
+	body, err := encodeParams(params)
+	if err != nil {
+		return nil
+	}
+	vs, err := validateJSON(compiled, body)
+	if err != nil || len(vs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("lightbus: %s %s: %w", what, name, &Error{
+		Status:     http.StatusUnprocessableEntity,
+		Code:       CodeValidation,
+		Title:      "Validation failed",
+		Detail:     fmt.Sprintf("the parameters of %s do not match its schema (checked before sending)", name),
+		Violations: vs,
+	})
 }

@@ -45,6 +45,11 @@ type Registration struct {
 	Listeners []ListenerGrant `json:"listeners"`
 	// HeartbeatIntervalMS is how often, in milliseconds, to register again.
 	HeartbeatIntervalMS int64 `json:"heartbeat_interval_ms"`
+	// SchemaConflicts lists the live workers (this one included) whose
+	// declared schema for one of this worker's APIs differs from the API's
+	// current schema version: the latest worker to start with a changed
+	// schema wins, and the others show up here until they stop.
+	SchemaConflicts []SchemaConflict `json:"schema_conflicts,omitempty"`
 }
 
 // ListenerGrant is a listener group the worker joined, with the secret
@@ -299,6 +304,12 @@ func (b *Bus) keepRegistered(ctx context.Context, baseURL string) error {
 				b.log.Info("lightbus: worker heartbeat restored", "worker_id", b.workerID)
 			default:
 				b.log.Debug("lightbus: worker heartbeat", "worker_id", b.workerID, "expires_at", reg.Worker.ExpiresAt)
+			}
+			if len(reg.SchemaConflicts) > 0 && (last == nil || !slices.Equal(reg.SchemaConflicts, last.SchemaConflicts)) {
+				for _, c := range reg.SchemaConflicts {
+					b.log.Warn("lightbus: schema_conflict: a live worker declares another schema than the API's current version",
+						"api", c.API, "conflicting_worker_id", c.WorkerID, "service", c.Service, "worker_id", b.workerID)
+				}
 			}
 			last, failures = reg, 0
 		case ctx.Err() != nil:

@@ -30,6 +30,16 @@ type ServerConfig struct {
 	OpenAPI []byte
 	// Ready reports whether the gateway can serve (database up, schema current).
 	Ready func(ctx context.Context) error
+	// Schemas stores API schema versions; SchemaCache (over the same store)
+	// validates parameters and results with them. With no cache, nothing
+	// is validated.
+	Schemas     SchemaStore
+	SchemaCache *SchemaCache
+	// StrictSchemas rejects fires and calls for APIs without a schema, and
+	// for events and RPCs their schema does not declare (404 not_found).
+	StrictSchemas bool
+	// ValidateResults checks RPC results against their result schemas.
+	ValidateResults bool
 }
 
 // Server is the gateway's HTTP API.
@@ -81,6 +91,11 @@ func (s *Server) newRoutes() chi.Router {
 	r.Get("/healthz", s.healthz)                        // the process is up
 	r.Get("/readyz", s.readyz)                          // the database answers and the schema is current
 	r.Get("/openapi.yaml", s.openAPI)                   // this API's OpenAPI document
+
+	r.Get("/v1/schema", s.listSchemas)                   // every API's current schema
+	r.Get("/v1/schema/{api}", s.getSchema)               // an API's current (or ?version=N) schema
+	r.Put("/v1/schema/{api}", s.putSchema)               // publish an API's schema without a worker
+	r.Get("/v1/schema/{api}/versions", s.schemaVersions) // an API's schema versions, newest first
 	return r
 }
 
@@ -109,6 +124,10 @@ func (s *Server) fireEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	if err := s.validateEvent(r.Context(), ev); err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
 	n, err := s.cfg.Events.FireEvent(r.Context(), ev)
 	if err != nil {
 		writeError(w, r, s.logger, err)
@@ -215,7 +234,15 @@ func (s *Server) callRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	call.Params = body
+	api, err := s.validateCall(r.Context(), call)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
 	result, err := s.cfg.Router.Call(r.Context(), call)
+	if err == nil {
+		err = s.validateResult(api, call, result)
+	}
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
@@ -273,12 +300,17 @@ func (s *Server) putWorker(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
+	if err := s.compileDeclared(&reg); err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
 	res, err := s.cfg.Workers.RegisterWorker(r.Context(), &reg, NewSecret, s.cfg.MaxAttempts)
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}
 	res.HeartbeatIntervalMS = reg.LeaseTTL().Milliseconds() / 3
+	s.afterRegistration(r.Context(), &reg, res)
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"net/url"
 	"strings"
 	"time"
@@ -33,16 +34,21 @@ type APIDeclaration struct {
 	RPCs   []RPCDeclaration   `json:"rpcs"`
 }
 
-// EventDeclaration is an event an API declares.
+// EventDeclaration is an event an API declares, with the JSON Schema of its
+// parameters when the worker knows it.
 type EventDeclaration struct {
-	Name string `json:"name"`
+	Name         string          `json:"name"`
+	ParamsSchema json.RawMessage `json:"params_schema,omitempty"`
 }
 
-// RPCDeclaration is a procedure an API declares. TimeoutMS, when positive,
-// is the default deadline for calls to it.
+// RPCDeclaration is a procedure an API declares, with the JSON Schemas of
+// its parameters and result when the worker knows them. TimeoutMS, when
+// positive, is the default deadline for calls to it.
 type RPCDeclaration struct {
-	Name      string `json:"name"`
-	TimeoutMS int    `json:"timeout_ms,omitempty"`
+	Name         string          `json:"name"`
+	ParamsSchema json.RawMessage `json:"params_schema,omitempty"`
+	ResultSchema json.RawMessage `json:"result_schema,omitempty"`
+	TimeoutMS    int             `json:"timeout_ms,omitempty"`
 }
 
 // ListenerDeclaration is a listener group a worker serves: the group is
@@ -99,6 +105,11 @@ func (r *Registration) Validate() error {
 				return Errorf(EInvalid, "rpc %s.%s: timeout_ms must not be negative", a.Name, m.Name)
 			}
 		}
+		if d := a.SchemaDocument(); d != nil {
+			if err := d.Check(); err != nil {
+				return err
+			}
+		}
 	}
 	seenListener := map[string]bool{}
 	for _, l := range r.Listeners {
@@ -145,11 +156,16 @@ type ListenerGrant struct {
 	Secret  string   `json:"secret"`
 }
 
-// RegistrationResult answers a registration.
+// RegistrationResult answers a registration. SchemaConflicts lists the live
+// workers (this one included) whose declared schema for one of the
+// registered APIs differs from the API's current version.
 type RegistrationResult struct {
-	Worker              Worker          `json:"worker"`
-	Listeners           []ListenerGrant `json:"listeners"`
-	HeartbeatIntervalMS int64           `json:"heartbeat_interval_ms"`
+	Worker              Worker           `json:"worker"`
+	Listeners           []ListenerGrant  `json:"listeners"`
+	HeartbeatIntervalMS int64            `json:"heartbeat_interval_ms"`
+	SchemaConflicts     []SchemaConflict `json:"schema_conflicts,omitempty"`
+	// Published names the APIs whose schema got a new version.
+	Published []string `json:"-"`
 }
 
 // NewSecret returns a fresh Standard Webhooks signing secret ("whsec_" and
@@ -165,8 +181,14 @@ type WorkerStore interface {
 	// RegisterWorker creates or renews the worker's registration and lease,
 	// records the APIs it provides and the listener groups it serves
 	// (creating missing groups with newSecret and maxAttempts), and returns
-	// the stored worker and its groups. Returns an EConflict error when an
-	// API is provided by a live worker of another service.
+	// the stored worker and its groups. For each API whose declaration
+	// carries schemas (APIDeclaration.SchemaDocument), it records the
+	// worker's schema and, when the worker's declaration changed since its
+	// previous registration (or it is new), publishes it as the API's next
+	// schema version unless the current one has the same hash; the result
+	// lists the live workers that disagree with the current versions.
+	// Returns an EConflict error when an API is provided by a live worker
+	// of another service.
 	RegisterWorker(ctx context.Context, reg *Registration, newSecret func() string, maxAttempts int) (*RegistrationResult, error)
 
 	// DeregisterWorker removes a worker; removing an unknown worker is not

@@ -35,6 +35,17 @@ type Config struct {
 	NoEndpointSnooze    time.Duration `envconfig:"LIGHTBUS_NO_ENDPOINT_SNOOZE" default:"1s"`
 	FetchCooldown       time.Duration `envconfig:"LIGHTBUS_FETCH_COOLDOWN" default:"10ms"`
 	FetchPollInterval   time.Duration `envconfig:"LIGHTBUS_FETCH_POLL_INTERVAL" default:"200ms"`
+
+	// StrictSchemas rejects (404 not_found) fires and calls for APIs that
+	// have no schema, and for events and RPCs their schema does not declare.
+	StrictSchemas bool `envconfig:"LIGHTBUS_STRICT_SCHEMAS" default:"false"`
+	// ValidateResults checks RPC results against their result schemas; a
+	// result that does not match is answered 502 bad_gateway.
+	ValidateResults bool `envconfig:"LIGHTBUS_VALIDATE_RESULTS" default:"true"`
+	// SchemaCacheTTL is how long a replica trusts the current schema version
+	// it looked up before checking the database again: another replica's new
+	// schema is enforced here within it.
+	SchemaCacheTTL time.Duration `envconfig:"LIGHTBUS_SCHEMA_CACHE_TTL" default:"5s"`
 }
 
 // loadConfig reads the configuration from the environment and validates it.
@@ -67,6 +78,7 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_NO_ENDPOINT_SNOOZE", c.NoEndpointSnooze > 0},
 		{"LIGHTBUS_FETCH_COOLDOWN", c.FetchCooldown > 0},
 		{"LIGHTBUS_FETCH_POLL_INTERVAL", c.FetchPollInterval > 0},
+		{"LIGHTBUS_SCHEMA_CACHE_TTL", c.SchemaCacheTTL > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {

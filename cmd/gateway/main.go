@@ -206,6 +206,14 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		OpenAPI:      openAPI,
 		Ready:        store.Ready,
+		Schemas:      store,
+		SchemaCache: gateway.NewSchemaCache(gateway.SchemaCacheConfig{
+			Store:  store,
+			Logger: logger,
+			TTL:    cfg.SchemaCacheTTL,
+		}),
+		StrictSchemas:   cfg.StrictSchemas,
+		ValidateResults: cfg.ValidateResults,
 		Router: gateway.NewRouter(gateway.RouterConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,

@@ -42,6 +42,8 @@ func testConfig() Config {
 		NoEndpointSnooze:    100 * time.Millisecond,
 		FetchCooldown:       5 * time.Millisecond,
 		FetchPollInterval:   50 * time.Millisecond,
+		ValidateResults:     true,
+		SchemaCacheTTL:      5 * time.Second,
 	}
 }
 
@@ -118,12 +120,13 @@ func (g *testGateway) do(t *testing.T, method, path string, body string, header 
 }
 
 type problem struct {
-	Type      string `json:"type"`
-	Status    int    `json:"status"`
-	Code      string `json:"code"`
-	Detail    string `json:"detail"`
-	ErrorType string `json:"error_type"`
-	Message   string `json:"message"`
+	Type      string              `json:"type"`
+	Status    int                 `json:"status"`
+	Code      string              `json:"code"`
+	Detail    string              `json:"detail"`
+	ErrorType string              `json:"error_type"`
+	Message   string              `json:"message"`
+	Errors    []gateway.Violation `json:"errors"`
 }
 
 // expectProblem checks that resp is a problem document with status and code.

@@ -33,6 +33,11 @@ func (g *fakeGateway) last() *recordedRequest {
 }
 
 const (
+	fakeSchemas = `{"schemas": [
+		{"api": "auth", "version": 2, "hash": "aa", "service": "auth", "worker_id": "auth-1", "created_at": "2026-11-25T10:00:00Z",
+		 "schema": {"api":"auth","events":{"user_registered":{"params_schema":{"type":"object"}}},"rpcs":{}}},
+		{"api": "customers", "version": 1, "hash": "bb", "service": "customers", "created_at": "2026-11-25T10:00:00Z",
+		 "schema": {"api":"customers","events":{"new_customer":{}},"rpcs":{}}}]}`
 	fakeEventID = "01936f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f"
 	fakeWorkers = `{"workers": [{"id": "auth-1", "service": "auth", "base_url": "http://127.0.0.1:40123",
 		"apis": ["auth"], "listeners": ["create_user"], "registered_at": "2026-11-25T10:00:00.5Z",
@@ -77,6 +82,11 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		answer(http.StatusOK, `{"result": {"valid": true, "user": "admin"}}`)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/schema":
+		answer(http.StatusOK, fakeSchemas)
+	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/schema/"):
+		answer(http.StatusCreated, `{"api": "`+strings.TrimPrefix(r.URL.Path, "/v1/schema/")+`", "version": 4, "hash": "ab",
+			"service": "", "created_at": "2026-11-25T10:00:00Z", "schema": `+string(body)+`}`)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/workers":
 		answer(http.StatusOK, fakeWorkers)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/events":

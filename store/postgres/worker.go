@@ -40,6 +40,19 @@ type apiDefinition struct {
 	RPCs   []gateway.RPCDeclaration   `json:"rpcs"`
 }
 
+// definitionOf returns what lightbus_api.definition keeps of a declared
+// API: names and timeouts, without schemas (those live in lightbus_schema).
+func definitionOf(a gateway.APIDeclaration) apiDefinition {
+	def := apiDefinition{Events: make([]gateway.EventDeclaration, len(a.Events)), RPCs: make([]gateway.RPCDeclaration, len(a.RPCs))}
+	for i, e := range a.Events {
+		def.Events[i] = gateway.EventDeclaration{Name: e.Name}
+	}
+	for i, r := range a.RPCs {
+		def.RPCs[i] = gateway.RPCDeclaration{Name: r.Name, TimeoutMS: r.TimeoutMS}
+	}
+	return def
+}
+
 // RegisterWorker implements gateway.WorkerStore.
 func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, newSecret func() string, maxAttempts int) (*gateway.RegistrationResult, error) {
 	apis := make([]string, len(reg.APIs))
@@ -78,7 +91,7 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 			return err
 		}
 		for _, a := range reg.APIs {
-			def, err := json.Marshal(apiDefinition{Events: a.Events, RPCs: a.RPCs})
+			def, err := json.Marshal(definitionOf(a))
 			if err != nil {
 				return fmt.Errorf("encode API definition: %w", err)
 			}
@@ -122,7 +135,7 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 			}
 			res.Listeners = append(res.Listeners, grant)
 		}
-		return nil
+		return registerSchemas(ctx, tx, reg, res)
 	})
 	if err != nil {
 		return nil, err
