@@ -179,8 +179,10 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		return nil, err
 	}
 	workers := river.NewWorkers()
+	retry := gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2}
 	river.AddWorker(workers, gateway.NewDeliveryWorker(gateway.DeliveryWorkerConfig{
 		Logger:  logger,
+		Retry:   retry,
 		Snooze:  cfg.NoEndpointSnooze,
 		Store:   store,
 		Timeout: cfg.DeliveryTimeout,
@@ -190,8 +192,8 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		FetchPollInterval:    cfg.FetchPollInterval,
 		Logger:               logger.With(slog.String("component", "river")),
 		Queues:               map[string]river.QueueConfig{gateway.QueueDelivery: {MaxWorkers: cfg.DeliveryWorkers}},
-		RescueStuckJobsAfter: cfg.DeliveryTimeout + time.Minute,
-		RetryPolicy:          &gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2},
+		RescueStuckJobsAfter: max(cfg.DeliveryTimeout, gateway.MaxDeliveryTimeout) + time.Minute,
+		RetryPolicy:          &retry,
 		Workers:              workers,
 	})
 	if err != nil {

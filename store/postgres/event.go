@@ -87,7 +87,7 @@ func (r *eventRow) event() gateway.Event {
 	return ev
 }
 
-const eventColumns = `id::text AS id, api, name, params::text::bytea AS params, idempotency_key, created_at`
+const eventColumns = `id::text AS id, api, name, convert_to(params::text, 'UTF8') AS params, idempotency_key, created_at`
 
 // ListEvents implements gateway.EventStore.
 func (db *DB) ListEvents(ctx context.Context, q gateway.EventQuery) ([]gateway.Event, error) {
@@ -176,7 +176,7 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, er
 	rows, err = db.pool.Query(ctx, `
 		SELECT args->>'service' AS service, args->>'listener' AS listener, state::text AS state,
 		       attempt, max_attempts, scheduled_at, attempted_at, finalized_at,
-		       COALESCE(to_json(errors), '[]')::text::bytea AS errors
+		       convert_to(COALESCE(to_json(errors), '[]')::text, 'UTF8') AS errors
 		FROM river_job
 		WHERE kind = $1 AND args->>'event_id' = $2
 		ORDER BY args->>'service', args->>'listener'`, gateway.DeliveryKind, id)
@@ -222,23 +222,30 @@ func utc(t *time.Time) *time.Time {
 func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener string) (*gateway.DeliveryTarget, error) {
 	var target gateway.DeliveryTarget
 	var row eventRow
+	var maxAttempts, baseMS, maxMS, timeoutMS, maxInFlight int
 	batch := &pgx.Batch{}
 	batch.Queue(`
-		SELECT e.id::text, e.api, e.name, e.params::text::bytea, e.created_at, l.secret
+		SELECT e.id::text, e.api, e.name, convert_to(e.params::text, 'UTF8'), e.idempotency_key, e.created_at, l.secret,
+		       l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight
 		FROM lightbus_event e, lightbus_listener l
 		WHERE e.id = $1 AND l.service = $2 AND l.name = $3`, eventID, service, listener).
 		QueryRow(func(r pgx.Row) error {
-			return r.Scan(&row.ID, &row.API, &row.Name, &row.Params, &row.CreatedAt, &target.Secret)
+			return r.Scan(&row.ID, &row.API, &row.Name, &row.Params, &row.IdempotencyKey, &row.CreatedAt, &target.Secret,
+				&maxAttempts, &baseMS, &maxMS, &timeoutMS, &maxInFlight)
 		})
 	batch.Queue(`
-		SELECT w.base_url || p.path
+		SELECT w.id, w.base_url || p.path
 		FROM lightbus_endpoint p
 		JOIN lightbus_worker w ON w.id = p.worker_id
 		WHERE p.service = $1 AND p.listener = $2 AND w.expires_at > now()
 		ORDER BY w.id`, service, listener).
 		Query(func(rows pgx.Rows) error {
 			var err error
-			target.Endpoints, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			target.Endpoints, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (gateway.Endpoint, error) {
+				var e gateway.Endpoint
+				err := r.Scan(&e.WorkerID, &e.URL)
+				return e, err
+			})
 			return err
 		})
 	if err := db.pool.SendBatch(ctx, batch).Close(); err != nil {
@@ -248,5 +255,13 @@ func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener str
 		return nil, translate(err)
 	}
 	target.Event = row.event()
+	target.Policy = policy(maxAttempts, baseMS, maxMS, timeoutMS, maxInFlight)
 	return &target, nil
+}
+
+// RemoveEndpoint implements gateway.DeliveryStore.
+func (db *DB) RemoveEndpoint(ctx context.Context, service, listener, workerID string) error {
+	_, err := db.pool.Exec(ctx, `DELETE FROM lightbus_endpoint WHERE service = $1 AND listener = $2 AND worker_id = $3`,
+		service, listener, workerID)
+	return translate(err)
 }

@@ -281,7 +281,8 @@ func TestDeliveryTarget(t *testing.T) {
 
 	l := gateway.ListenerDeclaration{Name: "create_user", Events: []string{"customers.new_customer"}, Path: "/lightbus/events/create_user"}
 	res := register(ctx, t, bundle.db, registration("a1", "auth", nil, l))
-	register(ctx, t, bundle.db, registration("a2", "auth", nil, l))
+	l.Policy = &gateway.DeliveryPolicy{Backoff: &gateway.Backoff{BaseMS: 10, MaxMS: 100}, TimeoutMS: 1500, MaxInFlight: 4}
+	res2 := register(ctx, t, bundle.db, registration("a2", "auth", nil, l))
 	ev, _ := fire(ctx, t, bundle.db, "customers", "new_customer", `{"x": 1}`)
 
 	target, err := bundle.db.DeliveryTarget(ctx, ev.ID, "auth", "create_user")
@@ -289,21 +290,63 @@ func TestDeliveryTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"http://127.0.0.1:9000/a1/lightbus/events/create_user", "http://127.0.0.1:9000/a2/lightbus/events/create_user"}
-	if len(target.Endpoints) != 2 || target.Endpoints[0] != want[0] || target.Endpoints[1] != want[1] {
+	if len(target.Endpoints) != 2 || target.Endpoints[0] != (gateway.Endpoint{WorkerID: "a1", URL: want[0]}) ||
+		target.Endpoints[1] != (gateway.Endpoint{WorkerID: "a2", URL: want[1]}) {
 		t.Errorf("endpoints = %v, want %v", target.Endpoints, want)
 	}
 	if target.Secret != res.Listeners[0].Secret || string(target.Event.Params) != `{"x": 1}` {
 		t.Errorf("target = %+v", target)
 	}
+	// The latest registration's policy wins; max_attempts is resolved.
+	p := target.Policy
+	if p.MaxAttempts != 7 || p.Backoff == nil || *p.Backoff != (gateway.Backoff{BaseMS: 10, MaxMS: 100}) || p.TimeoutMS != 1500 || p.MaxInFlight != 4 {
+		t.Errorf("policy = %+v", p)
+	}
+	if g := res2.Listeners[0].Policy; g.MaxInFlight != 4 || g.MaxAttempts != 7 {
+		t.Errorf("granted policy = %+v", g)
+	}
+
+	if err := bundle.db.RemoveEndpoint(ctx, "auth", "create_user", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	target, err = bundle.db.DeliveryTarget(ctx, ev.ID, "auth", "create_user")
+	if err != nil || len(target.Endpoints) != 1 || target.Endpoints[0].WorkerID != "a1" {
+		t.Fatalf("after removing a2's endpoint: %+v, %v", target, err)
+	}
+	register(ctx, t, bundle.db, registration("a2", "auth", nil, l)) // a heartbeat puts it back
 
 	if err := bundle.db.DeregisterWorker(ctx, "a1"); err != nil {
 		t.Fatal(err)
 	}
 	target, err = bundle.db.DeliveryTarget(ctx, ev.ID, "auth", "create_user")
-	if err != nil || len(target.Endpoints) != 1 {
+	if err != nil || len(target.Endpoints) != 1 || target.Endpoints[0].WorkerID != "a2" {
 		t.Fatalf("after deregistering a1: %+v, %v", target, err)
 	}
 	if _, err := bundle.db.DeliveryTarget(ctx, ev.ID, "auth", "missing"); !errors.Is(err, gateway.ErrNotFound) {
 		t.Errorf("unknown group: got %v, want not found", err)
+	}
+}
+
+func TestEventBytesWithBackslashes(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t)
+
+	// Backslashes and escaped quotes must round-trip byte for byte (a
+	// text-to-bytea cast would read them as escapes and fail).
+	params := `{"q": "a\"b\\c \u00e9"}`
+	l := gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/h"}
+	register(ctx, t, bundle.db, registration("w1", "audit", nil, l))
+	ev, _ := fire(ctx, t, bundle.db, "shop", "order_placed", params)
+	got, err := bundle.db.GetEvent(ctx, ev.ID)
+	if err != nil || string(got.Params) != params {
+		t.Fatalf("GetEvent = %s, %v; want %s", got.Params, err, params)
+	}
+	target, err := bundle.db.DeliveryTarget(ctx, ev.ID, "audit", "all")
+	if err != nil || string(target.Event.Params) != params {
+		t.Fatalf("DeliveryTarget params = %s, %v", target.Event.Params, err)
+	}
+	events, err := bundle.db.ListEvents(ctx, gateway.EventQuery{Limit: 10})
+	if err != nil || len(events) != 1 || string(events[0].Params) != params {
+		t.Fatalf("ListEvents = %+v, %v", events, err)
 	}
 }

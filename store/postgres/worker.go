@@ -134,13 +134,29 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 // (the latest registration's set wins) and this worker's endpoint for it.
 func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration, l gateway.ListenerDeclaration, secret string, maxAttempts int) (gateway.ListenerGrant, error) {
 	grant := gateway.ListenerGrant{Service: reg.Service, Name: l.Name, Events: l.Events}
+	var p gateway.DeliveryPolicy
+	if l.Policy != nil {
+		p = *l.Policy
+	}
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = maxAttempts
+	}
+	var b gateway.Backoff
+	if p.Backoff != nil {
+		b = *p.Backoff
+	}
 	err := tx.QueryRow(ctx, `
-		INSERT INTO lightbus_listener (service, name, secret, max_attempts) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (service, name) DO UPDATE SET updated_at = now()
-		RETURNING secret`, reg.Service, l.Name, secret, maxAttempts).Scan(&grant.Secret)
+		INSERT INTO lightbus_listener (service, name, secret, max_attempts, backoff_base_ms, backoff_max_ms, timeout_ms, max_in_flight)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (service, name) DO UPDATE SET updated_at = now(),
+			max_attempts = EXCLUDED.max_attempts, backoff_base_ms = EXCLUDED.backoff_base_ms,
+			backoff_max_ms = EXCLUDED.backoff_max_ms, timeout_ms = EXCLUDED.timeout_ms,
+			max_in_flight = EXCLUDED.max_in_flight
+		RETURNING secret`, reg.Service, l.Name, secret, p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight).Scan(&grant.Secret)
 	if err != nil {
 		return grant, err
 	}
+	grant.Policy = policy(p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight)
 	apis := make([]string, len(l.Events))
 	events := make([]string, len(l.Events))
 	for i, e := range l.Events {
@@ -218,4 +234,13 @@ func (db *DB) RPCTargets(ctx context.Context, api, method string) ([]gateway.RPC
 		return nil, 0, translate(err)
 	}
 	return targets, time.Duration(timeoutMS) * time.Millisecond, nil
+}
+
+// policy builds a group's policy from its stored columns.
+func policy(maxAttempts, baseMS, maxMS, timeoutMS, maxInFlight int) gateway.DeliveryPolicy {
+	p := gateway.DeliveryPolicy{MaxAttempts: maxAttempts, TimeoutMS: timeoutMS, MaxInFlight: maxInFlight}
+	if baseMS != 0 || maxMS != 0 {
+		p.Backoff = &gateway.Backoff{BaseMS: baseMS, MaxMS: maxMS}
+	}
+	return p
 }
