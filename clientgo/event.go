@@ -141,6 +141,7 @@ type eventDecl struct {
 type listenerSet struct {
 	handlers map[string]ListenerFunc // by "api.event" or "api.*"
 	key      []byte                  // signing key from the latest registration
+	policy   *policyDecl             // from the latest Listen with WithPolicy
 }
 
 // DeclareEvent declares that this service fires the event name
@@ -169,7 +170,10 @@ func (b *Bus) declareEvent(name string, decl eventDecl) {
 // The worker verifies each delivery's Standard Webhooks signature (401 when
 // wrong), then answers 204 when fn returns nil, 400 invalid when its error
 // wraps [ErrInvalidParams], and 500 remote_error when it fails or panics.
-func (b *Bus) Listen(event, listener string, fn ListenerFunc) {
+//
+// Options such as [WithPolicy] apply to the whole group; the latest Listen
+// call that sets one wins.
+func (b *Bus) Listen(event, listener string, fn ListenerFunc, opts ...ListenOption) {
 	mustSplitName("event", event, true)
 	if !isIdent(listener) {
 		panic(fmt.Sprintf("lightbus: Listen %s: invalid listener name %q: want an identifier", event, listener))
@@ -188,6 +192,53 @@ func (b *Bus) Listen(event, listener string, fn ListenerFunc) {
 		panic(fmt.Sprintf("lightbus: Listen %s: listener %s already listens to it", event, listener))
 	}
 	ls.handlers[event] = fn
+	for _, o := range opts {
+		o(ls)
+	}
+}
+
+// ListenOption adjusts a listener group in [Bus.Listen].
+type ListenOption func(*listenerSet)
+
+// Policy is a listener group's delivery policy at the gateway (see the
+// gateway's docs/DELIVERY.md). A zero field means the gateway's default.
+type Policy struct {
+	// MaxAttempts is the number of attempts before a delivery is dead.
+	MaxAttempts int
+	// BackoffBase is the wait after the first failed attempt; each further
+	// failure doubles it.
+	BackoffBase time.Duration
+	// BackoffMax caps the wait between attempts.
+	BackoffMax time.Duration
+	// Timeout bounds one delivery request.
+	Timeout time.Duration
+	// MaxInFlight bounds the group's concurrent deliveries (per gateway
+	// replica).
+	MaxInFlight int
+}
+
+// policyDecl is the wire form of a Policy.
+type policyDecl struct {
+	MaxAttempts int          `json:"max_attempts,omitempty"`
+	Backoff     *backoffDecl `json:"backoff,omitempty"`
+	TimeoutMS   int64        `json:"timeout_ms,omitempty"`
+	MaxInFlight int          `json:"max_in_flight,omitempty"`
+}
+
+type backoffDecl struct {
+	BaseMS int64 `json:"base_ms,omitempty"`
+	MaxMS  int64 `json:"max_ms,omitempty"`
+}
+
+// WithPolicy declares the group's delivery policy when the worker registers.
+// The gateway keeps the latest registration's policy; a registration
+// without one puts the group back on the gateway's defaults.
+func WithPolicy(p Policy) ListenOption {
+	d := &policyDecl{MaxAttempts: p.MaxAttempts, TimeoutMS: p.Timeout.Milliseconds(), MaxInFlight: p.MaxInFlight}
+	if p.BackoffBase > 0 || p.BackoffMax > 0 {
+		d.Backoff = &backoffDecl{BaseMS: p.BackoffBase.Milliseconds(), MaxMS: p.BackoffMax.Milliseconds()}
+	}
+	return func(ls *listenerSet) { ls.policy = d }
 }
 
 // serveDelivery answers POST /lightbus/events/{listener}.

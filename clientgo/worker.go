@@ -69,9 +69,10 @@ type apiDecl struct {
 }
 
 type listenerDecl struct {
-	Name   string   `json:"name"`
-	Events []string `json:"events"`
-	Path   string   `json:"path"`
+	Name   string      `json:"name"`
+	Events []string    `json:"events"`
+	Path   string      `json:"path"`
+	Policy *policyDecl `json:"policy,omitempty"`
 }
 
 type registrationBody struct {
@@ -187,6 +188,7 @@ func (b *Bus) registrationBody(baseURL string) registrationBody {
 			Name:   name,
 			Events: slices.Sorted(maps.Keys(b.listeners[name].handlers)),
 			Path:   ListenerPath(name),
+			Policy: b.listeners[name].policy,
 		})
 	}
 	return body
