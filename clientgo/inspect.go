@@ -29,6 +29,8 @@ type StoredEvent struct {
 
 // Delivery is the delivery of one event to one listener group.
 type Delivery struct {
+	// ID is the delivery's id, for [Bus.Delivery] and [Bus.Redrive].
+	ID int64 `json:"id"`
 	// Service is the listener group's service.
 	Service string `json:"service"`
 	// Listener is the listener group's name.
@@ -56,8 +58,10 @@ type DeliveryError struct {
 	Attempt int `json:"attempt"`
 	// At is when it failed.
 	At time.Time `json:"at"`
-	// Error says how, e.g. "listener answered 500".
+	// Error says how, e.g. "listener answered 500: boom".
 	Error string `json:"error"`
+	// Status is the listener's HTTP status; 0 when it gave no answer.
+	Status int `json:"status,omitempty"`
 }
 
 // EventQuery selects stored events for [Bus.Events]; zero fields do not
@@ -133,4 +137,116 @@ func (b *Bus) Event(ctx context.Context, id string) (*StoredEvent, error) {
 		return nil, fmt.Errorf("lightbus: get event %s: %w", id, err)
 	}
 	return &ev, nil
+}
+
+// DeliveryRecord is a delivery with the event it carries.
+type DeliveryRecord struct {
+	Delivery
+	// EventID is the event's id.
+	EventID string `json:"event_id"`
+	// API and Event name the event; empty when the event was pruned.
+	API   string `json:"api,omitempty"`
+	Event string `json:"event,omitempty"`
+}
+
+// DeadQuery selects a listener group's dead deliveries for
+// [Bus.DeadLetters] and [Bus.RedriveAll]; zero fields do not filter.
+type DeadQuery struct {
+	// API keeps only deliveries of events of this API.
+	API string
+	// Event keeps only deliveries of events with this name.
+	Event string
+	// Since keeps only deliveries that died at or after it.
+	Since time.Time
+	// Until keeps only deliveries that died before it.
+	Until time.Time
+	// Before is the cursor: only deliveries with a smaller id. Pass the
+	// previous page's NextCursor. RedriveAll ignores it.
+	Before string
+	// Limit is the page size, 1 to 1000 (the gateway's default is 100).
+	// RedriveAll ignores it.
+	Limit int
+}
+
+// DeadPage is one page of dead deliveries, newest first.
+type DeadPage struct {
+	// Deliveries are the page's deliveries.
+	Deliveries []DeliveryRecord `json:"deliveries"`
+	// NextCursor is the Before of the next page; empty on the last page.
+	NextCursor string `json:"next_cursor"`
+}
+
+func groupPath(service, listener string) string {
+	return "/v1/listeners/" + url.PathEscape(service) + "/" + url.PathEscape(listener)
+}
+
+func formatTimeOrEmpty(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// DeadLetters lists the dead deliveries of the listener group
+// (service, listener), newest first
+// (GET /v1/listeners/{service}/{listener}/dead).
+func (b *Bus) DeadLetters(ctx context.Context, service, listener string, q DeadQuery) (*DeadPage, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"api": q.API, "event": q.Event, "before": q.Before,
+		"since": formatTimeOrEmpty(q.Since), "until": formatTimeOrEmpty(q.Until)} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var page DeadPage
+	if err := b.do(ctx, http.MethodGet, groupPath(service, listener)+"/dead", v, nil, nil, &page); err != nil {
+		return nil, fmt.Errorf("lightbus: list dead deliveries of %s.%s: %w", service, listener, err)
+	}
+	return &page, nil
+}
+
+// Delivery returns one delivery with its attempt history
+// (GET /v1/deliveries/{id}).
+func (b *Bus) Delivery(ctx context.Context, id int64) (*DeliveryRecord, error) {
+	var d DeliveryRecord
+	if err := b.do(ctx, http.MethodGet, "/v1/deliveries/"+strconv.FormatInt(id, 10), nil, nil, nil, &d); err != nil {
+		return nil, fmt.Errorf("lightbus: get delivery %d: %w", id, err)
+	}
+	return &d, nil
+}
+
+// Redrive gives a dead delivery a fresh allowance of its group's attempts
+// (POST /v1/deliveries/{id}/redrive). A delivery that is not dead is an
+// *Error with CodeConflict.
+func (b *Bus) Redrive(ctx context.Context, id int64) (*DeliveryRecord, error) {
+	var d DeliveryRecord
+	if err := b.do(ctx, http.MethodPost, "/v1/deliveries/"+strconv.FormatInt(id, 10)+"/redrive", nil, nil, nil, &d); err != nil {
+		return nil, fmt.Errorf("lightbus: redrive delivery %d: %w", id, err)
+	}
+	return &d, nil
+}
+
+// RedriveAll redrives every dead delivery of the listener group matching q's
+// filters and returns how many
+// (POST /v1/listeners/{service}/{listener}/redrive).
+func (b *Bus) RedriveAll(ctx context.Context, service, listener string, q DeadQuery) (int, error) {
+	body, err := json.Marshal(struct {
+		API   string `json:"api,omitempty"`
+		Event string `json:"event,omitempty"`
+		Since string `json:"since,omitempty"`
+		Until string `json:"until,omitempty"`
+	}{q.API, q.Event, formatTimeOrEmpty(q.Since), formatTimeOrEmpty(q.Until)})
+	if err != nil {
+		return 0, err
+	}
+	var out struct {
+		Redriven int `json:"redriven"`
+	}
+	if err := b.do(ctx, http.MethodPost, groupPath(service, listener)+"/redrive", nil, body, nil, &out); err != nil {
+		return 0, fmt.Errorf("lightbus: redrive dead deliveries of %s.%s: %w", service, listener, err)
+	}
+	return out.Redriven, nil
 }

@@ -85,6 +85,8 @@ type EventQuery struct {
 
 // Delivery is the state of one event's delivery to one listener group.
 type Delivery struct {
+	// ID is the delivery's id (its River job id).
+	ID          int64           `json:"id"`
 	Service     string          `json:"service"`
 	Listener    string          `json:"listener"`
 	State       string          `json:"state"`
@@ -112,6 +114,8 @@ type DeliveryError struct {
 	Attempt int       `json:"attempt"`
 	At      time.Time `json:"at"`
 	Error   string    `json:"error"`
+	// Status is the listener's HTTP status, 0 when it gave no answer.
+	Status int `json:"status,omitempty"`
 }
 
 // EventDetail is an event with the state of each of its deliveries.

@@ -203,6 +203,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	server := gateway.NewServer(gateway.ServerConfig{
 		Events:       store,
 		Workers:      store,
+		Listeners:    store,
 		Logger:       logger,
 		MaxAttempts:  cfg.DeliveryMaxAttempts,
 		MaxBodyBytes: cfg.MaxBodyBytes,

@@ -47,6 +47,12 @@ const (
 				{"attempt": 2, "at": "2026-11-25T10:00:31Z", "error": "listener answered 503"}]}]}`
 )
 
+const fakeDead = `{"id": 42, "event_id": "` + fakeEventID + `", "api": "customers", "event": "new_customer",
+	"service": "support.case", "listener": "notify", "state": "dead", "attempt": 2, "max_attempts": 2,
+	"scheduled_at": "2026-11-25T10:01:00Z", "finalized_at": "2026-11-25T10:01:01Z",
+	"errors": [{"attempt": 1, "at": "2026-11-25T10:00:01Z", "error": "deliver to http://x: connection refused"},
+		{"attempt": 2, "at": "2026-11-25T10:01:01Z", "error": "listener answered 500: boom", "status": 500}]}`
+
 func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	g.mu.Lock()
@@ -83,6 +89,14 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusOK, fakeEvents)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/events/"+fakeEventID:
 		answer(http.StatusOK, fakeEvent)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/listeners/support.case/notify/dead":
+		answer(http.StatusOK, `{"deliveries": [`+fakeDead+`], "next_cursor": "42"}`)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/deliveries/42":
+		answer(http.StatusOK, fakeDead)
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/deliveries/42/redrive":
+		answer(http.StatusOK, strings.Replace(fakeDead, `"dead"`, `"pending"`, 1))
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/listeners/support.case/notify/redrive":
+		answer(http.StatusOK, `{"redriven": 7}`)
 	default:
 		answer(http.StatusNotFound, `{"type": "urn:lightbus:problem:not_found", "title": "Not found", "status": 404,
 			"code": "not_found", "detail": "no such event"}`)

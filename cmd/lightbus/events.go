@@ -137,7 +137,7 @@ func parseTime(flag, s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("events list: --%s %q: want an RFC 3339 time such as 2026-11-25T10:00:00Z", flag, s)
+		return time.Time{}, fmt.Errorf("--%s %q: want an RFC 3339 time such as 2026-11-25T10:00:00Z", flag, s)
 	}
 	return t, nil
 }

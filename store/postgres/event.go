@@ -147,6 +147,8 @@ var deliveryStates = map[string]string{
 }
 
 type deliveryRow struct {
+	ID          int64      `db:"id"`
+	EventID     string     `db:"event_id"`
 	Service     string     `db:"service"`
 	Listener    string     `db:"listener"`
 	State       string     `db:"state"`
@@ -156,6 +158,37 @@ type deliveryRow struct {
 	AttemptedAt *time.Time `db:"attempted_at"`
 	FinalizedAt *time.Time `db:"finalized_at"`
 	Errors      []byte     `db:"errors"`
+}
+
+// deliveryColumns reads a deliveryRow from river_job j.
+const deliveryColumns = `j.id, j.args->>'event_id' AS event_id, j.args->>'service' AS service,
+	j.args->>'listener' AS listener, j.state::text AS state, j.attempt, j.max_attempts,
+	j.scheduled_at, j.attempted_at, j.finalized_at,
+	convert_to(COALESCE(to_json(j.errors), '[]')::text, 'UTF8') AS errors`
+
+func (d *deliveryRow) delivery() (gateway.Delivery, error) {
+	var attemptErrors []gateway.DeliveryError
+	if err := json.Unmarshal(d.Errors, &attemptErrors); err != nil {
+		return gateway.Delivery{}, fmt.Errorf("decode delivery errors: %w", err)
+	}
+	if attemptErrors == nil {
+		attemptErrors = []gateway.DeliveryError{}
+	}
+	for i := range attemptErrors {
+		attemptErrors[i].Status = gateway.AttemptStatus(attemptErrors[i].Error)
+	}
+	return gateway.Delivery{
+		ID:          d.ID,
+		Service:     d.Service,
+		Listener:    d.Listener,
+		State:       deliveryStates[d.State],
+		Attempt:     d.Attempt,
+		MaxAttempts: d.MaxAttempts,
+		ScheduledAt: d.ScheduledAt.UTC(),
+		AttemptedAt: utc(d.AttemptedAt),
+		FinalizedAt: utc(d.FinalizedAt),
+		Errors:      attemptErrors,
+	}, nil
 }
 
 // GetEvent implements gateway.EventStore.
@@ -174,12 +207,10 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, er
 	detail := &gateway.EventDetail{Event: row.event(), Deliveries: []gateway.Delivery{}}
 
 	rows, err = db.pool.Query(ctx, `
-		SELECT args->>'service' AS service, args->>'listener' AS listener, state::text AS state,
-		       attempt, max_attempts, scheduled_at, attempted_at, finalized_at,
-		       convert_to(COALESCE(to_json(errors), '[]')::text, 'UTF8') AS errors
-		FROM river_job
-		WHERE kind = $1 AND args->>'event_id' = $2
-		ORDER BY args->>'service', args->>'listener'`, gateway.DeliveryKind, id)
+		SELECT `+deliveryColumns+`
+		FROM river_job j
+		WHERE j.kind = $1 AND j.args->>'event_id' = $2
+		ORDER BY j.args->>'service', j.args->>'listener', j.id`, gateway.DeliveryKind, id)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -188,24 +219,11 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, er
 		return nil, translate(err)
 	}
 	for _, d := range deliveries {
-		var attemptErrors []gateway.DeliveryError
-		if err := json.Unmarshal(d.Errors, &attemptErrors); err != nil {
-			return nil, fmt.Errorf("decode delivery errors: %w", err)
+		delivery, err := d.delivery()
+		if err != nil {
+			return nil, err
 		}
-		if attemptErrors == nil {
-			attemptErrors = []gateway.DeliveryError{}
-		}
-		detail.Deliveries = append(detail.Deliveries, gateway.Delivery{
-			Service:     d.Service,
-			Listener:    d.Listener,
-			State:       deliveryStates[d.State],
-			Attempt:     d.Attempt,
-			MaxAttempts: d.MaxAttempts,
-			ScheduledAt: d.ScheduledAt.UTC(),
-			AttemptedAt: utc(d.AttemptedAt),
-			FinalizedAt: utc(d.FinalizedAt),
-			Errors:      attemptErrors,
-		})
+		detail.Deliveries = append(detail.Deliveries, delivery)
 	}
 	return detail, nil
 }
