@@ -250,3 +250,40 @@ func (b *Bus) RedriveAll(ctx context.Context, service, listener string, q DeadQu
 	}
 	return out.Redriven, nil
 }
+
+// ListenerStatus is a listener group with the state of its deliveries.
+type ListenerStatus struct {
+	// Service and Name identify the group.
+	Service string `json:"service"`
+	Name    string `json:"name"`
+	// Events are the group's subscriptions.
+	Events []string `json:"events"`
+	// Endpoints is the number of live endpoints serving the group.
+	Endpoints int `json:"endpoints"`
+	// Pending counts deliveries waiting for an attempt.
+	Pending int64 `json:"pending"`
+	// InFlight counts deliveries being attempted now.
+	InFlight int64 `json:"in_flight"`
+	// Dead counts dead deliveries.
+	Dead int64 `json:"dead"`
+	// OldestUndelivered is when the oldest event not yet delivered was
+	// fired; zero when the group is caught up.
+	OldestUndelivered time.Time `json:"oldest_undelivered,omitzero"`
+	// LagMS is that event's age in milliseconds.
+	LagMS int64 `json:"lag_ms"`
+}
+
+// Lag returns the age of the oldest event the group has not yet received.
+func (l ListenerStatus) Lag() time.Duration { return time.Duration(l.LagMS) * time.Millisecond }
+
+// Listeners lists every listener group with its delivery counts and lag
+// (GET /v1/listeners).
+func (b *Bus) Listeners(ctx context.Context) ([]ListenerStatus, error) {
+	var out struct {
+		Listeners []ListenerStatus `json:"listeners"`
+	}
+	if err := b.do(ctx, http.MethodGet, "/v1/listeners", nil, nil, nil, &out); err != nil {
+		return nil, fmt.Errorf("lightbus: list listeners: %w", err)
+	}
+	return out.Listeners, nil
+}

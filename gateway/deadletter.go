@@ -40,8 +40,33 @@ type RedriveResult struct {
 	Redriven int `json:"redriven"`
 }
 
+// ListenerStatus is a listener group with the state of its deliveries.
+type ListenerStatus struct {
+	Service string   `json:"service"`
+	Name    string   `json:"name"`
+	Events  []string `json:"events"`
+	// Endpoints is the number of live endpoints serving the group.
+	Endpoints int            `json:"endpoints"`
+	Policy    DeliveryPolicy `json:"policy"`
+	// Pending counts deliveries waiting for an attempt (new, scheduled,
+	// or retrying after a failure).
+	Pending int64 `json:"pending"`
+	// InFlight counts deliveries being attempted now.
+	InFlight int64 `json:"in_flight"`
+	// Dead counts dead deliveries.
+	Dead int64 `json:"dead"`
+	// OldestUndelivered is when the oldest event not yet delivered (pending
+	// or in flight) was fired; LagMS is its age. Both are absent/0 when
+	// the group is caught up.
+	OldestUndelivered *time.Time `json:"oldest_undelivered,omitempty"`
+	LagMS             int64      `json:"lag_ms"`
+}
+
 // ListenerStore inspects listener groups and their deliveries.
 type ListenerStore interface {
+	// ListListeners lists every listener group with its delivery counts.
+	ListListeners(ctx context.Context) ([]ListenerStatus, error)
+
 	// ListDead lists a group's dead deliveries matching q, newest first.
 	// Returns ErrNotFound when the group does not exist.
 	ListDead(ctx context.Context, q DeadQuery) ([]DeliveryRecord, error)
@@ -233,4 +258,16 @@ func (s *Server) redriveDead(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, RedriveResult{Redriven: n})
+}
+
+func (s *Server) listListeners(w http.ResponseWriter, r *http.Request) {
+	groups, err := s.cfg.Listeners.ListListeners(r.Context())
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	if groups == nil {
+		groups = []ListenerStatus{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"listeners": groups})
 }

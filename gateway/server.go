@@ -75,6 +75,7 @@ func (s *Server) newRoutes() chi.Router {
 	r.Post("/v1/events/{api}/{event}", s.fireEvent)                     // fire an event
 	r.Get("/v1/events", s.listEvents)                                   // list stored events, newest first
 	r.Get("/v1/events/{id}", s.getEvent)                                // one event with its deliveries
+	r.Get("/v1/listeners", s.listListeners)                             // listener groups with delivery counts and lag
 	r.Get("/v1/listeners/{service}/{listener}/dead", s.listDead)        // a group's dead deliveries
 	r.Post("/v1/listeners/{service}/{listener}/redrive", s.redriveDead) // redrive a group's matching dead deliveries
 	r.Get("/v1/deliveries/{delivery_id}", s.getDelivery)                // one delivery with its attempts

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
 	"github.com/lightbus-go/lightbus/gateway"
@@ -82,5 +83,71 @@ func TestClientDeadLetters(t *testing.T) {
 	waitState(t, gw, ids[2], gateway.DeliveryCompleted)
 	if _, err := bus.DeadLetters(ctx, "support.case", "nobody", lightbus.DeadQuery{}); !errors.As(err, &lerr) || lerr.Code != "not_found" {
 		t.Errorf("unknown group: %v", err)
+	}
+}
+
+func TestListenerStatus(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, nil)
+	bus := newClient(t, gw)
+	ctx := t.Context()
+
+	release := make(chan struct{})
+	slow := newHook(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	broken := newHook(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
+	registerGroup(t, gw, "w1", "audit", "slow", slow.srv.URL, `{"max_in_flight":1}`, "shop.order_placed")
+	registerGroup(t, gw, "w2", "audit", "broken", broken.srv.URL, `{"max_attempts":1}`, "shop.order_placed")
+	for range 3 {
+		if _, err := bus.Fire(ctx, "shop.order_placed", map[string]any{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	byName := func() map[string]lightbus.ListenerStatus {
+		groups, err := bus.Listeners(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]lightbus.ListenerStatus{}
+		for _, g := range groups {
+			m[g.Service+"."+g.Name] = g
+		}
+		return m
+	}
+	var groups map[string]lightbus.ListenerStatus
+	waitFor(t, 15*time.Second, "one delivery in flight, two pending, three dead", func() bool {
+		groups = byName()
+		s, b := groups["audit.slow"], groups["audit.broken"]
+		return s.InFlight == 1 && s.Pending == 2 && s.Dead == 0 && b.Dead == 3 && b.Pending == 0 && b.InFlight == 0
+	})
+	s, b := groups["audit.slow"], groups["audit.broken"]
+	if s.OldestUndelivered.IsZero() || s.LagMS < 0 || s.Endpoints != 1 || len(s.Events) != 1 || s.Events[0] != "shop.order_placed" {
+		t.Errorf("slow group %+v", s)
+	}
+	if !b.OldestUndelivered.IsZero() || b.LagMS != 0 {
+		t.Errorf("broken group %+v: dead deliveries are not lag", b)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if lag := byName()["audit.slow"].Lag(); lag < 100*time.Millisecond {
+		t.Errorf("lag %s, want it to grow while the group is behind", lag)
+	}
+
+	close(release)
+	waitFor(t, 15*time.Second, "the slow group to catch up", func() bool {
+		s := byName()["audit.slow"]
+		return s.Pending == 0 && s.InFlight == 0 && s.LagMS == 0 && s.OldestUndelivered.IsZero()
+	})
+	var raw struct {
+		Listeners []map[string]any `json:"listeners"`
+	}
+	gw.do(t, "GET", "/v1/listeners", "", nil, &raw)
+	if len(raw.Listeners) != 2 || raw.Listeners[0]["name"] != "broken" || raw.Listeners[0]["policy"].(map[string]any)["max_attempts"] != 1.0 {
+		t.Errorf("GET /v1/listeners = %+v", raw)
 	}
 }

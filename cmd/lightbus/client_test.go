@@ -91,6 +91,12 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusOK, fakeEvent)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/listeners/support.case/notify/dead":
 		answer(http.StatusOK, `{"deliveries": [`+fakeDead+`], "next_cursor": "42"}`)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/listeners":
+		answer(http.StatusOK, `{"listeners": [{"service": "auth", "name": "create_user", "events": ["customers.new_customer"],
+			"endpoints": 2, "policy": {"max_attempts": 25}, "pending": 3, "in_flight": 1, "dead": 4,
+			"oldest_undelivered": "2026-11-25T10:00:00Z", "lag_ms": 61500},
+			{"service": "mail", "name": "welcome", "events": ["auth.*"], "endpoints": 0, "policy": {"max_attempts": 5},
+			"pending": 0, "in_flight": 0, "dead": 0, "lag_ms": 0}]}`)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/deliveries/42":
 		answer(http.StatusOK, fakeDead)
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/deliveries/42/redrive":

@@ -89,3 +89,18 @@ func TestDeadShowAndRedrive(t *testing.T) {
 		}
 	}
 }
+
+func TestListeners(t *testing.T) {
+	t.Parallel()
+
+	tb, _ := gatewayBundle(t)
+	if err := tb.execute(t, "listeners"); err != nil {
+		t.Fatal(err)
+	}
+	want := "LISTENER          EVENTS                  ENDPOINTS  PENDING  IN FLIGHT  DEAD  LAG\n" +
+		"auth.create_user  customers.new_customer  2          3        1          4     1m1.5s\n" +
+		"mail.welcome      auth.*                  0          0        0          0     -\n"
+	if got := tb.stdout.String(); got != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+}

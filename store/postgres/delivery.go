@@ -39,10 +39,10 @@ const recordFrom = `SELECT ` + deliveryColumns + `, COALESCE(e.api, '') AS api, 
 // deadWhere builds the conditions selecting q's dead deliveries; args
 // continue from the given ones.
 func deadWhere(q gateway.DeadQuery, args []any) (string, []any) {
-	args = append(args, gateway.DeliveryKind, q.Service, q.Listener)
+	args = append(args, q.Service, q.Listener)
 	n := len(args)
 	where := []string{
-		fmt.Sprintf("j.kind = $%d", n-2),
+		kindIsDelivery,
 		fmt.Sprintf("j.args->>'service' = $%d", n-1),
 		fmt.Sprintf("j.args->>'listener' = $%d", n),
 		"j.state = 'discarded'",
@@ -68,6 +68,11 @@ func deadWhere(q gateway.DeadQuery, args []any) (string, []any) {
 	}
 	return strings.Join(where, " AND "), args
 }
+
+// kindIsDelivery selects delivery jobs j. The kind is a literal, not a
+// parameter, so that the planner can use the partial indexes on river_job
+// (WHERE kind = 'lightbus.delivery') with any plan.
+const kindIsDelivery = `j.kind = 'lightbus.delivery'`
 
 // groupExists returns ErrNotFound (wrapped) when the group does not exist.
 func (db *DB) groupExists(ctx context.Context, service, listener string) error {
@@ -179,4 +184,68 @@ func (db *DB) RedriveDead(ctx context.Context, q gateway.DeadQuery) (int, error)
 			return total, nil
 		}
 	}
+}
+
+type listenerRow struct {
+	Service     string     `db:"service"`
+	Name        string     `db:"name"`
+	Events      []string   `db:"events"`
+	Endpoints   int        `db:"endpoints"`
+	MaxAttempts int        `db:"max_attempts"`
+	BaseMS      int        `db:"backoff_base_ms"`
+	MaxMS       int        `db:"backoff_max_ms"`
+	TimeoutMS   int        `db:"timeout_ms"`
+	MaxInFlight int        `db:"max_in_flight"`
+	Pending     int64      `db:"pending"`
+	InFlight    int64      `db:"in_flight"`
+	Dead        int64      `db:"dead"`
+	Oldest      *time.Time `db:"oldest"`
+	Now         time.Time  `db:"now"`
+}
+
+// ListListeners implements gateway.ListenerStore. Each group's counts come
+// from the river_job_lightbus_listener index (service, listener, state):
+// finished deliveries (completed, cancelled) are not read.
+func (db *DB) ListListeners(ctx context.Context) ([]gateway.ListenerStatus, error) {
+	rows, err := db.pool.Query(ctx, `
+		SELECT l.service, l.name, l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight,
+		       ARRAY(SELECT s.api || '.' || s.event FROM lightbus_subscription s
+		             WHERE s.service = l.service AND s.listener = l.name ORDER BY 1) AS events,
+		       (SELECT count(*)::int FROM lightbus_endpoint p JOIN lightbus_worker w ON w.id = p.worker_id
+		        WHERE p.service = l.service AND p.listener = l.name AND w.expires_at > now()) AS endpoints,
+		       COALESCE(c.pending, 0) AS pending, COALESCE(c.in_flight, 0) AS in_flight, COALESCE(c.dead, 0) AS dead,
+		       (SELECT e.created_at FROM lightbus_event e WHERE e.id = c.oldest_event::uuid) AS oldest,
+		       now() AS now
+		FROM lightbus_listener l
+		LEFT JOIN LATERAL (
+			SELECT count(*) FILTER (WHERE j.state IN ('available', 'pending', 'scheduled', 'retryable')) AS pending,
+			       count(*) FILTER (WHERE j.state = 'running') AS in_flight,
+			       count(*) FILTER (WHERE j.state = 'discarded') AS dead,
+			       -- Event ids are UUIDv7: the smallest is the oldest event.
+			       min(j.args->>'event_id') FILTER (WHERE j.state <> 'discarded') AS oldest_event
+			FROM river_job j
+			WHERE `+kindIsDelivery+` AND j.args->>'service' = l.service AND j.args->>'listener' = l.name
+			  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
+		) c ON true
+		ORDER BY l.service, l.name`)
+	if err != nil {
+		return nil, translate(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByName[listenerRow])
+	if err != nil {
+		return nil, translate(err)
+	}
+	out := make([]gateway.ListenerStatus, len(got))
+	for i, r := range got {
+		out[i] = gateway.ListenerStatus{
+			Service: r.Service, Name: r.Name, Events: r.Events, Endpoints: r.Endpoints,
+			Policy:  policy(r.MaxAttempts, r.BaseMS, r.MaxMS, r.TimeoutMS, r.MaxInFlight),
+			Pending: r.Pending, InFlight: r.InFlight, Dead: r.Dead,
+		}
+		if r.Oldest != nil {
+			out[i].OldestUndelivered = utc(r.Oldest)
+			out[i].LagMS = max(r.Now.Sub(*r.Oldest).Milliseconds(), 0)
+		}
+	}
+	return out, nil
 }

@@ -209,8 +209,8 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, er
 	rows, err = db.pool.Query(ctx, `
 		SELECT `+deliveryColumns+`
 		FROM river_job j
-		WHERE j.kind = $1 AND j.args->>'event_id' = $2
-		ORDER BY j.args->>'service', j.args->>'listener', j.id`, gateway.DeliveryKind, id)
+		WHERE `+kindIsDelivery+` AND j.args->>'event_id' = $1
+		ORDER BY j.args->>'service', j.args->>'listener', j.id`, id)
 	if err != nil {
 		return nil, translate(err)
 	}
