@@ -24,6 +24,10 @@ type FireResult struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Deliveries is how many listener groups the event was queued for.
 	Deliveries int `json:"deliveries"`
+	// Repeat is true when the gateway had already stored this fire (the
+	// same Idempotency-Key, e.g. a retry whose first answer was lost): the
+	// result is the original event's.
+	Repeat bool `json:"repeat"`
 }
 
 // Fire fires the event name ("auth.user_registered") with params, which

@@ -27,6 +27,8 @@ type ServerConfig struct {
 	MaxBodyBytes int64
 	// MaxAttempts is the delivery attempt limit given to new listener groups.
 	MaxAttempts int
+	// IdempotencyWindow is how long a fire's Idempotency-Key is remembered.
+	IdempotencyWindow time.Duration
 	// OpenAPI is served at GET /openapi.yaml.
 	OpenAPI []byte
 	// Ready reports whether the gateway can serve (database up, schema current).
@@ -50,6 +52,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 25
+	}
+	if cfg.IdempotencyWindow <= 0 {
+		cfg.IdempotencyWindow = DefaultIdempotencyWindow
 	}
 	s := &Server{cfg: cfg, logger: cfg.Logger}
 	s.routes = s.newRoutes()
@@ -114,13 +119,28 @@ func (s *Server) fireEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	ev.IdempotencyKey = r.Header.Get("Idempotency-Key")
-	n, err := s.cfg.Events.FireEvent(r.Context(), ev)
+	if keys := r.Header.Values("Idempotency-Key"); len(keys) > 0 {
+		if len(keys) > 1 {
+			writeError(w, r, s.logger, Errorf(EInvalid, "more than one Idempotency-Key header"))
+			return
+		}
+		if err := ValidateIdempotencyKey(keys[0]); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		ev.IdempotencyKey = keys[0]
+	}
+	res, err := s.cfg.Events.FireEvent(r.Context(), ev, s.cfg.IdempotencyWindow)
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: n})
+	if res.Repeat {
+		w.Header().Set("Idempotency-Replayed", "true")
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, res)
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {

@@ -35,6 +35,10 @@ type Config struct {
 	NoEndpointSnooze    time.Duration `envconfig:"LIGHTBUS_NO_ENDPOINT_SNOOZE" default:"1s"`
 	FetchCooldown       time.Duration `envconfig:"LIGHTBUS_FETCH_COOLDOWN" default:"10ms"`
 	FetchPollInterval   time.Duration `envconfig:"LIGHTBUS_FETCH_POLL_INTERVAL" default:"200ms"`
+
+	// IdempotencyWindow is how long a fire's Idempotency-Key is remembered:
+	// a repeat within it returns the first event.
+	IdempotencyWindow time.Duration `envconfig:"LIGHTBUS_IDEMPOTENCY_WINDOW" default:"24h"`
 }
 
 // loadConfig reads the configuration from the environment and validates it.
@@ -68,6 +72,7 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_NO_ENDPOINT_SNOOZE", c.NoEndpointSnooze > 0},
 		{"LIGHTBUS_FETCH_COOLDOWN", c.FetchCooldown > 0},
 		{"LIGHTBUS_FETCH_POLL_INTERVAL", c.FetchPollInterval > 0},
+		{"LIGHTBUS_IDEMPOTENCY_WINDOW", c.IdempotencyWindow > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {

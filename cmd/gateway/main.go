@@ -201,14 +201,15 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 	server := gateway.NewServer(gateway.ServerConfig{
-		Events:       store,
-		Workers:      store,
-		Listeners:    store,
-		Logger:       logger,
-		MaxAttempts:  cfg.DeliveryMaxAttempts,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		OpenAPI:      openAPI,
-		Ready:        store.Ready,
+		Events:            store,
+		Workers:           store,
+		Listeners:         store,
+		Logger:            logger,
+		MaxAttempts:       cfg.DeliveryMaxAttempts,
+		IdempotencyWindow: cfg.IdempotencyWindow,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		OpenAPI:           openAPI,
+		Ready:             store.Ready,
 		Router: gateway.NewRouter(gateway.RouterConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,

@@ -42,6 +42,7 @@ func testConfig() Config {
 		NoEndpointSnooze:    100 * time.Millisecond,
 		FetchCooldown:       5 * time.Millisecond,
 		FetchPollInterval:   50 * time.Millisecond,
+		IdempotencyWindow:   24 * time.Hour,
 	}
 }
 

@@ -15,27 +15,73 @@ import (
 )
 
 // FireEvent implements gateway.EventStore.
-func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event) (int, error) {
-	var n int
+func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
+	var res *gateway.FireResult
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		n, err = db.fireTx(ctx, tx, ev)
+		res, err = db.fireTx(ctx, tx, ev, window)
 		return err
 	})
-	return n, err
+	return res, err
 }
 
-// fireTx stores ev and queues its deliveries in tx.
-func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, error) {
-	var key *string
-	if ev.IdempotencyKey != "" {
-		key = &ev.IdempotencyKey
-	}
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`,
-		ev.ID, ev.API, ev.Name, string(ev.Params), key, ev.CreatedAt); err != nil {
-		return 0, err
+// fireTx stores ev and queues its deliveries in tx, or finds the event that
+// holds ev's idempotency key. Keys are unique per API (a partial unique
+// index): the insert does nothing on a conflict, which waits for a
+// concurrent fire with the same key to commit or roll back, so concurrent
+// repeats store one event.
+func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
+	res := &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt}
+	if ev.IdempotencyKey == "" {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO lightbus_event (id, api, name, params, created_at) VALUES ($1, $2, $3, $4, $5)`,
+			ev.ID, ev.API, ev.Name, string(ev.Params), ev.CreatedAt); err != nil {
+			return nil, err
+		}
+	} else {
+		for stored := false; !stored; {
+			tag, err := tx.Exec(ctx, `
+				INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
+				ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt)
+			if err != nil {
+				return nil, err
+			}
+			if stored = tag.RowsAffected() == 1; stored {
+				break
+			}
+			var orig gateway.FireResult
+			var params string
+			var expired bool
+			err = tx.QueryRow(ctx, `
+				SELECT id::text, name, params::text, created_at, created_at < now() - $3 * interval '1 microsecond'
+				FROM lightbus_event WHERE api = $1 AND idempotency_key = $2
+				FOR UPDATE`, ev.API, ev.IdempotencyKey, window.Microseconds()).
+				Scan(&orig.ID, &orig.Event, &params, &orig.CreatedAt, &expired)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				continue // the holder is gone (pruned): try again
+			case err != nil:
+				return nil, err
+			case expired:
+				// The key outlived the window: the old event gives it up.
+				if _, err := tx.Exec(ctx, `UPDATE lightbus_event SET idempotency_key = NULL WHERE id = $1`, orig.ID); err != nil {
+					return nil, err
+				}
+				continue
+			case orig.Event != ev.Name || params != string(ev.Params):
+				return nil, gateway.Errorf(gateway.EConflict,
+					"Idempotency-Key %q was used by event %s (%s.%s) with other parameters: use a new key for a new event",
+					ev.IdempotencyKey, orig.ID, ev.API, orig.Event)
+			}
+			orig.API, orig.Repeat, orig.CreatedAt = ev.API, true, orig.CreatedAt.UTC()
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM river_job j WHERE `+kindIsDelivery+` AND j.args->>'event_id' = $1`,
+				orig.ID).Scan(&orig.Deliveries); err != nil {
+				return nil, err
+			}
+			return &orig, nil
+		}
 	}
 	rows, err := tx.Query(ctx, `
 		SELECT DISTINCT l.service, l.name, l.max_attempts
@@ -43,7 +89,7 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, er
 		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
 		WHERE s.api = $1 AND s.event IN ($2, '*')`, ev.API, ev.Name)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var jobs []river.InsertManyParams
 	for rows.Next() {
@@ -51,7 +97,7 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, er
 		var maxAttempts int
 		if err := rows.Scan(&service, &listener, &maxAttempts); err != nil {
 			rows.Close()
-			return 0, err
+			return nil, err
 		}
 		jobs = append(jobs, river.InsertManyParams{
 			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: service, Listener: listener},
@@ -59,15 +105,15 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, er
 		})
 	}
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	if len(jobs) == 0 {
-		return 0, nil
+	if len(jobs) > 0 {
+		if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
+			return nil, fmt.Errorf("queue deliveries: %w", err)
+		}
 	}
-	if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
-		return 0, fmt.Errorf("queue deliveries: %w", err)
-	}
-	return len(jobs), nil
+	res.Deliveries = len(jobs)
+	return res, nil
 }
 
 type eventRow struct {

@@ -56,11 +56,14 @@ func fire(ctx context.Context, t *testing.T, db *postgres.DB, api, name, params 
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := db.FireEvent(ctx, ev)
+	res, err := db.FireEvent(ctx, ev, time.Hour)
 	if err != nil {
 		t.Fatalf("FireEvent: %v", err)
 	}
-	return ev, n
+	if res.ID != ev.ID || res.Repeat {
+		t.Fatalf("FireEvent = %+v, want a new event %s", res, ev.ID)
+	}
+	return ev, res.Deliveries
 }
 
 func TestFireEvent(t *testing.T) {
@@ -132,7 +135,7 @@ func TestFireEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev, _ := gateway.NewEvent("auth", "x", json.RawMessage(`{}`))
-		if _, err := db.FireEvent(ctx, ev); gateway.ErrorCode(err) != gateway.EUnavailable {
+		if _, err := db.FireEvent(ctx, ev, time.Hour); gateway.ErrorCode(err) != gateway.EUnavailable {
 			t.Fatalf("FireEvent with the database down: got %v, want unavailable", err)
 		}
 	})
@@ -349,4 +352,110 @@ func TestEventBytesWithBackslashes(t *testing.T) {
 	if err != nil || len(events) != 1 || string(events[0].Params) != params {
 		t.Fatalf("ListEvents = %+v, %v", events, err)
 	}
+}
+
+func TestFireIdempotent(t *testing.T) {
+	t.Parallel()
+
+	newEvent := func(t *testing.T, api, name, params, key string) *gateway.Event {
+		ev, err := gateway.NewEvent(api, name, json.RawMessage(params))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.IdempotencyKey = key
+		return ev
+	}
+
+	t.Run("RepeatReturnsTheFirstEvent", func(t *testing.T) {
+		t.Parallel()
+		ctx, bundle := setup(t)
+		register(ctx, t, bundle.db, registration("m1", "mail", nil,
+			gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/e"}))
+
+		first, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{"n": 1}`, "k1"), time.Hour)
+		if err != nil || first.Repeat || first.Deliveries != 1 {
+			t.Fatalf("first fire = %+v, %v", first, err)
+		}
+		again, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{"n": 1}`, "k1"), time.Hour)
+		if err != nil || !again.Repeat || again.ID != first.ID || again.Deliveries != 1 || !again.CreatedAt.Equal(first.CreatedAt) {
+			t.Fatalf("repeat = %+v, %v; want the first %+v", again, err, first)
+		}
+		// Keys are scoped per API.
+		other, err := bundle.db.FireEvent(ctx, newEvent(t, "billing", "order_placed", `{"n": 1}`, "k1"), time.Hour)
+		if err != nil || other.Repeat {
+			t.Fatalf("same key, other API = %+v, %v", other, err)
+		}
+		// Other parameters under the same key are a conflict.
+		_, err = bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{"n": 2}`, "k1"), time.Hour)
+		if gateway.ErrorCode(err) != gateway.EConflict {
+			t.Fatalf("same key, other params: %v, want a conflict", err)
+		}
+		var events, jobs int
+		bundle.pool.QueryRow(ctx, `SELECT count(*) FROM lightbus_event`).Scan(&events)
+		bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&jobs)
+		if events != 2 || jobs != 1 {
+			t.Fatalf("%d events and %d deliveries stored, want 2 and 1", events, jobs)
+		}
+	})
+
+	t.Run("ConcurrentRepeatsStoreOneEvent", func(t *testing.T) {
+		t.Parallel()
+		ctx, bundle := setup(t)
+		register(ctx, t, bundle.db, registration("m1", "mail", nil,
+			gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/e"}))
+
+		const n = 16
+		results := make(chan *gateway.FireResult, n)
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for range n {
+			go func() {
+				<-start
+				res, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{}`, "race"), time.Hour)
+				results <- res
+				errs <- err
+			}()
+		}
+		close(start)
+		ids := map[string]bool{}
+		repeats := 0
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+			res := <-results
+			ids[res.ID] = true
+			if res.Repeat {
+				repeats++
+			}
+		}
+		var events, jobs int
+		bundle.pool.QueryRow(ctx, `SELECT count(*) FROM lightbus_event`).Scan(&events)
+		bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&jobs)
+		if len(ids) != 1 || repeats != n-1 || events != 1 || jobs != 1 {
+			t.Fatalf("%d ids, %d repeats, %d events, %d deliveries: want 1, %d, 1, 1", len(ids), repeats, events, jobs, n-1)
+		}
+	})
+
+	t.Run("KeyReleasedAfterTheWindow", func(t *testing.T) {
+		t.Parallel()
+		ctx, bundle := setup(t)
+
+		first, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{}`, "old"), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bundle.pool.Exec(ctx, `UPDATE lightbus_event SET created_at = now() - interval '2 hours'`); err != nil {
+			t.Fatal(err)
+		}
+		again, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{"other": true}`, "old"), time.Hour)
+		if err != nil || again.Repeat || again.ID == first.ID {
+			t.Fatalf("fire after the window = %+v, %v; want a new event", again, err)
+		}
+		var holder string
+		bundle.pool.QueryRow(ctx, `SELECT id::text FROM lightbus_event WHERE idempotency_key = 'old'`).Scan(&holder)
+		if holder != again.ID {
+			t.Fatalf("key held by %s, want the new event %s", holder, again.ID)
+		}
+	})
 }
