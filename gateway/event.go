@@ -161,6 +161,12 @@ type EventStore interface {
 	// be reached.
 	FireEvent(ctx context.Context, ev *Event, window time.Duration) (*FireResult, error)
 
+	// FireEvents fires every event as FireEvent does, all in one
+	// transaction: all are stored or none. The results are in the order of
+	// evs. An idempotency conflict on any event fails the whole batch with
+	// an EConflict error naming its index.
+	FireEvents(ctx context.Context, evs []*Event, window time.Duration) ([]*FireResult, error)
+
 	// ListEvents lists events matching q, newest first.
 	ListEvents(ctx context.Context, q EventQuery) ([]Event, error)
 

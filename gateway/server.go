@@ -25,6 +25,8 @@ type ServerConfig struct {
 	Logger    *slog.Logger
 	// MaxBodyBytes bounds request bodies (fires, calls, registrations).
 	MaxBodyBytes int64
+	// MaxBatchBytes bounds the body of a batch fire.
+	MaxBatchBytes int64
 	// MaxAttempts is the delivery attempt limit given to new listener groups.
 	MaxAttempts int
 	// IdempotencyWindow is how long a fire's Idempotency-Key is remembered.
@@ -49,6 +51,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 10 << 20
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 25
@@ -78,6 +83,7 @@ func (s *Server) newRoutes() chi.Router {
 	})
 
 	r.Post("/v1/events/{api}/{event}", s.fireEvent)                     // fire an event
+	r.Post("/v1/events", s.fireBatch)                                   // fire a batch of events in one transaction
 	r.Get("/v1/events", s.listEvents)                                   // list stored events, newest first
 	r.Get("/v1/events/{id}", s.getEvent)                                // one event with its deliveries
 	r.Get("/v1/listeners", s.listListeners)                             // listener groups with delivery counts and lag

@@ -20,8 +20,10 @@ type Config struct {
 	LogLevel  string `envconfig:"LIGHTBUS_LOG_LEVEL" default:"info"`
 	LogFormat string `envconfig:"LIGHTBUS_LOG_FORMAT" default:"text"`
 
-	DBMaxConns      int32         `envconfig:"LIGHTBUS_DB_MAX_CONNS" default:"20"`
-	MaxBodyBytes    int64         `envconfig:"LIGHTBUS_MAX_BODY_BYTES" default:"1048576"`
+	DBMaxConns   int32 `envconfig:"LIGHTBUS_DB_MAX_CONNS" default:"20"`
+	MaxBodyBytes int64 `envconfig:"LIGHTBUS_MAX_BODY_BYTES" default:"1048576"`
+	// MaxBatchBytes bounds the body of a batch fire (POST /v1/events).
+	MaxBatchBytes   int64         `envconfig:"LIGHTBUS_MAX_BATCH_BYTES" default:"10485760"`
 	ShutdownTimeout time.Duration `envconfig:"LIGHTBUS_SHUTDOWN_TIMEOUT" default:"30s"`
 
 	RPCTimeout    time.Duration `envconfig:"LIGHTBUS_RPC_TIMEOUT" default:"10s"`
@@ -61,6 +63,7 @@ func (c *Config) Validate() error {
 	}{
 		{"LIGHTBUS_DB_MAX_CONNS", c.DBMaxConns > 0},
 		{"LIGHTBUS_MAX_BODY_BYTES", c.MaxBodyBytes > 0},
+		{"LIGHTBUS_MAX_BATCH_BYTES", c.MaxBatchBytes > 0},
 		{"LIGHTBUS_SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
 		{"LIGHTBUS_RPC_TIMEOUT", c.RPCTimeout > 0},
 		{"LIGHTBUS_RPC_MAX_TIMEOUT", c.RPCMaxTimeout > 0},

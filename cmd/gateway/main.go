@@ -208,6 +208,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		MaxAttempts:       cfg.DeliveryMaxAttempts,
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
+		MaxBatchBytes:     cfg.MaxBatchBytes,
 		OpenAPI:           openAPI,
 		Ready:             store.Ready,
 		Router: gateway.NewRouter(gateway.RouterConfig{

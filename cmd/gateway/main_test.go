@@ -31,6 +31,7 @@ func testConfig() Config {
 		LogFormat:           "text",
 		DBMaxConns:          10,
 		MaxBodyBytes:        64 << 10,
+		MaxBatchBytes:       1 << 20,
 		ShutdownTimeout:     5 * time.Second,
 		RPCTimeout:          5 * time.Second,
 		RPCMaxTimeout:       time.Minute,

@@ -25,6 +25,29 @@ func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Dura
 	return res, err
 }
 
+// FireEvents implements gateway.EventStore.
+func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.Duration) ([]*gateway.FireResult, error) {
+	results := make([]*gateway.FireResult, len(evs))
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		for i, ev := range evs {
+			res, err := db.fireTx(ctx, tx, ev, window)
+			if err != nil {
+				var gerr *gateway.Error
+				if errors.As(err, &gerr) && gerr.Code == gateway.EConflict {
+					return gateway.Errorf(gateway.EConflict, "event %d: %s; nothing was stored", i, gerr.Message)
+				}
+				return err
+			}
+			results[i] = res
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
 // fireTx stores ev and queues its deliveries in tx, or finds the event that
 // holds ev's idempotency key. Keys are unique per API (a partial unique
 // index): the insert does nothing on a conflict, which waits for a
