@@ -249,4 +249,3 @@ func TestAtLeastOnceFlakyListener(t *testing.T) {
 		t.Fatalf("only %d failures injected: the test did not exercise retries", failures)
 	}
 }
-
