@@ -187,11 +187,27 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Store:   store,
 		Timeout: cfg.DeliveryTimeout,
 	}))
+	river.AddWorker(workers, gateway.NewPruneWorker(gateway.PruneWorkerConfig{
+		Batch:       cfg.PruneBatch,
+		Logger:      logger,
+		Retention:   cfg.EventRetention,
+		Store:       store,
+		Undelivered: cfg.PruneUndelivered,
+	}))
 	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		FetchCooldown:        cfg.FetchCooldown,
-		FetchPollInterval:    cfg.FetchPollInterval,
-		Logger:               logger.With(slog.String("component", "river")),
-		Queues:               map[string]river.QueueConfig{gateway.QueueDelivery: {MaxWorkers: cfg.DeliveryWorkers}},
+		// Dead deliveries live at least as long as events; an event is not
+		// pruned while it has one, so a dead letter never loses its event.
+		DiscardedJobRetentionPeriod: cfg.DeadRetention,
+		FetchCooldown:               cfg.FetchCooldown,
+		FetchPollInterval:           cfg.FetchPollInterval,
+		Logger:                      logger.With(slog.String("component", "river")),
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.PruneInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return gateway.PruneArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true})},
+		Queues: map[string]river.QueueConfig{
+			gateway.QueueDelivery:    {MaxWorkers: cfg.DeliveryWorkers},
+			gateway.QueueMaintenance: {MaxWorkers: 2},
+		},
 		RescueStuckJobsAfter: max(cfg.DeliveryTimeout, gateway.MaxDeliveryTimeout) + time.Minute,
 		RetryPolicy:          &retry,
 		Workers:              workers,

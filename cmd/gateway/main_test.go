@@ -44,6 +44,10 @@ func testConfig() Config {
 		FetchCooldown:       5 * time.Millisecond,
 		FetchPollInterval:   50 * time.Millisecond,
 		IdempotencyWindow:   24 * time.Hour,
+		EventRetention:      168 * time.Hour,
+		DeadRetention:       168 * time.Hour,
+		PruneInterval:       10 * time.Minute,
+		PruneBatch:          1000,
 	}
 }
 
@@ -228,6 +232,9 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_LOG_FORMAT":          func(c *Config) { c.LogFormat = "xml" },
 		"LIGHTBUS_RETRY_BASE":          func(c *Config) { c.RetryBase = 2 * c.RetryMax },
 		"LIGHTBUS_FETCH_POLL_INTERVAL": func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
+		"LIGHTBUS_DEAD_RETENTION":      func(c *Config) { c.DeadRetention = c.EventRetention / 2 },
+		"LIGHTBUS_PRUNE_BATCH":         func(c *Config) { c.PruneBatch = 0 },
+		"LIGHTBUS_IDEMPOTENCY_WINDOW":  func(c *Config) { c.IdempotencyWindow = 0 },
 	} {
 		c := testConfig()
 		mutate(&c)

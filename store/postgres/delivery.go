@@ -249,3 +249,27 @@ func (db *DB) ListListeners(ctx context.Context) ([]gateway.ListenerStatus, erro
 	}
 	return out, nil
 }
+
+var _ gateway.PruneStore = (*DB)(nil)
+
+// PruneEvents implements gateway.PruneStore. The oldest events go first
+// (lightbus_event_created_at); an event is kept while any of its deliveries
+// is unfinished or dead, unless undelivered is set.
+func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time, limit int, undelivered bool) (int, error) {
+	tag, err := db.pool.Exec(ctx, `
+		WITH doomed AS (
+			SELECT e.id FROM lightbus_event e
+			WHERE e.created_at < $1
+			  AND ($3 OR NOT EXISTS (
+				SELECT 1 FROM river_job j
+				WHERE `+kindIsDelivery+` AND j.args->>'event_id' = e.id::text
+				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')))
+			ORDER BY e.created_at
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED)
+		DELETE FROM lightbus_event e USING doomed WHERE e.id = doomed.id`, cutoff, limit, undelivered)
+	if err != nil {
+		return 0, translate(err)
+	}
+	return int(tag.RowsAffected()), nil
+}

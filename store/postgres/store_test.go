@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lightbus-go/lightbus/gateway"
@@ -458,4 +459,63 @@ func TestFireIdempotent(t *testing.T) {
 			t.Fatalf("key held by %s, want the new event %s", holder, again.ID)
 		}
 	})
+}
+
+func TestPruneEvents(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t)
+	register(ctx, t, bundle.db, registration("m1", "mail", nil,
+		gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/e"}))
+
+	done, _ := fire(ctx, t, bundle.db, "shop", "done", `{}`)
+	pending, _ := fire(ctx, t, bundle.db, "shop", "pending", `{}`)
+	dead, _ := fire(ctx, t, bundle.db, "shop", "dead", `{}`)
+	quiet, _ := fire(ctx, t, bundle.db, "other", "nobody_listens", `{}`)
+	recent, _ := fire(ctx, t, bundle.db, "shop", "recent", `{}`)
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := bundle.pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`UPDATE river_job SET state = 'completed', finalized_at = now() WHERE args->>'event_id' = $1`, done.ID)
+	exec(`UPDATE river_job SET state = 'discarded', finalized_at = now() WHERE args->>'event_id' = $1`, dead.ID)
+	exec(`UPDATE lightbus_event SET created_at = now() - interval '2 hours' WHERE id <> $1`, recent.ID)
+
+	remaining := func() map[string]bool {
+		rows, _ := bundle.pool.Query(ctx, `SELECT id::text FROM lightbus_event`)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, id := range ids {
+			m[id] = true
+		}
+		return m
+	}
+	cutoff := time.Now().Add(-time.Hour)
+	total := 0
+	for {
+		n, err := bundle.db.PruneEvents(ctx, cutoff, 1, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	left := remaining()
+	if total != 2 || left[done.ID] || left[quiet.ID] || !left[pending.ID] || !left[dead.ID] || !left[recent.ID] {
+		t.Fatalf("pruned %d; left %v: want the delivered and the unsubscribed old events gone, the rest kept", total, left)
+	}
+
+	n, err := bundle.db.PruneEvents(ctx, cutoff, 100, true)
+	if err != nil || n != 2 {
+		t.Fatalf("pruning undelivered = %d, %v; want 2", n, err)
+	}
+	if left := remaining(); len(left) != 1 || !left[recent.ID] {
+		t.Fatalf("left %v, want only the recent event", left)
+	}
 }
