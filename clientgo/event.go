@@ -146,6 +146,7 @@ type listenerSet struct {
 	handlers map[string]ListenerFunc // by "api.event" or "api.*"
 	key      []byte                  // signing key from the latest registration
 	policy   *policyDecl             // from the latest Listen with WithPolicy
+	since    string                  // from the latest Listen with StartFrom
 }
 
 // DeclareEvent declares that this service fires the event name
@@ -232,6 +233,15 @@ type policyDecl struct {
 type backoffDecl struct {
 	BaseMS int64 `json:"base_ms,omitempty"`
 	MaxMS  int64 `json:"max_ms,omitempty"`
+}
+
+// StartFrom sets where the group starts when the gateway creates it: "now"
+// (the default: only events fired from now on), "earliest" (every retained
+// event), an RFC 3339 time, or an event id (that event and every later
+// one). It has no effect on a group that already exists; see [Bus.Replay]
+// to rewind one.
+func StartFrom(since string) ListenOption {
+	return func(ls *listenerSet) { ls.since = since }
 }
 
 // WithPolicy declares the group's delivery policy when the worker registers.

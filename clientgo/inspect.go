@@ -271,6 +271,8 @@ type ListenerStatus struct {
 	OldestUndelivered time.Time `json:"oldest_undelivered,omitzero"`
 	// LagMS is that event's age in milliseconds.
 	LagMS int64 `json:"lag_ms"`
+	// Replay is the group's latest replay, if any.
+	Replay *Replay `json:"replay,omitempty"`
 }
 
 // Lag returns the age of the oldest event the group has not yet received.
@@ -286,4 +288,48 @@ func (b *Bus) Listeners(ctx context.Context) ([]ListenerStatus, error) {
 		return nil, fmt.Errorf("lightbus: list listeners: %w", err)
 	}
 	return out.Listeners, nil
+}
+
+// Replay is a replay of a listener group's deliveries, with its progress.
+type Replay struct {
+	// ID is the replay's id.
+	ID int64 `json:"id"`
+	// Service and Listener name the group.
+	Service  string `json:"service"`
+	Listener string `json:"listener"`
+	// FromID and Since are where it starts; both empty for the earliest
+	// retained event.
+	FromID string    `json:"from_id,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+	// Until is where it stops.
+	Until time.Time `json:"until"`
+	// Redeliver is true for a rewind: events already delivered are
+	// delivered again.
+	Redeliver bool `json:"redeliver"`
+	// Cursor is the last event id it has gone past.
+	Cursor string `json:"cursor,omitempty"`
+	// Queued counts the deliveries queued so far.
+	Queued int64 `json:"queued"`
+	// State is running or done.
+	State string `json:"state"`
+	// CreatedAt and FinishedAt are when it started and finished.
+	CreatedAt  time.Time `json:"created_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+// Replay rewinds the listener group (service, listener): every retained
+// event it subscribes to from since ("earliest", an RFC 3339 time or an
+// event id) is delivered again
+// (POST /v1/listeners/{service}/{listener}/replay). The replay runs in the
+// background; [Bus.Listeners] shows its progress.
+func (b *Bus) Replay(ctx context.Context, service, listener, since string) (*Replay, error) {
+	body, err := json.Marshal(map[string]string{"since": since})
+	if err != nil {
+		return nil, err
+	}
+	var rp Replay
+	if err := b.do(ctx, http.MethodPost, groupPath(service, listener)+"/replay", nil, body, nil, &rp); err != nil {
+		return nil, fmt.Errorf("lightbus: replay %s.%s: %w", service, listener, err)
+	}
+	return &rp, nil
 }

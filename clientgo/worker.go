@@ -73,6 +73,7 @@ type listenerDecl struct {
 	Events []string    `json:"events"`
 	Path   string      `json:"path"`
 	Policy *policyDecl `json:"policy,omitempty"`
+	Since  string      `json:"since,omitempty"`
 }
 
 type registrationBody struct {
@@ -189,6 +190,7 @@ func (b *Bus) registrationBody(baseURL string) registrationBody {
 			Events: slices.Sorted(maps.Keys(b.listeners[name].handlers)),
 			Path:   ListenerPath(name),
 			Policy: b.listeners[name].policy,
+			Since:  b.listeners[name].since,
 		})
 	}
 	return body

@@ -60,6 +60,8 @@ type ListenerStatus struct {
 	// the group is caught up.
 	OldestUndelivered *time.Time `json:"oldest_undelivered,omitempty"`
 	LagMS             int64      `json:"lag_ms"`
+	// Replay is the group's latest replay, if any, with its progress.
+	Replay *Replay `json:"replay,omitempty"`
 }
 
 // ListenerStore inspects listener groups and their deliveries.

@@ -21,6 +21,7 @@ type ServerConfig struct {
 	Events    EventStore
 	Workers   WorkerStore
 	Listeners ListenerStore
+	Replays   ReplayStore
 	Router    *Router
 	Logger    *slog.Logger
 	// MaxBodyBytes bounds request bodies (fires, calls, registrations).
@@ -82,22 +83,23 @@ func (s *Server) newRoutes() chi.Router {
 		writeError(w, r, s.logger, Errorf(EInvalid, "method %s is not allowed on %s", r.Method, r.URL.Path))
 	})
 
-	r.Post("/v1/events/{api}/{event}", s.fireEvent)                     // fire an event
-	r.Post("/v1/events", s.fireBatch)                                   // fire a batch of events in one transaction
-	r.Get("/v1/events", s.listEvents)                                   // list stored events, newest first
-	r.Get("/v1/events/{id}", s.getEvent)                                // one event with its deliveries
-	r.Get("/v1/listeners", s.listListeners)                             // listener groups with delivery counts and lag
-	r.Get("/v1/listeners/{service}/{listener}/dead", s.listDead)        // a group's dead deliveries
-	r.Post("/v1/listeners/{service}/{listener}/redrive", s.redriveDead) // redrive a group's matching dead deliveries
-	r.Get("/v1/deliveries/{delivery_id}", s.getDelivery)                // one delivery with its attempts
-	r.Post("/v1/deliveries/{delivery_id}/redrive", s.redriveDelivery)   // give a dead delivery fresh attempts
-	r.Post("/v1/rpc/{api}/{method}", s.callRPC)                         // call a procedure on a live worker
-	r.Get("/v1/workers", s.listWorkers)                                 // list live workers
-	r.Put("/v1/workers/{worker_id}", s.putWorker)                       // register or heartbeat a worker
-	r.Delete("/v1/workers/{worker_id}", s.deleteWorker)                 // deregister a worker
-	r.Get("/healthz", s.healthz)                                        // the process is up
-	r.Get("/readyz", s.readyz)                                          // the database answers and the schema is current
-	r.Get("/openapi.yaml", s.openAPI)                                   // this API's OpenAPI document
+	r.Post("/v1/events/{api}/{event}", s.fireEvent)                       // fire an event
+	r.Post("/v1/events", s.fireBatch)                                     // fire a batch of events in one transaction
+	r.Get("/v1/events", s.listEvents)                                     // list stored events, newest first
+	r.Get("/v1/events/{id}", s.getEvent)                                  // one event with its deliveries
+	r.Get("/v1/listeners", s.listListeners)                               // listener groups with delivery counts and lag
+	r.Get("/v1/listeners/{service}/{listener}/dead", s.listDead)          // a group's dead deliveries
+	r.Post("/v1/listeners/{service}/{listener}/redrive", s.redriveDead)   // redrive a group's matching dead deliveries
+	r.Post("/v1/listeners/{service}/{listener}/replay", s.replayListener) // re-deliver retained events from a point
+	r.Get("/v1/deliveries/{delivery_id}", s.getDelivery)                  // one delivery with its attempts
+	r.Post("/v1/deliveries/{delivery_id}/redrive", s.redriveDelivery)     // give a dead delivery fresh attempts
+	r.Post("/v1/rpc/{api}/{method}", s.callRPC)                           // call a procedure on a live worker
+	r.Get("/v1/workers", s.listWorkers)                                   // list live workers
+	r.Put("/v1/workers/{worker_id}", s.putWorker)                         // register or heartbeat a worker
+	r.Delete("/v1/workers/{worker_id}", s.deleteWorker)                   // deregister a worker
+	r.Get("/healthz", s.healthz)                                          // the process is up
+	r.Get("/readyz", s.readyz)                                            // the database answers and the schema is current
+	r.Get("/openapi.yaml", s.openAPI)                                     // this API's OpenAPI document
 	return r
 }
 

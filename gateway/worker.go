@@ -56,6 +56,9 @@ type ListenerDeclaration struct {
 	Events []string        `json:"events"`
 	Path   string          `json:"path"`
 	Policy *DeliveryPolicy `json:"policy,omitempty"`
+	// Since is where a new group starts: "now" (default), "earliest", an
+	// RFC 3339 time or an event id. It is ignored for an existing group.
+	Since string `json:"since,omitempty"`
 }
 
 // LeaseTTL returns the registration's lease, defaulted.
@@ -123,6 +126,9 @@ func (r *Registration) Validate() error {
 		}
 		if !strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#") {
 			return Errorf(EInvalid, "listener %q: path %q must start with / and have no query", l.Name, l.Path)
+		}
+		if _, err := ParseSince(l.Since); err != nil {
+			return Errorf(EInvalid, "listener %q: %s", l.Name, ErrorMessage(err))
 		}
 		if err := l.Policy.Validate(); err != nil {
 			err.Message = "listener " + strconv.Quote(l.Name) + ": " + err.Message

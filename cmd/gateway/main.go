@@ -194,6 +194,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Store:       store,
 		Undelivered: cfg.PruneUndelivered,
 	}))
+	river.AddWorker(workers, gateway.NewReplayWorker(store, 0))
 	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		// Dead deliveries live at least as long as events; an event is not
 		// pruned while it has one, so a dead letter never loses its event.
@@ -220,6 +221,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Events:            store,
 		Workers:           store,
 		Listeners:         store,
+		Replays:           store,
 		Logger:            logger,
 		MaxAttempts:       cfg.DeliveryMaxAttempts,
 		IdempotencyWindow: cfg.IdempotencyWindow,

@@ -104,3 +104,23 @@ func TestListeners(t *testing.T) {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestReplay(t *testing.T) {
+	t.Parallel()
+
+	tb, g := gatewayBundle(t)
+	if err := tb.execute(t, "replay", "support.case.notify", "--since", "earliest"); err != nil {
+		t.Fatal(err)
+	}
+	if r := g.last(); r.Method != "POST" || r.Path != "/v1/listeners/support.case/notify/replay" || r.Body != `{"since":"earliest"}` {
+		t.Errorf("request %s %s %s", r.Method, r.Path, r.Body)
+	}
+	if got := tb.stdout.String(); got != "replay 3 of support.case.notify started; follow it with: lightbus listeners\n" {
+		t.Errorf("stdout = %q", got)
+	}
+	for _, args := range [][]string{{"replay", "support.case.notify"}, {"replay", "nodot", "--since", "earliest"}} {
+		if err := tb.execute(t, args...); err == nil {
+			t.Errorf("%q succeeded", args)
+		}
+	}
+}

@@ -13,6 +13,7 @@
 //	lightbus dead list SERVICE.LISTENER         a listener group's dead deliveries
 //	lightbus dead show ID                       one delivery with its attempts
 //	lightbus dead redrive ID|--all GROUP        give dead deliveries fresh attempts
+//	lightbus replay SERVICE.LISTENER --since S  rewind a listener group
 //
 // The worker process imports the service's bus package (./bus by default,
 // else --module or $LIGHTBUS_MODULE), which declares
@@ -129,7 +130,7 @@ registers the service's APIs and listeners on it at init.`,
 	}
 	root.PersistentFlags().StringVar(&c.url, "url", url, "the gateway's base URL ($LIGHTBUS_URL)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
-	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.deadCmd())
+	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.deadCmd(), c.replayCmd())
 	return root
 }
 

@@ -235,12 +235,17 @@ func (db *DB) ListListeners(ctx context.Context) ([]gateway.ListenerStatus, erro
 	if err != nil {
 		return nil, translate(err)
 	}
+	replays, err := db.latestReplays(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]gateway.ListenerStatus, len(got))
 	for i, r := range got {
+		out[i].Replay = replays[[2]string{r.Service, r.Name}]
 		out[i] = gateway.ListenerStatus{
 			Service: r.Service, Name: r.Name, Events: r.Events, Endpoints: r.Endpoints,
 			Policy:  policy(r.MaxAttempts, r.BaseMS, r.MaxMS, r.TimeoutMS, r.MaxInFlight),
-			Pending: r.Pending, InFlight: r.InFlight, Dead: r.Dead,
+			Pending: r.Pending, InFlight: r.InFlight, Dead: r.Dead, Replay: out[i].Replay,
 		}
 		if r.Oldest != nil {
 			out[i].OldestUndelivered = utc(r.Oldest)

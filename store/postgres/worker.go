@@ -116,9 +116,14 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 			return err
 		}
 		for _, l := range listeners {
-			grant, err := registerListener(ctx, tx, reg, l, newSecret(), maxAttempts)
+			grant, created, err := registerListener(ctx, tx, reg, l, newSecret(), maxAttempts)
 			if err != nil {
 				return err
+			}
+			if since, _ := gateway.ParseSince(l.Since); created && !since.Now { // validated by Registration.Validate
+				if _, err := db.startReplayTx(ctx, tx, reg.Service, l.Name, since, false); err != nil {
+					return err
+				}
 			}
 			res.Listeners = append(res.Listeners, grant)
 		}
@@ -132,8 +137,10 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 
 // registerListener creates or updates one listener group, its subscriptions
 // (the latest registration's set wins) and this worker's endpoint for it.
-func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration, l gateway.ListenerDeclaration, secret string, maxAttempts int) (gateway.ListenerGrant, error) {
+// It reports whether the group was created.
+func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration, l gateway.ListenerDeclaration, secret string, maxAttempts int) (gateway.ListenerGrant, bool, error) {
 	grant := gateway.ListenerGrant{Service: reg.Service, Name: l.Name, Events: l.Events}
+	var created bool
 	var p gateway.DeliveryPolicy
 	if l.Policy != nil {
 		p = *l.Policy
@@ -152,9 +159,9 @@ func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration,
 			max_attempts = EXCLUDED.max_attempts, backoff_base_ms = EXCLUDED.backoff_base_ms,
 			backoff_max_ms = EXCLUDED.backoff_max_ms, timeout_ms = EXCLUDED.timeout_ms,
 			max_in_flight = EXCLUDED.max_in_flight
-		RETURNING secret`, reg.Service, l.Name, secret, p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight).Scan(&grant.Secret)
+		RETURNING secret, xmax = 0`, reg.Service, l.Name, secret, p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight).Scan(&grant.Secret, &created)
 	if err != nil {
-		return grant, err
+		return grant, false, err
 	}
 	grant.Policy = policy(p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight)
 	apis := make([]string, len(l.Events))
@@ -168,21 +175,21 @@ func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration,
 		WHERE s.service = $1 AND s.listener = $2
 		  AND (s.api, s.event) NOT IN (SELECT * FROM unnest($3::text[], $4::text[]))`,
 		reg.Service, l.Name, apis, events); err != nil {
-		return grant, err
+		return grant, false, err
 	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO lightbus_subscription (api, event, service, listener)
 		SELECT a, e, $1, $2 FROM unnest($3::text[], $4::text[]) AS t(a, e)
 		ON CONFLICT DO NOTHING`, reg.Service, l.Name, apis, events); err != nil {
-		return grant, err
+		return grant, false, err
 	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO lightbus_endpoint (service, listener, worker_id, path) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (service, listener, worker_id) DO UPDATE SET path = EXCLUDED.path
 		WHERE lightbus_endpoint.path <> EXCLUDED.path`, reg.Service, l.Name, reg.WorkerID, l.Path); err != nil {
-		return grant, err
+		return grant, false, err
 	}
-	return grant, nil
+	return grant, created, nil
 }
 
 // DeregisterWorker implements gateway.WorkerStore.
