@@ -72,7 +72,7 @@ func deadWhere(q gateway.DeadQuery, args []any) (string, []any) {
 // kindIsDelivery selects delivery jobs j. The kind is a literal, not a
 // parameter, so that the planner can use the partial indexes on river_job
 // (WHERE kind = 'lightbus.delivery') with any plan.
-const kindIsDelivery = `j.kind = 'lightbus.delivery'`
+const kindIsDelivery = `j.kind = '` + gateway.DeliveryKind + `'`
 
 // groupExists returns ErrNotFound (wrapped) when the group does not exist.
 func (db *DB) groupExists(ctx context.Context, service, listener string) error {
