@@ -41,7 +41,7 @@ const (
 		"params": {"name": "Sally"}, "created_at": "2026-11-25T10:00:00.123456Z"}], "next_cursor": "` + fakeEventID + `"}`
 	fakeEvent = `{"id": "` + fakeEventID + `", "api": "customers", "event": "new_customer",
 		"params": {"name": "Sally"}, "created_at": "2026-11-25T10:00:00.123456Z",
-		"deliveries": [{"service": "auth", "listener": "create_user", "state": "retryable", "attempt": 2,
+		"deliveries": [{"id": 17, "service": "auth", "listener": "create_user", "state": "retryable", "attempt": 2,
 			"max_attempts": 25, "scheduled_at": "2026-11-25T10:01:00Z", "attempted_at": "2026-11-25T10:00:30Z",
 			"errors": [{"attempt": 1, "at": "2026-11-25T10:00:01Z", "error": "listener answered 500"},
 				{"attempt": 2, "at": "2026-11-25T10:00:31Z", "error": "listener answered 503"}]}]}`
@@ -327,7 +327,7 @@ func TestEventsShow(t *testing.T) {
 	for _, want := range []string{
 		"EVENT    customers.new_customer\n",
 		"PARAMS\n{\n  \"name\": \"Sally\"\n}\n",
-		"auth.create_user  retryable  2/25     2026-11-25T10:01:00Z  2026-11-25T10:00:30Z  -          listener answered 503\n",
+		"17        auth.create_user  retryable  2/25     2026-11-25T10:01:00Z  2026-11-25T10:00:30Z  -          listener answered 503\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
