@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -33,14 +34,18 @@ func (c *cli) listenersCmd() *cobra.Command {
 				}{groups})
 			}
 			w := c.table()
-			row(w, "LISTENER", "EVENTS", "ENDPOINTS", "PENDING", "IN FLIGHT", "DEAD", "LAG")
+			row(w, "LISTENER", "EVENTS", "ENDPOINTS", "PENDING", "IN FLIGHT", "DEAD", "LAG", "REPLAY")
 			for _, g := range groups {
 				lag := "-"
 				if !g.OldestUndelivered.IsZero() {
 					lag = g.Lag().Round(time.Millisecond).String()
 				}
+				replay := "-"
+				if g.Replay != nil {
+					replay = fmt.Sprintf("%d %s, %d queued", g.Replay.ID, g.Replay.State, g.Replay.Queued)
+				}
 				row(w, g.Service+"."+g.Name, list(g.Events), strconv.Itoa(g.Endpoints), strconv.FormatInt(g.Pending, 10),
-					strconv.FormatInt(g.InFlight, 10), strconv.FormatInt(g.Dead, 10), lag)
+					strconv.FormatInt(g.InFlight, 10), strconv.FormatInt(g.Dead, 10), lag, replay)
 			}
 			return w.Flush()
 		},
