@@ -12,7 +12,7 @@ const (
 	// MaxPolicyAttempts is the largest max_attempts a group may ask for.
 	MaxPolicyAttempts = 1000
 	// MaxDeliveryTimeout is the longest timeout_ms a group may ask for.
-	MaxDeliveryTimeout = 5 * time.Minute
+	MaxDeliveryTimeout = 2 * time.Minute
 	// MinDeliveryTimeout is the shortest timeout_ms a group may ask for.
 	MinDeliveryTimeout = 10 * time.Millisecond
 	// MaxBackoff is the largest backoff a group may ask for.
