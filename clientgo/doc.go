@@ -90,7 +90,16 @@
 //
 // A nil error from Fire means the event is stored: every listener group
 // subscribed to it receives it at least once. Listeners may therefore see an
-// event more than once; [EventMessage].ID is the same on every attempt.
+// event more than once; [EventMessage].ID is the same on every attempt, so
+// de-duplicate by it. Fire and [Bus.FireBatch] send an Idempotency-Key on
+// every retry, so a retried fire stores its event once.
 //
-// See docs/PROTOCOL.md in the repository for the wire contract.
+// A listener group's retries are set with [WithPolicy] and where a new group
+// starts with [StartFrom]. Deliveries that use all their attempts are dead:
+// list them with [Bus.DeadLetters], inspect one with [Bus.Delivery], and give
+// them fresh attempts with [Bus.Redrive] or [Bus.RedriveAll]. [Bus.Listeners]
+// shows each group's backlog and lag, and [Bus.Replay] rewinds a group.
+//
+// See docs/PROTOCOL.md and docs/DELIVERY.md in the repository for the wire
+// contract and the delivery guarantees.
 package lightbus

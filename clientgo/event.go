@@ -24,6 +24,10 @@ type FireResult struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Deliveries is how many listener groups the event was queued for.
 	Deliveries int `json:"deliveries"`
+	// Repeat is true when the gateway had already stored this fire (the
+	// same Idempotency-Key, e.g. a retry whose first answer was lost): the
+	// result is the original event's.
+	Repeat bool `json:"repeat"`
 }
 
 // Fire fires the event name ("auth.user_registered") with params, which
@@ -141,6 +145,8 @@ type eventDecl struct {
 type listenerSet struct {
 	handlers map[string]ListenerFunc // by "api.event" or "api.*"
 	key      []byte                  // signing key from the latest registration
+	policy   *policyDecl             // from the latest Listen with WithPolicy
+	since    string                  // from the latest Listen with StartFrom
 }
 
 // DeclareEvent declares that this service fires the event name
@@ -169,7 +175,10 @@ func (b *Bus) declareEvent(name string, decl eventDecl) {
 // The worker verifies each delivery's Standard Webhooks signature (401 when
 // wrong), then answers 204 when fn returns nil, 400 invalid when its error
 // wraps [ErrInvalidParams], and 500 remote_error when it fails or panics.
-func (b *Bus) Listen(event, listener string, fn ListenerFunc) {
+//
+// Options such as [WithPolicy] apply to the whole group; the latest Listen
+// call that sets one wins.
+func (b *Bus) Listen(event, listener string, fn ListenerFunc, opts ...ListenOption) {
 	mustSplitName("event", event, true)
 	if !isIdent(listener) {
 		panic(fmt.Sprintf("lightbus: Listen %s: invalid listener name %q: want an identifier", event, listener))
@@ -188,6 +197,62 @@ func (b *Bus) Listen(event, listener string, fn ListenerFunc) {
 		panic(fmt.Sprintf("lightbus: Listen %s: listener %s already listens to it", event, listener))
 	}
 	ls.handlers[event] = fn
+	for _, o := range opts {
+		o(ls)
+	}
+}
+
+// ListenOption adjusts a listener group in [Bus.Listen].
+type ListenOption func(*listenerSet)
+
+// Policy is a listener group's delivery policy at the gateway (see the
+// gateway's docs/DELIVERY.md). A zero field means the gateway's default.
+type Policy struct {
+	// MaxAttempts is the number of attempts before a delivery is dead.
+	MaxAttempts int
+	// BackoffBase is the wait after the first failed attempt; each further
+	// failure doubles it.
+	BackoffBase time.Duration
+	// BackoffMax caps the wait between attempts.
+	BackoffMax time.Duration
+	// Timeout bounds one delivery request.
+	Timeout time.Duration
+	// MaxInFlight bounds the group's concurrent deliveries (per gateway
+	// replica).
+	MaxInFlight int
+}
+
+// policyDecl is the wire form of a Policy.
+type policyDecl struct {
+	MaxAttempts int          `json:"max_attempts,omitempty"`
+	Backoff     *backoffDecl `json:"backoff,omitempty"`
+	TimeoutMS   int64        `json:"timeout_ms,omitempty"`
+	MaxInFlight int          `json:"max_in_flight,omitempty"`
+}
+
+type backoffDecl struct {
+	BaseMS int64 `json:"base_ms,omitempty"`
+	MaxMS  int64 `json:"max_ms,omitempty"`
+}
+
+// StartFrom sets where the group starts when the gateway creates it: "now"
+// (the default: only events fired from now on), "earliest" (every retained
+// event), an RFC 3339 time, or an event id (that event and every later
+// one). It has no effect on a group that already exists; see [Bus.Replay]
+// to rewind one.
+func StartFrom(since string) ListenOption {
+	return func(ls *listenerSet) { ls.since = since }
+}
+
+// WithPolicy declares the group's delivery policy when the worker registers.
+// The gateway keeps the latest registration's policy; a registration
+// without one puts the group back on the gateway's defaults.
+func WithPolicy(p Policy) ListenOption {
+	d := &policyDecl{MaxAttempts: p.MaxAttempts, TimeoutMS: p.Timeout.Milliseconds(), MaxInFlight: p.MaxInFlight}
+	if p.BackoffBase > 0 || p.BackoffMax > 0 {
+		d.Backoff = &backoffDecl{BaseMS: p.BackoffBase.Milliseconds(), MaxMS: p.BackoffMax.Milliseconds()}
+	}
+	return func(ls *listenerSet) { ls.policy = d }
 }
 
 // serveDelivery answers POST /lightbus/events/{listener}.
@@ -270,5 +335,73 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 			"error_type": typ,
 			"message":    err.Error(),
 		})
+	}
+}
+
+// BatchEvent is one event of [Bus.FireBatch].
+type BatchEvent struct {
+	// Name is the event, "api.event".
+	Name string
+	// Params must encode to a JSON object (nil sends {}).
+	Params any
+	// IdempotencyKey is the event's key; empty makes a random one, sent on
+	// every retry of the batch.
+	IdempotencyKey string
+}
+
+// FireBatch fires events in one request and one gateway transaction: all
+// are stored or none (POST /v1/events). The results are in the order of
+// events; a result's Repeat is true when its idempotency key had been used
+// already. An invalid event fails the whole batch with an *Error with
+// CodeInvalid whose Violations point at each bad event ("/3/event").
+// FireBatch retries like [Bus.Fire]; every event keeps its key across
+// retries, so a retried batch stores each event once.
+func (b *Bus) FireBatch(ctx context.Context, events []BatchEvent) ([]FireResult, error) {
+	type item struct {
+		API            string          `json:"api"`
+		Event          string          `json:"event"`
+		Params         json.RawMessage `json:"params"`
+		IdempotencyKey string          `json:"idempotency_key"`
+	}
+	items := make([]item, len(events))
+	for i, e := range events {
+		api, event, err := splitName("event", e.Name, false)
+		if err != nil {
+			return nil, fmt.Errorf("lightbus: fire batch: event %d: %w", i, err)
+		}
+		params, err := encodeParams(e.Params)
+		if err != nil {
+			return nil, fmt.Errorf("lightbus: fire batch: event %d (%s): %w", i, e.Name, err)
+		}
+		key := e.IdempotencyKey
+		if key == "" {
+			key = newUUID()
+		}
+		items[i] = item{API: api, Event: event, Params: params, IdempotencyKey: key}
+	}
+	body, err := json.Marshal(items)
+	if err != nil {
+		return nil, fmt.Errorf("lightbus: fire batch: %w", err)
+	}
+	for attempt := 1; ; attempt++ {
+		var out struct {
+			Results []FireResult `json:"results"`
+		}
+		err := b.do(ctx, http.MethodPost, "/v1/events", nil, body, nil, &out)
+		if err == nil {
+			return out.Results, nil
+		}
+		if attempt >= b.fireAttempts || !retryable(ctx, err) {
+			return nil, fmt.Errorf("lightbus: fire batch of %d: %w", len(events), err)
+		}
+		delay := b.backoff(attempt)
+		var lerr *Error
+		if errors.As(err, &lerr) && lerr.retryAfter > delay {
+			delay = min(lerr.retryAfter, b.retryMax)
+		}
+		b.log.Warn("lightbus: fire batch failed, retrying", "events", len(events), "attempt", attempt, "retry_in", delay, "error", err)
+		if !sleep(ctx, delay) {
+			return nil, fmt.Errorf("lightbus: fire batch of %d: %w (after: %w)", len(events), ctx.Err(), err)
+		}
 	}
 }

@@ -312,3 +312,42 @@ func TestVerifySignature(t *testing.T) {
 		t.Error("an empty secret decodes")
 	}
 }
+
+func TestListenWithPolicy(t *testing.T) {
+	t.Parallel()
+
+	bus := newTestBus(t, "http://127.0.0.1:1", WithService("auth"))
+	noop := func(context.Context, EventMessage) error { return nil }
+	bus.Listen("customers.new_customer", "create_user", noop, WithPolicy(Policy{
+		MaxAttempts: 5, BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute, Timeout: 3 * time.Second, MaxInFlight: 2,
+	}))
+	bus.Listen("customers.customer_deleted", "create_user", noop) // keeps the group's policy
+	bus.Listen("customers.*", "audit", noop, StartFrom("earliest"))
+
+	data, err := json.Marshal(bus.registrationBody("http://127.0.0.1:2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Listeners []map[string]json.RawMessage `json:"listeners"`
+	}
+	if err := json.Unmarshal(data, &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Listeners) != 2 {
+		t.Fatalf("listeners = %s", data)
+	}
+	if _, ok := body.Listeners[0]["policy"]; ok {
+		t.Errorf("audit declares no policy, got %s", body.Listeners[0]["policy"])
+	}
+	if got := string(body.Listeners[0]["since"]); got != `"earliest"` {
+		t.Errorf("audit since = %s, want \"earliest\"", got)
+	}
+	if _, ok := body.Listeners[1]["since"]; ok {
+		t.Errorf("create_user declares no since, got %s", body.Listeners[1]["since"])
+	}
+	want := `{"max_attempts":5,"backoff":{"base_ms":250,"max_ms":60000},"timeout_ms":3000,"max_in_flight":2}`
+	if got := string(body.Listeners[1]["policy"]); got != want {
+		t.Errorf("create_user policy = %s, want %s", got, want)
+	}
+}

@@ -29,6 +29,8 @@ type StoredEvent struct {
 
 // Delivery is the delivery of one event to one listener group.
 type Delivery struct {
+	// ID is the delivery's id, for [Bus.Delivery] and [Bus.Redrive].
+	ID int64 `json:"id"`
 	// Service is the listener group's service.
 	Service string `json:"service"`
 	// Listener is the listener group's name.
@@ -56,8 +58,10 @@ type DeliveryError struct {
 	Attempt int `json:"attempt"`
 	// At is when it failed.
 	At time.Time `json:"at"`
-	// Error says how, e.g. "listener answered 500".
+	// Error says how, e.g. "listener answered 500: boom".
 	Error string `json:"error"`
+	// Status is the listener's HTTP status; 0 when it gave no answer.
+	Status int `json:"status,omitempty"`
 }
 
 // EventQuery selects stored events for [Bus.Events]; zero fields do not
@@ -244,4 +248,199 @@ func (b *Bus) PublishSchema(ctx context.Context, api string, doc json.RawMessage
 		return nil, fmt.Errorf("lightbus: publish schema %s: %w", api, err)
 	}
 	return &s, nil
+}
+
+// DeliveryRecord is a delivery with the event it carries.
+type DeliveryRecord struct {
+	Delivery
+	// EventID is the event's id.
+	EventID string `json:"event_id"`
+	// API and Event name the event; empty when the event was pruned.
+	API   string `json:"api,omitempty"`
+	Event string `json:"event,omitempty"`
+}
+
+// DeadQuery selects a listener group's dead deliveries for
+// [Bus.DeadLetters] and [Bus.RedriveAll]; zero fields do not filter.
+type DeadQuery struct {
+	// API keeps only deliveries of events of this API.
+	API string
+	// Event keeps only deliveries of events with this name.
+	Event string
+	// Since keeps only deliveries that died at or after it.
+	Since time.Time
+	// Until keeps only deliveries that died before it.
+	Until time.Time
+	// Before is the cursor: only deliveries with a smaller id. Pass the
+	// previous page's NextCursor. RedriveAll ignores it.
+	Before string
+	// Limit is the page size, 1 to 1000 (the gateway's default is 100).
+	// RedriveAll ignores it.
+	Limit int
+}
+
+// DeadPage is one page of dead deliveries, newest first.
+type DeadPage struct {
+	// Deliveries are the page's deliveries.
+	Deliveries []DeliveryRecord `json:"deliveries"`
+	// NextCursor is the Before of the next page; empty on the last page.
+	NextCursor string `json:"next_cursor"`
+}
+
+func groupPath(service, listener string) string {
+	return "/v1/listeners/" + url.PathEscape(service) + "/" + url.PathEscape(listener)
+}
+
+func formatTimeOrEmpty(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// DeadLetters lists the dead deliveries of the listener group
+// (service, listener), newest first
+// (GET /v1/listeners/{service}/{listener}/dead).
+func (b *Bus) DeadLetters(ctx context.Context, service, listener string, q DeadQuery) (*DeadPage, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"api": q.API, "event": q.Event, "before": q.Before,
+		"since": formatTimeOrEmpty(q.Since), "until": formatTimeOrEmpty(q.Until)} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var page DeadPage
+	if err := b.do(ctx, http.MethodGet, groupPath(service, listener)+"/dead", v, nil, nil, &page); err != nil {
+		return nil, fmt.Errorf("lightbus: list dead deliveries of %s.%s: %w", service, listener, err)
+	}
+	return &page, nil
+}
+
+// Delivery returns one delivery with its attempt history
+// (GET /v1/deliveries/{id}).
+func (b *Bus) Delivery(ctx context.Context, id int64) (*DeliveryRecord, error) {
+	var d DeliveryRecord
+	if err := b.do(ctx, http.MethodGet, "/v1/deliveries/"+strconv.FormatInt(id, 10), nil, nil, nil, &d); err != nil {
+		return nil, fmt.Errorf("lightbus: get delivery %d: %w", id, err)
+	}
+	return &d, nil
+}
+
+// Redrive gives a dead delivery a fresh allowance of its group's attempts
+// (POST /v1/deliveries/{id}/redrive). A delivery that is not dead is an
+// *Error with CodeConflict.
+func (b *Bus) Redrive(ctx context.Context, id int64) (*DeliveryRecord, error) {
+	var d DeliveryRecord
+	if err := b.do(ctx, http.MethodPost, "/v1/deliveries/"+strconv.FormatInt(id, 10)+"/redrive", nil, nil, nil, &d); err != nil {
+		return nil, fmt.Errorf("lightbus: redrive delivery %d: %w", id, err)
+	}
+	return &d, nil
+}
+
+// RedriveAll redrives every dead delivery of the listener group matching q's
+// filters and returns how many
+// (POST /v1/listeners/{service}/{listener}/redrive).
+func (b *Bus) RedriveAll(ctx context.Context, service, listener string, q DeadQuery) (int, error) {
+	body, err := json.Marshal(struct {
+		API   string `json:"api,omitempty"`
+		Event string `json:"event,omitempty"`
+		Since string `json:"since,omitempty"`
+		Until string `json:"until,omitempty"`
+	}{q.API, q.Event, formatTimeOrEmpty(q.Since), formatTimeOrEmpty(q.Until)})
+	if err != nil {
+		return 0, err
+	}
+	var out struct {
+		Redriven int `json:"redriven"`
+	}
+	if err := b.do(ctx, http.MethodPost, groupPath(service, listener)+"/redrive", nil, body, nil, &out); err != nil {
+		return 0, fmt.Errorf("lightbus: redrive dead deliveries of %s.%s: %w", service, listener, err)
+	}
+	return out.Redriven, nil
+}
+
+// ListenerStatus is a listener group with the state of its deliveries.
+type ListenerStatus struct {
+	// Service and Name identify the group.
+	Service string `json:"service"`
+	Name    string `json:"name"`
+	// Events are the group's subscriptions.
+	Events []string `json:"events"`
+	// Endpoints is the number of live endpoints serving the group.
+	Endpoints int `json:"endpoints"`
+	// Pending counts deliveries waiting for an attempt.
+	Pending int64 `json:"pending"`
+	// InFlight counts deliveries being attempted now.
+	InFlight int64 `json:"in_flight"`
+	// Dead counts dead deliveries.
+	Dead int64 `json:"dead"`
+	// OldestUndelivered is when the oldest event not yet delivered was
+	// fired; zero when the group is caught up.
+	OldestUndelivered time.Time `json:"oldest_undelivered,omitzero"`
+	// LagMS is that event's age in milliseconds.
+	LagMS int64 `json:"lag_ms"`
+	// Replay is the group's latest replay, if any.
+	Replay *Replay `json:"replay,omitempty"`
+}
+
+// Lag returns the age of the oldest event the group has not yet received.
+func (l ListenerStatus) Lag() time.Duration { return time.Duration(l.LagMS) * time.Millisecond }
+
+// Listeners lists every listener group with its delivery counts and lag
+// (GET /v1/listeners).
+func (b *Bus) Listeners(ctx context.Context) ([]ListenerStatus, error) {
+	var out struct {
+		Listeners []ListenerStatus `json:"listeners"`
+	}
+	if err := b.do(ctx, http.MethodGet, "/v1/listeners", nil, nil, nil, &out); err != nil {
+		return nil, fmt.Errorf("lightbus: list listeners: %w", err)
+	}
+	return out.Listeners, nil
+}
+
+// Replay is a replay of a listener group's deliveries, with its progress.
+type Replay struct {
+	// ID is the replay's id.
+	ID int64 `json:"id"`
+	// Service and Listener name the group.
+	Service  string `json:"service"`
+	Listener string `json:"listener"`
+	// FromID and Since are where it starts; both empty for the earliest
+	// retained event.
+	FromID string    `json:"from_id,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+	// Until is where it stops.
+	Until time.Time `json:"until"`
+	// Redeliver is true for a rewind: events already delivered are
+	// delivered again.
+	Redeliver bool `json:"redeliver"`
+	// Cursor is the last event id it has gone past.
+	Cursor string `json:"cursor,omitempty"`
+	// Queued counts the deliveries queued so far.
+	Queued int64 `json:"queued"`
+	// State is running or done.
+	State string `json:"state"`
+	// CreatedAt and FinishedAt are when it started and finished.
+	CreatedAt  time.Time `json:"created_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+// Replay rewinds the listener group (service, listener): every retained
+// event it subscribes to from since ("earliest", an RFC 3339 time or an
+// event id) is delivered again
+// (POST /v1/listeners/{service}/{listener}/replay). The replay runs in the
+// background; [Bus.Listeners] shows its progress.
+func (b *Bus) Replay(ctx context.Context, service, listener, since string) (*Replay, error) {
+	body, err := json.Marshal(map[string]string{"since": since})
+	if err != nil {
+		return nil, err
+	}
+	var rp Replay
+	if err := b.do(ctx, http.MethodPost, groupPath(service, listener)+"/replay", nil, body, nil, &rp); err != nil {
+		return nil, fmt.Errorf("lightbus: replay %s.%s: %w", service, listener, err)
+	}
+	return &rp, nil
 }

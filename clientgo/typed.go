@@ -63,7 +63,7 @@ func (e Event[P]) Fire(ctx context.Context, bus *Bus, p P, opts ...CallOption) (
 // (bus's service, listener), with the parameters decoded into a P (see
 // [Bus.Listen]). Parameters that do not decode are answered 400 invalid
 // without calling fn.
-func (e Event[P]) Listen(bus *Bus, listener string, fn func(ctx context.Context, ev EventMessage, p P) error) {
+func (e Event[P]) Listen(bus *Bus, listener string, fn func(ctx context.Context, ev EventMessage, p P) error, opts ...ListenOption) {
 	name := e.Name()
 	bus.Listen(name, listener, func(ctx context.Context, ev EventMessage) error {
 		var p P
@@ -71,7 +71,7 @@ func (e Event[P]) Listen(bus *Bus, listener string, fn func(ctx context.Context,
 			return fmt.Errorf("%w: %s: %v", ErrInvalidParams, name, err)
 		}
 		return fn(ctx, ev, p)
-	})
+	}, opts...)
 }
 
 // RPC is a typed handle on one remote procedure, api.name, that takes a P

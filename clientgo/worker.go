@@ -74,9 +74,11 @@ type apiDecl struct {
 }
 
 type listenerDecl struct {
-	Name   string   `json:"name"`
-	Events []string `json:"events"`
-	Path   string   `json:"path"`
+	Name   string      `json:"name"`
+	Events []string    `json:"events"`
+	Path   string      `json:"path"`
+	Policy *policyDecl `json:"policy,omitempty"`
+	Since  string      `json:"since,omitempty"`
 }
 
 type registrationBody struct {
@@ -192,6 +194,8 @@ func (b *Bus) registrationBody(baseURL string) registrationBody {
 			Name:   name,
 			Events: slices.Sorted(maps.Keys(b.listeners[name].handlers)),
 			Path:   ListenerPath(name),
+			Policy: b.listeners[name].policy,
+			Since:  b.listeners[name].since,
 		})
 	}
 	return body

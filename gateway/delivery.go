@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,31 +46,53 @@ func (DeliveryArgs) Kind() string { return DeliveryKind }
 func (DeliveryArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueDelivery} }
 
 // DeliveryTarget is what a delivery needs: the event, the group's signing
-// secret and the URLs of the group's live endpoints.
+// secret and policy, and the group's live endpoints.
 type DeliveryTarget struct {
 	Event     Event
 	Secret    string
-	Endpoints []string
+	Policy    DeliveryPolicy
+	Endpoints []Endpoint
+}
+
+// Endpoint is where one worker serving a group takes its deliveries.
+type Endpoint struct {
+	WorkerID string
+	URL      string
 }
 
 // DeliveryStore reads what deliveries need.
 type DeliveryStore interface {
-	// DeliveryTarget returns the event, the group's secret and its live
-	// endpoints (possibly none). Returns ErrNotFound when the event or the
-	// group no longer exists.
+	// DeliveryTarget returns the event, the group's secret and policy, and
+	// its live endpoints (possibly none). Returns ErrNotFound when the
+	// event or the group no longer exists.
 	DeliveryTarget(ctx context.Context, eventID, service, listener string) (*DeliveryTarget, error)
+
+	// RemoveEndpoint takes one worker's endpoint out of a group (the worker
+	// answered 410 Gone). Removing a missing endpoint is not an error.
+	RemoveEndpoint(ctx context.Context, service, listener, workerID string) error
 }
 
-// DeliveryWorker is the River worker that POSTs events to listeners.
+// DeliveryWorker is the River worker that POSTs events to listeners. It
+// applies the listener response contract (docs/DELIVERY.md): 2xx delivered;
+// 429 and 503 retried no sooner than Retry-After; 410 drops the endpoint from
+// the group; anything else retried with the group's backoff.
 type DeliveryWorker struct {
 	river.WorkerDefaults[DeliveryArgs]
 
 	client  *http.Client
 	logger  *slog.Logger
 	next    atomic.Uint64
+	retry   RetryPolicy
 	snooze  time.Duration
 	store   DeliveryStore
 	timeout time.Duration
+
+	// retryAt holds, by job id, how long after a failed attempt its job
+	// should run again; Work sets it and NextRetry takes it.
+	retryAt sync.Map
+	// inFlight counts running requests per group, for max_in_flight.
+	mu       sync.Mutex
+	inFlight map[string]int
 }
 
 // DeliveryWorkerConfig configures a DeliveryWorker.
@@ -77,22 +100,26 @@ type DeliveryWorkerConfig struct {
 	// Client makes the requests; nil uses a client with a tuned transport.
 	Client *http.Client
 	Logger *slog.Logger
+	// Retry is the default backoff, for groups that set none.
+	Retry RetryPolicy
 	// Snooze is how long a delivery waits, without using an attempt, when
 	// its group has no live endpoint.
 	Snooze time.Duration
 	Store  DeliveryStore
-	// Timeout bounds one delivery request.
+	// Timeout bounds one delivery request, for groups that set no timeout.
 	Timeout time.Duration
 }
 
 // NewDeliveryWorker returns a delivery worker.
 func NewDeliveryWorker(cfg DeliveryWorkerConfig) *DeliveryWorker {
 	w := &DeliveryWorker{
-		client:  cfg.Client,
-		logger:  cfg.Logger,
-		snooze:  cfg.Snooze,
-		store:   cfg.Store,
-		timeout: cfg.Timeout,
+		client:   cfg.Client,
+		logger:   cfg.Logger,
+		retry:    cfg.Retry,
+		snooze:   cfg.Snooze,
+		store:    cfg.Store,
+		timeout:  cfg.Timeout,
+		inFlight: map[string]int{},
 	}
 	if w.client == nil {
 		w.client = newHTTPClient()
@@ -106,22 +133,61 @@ func NewDeliveryWorker(cfg DeliveryWorkerConfig) *DeliveryWorker {
 	if w.timeout <= 0 {
 		w.timeout = 30 * time.Second
 	}
+	if w.retry.Base <= 0 {
+		w.retry = RetryPolicy{Base: time.Second, Max: time.Hour, Jitter: 0.2}
+	}
 	return w
 }
 
-// Timeout implements river.Worker: a little more than the request timeout,
-// so that the request's own timeout is what normally fires.
+// Timeout implements river.Worker: a little more than the longest request
+// timeout a group can have, so that the request's own timeout is what
+// normally fires.
 func (w *DeliveryWorker) Timeout(*river.Job[DeliveryArgs]) time.Duration {
-	return w.timeout + 5*time.Second
+	return max(w.timeout, MaxDeliveryTimeout) + 5*time.Second
+}
+
+// NextRetry implements river.Worker: the time Work chose for the failed
+// attempt (the group's backoff, or the listener's Retry-After).
+func (w *DeliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
+	if d, ok := w.retryAt.LoadAndDelete(job.ID); ok {
+		// River wants a time after its own "now", taken before this call.
+		return time.Now().Add(max(d.(time.Duration), time.Millisecond))
+	}
+	return time.Time{} // the client's retry policy
+}
+
+// inFlightSnooze is how long a delivery waits when its group is at its
+// max_in_flight limit (plus up to as much again in jitter).
+const inFlightSnooze = 50 * time.Millisecond
+
+// acquire takes an in-flight slot for group, reporting false when the group
+// is at its limit (0 is no limit).
+func (w *DeliveryWorker) acquire(group string, limit int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if limit > 0 && w.inFlight[group] >= limit {
+		return false
+	}
+	w.inFlight[group]++
+	return true
+}
+
+func (w *DeliveryWorker) release(group string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight[group]--; w.inFlight[group] <= 0 {
+		delete(w.inFlight, group)
+	}
 }
 
 // Work delivers one event to one live endpoint of its group.
 func (w *DeliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
 	args := job.Args
+	group := args.Service + "." + args.Listener
 	target, err := w.store.DeliveryTarget(ctx, args.EventID, args.Service, args.Listener)
 	if errors.Is(err, ErrNotFound) {
 		// The event or the group is gone: there is nothing left to deliver.
-		return river.JobCancel(fmt.Errorf("event %s or listener %s.%s no longer exists", args.EventID, args.Service, args.Listener))
+		return river.JobCancel(fmt.Errorf("event %s or listener %s no longer exists", args.EventID, group))
 	}
 	if err != nil {
 		return err
@@ -129,33 +195,77 @@ func (w *DeliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	if len(target.Endpoints) == 0 {
 		return river.JobSnooze(w.snooze)
 	}
-	url := target.Endpoints[int(w.next.Add(1)%uint64(len(target.Endpoints)))]
+	if !w.acquire(group, target.Policy.MaxInFlight) {
+		return river.JobSnooze(inFlightSnooze + rand.N(inFlightSnooze))
+	}
+	defer w.release(group)
+	endpoint := target.Endpoints[int(w.next.Add(1)%uint64(len(target.Endpoints)))]
 
-	reqCtx, cancel := context.WithTimeout(ctx, w.timeout)
+	reqCtx, cancel := context.WithTimeout(ctx, target.Policy.Timeout(w.timeout))
 	defer cancel()
-	req, err := NewDeliveryRequest(reqCtx, url, &target.Event, target.Secret, job.Attempt, args.Service+"."+args.Listener, time.Now())
+	req, err := NewDeliveryRequest(reqCtx, endpoint.URL, &target.Event, target.Secret, job.Attempt, group, time.Now())
 	if err != nil {
 		return err
 	}
+	retry := target.Policy.Retry(w.retry)
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("deliver to %s: %w", url, err)
+		w.retryAfter(job, retry.Delay(job.Attempt))
+		if errors.Is(reqCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("deliver to %s: no answer within %s", endpoint.URL, target.Policy.Timeout(w.timeout))
+		}
+		return fmt.Errorf("deliver to %s: %w", endpoint.URL, err)
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxSnippet))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	status := resp.StatusCode
+	if status >= 200 && status < 300 {
 		return nil
 	}
 	w.logger.DebugContext(ctx, "delivery failed",
-		slog.String("event_id", args.EventID), slog.String("listener", args.Service+"."+args.Listener),
-		slog.Int("attempt", job.Attempt), slog.Int("status", resp.StatusCode))
-	return fmt.Errorf("listener answered %d: %s", resp.StatusCode, strings.TrimSpace(string(snippet)))
+		slog.String("event_id", args.EventID), slog.String("listener", group),
+		slog.Int("attempt", job.Attempt), slog.Int("status", status))
+	failure := fmt.Sprintf("listener answered %d", status)
+	if text := strings.TrimSpace(strings.ToValidUTF8(string(snippet), "")); text != "" {
+		failure += ": " + text
+	}
+	switch status {
+	case http.StatusGone:
+		// This endpoint no longer takes the group's deliveries: drop it,
+		// and try again at once on another endpoint (or wait for one).
+		if err := w.store.RemoveEndpoint(ctx, args.Service, args.Listener, endpoint.WorkerID); err != nil {
+			return fmt.Errorf("%s; removing the endpoint failed: %w", failure, err)
+		}
+		w.retryAfter(job, 0)
+		return fmt.Errorf("%s (endpoint of worker %s removed)", failure, endpoint.WorkerID)
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			w.retryAfter(job, d)
+			return fmt.Errorf("%s (Retry-After %s)", failure, d)
+		}
+	}
+	w.retryAfter(job, retry.Delay(job.Attempt))
+	return errors.New(failure)
+}
+
+// maxSnippet bounds how much of a failed answer's body is kept in the
+// attempt's error.
+const maxSnippet = 256
+
+// retryAfter records when job should run again after this failed attempt.
+// Nothing is recorded for a last attempt: River discards the job without
+// asking NextRetry.
+func (w *DeliveryWorker) retryAfter(job *river.Job[DeliveryArgs], d time.Duration) {
+	if job.Attempt >= job.MaxAttempts {
+		return
+	}
+	w.retryAt.Store(job.ID, d)
 }
 
 // NewDeliveryRequest builds the POST that delivers ev: the stored parameters
 // as body, CloudEvents binary-mode headers, and Standard Webhooks headers
-// signed with secret at time now.
+// signed with secret at time now, and the event's idempotency key if any.
 func NewDeliveryRequest(ctx context.Context, url string, ev *Event, secret string, attempt int, listener string, now time.Time) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(ev.Params))
 	if err != nil {
@@ -178,6 +288,9 @@ func NewDeliveryRequest(ctx context.Context, url string, ev *Event, secret strin
 	h["Webhook-Signature"] = []string{sig}
 	h["Lightbus-Attempt"] = []string{strconv.Itoa(attempt)}
 	h["Lightbus-Listener"] = []string{listener}
+	if ev.IdempotencyKey != "" {
+		h["Idempotency-Key"] = []string{ev.IdempotencyKey}
+	}
 	return req, nil
 }
 

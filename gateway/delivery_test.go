@@ -31,7 +31,7 @@ func TestNewDeliveryRequest(t *testing.T) {
 
 	params := json.RawMessage(`{"name":  "Sally"}`) // spacing kept byte for byte
 	ev := &Event{ID: "01936f6e-0000-7000-8000-000000000001", API: "customers", Name: "new_customer", Params: params,
-		CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)}
+		IdempotencyKey: "order-42", CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)}
 	secret := NewSecret()
 	now := time.Unix(1764064800, 0)
 	req, err := NewDeliveryRequest(context.Background(), "http://127.0.0.1:9/lightbus/events/create_user", ev, secret, 3, "auth.create_user", now)
@@ -51,6 +51,7 @@ func TestNewDeliveryRequest(t *testing.T) {
 		"Webhook-Signature": wantSig,
 		"Lightbus-Attempt":  "3",
 		"Lightbus-Listener": "auth.create_user",
+		"Idempotency-Key":   "order-42",
 	}
 	for k, v := range want {
 		if got := req.Header.Get(k); got != v {

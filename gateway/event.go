@@ -64,13 +64,38 @@ func ValidateParams(params json.RawMessage) error {
 }
 
 // FireResult is the answer to a fire: the stored event's id and how many
-// deliveries were queued for it.
+// deliveries were queued for it. Repeat is true when the fire repeated an
+// earlier one's idempotency key: the result is the earlier event's, and
+// nothing new was stored or queued.
 type FireResult struct {
 	ID         string    `json:"id"`
 	API        string    `json:"api"`
 	Event      string    `json:"event"`
 	CreatedAt  time.Time `json:"created_at"`
 	Deliveries int       `json:"deliveries"`
+	Repeat     bool      `json:"repeat"`
+}
+
+// Idempotency key bounds.
+const (
+	// MaxIdempotencyKeyLen is the longest accepted Idempotency-Key.
+	MaxIdempotencyKeyLen = 255
+	// DefaultIdempotencyWindow is how long a key is remembered by default.
+	DefaultIdempotencyWindow = 24 * time.Hour
+)
+
+// ValidateIdempotencyKey returns an EInvalid error unless key is 1 to
+// MaxIdempotencyKeyLen printable ASCII characters (space included).
+func ValidateIdempotencyKey(key string) error {
+	if key == "" || len(key) > MaxIdempotencyKeyLen {
+		return Errorf(EInvalid, "Idempotency-Key must be 1 to %d characters", MaxIdempotencyKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return Errorf(EInvalid, "Idempotency-Key must be printable ASCII")
+		}
+	}
+	return nil
 }
 
 // EventQuery filters and pages a listing of events, newest first.
@@ -85,6 +110,8 @@ type EventQuery struct {
 
 // Delivery is the state of one event's delivery to one listener group.
 type Delivery struct {
+	// ID is the delivery's id (its River job id).
+	ID          int64           `json:"id"`
 	Service     string          `json:"service"`
 	Listener    string          `json:"listener"`
 	State       string          `json:"state"`
@@ -112,6 +139,8 @@ type DeliveryError struct {
 	Attempt int       `json:"attempt"`
 	At      time.Time `json:"at"`
 	Error   string    `json:"error"`
+	// Status is the listener's HTTP status, 0 when it gave no answer.
+	Status int `json:"status,omitempty"`
 }
 
 // EventDetail is an event with the state of each of its deliveries.
@@ -123,10 +152,20 @@ type EventDetail struct {
 // EventStore stores events and queues their deliveries.
 type EventStore interface {
 	// FireEvent stores ev and, in the same transaction, queues one delivery
-	// per listener group subscribed to ev's API and name. It returns the
-	// number of deliveries queued. Returns ErrUnavailable when the database
-	// cannot be reached.
-	FireEvent(ctx context.Context, ev *Event) (int, error)
+	// per listener group subscribed to ev's API and name. When ev has an
+	// idempotency key that an event of the same API fired less than window
+	// ago already has, it stores and queues nothing and returns that
+	// event's result with Repeat set; an older holder of the key gives it
+	// up. A repeat whose event name or parameters differ from the original
+	// is an EConflict error. Returns ErrUnavailable when the database cannot
+	// be reached.
+	FireEvent(ctx context.Context, ev *Event, window time.Duration) (*FireResult, error)
+
+	// FireEvents fires every event as FireEvent does, all in one
+	// transaction: all are stored or none. The results are in the order of
+	// evs. An idempotency conflict on any event fails the whole batch with
+	// an EConflict error naming its index.
+	FireEvents(ctx context.Context, evs []*Event, window time.Duration) ([]*FireResult, error)
 
 	// ListEvents lists events matching q, newest first.
 	ListEvents(ctx context.Context, q EventQuery) ([]Event, error)

@@ -18,14 +18,20 @@ import (
 
 // ServerConfig holds what the HTTP server needs.
 type ServerConfig struct {
-	Events  EventStore
-	Workers WorkerStore
-	Router  *Router
-	Logger  *slog.Logger
+	Events    EventStore
+	Workers   WorkerStore
+	Listeners ListenerStore
+	Replays   ReplayStore
+	Router    *Router
+	Logger    *slog.Logger
 	// MaxBodyBytes bounds request bodies (fires, calls, registrations).
 	MaxBodyBytes int64
+	// MaxBatchBytes bounds the body of a batch fire.
+	MaxBatchBytes int64
 	// MaxAttempts is the delivery attempt limit given to new listener groups.
 	MaxAttempts int
+	// IdempotencyWindow is how long a fire's Idempotency-Key is remembered.
+	IdempotencyWindow time.Duration
 	// OpenAPI is served at GET /openapi.yaml.
 	OpenAPI []byte
 	// Ready reports whether the gateway can serve (database up, schema current).
@@ -57,8 +63,14 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 10 << 20
+	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 25
+	}
+	if cfg.IdempotencyWindow <= 0 {
+		cfg.IdempotencyWindow = DefaultIdempotencyWindow
 	}
 	s := &Server{cfg: cfg, logger: cfg.Logger}
 	s.routes = s.newRoutes()
@@ -81,16 +93,23 @@ func (s *Server) newRoutes() chi.Router {
 		writeError(w, r, s.logger, Errorf(EInvalid, "method %s is not allowed on %s", r.Method, r.URL.Path))
 	})
 
-	r.Post("/v1/events/{api}/{event}", s.fireEvent)     // fire an event
-	r.Get("/v1/events", s.listEvents)                   // list stored events, newest first
-	r.Get("/v1/events/{id}", s.getEvent)                // one event with its deliveries
-	r.Post("/v1/rpc/{api}/{method}", s.callRPC)         // call a procedure on a live worker
-	r.Get("/v1/workers", s.listWorkers)                 // list live workers
-	r.Put("/v1/workers/{worker_id}", s.putWorker)       // register or heartbeat a worker
-	r.Delete("/v1/workers/{worker_id}", s.deleteWorker) // deregister a worker
-	r.Get("/healthz", s.healthz)                        // the process is up
-	r.Get("/readyz", s.readyz)                          // the database answers and the schema is current
-	r.Get("/openapi.yaml", s.openAPI)                   // this API's OpenAPI document
+	r.Post("/v1/events/{api}/{event}", s.fireEvent)                       // fire an event
+	r.Post("/v1/events", s.fireBatch)                                     // fire a batch of events in one transaction
+	r.Get("/v1/events", s.listEvents)                                     // list stored events, newest first
+	r.Get("/v1/events/{id}", s.getEvent)                                  // one event with its deliveries
+	r.Get("/v1/listeners", s.listListeners)                               // listener groups with delivery counts and lag
+	r.Get("/v1/listeners/{service}/{listener}/dead", s.listDead)          // a group's dead deliveries
+	r.Post("/v1/listeners/{service}/{listener}/redrive", s.redriveDead)   // redrive a group's matching dead deliveries
+	r.Post("/v1/listeners/{service}/{listener}/replay", s.replayListener) // re-deliver retained events from a point
+	r.Get("/v1/deliveries/{delivery_id}", s.getDelivery)                  // one delivery with its attempts
+	r.Post("/v1/deliveries/{delivery_id}/redrive", s.redriveDelivery)     // give a dead delivery fresh attempts
+	r.Post("/v1/rpc/{api}/{method}", s.callRPC)                           // call a procedure on a live worker
+	r.Get("/v1/workers", s.listWorkers)                                   // list live workers
+	r.Put("/v1/workers/{worker_id}", s.putWorker)                         // register or heartbeat a worker
+	r.Delete("/v1/workers/{worker_id}", s.deleteWorker)                   // deregister a worker
+	r.Get("/healthz", s.healthz)                                          // the process is up
+	r.Get("/readyz", s.readyz)                                            // the database answers and the schema is current
+	r.Get("/openapi.yaml", s.openAPI)                                     // this API's OpenAPI document
 
 	r.Get("/v1/schema", s.listSchemas)                   // every API's current schema
 	r.Get("/v1/schema/{api}", s.getSchema)               // an API's current (or ?version=N) schema
@@ -123,17 +142,32 @@ func (s *Server) fireEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	ev.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	if keys := r.Header.Values("Idempotency-Key"); len(keys) > 0 {
+		if len(keys) > 1 {
+			writeError(w, r, s.logger, Errorf(EInvalid, "more than one Idempotency-Key header"))
+			return
+		}
+		if err := ValidateIdempotencyKey(keys[0]); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		ev.IdempotencyKey = keys[0]
+	}
 	if err := s.validateEvent(r.Context(), ev); err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	n, err := s.cfg.Events.FireEvent(r.Context(), ev)
+	res, err := s.cfg.Events.FireEvent(r.Context(), ev, s.cfg.IdempotencyWindow)
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: n})
+	if res.Repeat {
+		w.Header().Set("Idempotency-Replayed", "true")
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, res)
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {

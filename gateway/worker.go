@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -53,11 +54,17 @@ type RPCDeclaration struct {
 
 // ListenerDeclaration is a listener group a worker serves: the group is
 // (the worker's service, Name), subscribed to Events ("api.event" or
-// "api.*"); deliveries go to the worker's base URL followed by Path.
+// "api.*"); deliveries go to the worker's base URL followed by Path. Policy,
+// when set, is the group's delivery policy; the latest registration's policy
+// wins, and a registration without one puts the group on the defaults.
 type ListenerDeclaration struct {
-	Name   string   `json:"name"`
-	Events []string `json:"events"`
-	Path   string   `json:"path"`
+	Name   string          `json:"name"`
+	Events []string        `json:"events"`
+	Path   string          `json:"path"`
+	Policy *DeliveryPolicy `json:"policy,omitempty"`
+	// Since is where a new group starts: "now" (default), "earliest", an
+	// RFC 3339 time or an event id. It is ignored for an existing group.
+	Since string `json:"since,omitempty"`
 }
 
 // LeaseTTL returns the registration's lease, defaulted.
@@ -131,6 +138,13 @@ func (r *Registration) Validate() error {
 		if !strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#") {
 			return Errorf(EInvalid, "listener %q: path %q must start with / and have no query", l.Name, l.Path)
 		}
+		if _, err := ParseSince(l.Since); err != nil {
+			return Errorf(EInvalid, "listener %q: %s", l.Name, ErrorMessage(err))
+		}
+		if err := l.Policy.Validate(); err != nil {
+			err.Message = "listener " + strconv.Quote(l.Name) + ": " + err.Message
+			return err
+		}
 	}
 	return nil
 }
@@ -154,6 +168,9 @@ type ListenerGrant struct {
 	Name    string   `json:"name"`
 	Events  []string `json:"events"`
 	Secret  string   `json:"secret"`
+	// Policy is the group's stored policy; zero fields are gateway defaults
+	// (max_attempts is always resolved).
+	Policy DeliveryPolicy `json:"policy"`
 }
 
 // RegistrationResult answers a registration. SchemaConflicts lists the live

@@ -20,8 +20,10 @@ type Config struct {
 	LogLevel  string `envconfig:"LIGHTBUS_LOG_LEVEL" default:"info"`
 	LogFormat string `envconfig:"LIGHTBUS_LOG_FORMAT" default:"text"`
 
-	DBMaxConns      int32         `envconfig:"LIGHTBUS_DB_MAX_CONNS" default:"20"`
-	MaxBodyBytes    int64         `envconfig:"LIGHTBUS_MAX_BODY_BYTES" default:"1048576"`
+	DBMaxConns   int32 `envconfig:"LIGHTBUS_DB_MAX_CONNS" default:"20"`
+	MaxBodyBytes int64 `envconfig:"LIGHTBUS_MAX_BODY_BYTES" default:"1048576"`
+	// MaxBatchBytes bounds the body of a batch fire (POST /v1/events).
+	MaxBatchBytes   int64         `envconfig:"LIGHTBUS_MAX_BATCH_BYTES" default:"10485760"`
 	ShutdownTimeout time.Duration `envconfig:"LIGHTBUS_SHUTDOWN_TIMEOUT" default:"30s"`
 
 	RPCTimeout    time.Duration `envconfig:"LIGHTBUS_RPC_TIMEOUT" default:"10s"`
@@ -46,6 +48,23 @@ type Config struct {
 	// it looked up before checking the database again: another replica's new
 	// schema is enforced here within it.
 	SchemaCacheTTL time.Duration `envconfig:"LIGHTBUS_SCHEMA_CACHE_TTL" default:"5s"`
+	// IdempotencyWindow is how long a fire's Idempotency-Key is remembered:
+	// a repeat within it returns the first event.
+	IdempotencyWindow time.Duration `envconfig:"LIGHTBUS_IDEMPOTENCY_WINDOW" default:"24h"`
+
+	// EventRetention is how long events are kept (an event with unfinished
+	// or dead deliveries is kept longer, see PruneUndelivered).
+	EventRetention time.Duration `envconfig:"LIGHTBUS_EVENT_RETENTION" default:"168h"`
+	// DeadRetention is how long dead deliveries (River's discarded jobs)
+	// are kept after they die; at least EventRetention.
+	DeadRetention time.Duration `envconfig:"LIGHTBUS_DEAD_RETENTION" default:"168h"`
+	// PruneUndelivered lets pruning delete events whose deliveries are
+	// unfinished or dead.
+	PruneUndelivered bool `envconfig:"LIGHTBUS_PRUNE_UNDELIVERED" default:"false"`
+	// PruneInterval is how often old events are pruned.
+	PruneInterval time.Duration `envconfig:"LIGHTBUS_PRUNE_INTERVAL" default:"10m"`
+	// PruneBatch is how many events one pruning transaction deletes.
+	PruneBatch int `envconfig:"LIGHTBUS_PRUNE_BATCH" default:"1000"`
 }
 
 // loadConfig reads the configuration from the environment and validates it.
@@ -67,6 +86,7 @@ func (c *Config) Validate() error {
 		ok   bool
 	}{
 		{"LIGHTBUS_MAX_BODY_BYTES", c.MaxBodyBytes > 0},
+		{"LIGHTBUS_MAX_BATCH_BYTES", c.MaxBatchBytes > 0},
 		{"LIGHTBUS_SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
 		{"LIGHTBUS_RPC_TIMEOUT", c.RPCTimeout > 0},
 		{"LIGHTBUS_RPC_MAX_TIMEOUT", c.RPCMaxTimeout > 0},
@@ -79,6 +99,11 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_FETCH_COOLDOWN", c.FetchCooldown > 0},
 		{"LIGHTBUS_FETCH_POLL_INTERVAL", c.FetchPollInterval > 0},
 		{"LIGHTBUS_SCHEMA_CACHE_TTL", c.SchemaCacheTTL > 0},
+		{"LIGHTBUS_IDEMPOTENCY_WINDOW", c.IdempotencyWindow > 0},
+		{"LIGHTBUS_EVENT_RETENTION", c.EventRetention > 0},
+		{"LIGHTBUS_DEAD_RETENTION", c.DeadRetention > 0},
+		{"LIGHTBUS_PRUNE_INTERVAL", c.PruneInterval > 0},
+		{"LIGHTBUS_PRUNE_BATCH", c.PruneBatch > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {
@@ -96,6 +121,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_RPC_TIMEOUT (%s) exceeds LIGHTBUS_RPC_MAX_TIMEOUT (%s)", c.RPCTimeout, c.RPCMaxTimeout)
 	case c.RetryBase > c.RetryMax:
 		return fmt.Errorf("LIGHTBUS_RETRY_BASE (%s) exceeds LIGHTBUS_RETRY_MAX (%s)", c.RetryBase, c.RetryMax)
+	case c.DeadRetention < c.EventRetention:
+		return fmt.Errorf("LIGHTBUS_DEAD_RETENTION (%s) is shorter than LIGHTBUS_EVENT_RETENTION (%s): dead deliveries must outlive events", c.DeadRetention, c.EventRetention)
 	case c.FetchCooldown > c.FetchPollInterval:
 		return fmt.Errorf("LIGHTBUS_FETCH_COOLDOWN (%s) exceeds LIGHTBUS_FETCH_POLL_INTERVAL (%s)", c.FetchCooldown, c.FetchPollInterval)
 	}

@@ -179,19 +179,38 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		return nil, err
 	}
 	workers := river.NewWorkers()
+	retry := gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2}
 	river.AddWorker(workers, gateway.NewDeliveryWorker(gateway.DeliveryWorkerConfig{
 		Logger:  logger,
+		Retry:   retry,
 		Snooze:  cfg.NoEndpointSnooze,
 		Store:   store,
 		Timeout: cfg.DeliveryTimeout,
 	}))
+	river.AddWorker(workers, gateway.NewPruneWorker(gateway.PruneWorkerConfig{
+		Batch:       cfg.PruneBatch,
+		Logger:      logger,
+		Retention:   cfg.EventRetention,
+		Store:       store,
+		Undelivered: cfg.PruneUndelivered,
+	}))
+	river.AddWorker(workers, gateway.NewReplayWorker(store, 0))
 	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		FetchCooldown:        cfg.FetchCooldown,
-		FetchPollInterval:    cfg.FetchPollInterval,
-		Logger:               logger.With(slog.String("component", "river")),
-		Queues:               map[string]river.QueueConfig{gateway.QueueDelivery: {MaxWorkers: cfg.DeliveryWorkers}},
-		RescueStuckJobsAfter: cfg.DeliveryTimeout + time.Minute,
-		RetryPolicy:          &gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2},
+		// Dead deliveries live at least as long as events; an event is not
+		// pruned while it has one, so a dead letter never loses its event.
+		DiscardedJobRetentionPeriod: cfg.DeadRetention,
+		FetchCooldown:               cfg.FetchCooldown,
+		FetchPollInterval:           cfg.FetchPollInterval,
+		Logger:                      logger.With(slog.String("component", "river")),
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.PruneInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return gateway.PruneArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true})},
+		Queues: map[string]river.QueueConfig{
+			gateway.QueueDelivery:    {MaxWorkers: cfg.DeliveryWorkers},
+			gateway.QueueMaintenance: {MaxWorkers: 2},
+		},
+		RescueStuckJobsAfter: max(cfg.DeliveryTimeout, gateway.MaxDeliveryTimeout) + time.Minute,
+		RetryPolicy:          &retry,
 		Workers:              workers,
 	})
 	if err != nil {
@@ -199,14 +218,18 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 	server := gateway.NewServer(gateway.ServerConfig{
-		Events:       store,
-		Workers:      store,
-		Logger:       logger,
-		MaxAttempts:  cfg.DeliveryMaxAttempts,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		OpenAPI:      openAPI,
-		Ready:        store.Ready,
-		Schemas:      store,
+		Events:            store,
+		Workers:           store,
+		Listeners:         store,
+		Replays:           store,
+		Logger:            logger,
+		MaxAttempts:       cfg.DeliveryMaxAttempts,
+		IdempotencyWindow: cfg.IdempotencyWindow,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		MaxBatchBytes:     cfg.MaxBatchBytes,
+		OpenAPI:           openAPI,
+		Ready:             store.Ready,
+		Schemas:           store,
 		SchemaCache: gateway.NewSchemaCache(gateway.SchemaCacheConfig{
 			Store:  store,
 			Logger: logger,

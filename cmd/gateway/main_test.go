@@ -31,6 +31,7 @@ func testConfig() Config {
 		LogFormat:           "text",
 		DBMaxConns:          10,
 		MaxBodyBytes:        64 << 10,
+		MaxBatchBytes:       1 << 20,
 		ShutdownTimeout:     5 * time.Second,
 		RPCTimeout:          5 * time.Second,
 		RPCMaxTimeout:       time.Minute,
@@ -44,6 +45,11 @@ func testConfig() Config {
 		FetchPollInterval:   50 * time.Millisecond,
 		ValidateResults:     true,
 		SchemaCacheTTL:      5 * time.Second,
+		IdempotencyWindow:   24 * time.Hour,
+		EventRetention:      168 * time.Hour,
+		DeadRetention:       168 * time.Hour,
+		PruneInterval:       10 * time.Minute,
+		PruneBatch:          1000,
 	}
 }
 
@@ -230,6 +236,9 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_LOG_FORMAT":          func(c *Config) { c.LogFormat = "xml" },
 		"LIGHTBUS_RETRY_BASE":          func(c *Config) { c.RetryBase = 2 * c.RetryMax },
 		"LIGHTBUS_FETCH_POLL_INTERVAL": func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
+		"LIGHTBUS_DEAD_RETENTION":      func(c *Config) { c.DeadRetention = c.EventRetention / 2 },
+		"LIGHTBUS_PRUNE_BATCH":         func(c *Config) { c.PruneBatch = 0 },
+		"LIGHTBUS_IDEMPOTENCY_WINDOW":  func(c *Config) { c.IdempotencyWindow = 0 },
 	} {
 		c := testConfig()
 		mutate(&c)

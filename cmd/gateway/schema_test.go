@@ -320,3 +320,28 @@ func TestSchemaEndToEnd(t *testing.T) {
 		return err == nil && !r.Created
 	})
 }
+
+func TestBatchFireValidatesSchemas(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, nil)
+
+	if resp := gw.do(t, "PUT", "/v1/schema/billing", billingSchema, nil, nil); resp.StatusCode != 201 {
+		t.Fatalf("publish: %d", resp.StatusCode)
+	}
+	batch := `[{"api": "billing", "event": "paid", "params": {"invoice": "i1", "amount": 5}},
+		{"api": "billing", "event": "paid", "params": {"invoice": "i2"}},
+		{"api": "other", "event": "x", "params": {}}]`
+	p := expectProblem(t, gw.do(t, "POST", "/v1/events", batch, nil, nil), 422, "validation")
+	if len(p.Errors) != 1 || p.Errors[0].Pointer != "/1/params/amount" {
+		t.Fatalf("violations %+v, want one at /1/params/amount", p.Errors)
+	}
+	var page eventPage
+	gw.do(t, "GET", "/v1/events", "", nil, &page)
+	if len(page.Events) != 0 {
+		t.Fatalf("a rejected batch stored %d events", len(page.Events))
+	}
+	ok := `[{"api": "billing", "event": "paid", "params": {"invoice": "i1", "amount": 5}}, {"api": "other", "event": "x", "params": {}}]`
+	if resp := gw.do(t, "POST", "/v1/events", ok, nil, nil); resp.StatusCode != 202 {
+		t.Fatalf("valid batch: %d", resp.StatusCode)
+	}
+}

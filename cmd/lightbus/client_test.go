@@ -46,11 +46,17 @@ const (
 		"params": {"name": "Sally"}, "created_at": "2026-11-25T10:00:00.123456Z"}], "next_cursor": "` + fakeEventID + `"}`
 	fakeEvent = `{"id": "` + fakeEventID + `", "api": "customers", "event": "new_customer",
 		"params": {"name": "Sally"}, "created_at": "2026-11-25T10:00:00.123456Z",
-		"deliveries": [{"service": "auth", "listener": "create_user", "state": "retryable", "attempt": 2,
+		"deliveries": [{"id": 17, "service": "auth", "listener": "create_user", "state": "retryable", "attempt": 2,
 			"max_attempts": 25, "scheduled_at": "2026-11-25T10:01:00Z", "attempted_at": "2026-11-25T10:00:30Z",
 			"errors": [{"attempt": 1, "at": "2026-11-25T10:00:01Z", "error": "listener answered 500"},
 				{"attempt": 2, "at": "2026-11-25T10:00:31Z", "error": "listener answered 503"}]}]}`
 )
+
+const fakeDead = `{"id": 42, "event_id": "` + fakeEventID + `", "api": "customers", "event": "new_customer",
+	"service": "support.case", "listener": "notify", "state": "dead", "attempt": 2, "max_attempts": 2,
+	"scheduled_at": "2026-11-25T10:01:00Z", "finalized_at": "2026-11-25T10:01:01Z",
+	"errors": [{"attempt": 1, "at": "2026-11-25T10:00:01Z", "error": "deliver to http://x: connection refused"},
+		{"attempt": 2, "at": "2026-11-25T10:01:01Z", "error": "listener answered 500: boom", "status": 500}]}`
 
 func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
@@ -93,6 +99,25 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusOK, fakeEvents)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/events/"+fakeEventID:
 		answer(http.StatusOK, fakeEvent)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/listeners/support.case/notify/dead":
+		answer(http.StatusOK, `{"deliveries": [`+fakeDead+`], "next_cursor": "42"}`)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/listeners":
+		answer(http.StatusOK, `{"listeners": [{"service": "auth", "name": "create_user", "events": ["customers.new_customer"],
+			"endpoints": 2, "policy": {"max_attempts": 25}, "pending": 3, "in_flight": 1, "dead": 4,
+			"oldest_undelivered": "2026-11-25T10:00:00Z", "lag_ms": 61500,
+			"replay": {"id": 3, "service": "auth", "listener": "create_user", "until": "2026-11-25T10:00:00Z",
+				"redeliver": true, "queued": 500, "state": "running", "created_at": "2026-11-25T10:00:00Z"}},
+			{"service": "mail", "name": "welcome", "events": ["auth.*"], "endpoints": 0, "policy": {"max_attempts": 5},
+			"pending": 0, "in_flight": 0, "dead": 0, "lag_ms": 0}]}`)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/deliveries/42":
+		answer(http.StatusOK, fakeDead)
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/deliveries/42/redrive":
+		answer(http.StatusOK, strings.Replace(fakeDead, `"dead"`, `"pending"`, 1))
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/listeners/support.case/notify/replay":
+		answer(http.StatusAccepted, `{"id": 3, "service": "support.case", "listener": "notify", "until": "2026-11-25T10:00:00Z",
+			"redeliver": true, "queued": 0, "state": "running", "created_at": "2026-11-25T10:00:00Z"}`)
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/listeners/support.case/notify/redrive":
+		answer(http.StatusOK, `{"redriven": 7}`)
 	default:
 		answer(http.StatusNotFound, `{"type": "urn:lightbus:problem:not_found", "title": "Not found", "status": 404,
 			"code": "not_found", "detail": "no such event"}`)
@@ -314,7 +339,7 @@ func TestEventsShow(t *testing.T) {
 	for _, want := range []string{
 		"EVENT    customers.new_customer\n",
 		"PARAMS\n{\n  \"name\": \"Sally\"\n}\n",
-		"auth.create_user  retryable  2/25     2026-11-25T10:01:00Z  2026-11-25T10:00:30Z  -          listener answered 503\n",
+		"17        auth.create_user  retryable  2/25     2026-11-25T10:01:00Z  2026-11-25T10:00:30Z  -          listener answered 503\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)

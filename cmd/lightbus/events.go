@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -116,14 +117,10 @@ func (c *cli) eventsShowCmd() *cobra.Command {
 				return err
 			}
 			w = c.table()
-			row(w, "LISTENER", "STATE", "ATTEMPT", "SCHEDULED", "ATTEMPTED", "FINALIZED", "LAST ERROR")
+			row(w, "DELIVERY", "LISTENER", "STATE", "ATTEMPT", "SCHEDULED", "ATTEMPTED", "FINALIZED", "LAST ERROR")
 			for _, d := range ev.Deliveries {
-				last := "-"
-				if n := len(d.Errors); n > 0 {
-					last = clip(oneLine(d.Errors[n-1].Error), 60)
-				}
-				row(w, d.Service+"."+d.Listener, d.State, fmt.Sprintf("%d/%d", d.Attempt, d.MaxAttempts),
-					formatTime(d.ScheduledAt), formatTime(d.AttemptedAt), formatTime(d.FinalizedAt), last)
+				row(w, strconv.FormatInt(d.ID, 10), d.Service+"."+d.Listener, d.State, fmt.Sprintf("%d/%d", d.Attempt, d.MaxAttempts),
+					formatTime(d.ScheduledAt), formatTime(d.AttemptedAt), formatTime(d.FinalizedAt), lastError(d))
 			}
 			return w.Flush()
 		},
@@ -137,7 +134,7 @@ func parseTime(flag, s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("events list: --%s %q: want an RFC 3339 time such as 2026-11-25T10:00:00Z", flag, s)
+		return time.Time{}, fmt.Errorf("--%s %q: want an RFC 3339 time such as 2026-11-25T10:00:00Z", flag, s)
 	}
 	return t, nil
 }

@@ -7,8 +7,13 @@
 //	lightbus fire API.EVENT [PARAMS|-]          fire an event
 //	lightbus call API.METHOD [PARAMS|-]         call an RPC
 //	lightbus workers                            list live workers
+//	lightbus listeners                          listener groups: pending, in flight, dead, lag
 //	lightbus events list [--api --event ...]    list stored events
 //	lightbus events show ID                     one event with its deliveries
+//	lightbus dead list SERVICE.LISTENER         a listener group's dead deliveries
+//	lightbus dead show ID                       one delivery with its attempts
+//	lightbus dead redrive ID|--all GROUP        give dead deliveries fresh attempts
+//	lightbus replay SERVICE.LISTENER --since S  rewind a listener group
 //
 // The worker process imports the service's bus package (./bus by default,
 // else --module or $LIGHTBUS_MODULE), which declares
@@ -125,7 +130,7 @@ registers the service's APIs and listeners on it at init.`,
 	}
 	root.PersistentFlags().StringVar(&c.url, "url", url, "the gateway's base URL ($LIGHTBUS_URL)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
-	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.eventsCmd(),
+	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.deadCmd(), c.replayCmd(),
 		c.dumpschemaCmd(), c.loadschemaCmd())
 	return root
 }

@@ -15,27 +15,96 @@ import (
 )
 
 // FireEvent implements gateway.EventStore.
-func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event) (int, error) {
-	var n int
+func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
+	var res *gateway.FireResult
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		n, err = db.fireTx(ctx, tx, ev)
+		res, err = db.fireTx(ctx, tx, ev, window)
 		return err
 	})
-	return n, err
+	return res, err
 }
 
-// fireTx stores ev and queues its deliveries in tx.
-func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, error) {
-	var key *string
-	if ev.IdempotencyKey != "" {
-		key = &ev.IdempotencyKey
+// FireEvents implements gateway.EventStore.
+func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.Duration) ([]*gateway.FireResult, error) {
+	results := make([]*gateway.FireResult, len(evs))
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		for i, ev := range evs {
+			res, err := db.fireTx(ctx, tx, ev, window)
+			if err != nil {
+				var gerr *gateway.Error
+				if errors.As(err, &gerr) && gerr.Code == gateway.EConflict {
+					return gateway.Errorf(gateway.EConflict, "event %d: %s; nothing was stored", i, gerr.Message)
+				}
+				return err
+			}
+			results[i] = res
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`,
-		ev.ID, ev.API, ev.Name, string(ev.Params), key, ev.CreatedAt); err != nil {
-		return 0, err
+	return results, nil
+}
+
+// fireTx stores ev and queues its deliveries in tx, or finds the event that
+// holds ev's idempotency key. Keys are unique per API (a partial unique
+// index): the insert does nothing on a conflict, which waits for a
+// concurrent fire with the same key to commit or roll back, so concurrent
+// repeats store one event.
+func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
+	res := &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt}
+	if ev.IdempotencyKey == "" {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO lightbus_event (id, api, name, params, created_at) VALUES ($1, $2, $3, $4, $5)`,
+			ev.ID, ev.API, ev.Name, string(ev.Params), ev.CreatedAt); err != nil {
+			return nil, err
+		}
+	} else {
+		for stored := false; !stored; {
+			tag, err := tx.Exec(ctx, `
+				INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
+				ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt)
+			if err != nil {
+				return nil, err
+			}
+			if stored = tag.RowsAffected() == 1; stored {
+				break
+			}
+			var orig gateway.FireResult
+			var params string
+			var expired bool
+			err = tx.QueryRow(ctx, `
+				SELECT id::text, name, params::text, created_at, created_at < now() - $3 * interval '1 microsecond'
+				FROM lightbus_event WHERE api = $1 AND idempotency_key = $2
+				FOR UPDATE`, ev.API, ev.IdempotencyKey, window.Microseconds()).
+				Scan(&orig.ID, &orig.Event, &params, &orig.CreatedAt, &expired)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				continue // the holder is gone (pruned): try again
+			case err != nil:
+				return nil, err
+			case expired:
+				// The key outlived the window: the old event gives it up.
+				if _, err := tx.Exec(ctx, `UPDATE lightbus_event SET idempotency_key = NULL WHERE id = $1`, orig.ID); err != nil {
+					return nil, err
+				}
+				continue
+			case orig.Event != ev.Name || params != string(ev.Params):
+				return nil, gateway.Errorf(gateway.EConflict,
+					"Idempotency-Key %q was used by event %s (%s.%s) with other parameters: use a new key for a new event",
+					ev.IdempotencyKey, orig.ID, ev.API, orig.Event)
+			}
+			orig.API, orig.Repeat, orig.CreatedAt = ev.API, true, orig.CreatedAt.UTC()
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM river_job j WHERE `+kindIsDelivery+` AND j.args->>'event_id' = $1`,
+				orig.ID).Scan(&orig.Deliveries); err != nil {
+				return nil, err
+			}
+			return &orig, nil
+		}
 	}
 	rows, err := tx.Query(ctx, `
 		SELECT DISTINCT l.service, l.name, l.max_attempts
@@ -43,7 +112,7 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, er
 		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
 		WHERE s.api = $1 AND s.event IN ($2, '*')`, ev.API, ev.Name)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var jobs []river.InsertManyParams
 	for rows.Next() {
@@ -51,7 +120,7 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, er
 		var maxAttempts int
 		if err := rows.Scan(&service, &listener, &maxAttempts); err != nil {
 			rows.Close()
-			return 0, err
+			return nil, err
 		}
 		jobs = append(jobs, river.InsertManyParams{
 			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: service, Listener: listener},
@@ -59,15 +128,15 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, er
 		})
 	}
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	if len(jobs) == 0 {
-		return 0, nil
+	if len(jobs) > 0 {
+		if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
+			return nil, fmt.Errorf("queue deliveries: %w", err)
+		}
 	}
-	if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
-		return 0, fmt.Errorf("queue deliveries: %w", err)
-	}
-	return len(jobs), nil
+	res.Deliveries = len(jobs)
+	return res, nil
 }
 
 type eventRow struct {
@@ -87,7 +156,7 @@ func (r *eventRow) event() gateway.Event {
 	return ev
 }
 
-const eventColumns = `id::text AS id, api, name, params::text::bytea AS params, idempotency_key, created_at`
+const eventColumns = `id::text AS id, api, name, convert_to(params::text, 'UTF8') AS params, idempotency_key, created_at`
 
 // ListEvents implements gateway.EventStore.
 func (db *DB) ListEvents(ctx context.Context, q gateway.EventQuery) ([]gateway.Event, error) {
@@ -147,6 +216,8 @@ var deliveryStates = map[string]string{
 }
 
 type deliveryRow struct {
+	ID          int64      `db:"id"`
+	EventID     string     `db:"event_id"`
 	Service     string     `db:"service"`
 	Listener    string     `db:"listener"`
 	State       string     `db:"state"`
@@ -156,6 +227,37 @@ type deliveryRow struct {
 	AttemptedAt *time.Time `db:"attempted_at"`
 	FinalizedAt *time.Time `db:"finalized_at"`
 	Errors      []byte     `db:"errors"`
+}
+
+// deliveryColumns reads a deliveryRow from river_job j.
+const deliveryColumns = `j.id, j.args->>'event_id' AS event_id, j.args->>'service' AS service,
+	j.args->>'listener' AS listener, j.state::text AS state, j.attempt, j.max_attempts,
+	j.scheduled_at, j.attempted_at, j.finalized_at,
+	convert_to(COALESCE(to_json(j.errors), '[]')::text, 'UTF8') AS errors`
+
+func (d *deliveryRow) delivery() (gateway.Delivery, error) {
+	var attemptErrors []gateway.DeliveryError
+	if err := json.Unmarshal(d.Errors, &attemptErrors); err != nil {
+		return gateway.Delivery{}, fmt.Errorf("decode delivery errors: %w", err)
+	}
+	if attemptErrors == nil {
+		attemptErrors = []gateway.DeliveryError{}
+	}
+	for i := range attemptErrors {
+		attemptErrors[i].Status = gateway.AttemptStatus(attemptErrors[i].Error)
+	}
+	return gateway.Delivery{
+		ID:          d.ID,
+		Service:     d.Service,
+		Listener:    d.Listener,
+		State:       deliveryStates[d.State],
+		Attempt:     d.Attempt,
+		MaxAttempts: d.MaxAttempts,
+		ScheduledAt: d.ScheduledAt.UTC(),
+		AttemptedAt: utc(d.AttemptedAt),
+		FinalizedAt: utc(d.FinalizedAt),
+		Errors:      attemptErrors,
+	}, nil
 }
 
 // GetEvent implements gateway.EventStore.
@@ -174,12 +276,10 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, er
 	detail := &gateway.EventDetail{Event: row.event(), Deliveries: []gateway.Delivery{}}
 
 	rows, err = db.pool.Query(ctx, `
-		SELECT args->>'service' AS service, args->>'listener' AS listener, state::text AS state,
-		       attempt, max_attempts, scheduled_at, attempted_at, finalized_at,
-		       COALESCE(to_json(errors), '[]')::text::bytea AS errors
-		FROM river_job
-		WHERE kind = $1 AND args->>'event_id' = $2
-		ORDER BY args->>'service', args->>'listener'`, gateway.DeliveryKind, id)
+		SELECT `+deliveryColumns+`
+		FROM river_job j
+		WHERE `+kindIsDelivery+` AND j.args->>'event_id' = $1
+		ORDER BY j.args->>'service', j.args->>'listener', j.id`, id)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -188,24 +288,11 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, er
 		return nil, translate(err)
 	}
 	for _, d := range deliveries {
-		var attemptErrors []gateway.DeliveryError
-		if err := json.Unmarshal(d.Errors, &attemptErrors); err != nil {
-			return nil, fmt.Errorf("decode delivery errors: %w", err)
+		delivery, err := d.delivery()
+		if err != nil {
+			return nil, err
 		}
-		if attemptErrors == nil {
-			attemptErrors = []gateway.DeliveryError{}
-		}
-		detail.Deliveries = append(detail.Deliveries, gateway.Delivery{
-			Service:     d.Service,
-			Listener:    d.Listener,
-			State:       deliveryStates[d.State],
-			Attempt:     d.Attempt,
-			MaxAttempts: d.MaxAttempts,
-			ScheduledAt: d.ScheduledAt.UTC(),
-			AttemptedAt: utc(d.AttemptedAt),
-			FinalizedAt: utc(d.FinalizedAt),
-			Errors:      attemptErrors,
-		})
+		detail.Deliveries = append(detail.Deliveries, delivery)
 	}
 	return detail, nil
 }
@@ -222,23 +309,30 @@ func utc(t *time.Time) *time.Time {
 func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener string) (*gateway.DeliveryTarget, error) {
 	var target gateway.DeliveryTarget
 	var row eventRow
+	var maxAttempts, baseMS, maxMS, timeoutMS, maxInFlight int
 	batch := &pgx.Batch{}
 	batch.Queue(`
-		SELECT e.id::text, e.api, e.name, e.params::text::bytea, e.created_at, l.secret
+		SELECT e.id::text, e.api, e.name, convert_to(e.params::text, 'UTF8'), e.idempotency_key, e.created_at, l.secret,
+		       l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight
 		FROM lightbus_event e, lightbus_listener l
 		WHERE e.id = $1 AND l.service = $2 AND l.name = $3`, eventID, service, listener).
 		QueryRow(func(r pgx.Row) error {
-			return r.Scan(&row.ID, &row.API, &row.Name, &row.Params, &row.CreatedAt, &target.Secret)
+			return r.Scan(&row.ID, &row.API, &row.Name, &row.Params, &row.IdempotencyKey, &row.CreatedAt, &target.Secret,
+				&maxAttempts, &baseMS, &maxMS, &timeoutMS, &maxInFlight)
 		})
 	batch.Queue(`
-		SELECT w.base_url || p.path
+		SELECT w.id, w.base_url || p.path
 		FROM lightbus_endpoint p
 		JOIN lightbus_worker w ON w.id = p.worker_id
 		WHERE p.service = $1 AND p.listener = $2 AND w.expires_at > now()
 		ORDER BY w.id`, service, listener).
 		Query(func(rows pgx.Rows) error {
 			var err error
-			target.Endpoints, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			target.Endpoints, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (gateway.Endpoint, error) {
+				var e gateway.Endpoint
+				err := r.Scan(&e.WorkerID, &e.URL)
+				return e, err
+			})
 			return err
 		})
 	if err := db.pool.SendBatch(ctx, batch).Close(); err != nil {
@@ -248,5 +342,13 @@ func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener str
 		return nil, translate(err)
 	}
 	target.Event = row.event()
+	target.Policy = policy(maxAttempts, baseMS, maxMS, timeoutMS, maxInFlight)
 	return &target, nil
+}
+
+// RemoveEndpoint implements gateway.DeliveryStore.
+func (db *DB) RemoveEndpoint(ctx context.Context, service, listener, workerID string) error {
+	_, err := db.pool.Exec(ctx, `DELETE FROM lightbus_endpoint WHERE service = $1 AND listener = $2 AND worker_id = $3`,
+		service, listener, workerID)
+	return translate(err)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lightbus-go/lightbus/gateway"
@@ -56,11 +57,14 @@ func fire(ctx context.Context, t *testing.T, db *postgres.DB, api, name, params 
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := db.FireEvent(ctx, ev)
+	res, err := db.FireEvent(ctx, ev, time.Hour)
 	if err != nil {
 		t.Fatalf("FireEvent: %v", err)
 	}
-	return ev, n
+	if res.ID != ev.ID || res.Repeat {
+		t.Fatalf("FireEvent = %+v, want a new event %s", res, ev.ID)
+	}
+	return ev, res.Deliveries
 }
 
 func TestFireEvent(t *testing.T) {
@@ -132,7 +136,7 @@ func TestFireEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev, _ := gateway.NewEvent("auth", "x", json.RawMessage(`{}`))
-		if _, err := db.FireEvent(ctx, ev); gateway.ErrorCode(err) != gateway.EUnavailable {
+		if _, err := db.FireEvent(ctx, ev, time.Hour); gateway.ErrorCode(err) != gateway.EUnavailable {
 			t.Fatalf("FireEvent with the database down: got %v, want unavailable", err)
 		}
 	})
@@ -281,7 +285,8 @@ func TestDeliveryTarget(t *testing.T) {
 
 	l := gateway.ListenerDeclaration{Name: "create_user", Events: []string{"customers.new_customer"}, Path: "/lightbus/events/create_user"}
 	res := register(ctx, t, bundle.db, registration("a1", "auth", nil, l))
-	register(ctx, t, bundle.db, registration("a2", "auth", nil, l))
+	l.Policy = &gateway.DeliveryPolicy{Backoff: &gateway.Backoff{BaseMS: 10, MaxMS: 100}, TimeoutMS: 1500, MaxInFlight: 4}
+	res2 := register(ctx, t, bundle.db, registration("a2", "auth", nil, l))
 	ev, _ := fire(ctx, t, bundle.db, "customers", "new_customer", `{"x": 1}`)
 
 	target, err := bundle.db.DeliveryTarget(ctx, ev.ID, "auth", "create_user")
@@ -289,21 +294,228 @@ func TestDeliveryTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"http://127.0.0.1:9000/a1/lightbus/events/create_user", "http://127.0.0.1:9000/a2/lightbus/events/create_user"}
-	if len(target.Endpoints) != 2 || target.Endpoints[0] != want[0] || target.Endpoints[1] != want[1] {
+	if len(target.Endpoints) != 2 || target.Endpoints[0] != (gateway.Endpoint{WorkerID: "a1", URL: want[0]}) ||
+		target.Endpoints[1] != (gateway.Endpoint{WorkerID: "a2", URL: want[1]}) {
 		t.Errorf("endpoints = %v, want %v", target.Endpoints, want)
 	}
 	if target.Secret != res.Listeners[0].Secret || string(target.Event.Params) != `{"x": 1}` {
 		t.Errorf("target = %+v", target)
 	}
+	// The latest registration's policy wins; max_attempts is resolved.
+	p := target.Policy
+	if p.MaxAttempts != 7 || p.Backoff == nil || *p.Backoff != (gateway.Backoff{BaseMS: 10, MaxMS: 100}) || p.TimeoutMS != 1500 || p.MaxInFlight != 4 {
+		t.Errorf("policy = %+v", p)
+	}
+	if g := res2.Listeners[0].Policy; g.MaxInFlight != 4 || g.MaxAttempts != 7 {
+		t.Errorf("granted policy = %+v", g)
+	}
+
+	if err := bundle.db.RemoveEndpoint(ctx, "auth", "create_user", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	target, err = bundle.db.DeliveryTarget(ctx, ev.ID, "auth", "create_user")
+	if err != nil || len(target.Endpoints) != 1 || target.Endpoints[0].WorkerID != "a1" {
+		t.Fatalf("after removing a2's endpoint: %+v, %v", target, err)
+	}
+	register(ctx, t, bundle.db, registration("a2", "auth", nil, l)) // a heartbeat puts it back
 
 	if err := bundle.db.DeregisterWorker(ctx, "a1"); err != nil {
 		t.Fatal(err)
 	}
 	target, err = bundle.db.DeliveryTarget(ctx, ev.ID, "auth", "create_user")
-	if err != nil || len(target.Endpoints) != 1 {
+	if err != nil || len(target.Endpoints) != 1 || target.Endpoints[0].WorkerID != "a2" {
 		t.Fatalf("after deregistering a1: %+v, %v", target, err)
 	}
 	if _, err := bundle.db.DeliveryTarget(ctx, ev.ID, "auth", "missing"); !errors.Is(err, gateway.ErrNotFound) {
 		t.Errorf("unknown group: got %v, want not found", err)
+	}
+}
+
+func TestEventBytesWithBackslashes(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t)
+
+	// Backslashes and escaped quotes must round-trip byte for byte (a
+	// text-to-bytea cast would read them as escapes and fail).
+	params := `{"q": "a\"b\\c \u00e9"}`
+	l := gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/h"}
+	register(ctx, t, bundle.db, registration("w1", "audit", nil, l))
+	ev, _ := fire(ctx, t, bundle.db, "shop", "order_placed", params)
+	got, err := bundle.db.GetEvent(ctx, ev.ID)
+	if err != nil || string(got.Params) != params {
+		t.Fatalf("GetEvent = %s, %v; want %s", got.Params, err, params)
+	}
+	target, err := bundle.db.DeliveryTarget(ctx, ev.ID, "audit", "all")
+	if err != nil || string(target.Event.Params) != params {
+		t.Fatalf("DeliveryTarget params = %s, %v", target.Event.Params, err)
+	}
+	events, err := bundle.db.ListEvents(ctx, gateway.EventQuery{Limit: 10})
+	if err != nil || len(events) != 1 || string(events[0].Params) != params {
+		t.Fatalf("ListEvents = %+v, %v", events, err)
+	}
+}
+
+func TestFireIdempotent(t *testing.T) {
+	t.Parallel()
+
+	newEvent := func(t *testing.T, api, name, params, key string) *gateway.Event {
+		ev, err := gateway.NewEvent(api, name, json.RawMessage(params))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.IdempotencyKey = key
+		return ev
+	}
+
+	t.Run("RepeatReturnsTheFirstEvent", func(t *testing.T) {
+		t.Parallel()
+		ctx, bundle := setup(t)
+		register(ctx, t, bundle.db, registration("m1", "mail", nil,
+			gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/e"}))
+
+		first, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{"n": 1}`, "k1"), time.Hour)
+		if err != nil || first.Repeat || first.Deliveries != 1 {
+			t.Fatalf("first fire = %+v, %v", first, err)
+		}
+		again, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{"n": 1}`, "k1"), time.Hour)
+		if err != nil || !again.Repeat || again.ID != first.ID || again.Deliveries != 1 || !again.CreatedAt.Equal(first.CreatedAt) {
+			t.Fatalf("repeat = %+v, %v; want the first %+v", again, err, first)
+		}
+		// Keys are scoped per API.
+		other, err := bundle.db.FireEvent(ctx, newEvent(t, "billing", "order_placed", `{"n": 1}`, "k1"), time.Hour)
+		if err != nil || other.Repeat {
+			t.Fatalf("same key, other API = %+v, %v", other, err)
+		}
+		// Other parameters under the same key are a conflict.
+		_, err = bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{"n": 2}`, "k1"), time.Hour)
+		if gateway.ErrorCode(err) != gateway.EConflict {
+			t.Fatalf("same key, other params: %v, want a conflict", err)
+		}
+		var events, jobs int
+		bundle.pool.QueryRow(ctx, `SELECT count(*) FROM lightbus_event`).Scan(&events)
+		bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&jobs)
+		if events != 2 || jobs != 1 {
+			t.Fatalf("%d events and %d deliveries stored, want 2 and 1", events, jobs)
+		}
+	})
+
+	t.Run("ConcurrentRepeatsStoreOneEvent", func(t *testing.T) {
+		t.Parallel()
+		ctx, bundle := setup(t)
+		register(ctx, t, bundle.db, registration("m1", "mail", nil,
+			gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/e"}))
+
+		const n = 16
+		results := make(chan *gateway.FireResult, n)
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for range n {
+			go func() {
+				<-start
+				res, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{}`, "race"), time.Hour)
+				results <- res
+				errs <- err
+			}()
+		}
+		close(start)
+		ids := map[string]bool{}
+		repeats := 0
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+			res := <-results
+			ids[res.ID] = true
+			if res.Repeat {
+				repeats++
+			}
+		}
+		var events, jobs int
+		bundle.pool.QueryRow(ctx, `SELECT count(*) FROM lightbus_event`).Scan(&events)
+		bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&jobs)
+		if len(ids) != 1 || repeats != n-1 || events != 1 || jobs != 1 {
+			t.Fatalf("%d ids, %d repeats, %d events, %d deliveries: want 1, %d, 1, 1", len(ids), repeats, events, jobs, n-1)
+		}
+	})
+
+	t.Run("KeyReleasedAfterTheWindow", func(t *testing.T) {
+		t.Parallel()
+		ctx, bundle := setup(t)
+
+		first, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{}`, "old"), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bundle.pool.Exec(ctx, `UPDATE lightbus_event SET created_at = now() - interval '2 hours'`); err != nil {
+			t.Fatal(err)
+		}
+		again, err := bundle.db.FireEvent(ctx, newEvent(t, "shop", "order_placed", `{"other": true}`, "old"), time.Hour)
+		if err != nil || again.Repeat || again.ID == first.ID {
+			t.Fatalf("fire after the window = %+v, %v; want a new event", again, err)
+		}
+		var holder string
+		bundle.pool.QueryRow(ctx, `SELECT id::text FROM lightbus_event WHERE idempotency_key = 'old'`).Scan(&holder)
+		if holder != again.ID {
+			t.Fatalf("key held by %s, want the new event %s", holder, again.ID)
+		}
+	})
+}
+
+func TestPruneEvents(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t)
+	register(ctx, t, bundle.db, registration("m1", "mail", nil,
+		gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/e"}))
+
+	done, _ := fire(ctx, t, bundle.db, "shop", "done", `{}`)
+	pending, _ := fire(ctx, t, bundle.db, "shop", "pending", `{}`)
+	dead, _ := fire(ctx, t, bundle.db, "shop", "dead", `{}`)
+	quiet, _ := fire(ctx, t, bundle.db, "other", "nobody_listens", `{}`)
+	recent, _ := fire(ctx, t, bundle.db, "shop", "recent", `{}`)
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := bundle.pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`UPDATE river_job SET state = 'completed', finalized_at = now() WHERE args->>'event_id' = $1`, done.ID)
+	exec(`UPDATE river_job SET state = 'discarded', finalized_at = now() WHERE args->>'event_id' = $1`, dead.ID)
+	exec(`UPDATE lightbus_event SET created_at = now() - interval '2 hours' WHERE id <> $1`, recent.ID)
+
+	remaining := func() map[string]bool {
+		rows, _ := bundle.pool.Query(ctx, `SELECT id::text FROM lightbus_event`)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, id := range ids {
+			m[id] = true
+		}
+		return m
+	}
+	cutoff := time.Now().Add(-time.Hour)
+	total := 0
+	for {
+		n, err := bundle.db.PruneEvents(ctx, cutoff, 1, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	left := remaining()
+	if total != 2 || left[done.ID] || left[quiet.ID] || !left[pending.ID] || !left[dead.ID] || !left[recent.ID] {
+		t.Fatalf("pruned %d; left %v: want the delivered and the unsubscribed old events gone, the rest kept", total, left)
+	}
+
+	n, err := bundle.db.PruneEvents(ctx, cutoff, 100, true)
+	if err != nil || n != 2 {
+		t.Fatalf("pruning undelivered = %d, %v; want 2", n, err)
+	}
+	if left := remaining(); len(left) != 1 || !left[recent.ID] {
+		t.Fatalf("left %v, want only the recent event", left)
 	}
 }

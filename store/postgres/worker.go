@@ -129,9 +129,14 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 			return err
 		}
 		for _, l := range listeners {
-			grant, err := registerListener(ctx, tx, reg, l, newSecret(), maxAttempts)
+			grant, created, err := registerListener(ctx, tx, reg, l, newSecret(), maxAttempts)
 			if err != nil {
 				return err
+			}
+			if since, _ := gateway.ParseSince(l.Since); created && !since.Now { // validated by Registration.Validate
+				if _, err := db.startReplayTx(ctx, tx, reg.Service, l.Name, since, false); err != nil {
+					return err
+				}
 			}
 			res.Listeners = append(res.Listeners, grant)
 		}
@@ -145,15 +150,33 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 
 // registerListener creates or updates one listener group, its subscriptions
 // (the latest registration's set wins) and this worker's endpoint for it.
-func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration, l gateway.ListenerDeclaration, secret string, maxAttempts int) (gateway.ListenerGrant, error) {
+// It reports whether the group was created.
+func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration, l gateway.ListenerDeclaration, secret string, maxAttempts int) (gateway.ListenerGrant, bool, error) {
 	grant := gateway.ListenerGrant{Service: reg.Service, Name: l.Name, Events: l.Events}
-	err := tx.QueryRow(ctx, `
-		INSERT INTO lightbus_listener (service, name, secret, max_attempts) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (service, name) DO UPDATE SET updated_at = now()
-		RETURNING secret`, reg.Service, l.Name, secret, maxAttempts).Scan(&grant.Secret)
-	if err != nil {
-		return grant, err
+	var created bool
+	var p gateway.DeliveryPolicy
+	if l.Policy != nil {
+		p = *l.Policy
 	}
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = maxAttempts
+	}
+	var b gateway.Backoff
+	if p.Backoff != nil {
+		b = *p.Backoff
+	}
+	err := tx.QueryRow(ctx, `
+		INSERT INTO lightbus_listener (service, name, secret, max_attempts, backoff_base_ms, backoff_max_ms, timeout_ms, max_in_flight)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (service, name) DO UPDATE SET updated_at = now(),
+			max_attempts = EXCLUDED.max_attempts, backoff_base_ms = EXCLUDED.backoff_base_ms,
+			backoff_max_ms = EXCLUDED.backoff_max_ms, timeout_ms = EXCLUDED.timeout_ms,
+			max_in_flight = EXCLUDED.max_in_flight
+		RETURNING secret, xmax = 0`, reg.Service, l.Name, secret, p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight).Scan(&grant.Secret, &created)
+	if err != nil {
+		return grant, false, err
+	}
+	grant.Policy = policy(p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight)
 	apis := make([]string, len(l.Events))
 	events := make([]string, len(l.Events))
 	for i, e := range l.Events {
@@ -165,21 +188,21 @@ func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration,
 		WHERE s.service = $1 AND s.listener = $2
 		  AND (s.api, s.event) NOT IN (SELECT * FROM unnest($3::text[], $4::text[]))`,
 		reg.Service, l.Name, apis, events); err != nil {
-		return grant, err
+		return grant, false, err
 	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO lightbus_subscription (api, event, service, listener)
 		SELECT a, e, $1, $2 FROM unnest($3::text[], $4::text[]) AS t(a, e)
 		ON CONFLICT DO NOTHING`, reg.Service, l.Name, apis, events); err != nil {
-		return grant, err
+		return grant, false, err
 	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO lightbus_endpoint (service, listener, worker_id, path) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (service, listener, worker_id) DO UPDATE SET path = EXCLUDED.path
 		WHERE lightbus_endpoint.path <> EXCLUDED.path`, reg.Service, l.Name, reg.WorkerID, l.Path); err != nil {
-		return grant, err
+		return grant, false, err
 	}
-	return grant, nil
+	return grant, created, nil
 }
 
 // DeregisterWorker implements gateway.WorkerStore.
@@ -231,4 +254,13 @@ func (db *DB) RPCTargets(ctx context.Context, api, method string) ([]gateway.RPC
 		return nil, 0, translate(err)
 	}
 	return targets, time.Duration(timeoutMS) * time.Millisecond, nil
+}
+
+// policy builds a group's policy from its stored columns.
+func policy(maxAttempts, baseMS, maxMS, timeoutMS, maxInFlight int) gateway.DeliveryPolicy {
+	p := gateway.DeliveryPolicy{MaxAttempts: maxAttempts, TimeoutMS: timeoutMS, MaxInFlight: maxInFlight}
+	if baseMS != 0 || maxMS != 0 {
+		p.Backoff = &gateway.Backoff{BaseMS: baseMS, MaxMS: maxMS}
+	}
+	return p
 }

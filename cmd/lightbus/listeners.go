@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	lightbus "github.com/lightbus-go/lightbus/clientgo"
+)
+
+// listenersCmd is `lightbus listeners`.
+func (c *cli) listenersCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "listeners",
+		Short: "List listener groups with pending, in-flight and dead deliveries and lag",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bus, err := c.bus()
+			if err != nil {
+				return err
+			}
+			groups, err := bus.Listeners(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if groups == nil {
+				groups = []lightbus.ListenerStatus{}
+			}
+			if c.jsonOut {
+				return c.printJSON(struct {
+					Listeners []lightbus.ListenerStatus `json:"listeners"`
+				}{groups})
+			}
+			w := c.table()
+			row(w, "LISTENER", "EVENTS", "ENDPOINTS", "PENDING", "IN FLIGHT", "DEAD", "LAG", "REPLAY")
+			for _, g := range groups {
+				lag := "-"
+				if !g.OldestUndelivered.IsZero() {
+					lag = g.Lag().Round(time.Millisecond).String()
+				}
+				replay := "-"
+				if g.Replay != nil {
+					replay = fmt.Sprintf("%d %s, %d queued", g.Replay.ID, g.Replay.State, g.Replay.Queued)
+				}
+				row(w, g.Service+"."+g.Name, list(g.Events), strconv.Itoa(g.Endpoints), strconv.FormatInt(g.Pending, 10),
+					strconv.FormatInt(g.InFlight, 10), strconv.FormatInt(g.Dead, 10), lag, replay)
+			}
+			return w.Flush()
+		},
+	}
+}

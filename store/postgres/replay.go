@@ -1,0 +1,201 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/lightbus-go/lightbus/gateway"
+)
+
+var _ gateway.ReplayStore = (*DB)(nil)
+
+// unfinished lists the River states of a delivery not yet finished.
+const unfinished = `('available', 'pending', 'scheduled', 'retryable', 'running')`
+
+type replayRow struct {
+	ID         int64      `db:"id"`
+	Service    string     `db:"service"`
+	Listener   string     `db:"listener"`
+	FromID     *string    `db:"from_id"`
+	Since      *time.Time `db:"since"`
+	Until      time.Time  `db:"until"`
+	Redeliver  bool       `db:"redeliver"`
+	Cursor     *string    `db:"cursor"`
+	Queued     int64      `db:"queued"`
+	State      string     `db:"state"`
+	CreatedAt  time.Time  `db:"created_at"`
+	FinishedAt *time.Time `db:"finished_at"`
+}
+
+const replayColumns = `id, service, listener, from_id::text AS from_id, since, until, redeliver,
+	cursor::text AS cursor, queued, state, created_at, finished_at`
+
+func (r *replayRow) replay() *gateway.Replay {
+	rp := &gateway.Replay{
+		ID: r.ID, Service: r.Service, Listener: r.Listener, Since: utc(r.Since), Until: r.Until.UTC(),
+		Redeliver: r.Redeliver, Queued: r.Queued, State: r.State, CreatedAt: r.CreatedAt.UTC(), FinishedAt: utc(r.FinishedAt),
+	}
+	if r.FromID != nil {
+		rp.FromID = *r.FromID
+	}
+	if r.Cursor != nil {
+		rp.Cursor = *r.Cursor
+	}
+	return rp
+}
+
+// StartReplay implements gateway.ReplayStore.
+func (db *DB) StartReplay(ctx context.Context, service, listener string, since gateway.Since, redeliver bool) (*gateway.Replay, error) {
+	if err := db.groupExists(ctx, service, listener); err != nil {
+		return nil, err
+	}
+	var rp *gateway.Replay
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		rp, err = db.startReplayTx(ctx, tx, service, listener, since, redeliver)
+		return err
+	})
+	return rp, err
+}
+
+// startReplayTx records a replay and queues its job in tx. A rewind
+// (redeliver) stops at now: later events are delivered as they are fired. A
+// new group's replay runs a minute past now, to catch events whose fires
+// began before the group existed and committed after; it skips events
+// that already have a delivery to the group, so none is queued twice.
+func (db *DB) startReplayTx(ctx context.Context, tx pgx.Tx, service, listener string, since gateway.Since, redeliver bool) (*gateway.Replay, error) {
+	var fromID *string
+	var sinceTime *time.Time
+	switch {
+	case since.EventID != "":
+		fromID = &since.EventID
+	case !since.Time.IsZero():
+		sinceTime = &since.Time
+	}
+	slack := time.Minute
+	if redeliver {
+		slack = 0
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO lightbus_replay (service, listener, from_id, since, until, redeliver)
+		VALUES ($1, $2, $3, $4, now() + $5 * interval '1 microsecond', $6)
+		RETURNING `+replayColumns, service, listener, fromID, sinceTime, slack.Microseconds(), redeliver)
+	if err != nil {
+		return nil, err
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[replayRow])
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.river.InsertTx(ctx, tx, gateway.ReplayArgs{ReplayID: row.ID}, nil); err != nil {
+		return nil, fmt.Errorf("queue replay: %w", err)
+	}
+	return row.replay(), nil
+}
+
+// ReplayPage implements gateway.ReplayStore.
+func (db *DB) ReplayPage(ctx context.Context, replayID int64, limit int) (bool, error) {
+	done := false
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+replayColumns+` FROM lightbus_replay WHERE id = $1 FOR UPDATE`, replayID)
+		if err != nil {
+			return err
+		}
+		rp, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[replayRow])
+		if errors.Is(err, pgx.ErrNoRows) {
+			done = true // the group, and with it the replay, is gone
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if rp.State == "done" {
+			done = true
+			return nil
+		}
+		var maxAttempts int
+		if err := tx.QueryRow(ctx, `SELECT max_attempts FROM lightbus_listener WHERE service = $1 AND name = $2`,
+			rp.Service, rp.Listener).Scan(&maxAttempts); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `
+			SELECT e.id::text, NOT EXISTS (
+				SELECT 1 FROM river_job j
+				WHERE `+kindIsDelivery+` AND j.args->>'event_id' = e.id::text
+				  AND j.args->>'service' = $1 AND j.args->>'listener' = $2
+				  AND (NOT $8 OR j.state IN `+unfinished+`)) AS needed
+			FROM lightbus_event e
+			WHERE ($3::uuid IS NULL OR e.id > $3::uuid) AND ($4::uuid IS NULL OR e.id >= $4::uuid)
+			  AND ($5::timestamptz IS NULL OR e.created_at >= $5) AND e.created_at < $6
+			  AND EXISTS (SELECT 1 FROM lightbus_subscription s
+			              WHERE s.service = $1 AND s.listener = $2 AND s.api = e.api AND s.event IN (e.name, '*'))
+			ORDER BY e.id
+			LIMIT $7`, rp.Service, rp.Listener, rp.Cursor, rp.FromID, rp.Since, rp.Until, limit, rp.Redeliver)
+		if err != nil {
+			return err
+		}
+		var jobs []river.InsertManyParams
+		var last string
+		n := 0
+		for rows.Next() {
+			var id string
+			var needed bool
+			if err := rows.Scan(&id, &needed); err != nil {
+				rows.Close()
+				return err
+			}
+			n++
+			last = id
+			if needed {
+				jobs = append(jobs, river.InsertManyParams{
+					Args:       gateway.DeliveryArgs{EventID: id, Service: rp.Service, Listener: rp.Listener},
+					InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts, Queue: gateway.QueueDelivery},
+				})
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(jobs) > 0 {
+			if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
+				return fmt.Errorf("queue replayed deliveries: %w", err)
+			}
+		}
+		done = n < limit
+		var cursor *string
+		if last != "" {
+			cursor = &last
+		}
+		_, err = tx.Exec(ctx, `
+			UPDATE lightbus_replay SET cursor = COALESCE($2::uuid, cursor), queued = queued + $3,
+				state = CASE WHEN $4 THEN 'done' ELSE state END,
+				finished_at = CASE WHEN $4 THEN now() ELSE finished_at END
+			WHERE id = $1`, replayID, cursor, len(jobs), done)
+		return err
+	})
+	return done, err
+}
+
+// latestReplays returns each group's latest replay.
+func (db *DB) latestReplays(ctx context.Context) (map[[2]string]*gateway.Replay, error) {
+	rows, err := db.pool.Query(ctx, `
+		SELECT DISTINCT ON (service, listener) `+replayColumns+`
+		FROM lightbus_replay ORDER BY service, listener, id DESC`)
+	if err != nil {
+		return nil, translate(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByName[replayRow])
+	if err != nil {
+		return nil, translate(err)
+	}
+	m := make(map[[2]string]*gateway.Replay, len(got))
+	for i := range got {
+		m[[2]string{got[i].Service, got[i].Listener}] = got[i].replay()
+	}
+	return m, nil
+}
