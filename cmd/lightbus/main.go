@@ -9,6 +9,7 @@
 //	lightbus workers                            list live workers
 //	lightbus events list [--api --event ...]    list stored events
 //	lightbus events show ID                     one event with its deliveries
+//	lightbus bench SCENARIO [flags]             measure a running gateway
 //
 // The worker process imports the service's bus package (./bus by default,
 // else --module or $LIGHTBUS_MODULE), which declares
@@ -125,7 +126,7 @@ registers the service's APIs and listeners on it at init.`,
 	}
 	root.PersistentFlags().StringVar(&c.url, "url", url, "the gateway's base URL ($LIGHTBUS_URL)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
-	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.eventsCmd())
+	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.eventsCmd(), c.benchCmd())
 	return root
 }
 
