@@ -35,6 +35,20 @@ type Config struct {
 	NoEndpointSnooze    time.Duration `envconfig:"LIGHTBUS_NO_ENDPOINT_SNOOZE" default:"1s"`
 	FetchCooldown       time.Duration `envconfig:"LIGHTBUS_FETCH_COOLDOWN" default:"10ms"`
 	FetchPollInterval   time.Duration `envconfig:"LIGHTBUS_FETCH_POLL_INTERVAL" default:"200ms"`
+
+	// FireBatch group-commits concurrent single fires: they share one
+	// transaction, each answered after that commit. FireBatchWindow is how
+	// long a batch waits for more fires while another batch commits (a lone
+	// fire never waits); FireBatchMax bounds a batch's events and
+	// FireBatchInFlight the batches committing at once.
+	FireBatch         bool          `envconfig:"LIGHTBUS_FIRE_BATCH" default:"true"`
+	FireBatchWindow   time.Duration `envconfig:"LIGHTBUS_FIRE_BATCH_WINDOW" default:"1ms"`
+	FireBatchMax      int           `envconfig:"LIGHTBUS_FIRE_BATCH_MAX" default:"64"`
+	FireBatchInFlight int           `envconfig:"LIGHTBUS_FIRE_BATCH_IN_FLIGHT" default:"4"`
+
+	// DebugAddr, when set, serves net/http/pprof there (e.g.
+	// 127.0.0.1:6060). Off by default; never expose it publicly.
+	DebugAddr string `envconfig:"LIGHTBUS_DEBUG_ADDR"`
 }
 
 // loadConfig reads the configuration from the environment and validates it.
@@ -68,6 +82,8 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_NO_ENDPOINT_SNOOZE", c.NoEndpointSnooze > 0},
 		{"LIGHTBUS_FETCH_COOLDOWN", c.FetchCooldown > 0},
 		{"LIGHTBUS_FETCH_POLL_INTERVAL", c.FetchPollInterval > 0},
+		{"LIGHTBUS_FIRE_BATCH_MAX", c.FireBatchMax > 0},
+		{"LIGHTBUS_FIRE_BATCH_IN_FLIGHT", c.FireBatchInFlight > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {
@@ -75,6 +91,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
+	case c.FireBatchWindow < 0:
+		return fmt.Errorf("LIGHTBUS_FIRE_BATCH_WINDOW must not be negative")
+	case c.FireBatchInFlight >= int(c.DBMaxConns):
+		return fmt.Errorf("LIGHTBUS_FIRE_BATCH_IN_FLIGHT (%d) must be below LIGHTBUS_DB_MAX_CONNS (%d)", c.FireBatchInFlight, c.DBMaxConns)
 	case c.Addr == "":
 		return fmt.Errorf("LIGHTBUS_ADDR must not be empty")
 	case c.RPCTimeout > c.RPCMaxTimeout:

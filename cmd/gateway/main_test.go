@@ -42,6 +42,10 @@ func testConfig() Config {
 		NoEndpointSnooze:    100 * time.Millisecond,
 		FetchCooldown:       5 * time.Millisecond,
 		FetchPollInterval:   50 * time.Millisecond,
+		FireBatch:           true,
+		FireBatchWindow:     time.Millisecond,
+		FireBatchMax:        64,
+		FireBatchInFlight:   4,
 	}
 }
 
@@ -218,14 +222,17 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("test config: %v", err)
 	}
 	for variable, mutate := range map[string]func(*Config){
-		"LIGHTBUS_ADDR":                func(c *Config) { c.Addr = "" },
-		"LIGHTBUS_RPC_TIMEOUT":         func(c *Config) { c.RPCTimeout = 0 },
-		"LIGHTBUS_RPC_MAX_TIMEOUT":     func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
-		"LIGHTBUS_DELIVERY_WORKERS":    func(c *Config) { c.DeliveryWorkers = -1 },
-		"LIGHTBUS_LOG_LEVEL":           func(c *Config) { c.LogLevel = "loud" },
-		"LIGHTBUS_LOG_FORMAT":          func(c *Config) { c.LogFormat = "xml" },
-		"LIGHTBUS_RETRY_BASE":          func(c *Config) { c.RetryBase = 2 * c.RetryMax },
-		"LIGHTBUS_FETCH_POLL_INTERVAL": func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
+		"LIGHTBUS_ADDR":                 func(c *Config) { c.Addr = "" },
+		"LIGHTBUS_RPC_TIMEOUT":          func(c *Config) { c.RPCTimeout = 0 },
+		"LIGHTBUS_RPC_MAX_TIMEOUT":      func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
+		"LIGHTBUS_DELIVERY_WORKERS":     func(c *Config) { c.DeliveryWorkers = -1 },
+		"LIGHTBUS_LOG_LEVEL":            func(c *Config) { c.LogLevel = "loud" },
+		"LIGHTBUS_LOG_FORMAT":           func(c *Config) { c.LogFormat = "xml" },
+		"LIGHTBUS_RETRY_BASE":           func(c *Config) { c.RetryBase = 2 * c.RetryMax },
+		"LIGHTBUS_FETCH_POLL_INTERVAL":  func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
+		"LIGHTBUS_FIRE_BATCH_WINDOW":    func(c *Config) { c.FireBatchWindow = -time.Millisecond },
+		"LIGHTBUS_FIRE_BATCH_MAX":       func(c *Config) { c.FireBatchMax = 0 },
+		"LIGHTBUS_FIRE_BATCH_IN_FLIGHT": func(c *Config) { c.FireBatchInFlight = int(c.DBMaxConns) },
 	} {
 		c := testConfig()
 		mutate(&c)

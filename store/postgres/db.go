@@ -30,9 +30,10 @@ var (
 
 // DB is the Postgres store.
 type DB struct {
-	logger *slog.Logger
-	pool   *pgxpool.Pool
-	river  *river.Client[pgx.Tx]
+	logger  *slog.Logger
+	pool    *pgxpool.Pool
+	river   *river.Client[pgx.Tx]
+	batcher *fireBatcher // nil: every fire commits alone
 }
 
 // New returns a store on pool. It makes an insert-only River client for

@@ -14,8 +14,17 @@ import (
 	"github.com/lightbus-go/lightbus/gateway"
 )
 
-// FireEvent implements gateway.EventStore.
+// FireEvent implements gateway.EventStore. With fire batching enabled
+// (EnableFireBatching) concurrent fires share a transaction.
 func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event) (int, error) {
+	if db.batcher != nil {
+		return db.batcher.fire(ctx, ev)
+	}
+	return db.fireOne(ctx, ev)
+}
+
+// fireOne stores ev and queues its deliveries in a transaction of its own.
+func (db *DB) fireOne(ctx context.Context, ev *gateway.Event) (int, error) {
 	var n int
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
