@@ -26,6 +26,11 @@ type Config struct {
 
 	RPCTimeout    time.Duration `envconfig:"LIGHTBUS_RPC_TIMEOUT" default:"10s"`
 	RPCMaxTimeout time.Duration `envconfig:"LIGHTBUS_RPC_MAX_TIMEOUT" default:"5m"`
+	// RPCTargetTTL caches each API's live workers this long so that a call
+	// costs no database round trip; 0 asks the database on every call. A
+	// worker whose lease ended is never called; a new worker is seen at
+	// once by calls that find none, else within the TTL.
+	RPCTargetTTL time.Duration `envconfig:"LIGHTBUS_RPC_TARGET_TTL" default:"1s"`
 
 	DeliveryTimeout     time.Duration `envconfig:"LIGHTBUS_DELIVERY_TIMEOUT" default:"30s"`
 	DeliveryMaxAttempts int           `envconfig:"LIGHTBUS_DELIVERY_MAX_ATTEMPTS" default:"25"`
@@ -91,6 +96,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
+	case c.RPCTargetTTL < 0:
+		return fmt.Errorf("LIGHTBUS_RPC_TARGET_TTL must not be negative")
 	case c.FireBatchWindow < 0:
 		return fmt.Errorf("LIGHTBUS_FIRE_BATCH_WINDOW must not be negative")
 	case c.FireBatchInFlight >= int(c.DBMaxConns):

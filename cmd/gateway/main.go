@@ -218,6 +218,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Logger:         logger,
 			MaxTimeout:     cfg.RPCMaxTimeout,
 			Store:          store,
+			TargetTTL:      cfg.RPCTargetTTL,
 		}),
 	})
 	return &app{cfg: cfg, handler: server, logger: logger, pool: pool, river: rc, store: store}, nil

@@ -185,14 +185,15 @@ func (b *fireBatcher) commit(batch []*fireReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	defer cancel()
 	err := b.db.inTx(ctx, func(tx pgx.Tx) error {
+		f := &fanOut{}
 		for _, r := range live {
-			n, err := b.db.fireTx(ctx, tx, r.ev)
+			n, err := b.db.stageFire(ctx, tx, f, r.ev)
 			if err != nil {
 				return err
 			}
 			r.n = n
 		}
-		return nil
+		return b.db.queue(ctx, tx, f)
 	})
 	if err == nil || len(live) == 1 {
 		for _, r := range live {

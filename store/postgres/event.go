@@ -36,6 +36,31 @@ func (db *DB) fireOne(ctx context.Context, ev *gateway.Event) (int, error) {
 
 // fireTx stores ev and queues its deliveries in tx.
 func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, error) {
+	f := &fanOut{}
+	n, err := db.stageFire(ctx, tx, f, ev)
+	if err != nil {
+		return 0, err
+	}
+	return n, db.queue(ctx, tx, f)
+}
+
+// fanOut gathers the deliveries of the fires of one transaction, looking up
+// the groups subscribed to each (API, event) once.
+type fanOut struct {
+	groups map[[2]string][]subscribedGroup
+	jobs   []river.InsertManyParams
+}
+
+// subscribedGroup is a listener group that gets a delivery.
+type subscribedGroup struct {
+	service, listener string
+	maxAttempts       int
+}
+
+// stageFire stores ev in tx and adds its deliveries to f, returning how
+// many; queue then inserts them. It is the per-event step shared by a lone
+// fire and a batch of fires in one transaction.
+func (db *DB) stageFire(ctx context.Context, tx pgx.Tx, f *fanOut, ev *gateway.Event) (int, error) {
 	var key *string
 	if ev.IdempotencyKey != "" {
 		key = &ev.IdempotencyKey
@@ -46,37 +71,53 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, er
 		ev.ID, ev.API, ev.Name, string(ev.Params), key, ev.CreatedAt); err != nil {
 		return 0, err
 	}
+	k := [2]string{ev.API, ev.Name}
+	groups, ok := f.groups[k]
+	if !ok {
+		var err error
+		if groups, err = subscribedGroups(ctx, tx, ev.API, ev.Name); err != nil {
+			return 0, err
+		}
+		if f.groups == nil {
+			f.groups = map[[2]string][]subscribedGroup{}
+		}
+		f.groups[k] = groups
+	}
+	for _, g := range groups {
+		f.jobs = append(f.jobs, river.InsertManyParams{
+			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener},
+			InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: gateway.QueueDelivery},
+		})
+	}
+	return len(groups), nil
+}
+
+// subscribedGroups returns the listener groups subscribed to api.name.
+func subscribedGroups(ctx context.Context, tx pgx.Tx, api, name string) ([]subscribedGroup, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT DISTINCT l.service, l.name, l.max_attempts
 		FROM lightbus_subscription s
 		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
-		WHERE s.api = $1 AND s.event IN ($2, '*')`, ev.API, ev.Name)
+		WHERE s.api = $1 AND s.event IN ($2, '*')`, api, name)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var jobs []river.InsertManyParams
-	for rows.Next() {
-		var service, listener string
-		var maxAttempts int
-		if err := rows.Scan(&service, &listener, &maxAttempts); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		jobs = append(jobs, river.InsertManyParams{
-			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: service, Listener: listener},
-			InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts, Queue: gateway.QueueDelivery},
-		})
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (subscribedGroup, error) {
+		var g subscribedGroup
+		err := r.Scan(&g.service, &g.listener, &g.maxAttempts)
+		return g, err
+	})
+}
+
+// queue inserts the deliveries staged in f, in one statement.
+func (db *DB) queue(ctx context.Context, tx pgx.Tx, f *fanOut) error {
+	if len(f.jobs) == 0 {
+		return nil
 	}
-	if err := rows.Err(); err != nil {
-		return 0, err
+	if _, err := db.river.InsertManyFastTx(ctx, tx, f.jobs); err != nil {
+		return fmt.Errorf("queue deliveries: %w", err)
 	}
-	if len(jobs) == 0 {
-		return 0, nil
-	}
-	if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
-		return 0, fmt.Errorf("queue deliveries: %w", err)
-	}
-	return len(jobs), nil
+	return nil
 }
 
 type eventRow struct {
