@@ -27,7 +27,8 @@ func (b *runner) baselines(ctx context.Context) error {
 }
 
 // scratchSchema holds the database baseline's tables, shaped and indexed
-// like lightbus_event and river_job; it is dropped after the run.
+// like lightbus_event and river_job (GIN indexes included); it is dropped
+// after the run.
 const scratchSchema = `
 CREATE SCHEMA IF NOT EXISTS lightbus_bench;
 CREATE TABLE IF NOT EXISTS lightbus_bench.event (
@@ -56,7 +57,9 @@ CREATE TABLE IF NOT EXISTS lightbus_bench.job (
 );
 CREATE INDEX IF NOT EXISTS job_prioritized_fetching ON lightbus_bench.job (state, queue, priority, scheduled_at, id);
 CREATE INDEX IF NOT EXISTS job_kind ON lightbus_bench.job (kind);
-CREATE INDEX IF NOT EXISTS job_event_id ON lightbus_bench.job ((args ->> 'event_id'));`
+CREATE INDEX IF NOT EXISTS job_event_id ON lightbus_bench.job ((args ->> 'event_id'));
+CREATE INDEX IF NOT EXISTS job_args ON lightbus_bench.job USING gin (args);
+CREATE INDEX IF NOT EXISTS job_metadata ON lightbus_bench.job USING gin (metadata);`
 
 // dbBaseline inserts one event row and one job row per listener group (one
 // group unless the run names others) per transaction, at the run's
