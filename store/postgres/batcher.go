@@ -184,17 +184,17 @@ func (b *fireBatcher) commit(batch []*fireReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	defer cancel()
+	counts := make([]*int, len(live))
 	err := b.db.inTx(ctx, func(tx pgx.Tx) error {
 		f := &fanOut{}
-		for _, r := range live {
-			n, err := b.db.stageFire(ctx, tx, f, r.ev)
-			if err != nil {
-				return err
-			}
-			r.n = n
+		for i, r := range live {
+			counts[i] = f.stage(r.ev)
 		}
-		return b.db.queue(ctx, tx, f)
+		return b.db.flush(ctx, tx, f)
 	})
+	for i, r := range live {
+		r.n = *counts[i]
+	}
 	if err == nil || len(live) == 1 {
 		for _, r := range live {
 			if err != nil {

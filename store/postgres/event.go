@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 
 	"github.com/lightbus-go/lightbus/gateway"
@@ -37,16 +38,19 @@ func (db *DB) fireOne(ctx context.Context, ev *gateway.Event) (int, error) {
 // fireTx stores ev and queues its deliveries in tx.
 func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event) (int, error) {
 	f := &fanOut{}
-	n, err := db.stageFire(ctx, tx, f, ev)
-	if err != nil {
+	n := f.stage(ev)
+	if err := db.flush(ctx, tx, f); err != nil {
 		return 0, err
 	}
-	return n, db.queue(ctx, tx, f)
+	return *n, nil
 }
 
-// fanOut gathers the deliveries of the fires of one transaction, looking up
-// the groups subscribed to each (API, event) once.
+// fanOut gathers the fires of one transaction: their statements, sent to
+// Postgres in one pipelined round trip by flush, then their deliveries,
+// inserted in one statement. The groups subscribed to each (API, event)
+// are looked up once per transaction.
 type fanOut struct {
+	batch  pgx.Batch
 	groups map[[2]string][]subscribedGroup
 	jobs   []river.InsertManyParams
 }
@@ -57,60 +61,62 @@ type subscribedGroup struct {
 	maxAttempts       int
 }
 
-// stageFire stores ev in tx and adds its deliveries to f, returning how
-// many; queue then inserts them. It is the per-event step shared by a lone
-// fire and a batch of fires in one transaction.
-func (db *DB) stageFire(ctx context.Context, tx pgx.Tx, f *fanOut, ev *gateway.Event) (int, error) {
+// stage queues the statements that store ev, and adds its deliveries to
+// f once they ran; the returned count is set by flush. It is the
+// per-event step shared by a lone fire and a batch of fires in one
+// transaction.
+func (f *fanOut) stage(ev *gateway.Event) *int {
+	n := new(int)
+	k := [2]string{ev.API, ev.Name}
+	if _, seen := f.groups[k]; !seen {
+		if f.groups == nil {
+			f.groups = map[[2]string][]subscribedGroup{}
+		}
+		f.groups[k] = nil
+		f.batch.Queue(`
+			SELECT DISTINCT l.service, l.name, l.max_attempts
+			FROM lightbus_subscription s
+			JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
+			WHERE s.api = $1 AND s.event IN ($2, '*')`, ev.API, ev.Name).
+			Query(func(rows pgx.Rows) error {
+				groups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (subscribedGroup, error) {
+					var g subscribedGroup
+					err := r.Scan(&g.service, &g.listener, &g.maxAttempts)
+					return g, err
+				})
+				f.groups[k] = groups
+				return err
+			})
+	}
 	var key *string
 	if ev.IdempotencyKey != "" {
 		key = &ev.IdempotencyKey
 	}
-	if _, err := tx.Exec(ctx, `
+	f.batch.Queue(`
 		INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6)`,
-		ev.ID, ev.API, ev.Name, string(ev.Params), key, ev.CreatedAt); err != nil {
-		return 0, err
-	}
-	k := [2]string{ev.API, ev.Name}
-	groups, ok := f.groups[k]
-	if !ok {
-		var err error
-		if groups, err = subscribedGroups(ctx, tx, ev.API, ev.Name); err != nil {
-			return 0, err
-		}
-		if f.groups == nil {
-			f.groups = map[[2]string][]subscribedGroup{}
-		}
-		f.groups[k] = groups
-	}
-	for _, g := range groups {
-		f.jobs = append(f.jobs, river.InsertManyParams{
-			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener},
-			InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: gateway.QueueDelivery},
+		ev.ID, ev.API, ev.Name, string(ev.Params), key, ev.CreatedAt).
+		Exec(func(pgconn.CommandTag) error {
+			// The event is stored: queue one delivery per subscribed group.
+			for _, g := range f.groups[k] {
+				f.jobs = append(f.jobs, river.InsertManyParams{
+					Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener},
+					InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: gateway.QueueDelivery},
+				})
+			}
+			*n = len(f.groups[k])
+			return nil
 		})
-	}
-	return len(groups), nil
+	return n
 }
 
-// subscribedGroups returns the listener groups subscribed to api.name.
-func subscribedGroups(ctx context.Context, tx pgx.Tx, api, name string) ([]subscribedGroup, error) {
-	rows, err := tx.Query(ctx, `
-		SELECT DISTINCT l.service, l.name, l.max_attempts
-		FROM lightbus_subscription s
-		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
-		WHERE s.api = $1 AND s.event IN ($2, '*')`, api, name)
-	if err != nil {
-		return nil, err
+// flush runs the staged statements in tx and inserts the deliveries.
+func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
+	if f.batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, &f.batch).Close(); err != nil {
+			return err
+		}
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (subscribedGroup, error) {
-		var g subscribedGroup
-		err := r.Scan(&g.service, &g.listener, &g.maxAttempts)
-		return g, err
-	})
-}
-
-// queue inserts the deliveries staged in f, in one statement.
-func (db *DB) queue(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 	if len(f.jobs) == 0 {
 		return nil
 	}
