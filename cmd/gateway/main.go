@@ -173,7 +173,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		pool.Close()
 		return nil, err
 	}
-	store, err := postgres.New(pool, logger)
+	store, err := postgres.New(pool, logger, postgres.WithInsertNotifyCooldown(cfg.FetchCooldown))
 	if err != nil {
 		pool.Close()
 		return nil, err
