@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -90,14 +91,9 @@ func parseGroups(s string) ([]int, error) {
 	for _, part := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(part))
 		if err != nil {
-			return nil, &usageError{"--groups " + strconv.Quote(s) + ": want numbers separated by commas"}
+			return nil, fmt.Errorf("--groups %q: want numbers separated by commas", s)
 		}
 		out = append(out, n)
 	}
 	return out, nil
 }
-
-// usageError is a bad flag value.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
