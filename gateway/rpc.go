@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,6 +23,9 @@ import (
 type RPCTarget struct {
 	WorkerID string
 	BaseURL  string
+	// ExpiresAt is the end of the worker's lease; zero when unknown. A
+	// cached target is not called after it.
+	ExpiresAt time.Time
 }
 
 // RPCStore finds the workers that can answer a call.
@@ -51,12 +55,25 @@ type RouterConfig struct {
 	// PollInterval is how often a call waiting for a worker looks again.
 	PollInterval time.Duration
 	Store        RPCStore
+	// TargetTTL, when positive, caches each API's live workers for this
+	// long, so that a call costs no database round trip. Workers whose
+	// lease has ended are never called from the cache; a call that finds
+	// none in the cache asks the store at once.
+	TargetTTL time.Duration
 }
 
 // Router forwards RPCs to live workers, round robin.
 type Router struct {
-	cfg  RouterConfig
-	next atomic.Uint64
+	cfg   RouterConfig
+	next  atomic.Uint64
+	cache sync.Map // api + "\x00" + method → *targetEntry
+}
+
+// targetEntry is a cached answer of RPCStore.RPCTargets.
+type targetEntry struct {
+	targets  []RPCTarget
+	declared time.Duration
+	fetched  time.Time
 }
 
 // NewRouter returns a Router, filling in defaults.
@@ -90,7 +107,7 @@ var errRefused = errors.New("connection refused")
 // deadline. Errors: ENoWorker, ETimeout, ERemote (the handler's own error),
 // EInvalid and ENotFound (passed through from the worker), EBadGateway.
 func (r *Router) Call(ctx context.Context, call *Call) (json.RawMessage, error) {
-	targets, declared, err := r.cfg.Store.RPCTargets(ctx, call.API, call.Method)
+	targets, declared, err := r.targets(ctx, call.API, call.Method, false)
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +127,9 @@ func (r *Router) Call(ctx context.Context, call *Call) (json.RawMessage, error) 
 	refused := map[string]bool{}
 	for {
 		live := targets[:0:0]
+		now := time.Now()
 		for _, t := range targets {
-			if !refused[t.WorkerID] {
+			if !refused[t.WorkerID] && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt)) {
 				live = append(live, t)
 			}
 		}
@@ -136,7 +154,7 @@ func (r *Router) Call(ctx context.Context, call *Call) (json.RawMessage, error) 
 			return nil, ctx.Err()
 		case <-time.After(r.cfg.PollInterval):
 		}
-		targets, _, err = r.cfg.Store.RPCTargets(ctx, call.API, call.Method)
+		targets, _, err = r.targets(ctx, call.API, call.Method, true)
 		if err != nil {
 			if ctx.Err() != nil {
 				continue // the select above reports the deadline
@@ -144,6 +162,39 @@ func (r *Router) Call(ctx context.Context, call *Call) (json.RawMessage, error) 
 			return nil, err
 		}
 	}
+}
+
+// targets returns the workers providing api and the declared timeout of
+// api.method: from the cache when it is fresh and holds a live worker
+// (unless fresh is set), else from the store, refreshing the cache.
+func (r *Router) targets(ctx context.Context, api, method string, fresh bool) ([]RPCTarget, time.Duration, error) {
+	if r.cfg.TargetTTL <= 0 {
+		return r.cfg.Store.RPCTargets(ctx, api, method)
+	}
+	key := api + "\x00" + method
+	now := time.Now()
+	if v, ok := r.cache.Load(key); ok && !fresh {
+		e := v.(*targetEntry)
+		if now.Sub(e.fetched) < r.cfg.TargetTTL {
+			for _, t := range e.targets {
+				if t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt) {
+					return e.targets, e.declared, nil
+				}
+			}
+		}
+	}
+	targets, declared, err := r.cfg.Store.RPCTargets(ctx, api, method)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(targets) > 0 {
+		r.cache.Store(key, &targetEntry{targets: targets, declared: declared, fetched: now})
+	} else {
+		// Only APIs with workers are kept: names nobody serves never grow
+		// the cache.
+		r.cache.Delete(key)
+	}
+	return targets, declared, nil
 }
 
 func (r *Router) forward(ctx context.Context, t RPCTarget, call *Call, deadline time.Time, reqID string) (json.RawMessage, error) {

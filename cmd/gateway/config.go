@@ -28,6 +28,11 @@ type Config struct {
 
 	RPCTimeout    time.Duration `envconfig:"LIGHTBUS_RPC_TIMEOUT" default:"10s"`
 	RPCMaxTimeout time.Duration `envconfig:"LIGHTBUS_RPC_MAX_TIMEOUT" default:"5m"`
+	// RPCTargetTTL caches each API's live workers this long so that a call
+	// costs no database round trip; 0 asks the database on every call. A
+	// worker whose lease ended is never called; a new worker is seen at
+	// once by calls that find none, else within the TTL.
+	RPCTargetTTL time.Duration `envconfig:"LIGHTBUS_RPC_TARGET_TTL" default:"1s"`
 
 	DeliveryTimeout     time.Duration `envconfig:"LIGHTBUS_DELIVERY_TIMEOUT" default:"30s"`
 	DeliveryMaxAttempts int           `envconfig:"LIGHTBUS_DELIVERY_MAX_ATTEMPTS" default:"25"`
@@ -65,6 +70,19 @@ type Config struct {
 	PruneInterval time.Duration `envconfig:"LIGHTBUS_PRUNE_INTERVAL" default:"10m"`
 	// PruneBatch is how many events one pruning transaction deletes.
 	PruneBatch int `envconfig:"LIGHTBUS_PRUNE_BATCH" default:"1000"`
+	// FireBatch group-commits concurrent single fires: they share one
+	// transaction, each answered after that commit. FireBatchWindow is how
+	// long a batch waits for more fires while another batch commits (a lone
+	// fire never waits); FireBatchMax bounds a batch's events and
+	// FireBatchInFlight the batches committing at once.
+	FireBatch         bool          `envconfig:"LIGHTBUS_FIRE_BATCH" default:"true"`
+	FireBatchWindow   time.Duration `envconfig:"LIGHTBUS_FIRE_BATCH_WINDOW" default:"1ms"`
+	FireBatchMax      int           `envconfig:"LIGHTBUS_FIRE_BATCH_MAX" default:"64"`
+	FireBatchInFlight int           `envconfig:"LIGHTBUS_FIRE_BATCH_IN_FLIGHT" default:"4"`
+
+	// DebugAddr, when set, serves net/http/pprof there (e.g.
+	// 127.0.0.1:6060). Off by default; never expose it publicly.
+	DebugAddr string `envconfig:"LIGHTBUS_DEBUG_ADDR"`
 }
 
 // loadConfig reads the configuration from the environment and validates it.
@@ -104,6 +122,8 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_DEAD_RETENTION", c.DeadRetention > 0},
 		{"LIGHTBUS_PRUNE_INTERVAL", c.PruneInterval > 0},
 		{"LIGHTBUS_PRUNE_BATCH", c.PruneBatch > 0},
+		{"LIGHTBUS_FIRE_BATCH_MAX", c.FireBatchMax > 0},
+		{"LIGHTBUS_FIRE_BATCH_IN_FLIGHT", c.FireBatchInFlight > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {
@@ -115,6 +135,12 @@ func (c *Config) Validate() error {
 		// Migrations hold one connection for their lock while using others,
 		// and River keeps one for notifications.
 		return fmt.Errorf("LIGHTBUS_DB_MAX_CONNS must be at least 4")
+	case c.RPCTargetTTL < 0:
+		return fmt.Errorf("LIGHTBUS_RPC_TARGET_TTL must not be negative")
+	case c.FireBatchWindow < 0:
+		return fmt.Errorf("LIGHTBUS_FIRE_BATCH_WINDOW must not be negative")
+	case c.FireBatchInFlight >= int(c.DBMaxConns):
+		return fmt.Errorf("LIGHTBUS_FIRE_BATCH_IN_FLIGHT (%d) must be below LIGHTBUS_DB_MAX_CONNS (%d)", c.FireBatchInFlight, c.DBMaxConns)
 	case c.Addr == "":
 		return fmt.Errorf("LIGHTBUS_ADDR must not be empty")
 	case c.RPCTimeout > c.RPCMaxTimeout:

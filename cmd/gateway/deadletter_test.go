@@ -191,11 +191,16 @@ func TestRedriveManyInBatches(t *testing.T) {
 	registerGroup(t, gw, "w1", "billing", "charge", h.srv.URL, `{"max_attempts":1}`, "shop.*")
 	// More dead deliveries than one bulk-redrive batch (1000).
 	const n = 1100
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fireOne(t, gw, "shop", "order_placed")
+	// Fired in two batches: a thousand single fires would make the test
+	// slow on a busy machine without testing more.
+	item := `{"api":"shop","event":"order_placed","params":{}}`
+	for _, size := range []int{n / 2, n - n/2} {
+		batch := "[" + strings.Repeat(item+",", size-1) + item + "]"
+		if resp := gw.do(t, "POST", "/v1/events", batch, nil, nil); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("batch fire: %d", resp.StatusCode)
+		}
 	}
-	waitFor(t, 60*time.Second, "every delivery to be dead", func() bool {
+	waitFor(t, 120*time.Second, "every delivery to be dead", func() bool {
 		var page deadPage
 		gw.do(t, "GET", "/v1/listeners/billing/charge/dead?limit=1000&before=9223372036854775807", "", nil, &page)
 		if len(page.Deliveries) < 1000 {
@@ -210,5 +215,5 @@ func TestRedriveManyInBatches(t *testing.T) {
 	if res.Redriven != n {
 		t.Fatalf("redriven %d, want %d", res.Redriven, n)
 	}
-	waitFor(t, 60*time.Second, "every redriven delivery to arrive", func() bool { return delivered.Load() >= n })
+	waitFor(t, 120*time.Second, "every redriven delivery to arrive", func() bool { return delivered.Load() >= n })
 }

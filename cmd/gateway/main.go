@@ -173,10 +173,17 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		pool.Close()
 		return nil, err
 	}
-	store, err := postgres.New(pool, logger)
+	store, err := postgres.New(pool, logger, postgres.WithInsertNotifyCooldown(cfg.FetchCooldown))
 	if err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if cfg.FireBatch {
+		store.EnableFireBatching(postgres.FireBatchConfig{
+			Window:      cfg.FireBatchWindow,
+			MaxSize:     cfg.FireBatchMax,
+			MaxInFlight: cfg.FireBatchInFlight,
+		})
 	}
 	workers := river.NewWorkers()
 	retry := gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2}
@@ -242,6 +249,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Logger:         logger,
 			MaxTimeout:     cfg.RPCMaxTimeout,
 			Store:          store,
+			TargetTTL:      cfg.RPCTargetTTL,
 		}),
 	})
 	return &app{cfg: cfg, handler: server, logger: logger, pool: pool, river: rc, store: store}, nil
@@ -251,6 +259,15 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 // down gracefully: HTTP first (in-flight requests finish), then River
 // (running deliveries finish), each bounded by the shutdown timeout.
 func (a *app) serve(ctx context.Context, ln net.Listener) error {
+	if a.cfg.DebugAddr != "" {
+		_, stopDebug, err := serveDebug(a.cfg.DebugAddr, a.logger)
+		if err != nil {
+			ln.Close()
+			a.close(context.WithoutCancel(ctx))
+			return err
+		}
+		defer stopDebug()
+	}
 	if err := a.river.Start(ctx); err != nil {
 		ln.Close()
 		a.close(context.WithoutCancel(ctx))
@@ -282,9 +299,10 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// close stops River (letting running deliveries finish until ctx is done,
+// close stops fire batching (batches in flight commit), stops River (letting running deliveries finish until ctx is done,
 // then cancelling them) and closes the pool.
 func (a *app) close(ctx context.Context) {
+	a.store.Close()
 	if err := a.river.Stop(ctx); err != nil {
 		a.logger.Warn("River did not stop in time; cancelling running deliveries", slog.String("error", err.Error()))
 		cancelCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -50,6 +50,11 @@ func testConfig() Config {
 		DeadRetention:       168 * time.Hour,
 		PruneInterval:       10 * time.Minute,
 		PruneBatch:          1000,
+		RPCTargetTTL:        time.Second,
+		FireBatch:           true,
+		FireBatchWindow:     time.Millisecond,
+		FireBatchMax:        64,
+		FireBatchInFlight:   4,
 	}
 }
 
@@ -227,18 +232,22 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("test config: %v", err)
 	}
 	for variable, mutate := range map[string]func(*Config){
-		"LIGHTBUS_ADDR":                func(c *Config) { c.Addr = "" },
-		"LIGHTBUS_DB_MAX_CONNS":        func(c *Config) { c.DBMaxConns = 2 },
-		"LIGHTBUS_RPC_TIMEOUT":         func(c *Config) { c.RPCTimeout = 0 },
-		"LIGHTBUS_RPC_MAX_TIMEOUT":     func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
-		"LIGHTBUS_DELIVERY_WORKERS":    func(c *Config) { c.DeliveryWorkers = -1 },
-		"LIGHTBUS_LOG_LEVEL":           func(c *Config) { c.LogLevel = "loud" },
-		"LIGHTBUS_LOG_FORMAT":          func(c *Config) { c.LogFormat = "xml" },
-		"LIGHTBUS_RETRY_BASE":          func(c *Config) { c.RetryBase = 2 * c.RetryMax },
-		"LIGHTBUS_FETCH_POLL_INTERVAL": func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
-		"LIGHTBUS_DEAD_RETENTION":      func(c *Config) { c.DeadRetention = c.EventRetention / 2 },
-		"LIGHTBUS_PRUNE_BATCH":         func(c *Config) { c.PruneBatch = 0 },
-		"LIGHTBUS_IDEMPOTENCY_WINDOW":  func(c *Config) { c.IdempotencyWindow = 0 },
+		"LIGHTBUS_ADDR":                 func(c *Config) { c.Addr = "" },
+		"LIGHTBUS_DB_MAX_CONNS":         func(c *Config) { c.DBMaxConns = 2 },
+		"LIGHTBUS_RPC_TIMEOUT":          func(c *Config) { c.RPCTimeout = 0 },
+		"LIGHTBUS_RPC_MAX_TIMEOUT":      func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
+		"LIGHTBUS_DELIVERY_WORKERS":     func(c *Config) { c.DeliveryWorkers = -1 },
+		"LIGHTBUS_LOG_LEVEL":            func(c *Config) { c.LogLevel = "loud" },
+		"LIGHTBUS_LOG_FORMAT":           func(c *Config) { c.LogFormat = "xml" },
+		"LIGHTBUS_RETRY_BASE":           func(c *Config) { c.RetryBase = 2 * c.RetryMax },
+		"LIGHTBUS_FETCH_POLL_INTERVAL":  func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
+		"LIGHTBUS_DEAD_RETENTION":       func(c *Config) { c.DeadRetention = c.EventRetention / 2 },
+		"LIGHTBUS_PRUNE_BATCH":          func(c *Config) { c.PruneBatch = 0 },
+		"LIGHTBUS_IDEMPOTENCY_WINDOW":   func(c *Config) { c.IdempotencyWindow = 0 },
+		"LIGHTBUS_RPC_TARGET_TTL":       func(c *Config) { c.RPCTargetTTL = -time.Second },
+		"LIGHTBUS_FIRE_BATCH_WINDOW":    func(c *Config) { c.FireBatchWindow = -time.Millisecond },
+		"LIGHTBUS_FIRE_BATCH_MAX":       func(c *Config) { c.FireBatchMax = 0 },
+		"LIGHTBUS_FIRE_BATCH_IN_FLIGHT": func(c *Config) { c.FireBatchInFlight = int(c.DBMaxConns) },
 	} {
 		c := testConfig()
 		mutate(&c)

@@ -196,4 +196,22 @@ func TestRPC(t *testing.T) {
 		time.Sleep(700 * time.Millisecond) // no heartbeat: the 500ms lease runs out
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "200ms"}, nil), 503, "no_worker")
 	})
+
+	t.Run("TargetCacheSavesTheLookup", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t, func(c *Config) { c.RPCTargetTTL = time.Minute })
+		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("first call: %d", resp.StatusCode)
+		}
+		// Behind the gateway's back: only a call served from the cache
+		// still finds the worker.
+		if _, err := gw.app.pool.Exec(t.Context(), `DELETE FROM lightbus_worker`); err != nil {
+			t.Fatal(err)
+		}
+		if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("second call within the TTL: %d, want 200 from the cached target", resp.StatusCode)
+		}
+	})
 }

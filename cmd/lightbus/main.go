@@ -14,6 +14,7 @@
 //	lightbus dead show ID                       one delivery with its attempts
 //	lightbus dead redrive ID|--all GROUP        give dead deliveries fresh attempts
 //	lightbus replay SERVICE.LISTENER --since S  rewind a listener group
+//	lightbus bench SCENARIO [flags]             measure a running gateway
 //
 // The worker process imports the service's bus package (./bus by default,
 // else --module or $LIGHTBUS_MODULE), which declares
@@ -131,7 +132,7 @@ registers the service's APIs and listeners on it at init.`,
 	root.PersistentFlags().StringVar(&c.url, "url", url, "the gateway's base URL ($LIGHTBUS_URL)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
 	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.deadCmd(), c.replayCmd(),
-		c.dumpschemaCmd(), c.loadschemaCmd())
+		c.dumpschemaCmd(), c.loadschemaCmd(), c.benchCmd())
 	return root
 }
 

@@ -2,14 +2,16 @@
 // pgx v5. Each store method runs in one transaction; deliveries are queued as
 // River jobs inside the transaction that stores their event, so an event is
 // never stored without its deliveries nor a delivery queued for an event that
-// was not stored. Database errors become gateway errors in one place
-// (error.go).
+// was not stored. With fire batching enabled (batcher.go), concurrent fires
+// share one transaction (group commit), each answered after that commit.
+// Database errors become gateway errors in one place (error.go).
 package postgres
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,18 +32,39 @@ var (
 
 // DB is the Postgres store.
 type DB struct {
-	logger *slog.Logger
-	pool   *pgxpool.Pool
-	river  *river.Client[pgx.Tx]
+	logger  *slog.Logger
+	pool    *pgxpool.Pool
+	river   *river.Client[pgx.Tx]
+	batcher *fireBatcher // nil: every fire commits alone
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	notifyCooldown time.Duration
+}
+
+// WithInsertNotifyCooldown sets how often at most a fire notifies River's
+// workers that deliveries are waiting (per queue, per gateway). A worker
+// learns of new jobs through these notifications or by polling, so the
+// cooldown bounds the delay between a fire's commit and its delivery. Set
+// it to River's fetch cooldown; River's default is 100ms.
+func WithInsertNotifyCooldown(d time.Duration) Option {
+	return func(o *options) { o.notifyCooldown = d }
 }
 
 // New returns a store on pool. It makes an insert-only River client for
 // queuing deliveries; the River client that works them is the caller's.
-func New(pool *pgxpool.Pool, logger *slog.Logger) (*DB, error) {
+func New(pool *pgxpool.Pool, logger *slog.Logger, opts ...Option) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: logger})
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{FetchCooldown: o.notifyCooldown, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("river insert client: %w", err)
 	}

@@ -9,13 +9,24 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 
 	"github.com/lightbus-go/lightbus/gateway"
 )
 
-// FireEvent implements gateway.EventStore.
+// FireEvent implements gateway.EventStore. With fire batching enabled
+// (EnableFireBatching) concurrent fires without an idempotency key share a
+// transaction; a fire with a key runs in a transaction of its own, since
+// finding its first event takes a round trip of its own anyway.
 func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
+	if db.batcher != nil && ev.IdempotencyKey == "" {
+		n, err := db.batcher.fire(ctx, ev)
+		if err != nil {
+			return nil, err
+		}
+		return &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: n}, nil
+	}
 	var res *gateway.FireResult
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
@@ -25,11 +36,33 @@ func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Dura
 	return res, err
 }
 
-// FireEvents implements gateway.EventStore.
+// fireOne stores ev, which has no idempotency key, and queues its
+// deliveries in a transaction of its own (the batcher's fallback).
+func (db *DB) fireOne(ctx context.Context, ev *gateway.Event) (int, error) {
+	var res *gateway.FireResult
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		res, err = db.fireTx(ctx, tx, ev, 0)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return res.Deliveries, nil
+}
+
+// FireEvents implements gateway.EventStore. Events without idempotency keys
+// are staged together and sent in one pipelined round trip.
 func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.Duration) ([]*gateway.FireResult, error) {
 	results := make([]*gateway.FireResult, len(evs))
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		f := &fanOut{}
+		counts := make([]*int, len(evs))
 		for i, ev := range evs {
+			if ev.IdempotencyKey == "" {
+				counts[i] = f.stage(ev)
+				continue
+			}
 			res, err := db.fireTx(ctx, tx, ev, window)
 			if err != nil {
 				var gerr *gateway.Error
@@ -39,6 +72,15 @@ func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.
 				return err
 			}
 			results[i] = res
+		}
+		if err := db.flush(ctx, tx, f); err != nil {
+			return err
+		}
+		for i, n := range counts {
+			if n != nil {
+				ev := evs[i]
+				results[i] = &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: *n}
+			}
 		}
 		return nil
 	})
@@ -55,88 +97,169 @@ func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.
 // repeats store one event.
 func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
 	res := &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt}
+	f := &fanOut{}
 	if ev.IdempotencyKey == "" {
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO lightbus_event (id, api, name, params, created_at) VALUES ($1, $2, $3, $4, $5)`,
-			ev.ID, ev.API, ev.Name, string(ev.Params), ev.CreatedAt); err != nil {
+		n := f.stage(ev)
+		if err := db.flush(ctx, tx, f); err != nil {
 			return nil, err
 		}
-	} else {
-		for stored := false; !stored; {
-			tag, err := tx.Exec(ctx, `
-				INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6)
-				ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
-				ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt)
-			if err != nil {
-				return nil, err
-			}
-			if stored = tag.RowsAffected() == 1; stored {
-				break
-			}
-			var orig gateway.FireResult
-			var params string
-			var expired bool
-			err = tx.QueryRow(ctx, `
-				SELECT id::text, name, params::text, created_at, created_at < now() - $3 * interval '1 microsecond'
-				FROM lightbus_event WHERE api = $1 AND idempotency_key = $2
-				FOR UPDATE`, ev.API, ev.IdempotencyKey, window.Microseconds()).
-				Scan(&orig.ID, &orig.Event, &params, &orig.CreatedAt, &expired)
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-				continue // the holder is gone (pruned): try again
-			case err != nil:
-				return nil, err
-			case expired:
-				// The key outlived the window: the old event gives it up.
-				if _, err := tx.Exec(ctx, `UPDATE lightbus_event SET idempotency_key = NULL WHERE id = $1`, orig.ID); err != nil {
-					return nil, err
-				}
-				continue
-			case orig.Event != ev.Name || params != string(ev.Params):
-				return nil, gateway.Errorf(gateway.EConflict,
-					"Idempotency-Key %q was used by event %s (%s.%s) with other parameters: use a new key for a new event",
-					ev.IdempotencyKey, orig.ID, ev.API, orig.Event)
-			}
-			orig.API, orig.Repeat, orig.CreatedAt = ev.API, true, orig.CreatedAt.UTC()
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM river_job j WHERE `+kindIsDelivery+` AND j.args->>'event_id' = $1`,
-				orig.ID).Scan(&orig.Deliveries); err != nil {
-				return nil, err
-			}
-			return &orig, nil
-		}
+		res.Deliveries = *n
+		return res, nil
 	}
-	rows, err := tx.Query(ctx, `
-		SELECT DISTINCT l.service, l.name, l.max_attempts
-		FROM lightbus_subscription s
-		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
-		WHERE s.api = $1 AND s.event IN ($2, '*')`, ev.API, ev.Name)
-	if err != nil {
+	for stored := false; !stored; {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
+			ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt)
+		if err != nil {
+			return nil, err
+		}
+		if stored = tag.RowsAffected() == 1; stored {
+			break
+		}
+		var orig gateway.FireResult
+		var params string
+		var expired bool
+		err = tx.QueryRow(ctx, `
+			SELECT id::text, name, params::text, created_at, created_at < now() - $3 * interval '1 microsecond'
+			FROM lightbus_event WHERE api = $1 AND idempotency_key = $2
+			FOR UPDATE`, ev.API, ev.IdempotencyKey, window.Microseconds()).
+			Scan(&orig.ID, &orig.Event, &params, &orig.CreatedAt, &expired)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			continue // the holder is gone (pruned): try again
+		case err != nil:
+			return nil, err
+		case expired:
+			// The key outlived the window: the old event gives it up.
+			if _, err := tx.Exec(ctx, `UPDATE lightbus_event SET idempotency_key = NULL WHERE id = $1`, orig.ID); err != nil {
+				return nil, err
+			}
+			continue
+		case orig.Event != ev.Name || params != string(ev.Params):
+			return nil, gateway.Errorf(gateway.EConflict,
+				"Idempotency-Key %q was used by event %s (%s.%s) with other parameters: use a new key for a new event",
+				ev.IdempotencyKey, orig.ID, ev.API, orig.Event)
+		}
+		orig.API, orig.Repeat, orig.CreatedAt = ev.API, true, orig.CreatedAt.UTC()
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM river_job j WHERE `+kindIsDelivery+` AND j.args->>'event_id' = $1`,
+			orig.ID).Scan(&orig.Deliveries); err != nil {
+			return nil, err
+		}
+		return &orig, nil
+	}
+	// The event is stored: queue its deliveries.
+	n := f.stageDeliveries(ev)
+	if err := db.flush(ctx, tx, f); err != nil {
 		return nil, err
 	}
-	var jobs []river.InsertManyParams
-	for rows.Next() {
-		var service, listener string
-		var maxAttempts int
-		if err := rows.Scan(&service, &listener, &maxAttempts); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		jobs = append(jobs, river.InsertManyParams{
-			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: service, Listener: listener},
-			InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts, Queue: gateway.QueueDelivery},
+	res.Deliveries = *n
+	return res, nil
+}
+
+// fanOut gathers the fires of one transaction: their statements, sent to
+// Postgres in one pipelined round trip by flush, then their deliveries,
+// inserted in one statement. The groups subscribed to each (API, event)
+// are looked up once per transaction.
+type fanOut struct {
+	batch  pgx.Batch
+	groups map[[2]string][]subscribedGroup
+	jobs   []river.InsertManyParams
+}
+
+// subscribedGroup is a listener group that gets a delivery.
+type subscribedGroup struct {
+	service, listener string
+	maxAttempts       int
+}
+
+// subscribedGroupsSQL finds the listener groups subscribed to an event.
+const subscribedGroupsSQL = `
+	SELECT DISTINCT l.service, l.name, l.max_attempts
+	FROM lightbus_subscription s
+	JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
+	WHERE s.api = $1 AND s.event IN ($2, '*')`
+
+func collectGroups(rows pgx.Rows) ([]subscribedGroup, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (subscribedGroup, error) {
+		var g subscribedGroup
+		err := r.Scan(&g.service, &g.listener, &g.maxAttempts)
+		return g, err
+	})
+}
+
+// addDeliveries queues one delivery of ev per group and returns how many.
+func (f *fanOut) addDeliveries(ev *gateway.Event, groups []subscribedGroup) int {
+	for _, g := range groups {
+		f.jobs = append(f.jobs, river.InsertManyParams{
+			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener},
+			InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: gateway.QueueDelivery},
 		})
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	return len(groups)
+}
+
+// stage queues the statements that store ev, and adds its deliveries to
+// f once they ran; the returned count is set by flush. It is the
+// per-event step shared by a lone fire and a batch of fires in one
+// transaction. ev must have no idempotency key (see fireTx).
+func (f *fanOut) stage(ev *gateway.Event) *int {
+	n := new(int)
+	k := [2]string{ev.API, ev.Name}
+	if _, seen := f.groups[k]; !seen {
+		if f.groups == nil {
+			f.groups = map[[2]string][]subscribedGroup{}
+		}
+		f.groups[k] = nil
+		f.batch.Queue(subscribedGroupsSQL, ev.API, ev.Name).Query(func(rows pgx.Rows) error {
+			groups, err := collectGroups(rows)
+			f.groups[k] = groups
+			return err
+		})
 	}
-	if len(jobs) > 0 {
-		if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
-			return nil, fmt.Errorf("queue deliveries: %w", err)
+	f.batch.Queue(`
+		INSERT INTO lightbus_event (id, api, name, params, created_at)
+		VALUES ($1, $2, $3, $4, $5)`,
+		ev.ID, ev.API, ev.Name, string(ev.Params), ev.CreatedAt).
+		Exec(func(pgconn.CommandTag) error {
+			// The event is stored: queue one delivery per subscribed group.
+			*n = f.addDeliveries(ev, f.groups[k])
+			return nil
+		})
+	return n
+}
+
+// stageDeliveries queues the lookup of the groups subscribed to ev, an
+// event stored already, and one delivery per group; the returned count is
+// set by flush.
+func (f *fanOut) stageDeliveries(ev *gateway.Event) *int {
+	n := new(int)
+	f.batch.Queue(subscribedGroupsSQL, ev.API, ev.Name).Query(func(rows pgx.Rows) error {
+		groups, err := collectGroups(rows)
+		if err != nil {
+			return err
+		}
+		*n = f.addDeliveries(ev, groups)
+		return nil
+	})
+	return n
+}
+
+// flush runs the staged statements in tx and inserts the deliveries.
+func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
+	if f.batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, &f.batch).Close(); err != nil {
+			return err
 		}
 	}
-	res.Deliveries = len(jobs)
-	return res, nil
+	if len(f.jobs) == 0 {
+		return nil
+	}
+	if _, err := db.river.InsertManyFastTx(ctx, tx, f.jobs); err != nil {
+		return fmt.Errorf("queue deliveries: %w", err)
+	}
+	return nil
 }
 
 type eventRow struct {

@@ -22,7 +22,7 @@ type testBundle struct {
 	pool *pgxpool.Pool
 }
 
-func setup(t *testing.T) (context.Context, *testBundle) {
+func setup(t testing.TB) (context.Context, *testBundle) {
 	t.Helper()
 	pool := pgtest.New(t)
 	db, err := postgres.New(pool, nil)
@@ -39,7 +39,7 @@ func registration(id, service string, apis []gateway.APIDeclaration, listeners .
 	}
 }
 
-func register(ctx context.Context, t *testing.T, db *postgres.DB, reg *gateway.Registration) *gateway.RegistrationResult {
+func register(ctx context.Context, t testing.TB, db *postgres.DB, reg *gateway.Registration) *gateway.RegistrationResult {
 	t.Helper()
 	if err := reg.Validate(); err != nil {
 		t.Fatalf("registration: %v", err)

@@ -234,13 +234,13 @@ func (db *DB) RPCTargets(ctx context.Context, api, method string) ([]gateway.RPC
 	var timeoutMS int64
 	batch := &pgx.Batch{}
 	batch.Queue(`
-		SELECT id, base_url FROM lightbus_worker
+		SELECT id, base_url, expires_at FROM lightbus_worker
 		WHERE $1 = ANY(apis) AND expires_at > now() ORDER BY id`, api).
 		Query(func(rows pgx.Rows) error {
 			var err error
 			targets, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (gateway.RPCTarget, error) {
 				var t gateway.RPCTarget
-				err := r.Scan(&t.WorkerID, &t.BaseURL)
+				err := r.Scan(&t.WorkerID, &t.BaseURL, &t.ExpiresAt)
 				return t, err
 			})
 			return err

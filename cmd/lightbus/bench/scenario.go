@@ -1,0 +1,254 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// runner runs one scenario, adding its results to r.
+type runner struct {
+	o      Options
+	r      *Report
+	client *http.Client
+}
+
+// drainIdle is how long a run waits for a delivery before it stops
+// waiting for the rest.
+const drainIdle = 15 * time.Second
+
+// post sends body to url and checks the status, returning the answer.
+func (b *runner) post(ctx context.Context, url string, body []byte, want ...int) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header["Content-Type"] = []string{"application/json"}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, resp.StatusCode, err
+	}
+	for _, w := range want {
+		if resp.StatusCode == w {
+			return answer, resp.StatusCode, nil
+		}
+	}
+	return answer, resp.StatusCode, fmt.Errorf("POST %s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(answer)))
+}
+
+// withPeer starts and registers a peer, runs fn, and deregisters it.
+func (b *runner) withPeer(ctx context.Context, groups int, rpc bool, fn func(p *Peer) error) error {
+	p, err := NewPeer(b.o.URL, b.client)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_ = p.Close(cctx)
+		cancel()
+	}()
+	if err := p.Register(ctx, groups, rpc); err != nil {
+		return err
+	}
+	return fn(p)
+}
+
+// fireURL is where the peer's API.ping is fired.
+func (b *runner) fireURL(p *Peer) string {
+	return strings.TrimRight(b.o.URL, "/") + "/v1/events/" + p.API + "/ping"
+}
+
+// fire measures single-event fires for each number of listener groups.
+func (b *runner) fire(ctx context.Context) error {
+	if err := b.baselines(ctx); err != nil {
+		return err
+	}
+	groups := b.o.Groups
+	if len(groups) == 0 {
+		groups = []int{0, 1, 4}
+	}
+	for _, g := range groups {
+		err := b.withPeer(ctx, g, false, func(p *Peer) error {
+			url := b.fireURL(p)
+			name := fmt.Sprintf("fire %d group(s)", g)
+			s := Drive(ctx, b.o.Load, name, b.o.Progress, func(ctx context.Context, _ int) (int, error) {
+				_, _, err := b.post(ctx, url, b.o.Params, http.StatusAccepted)
+				return 1, err
+			})
+			b.r.add(Result{Name: name, Summary: s, Note: durabilityNote})
+			if g > 0 {
+				// Let the deliveries finish so that they do not load the
+				// next measurement.
+				p.WaitCount(ctx, s.Ops*g, drainIdle)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Names of the delivered results the deliver scenario compares.
+const (
+	gatewayDelivered = "deliver: fire → delivered"
+	riverDelivered   = "river-baseline: enqueue → delivered"
+)
+
+const durabilityNote = "a 2xx means the event and its deliveries are committed"
+
+// fireBatch measures batch fires of BatchSize events to one group.
+func (b *runner) fireBatch(ctx context.Context) error {
+	if err := b.baselines(ctx); err != nil {
+		return err
+	}
+	groups := 1
+	if len(b.o.Groups) > 0 {
+		groups = b.o.Groups[0]
+	}
+	return b.withPeer(ctx, groups, false, func(p *Peer) error {
+		url := strings.TrimRight(b.o.URL, "/") + "/v1/events"
+		var buf bytes.Buffer
+		buf.WriteByte('[')
+		for i := range b.o.BatchSize {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			fmt.Fprintf(&buf, `{"api":%q,"event":"ping","params":%s}`, p.API, b.o.Params)
+		}
+		buf.WriteByte(']')
+		body := buf.Bytes()
+
+		// Probe: a gateway without batch fire answers 404 or 405 (this
+		// gateway's method-not-allowed is a 400 problem saying so).
+		answer, status, err := b.post(ctx, url, body, http.StatusAccepted, http.StatusOK, http.StatusMultiStatus)
+		if status == http.StatusNotFound || status == http.StatusMethodNotAllowed ||
+			(status == http.StatusBadRequest && bytes.Contains(answer, []byte("method POST is not allowed"))) {
+			b.r.Skipped = fmt.Sprintf("the gateway does not serve batch fire (POST /v1/events answered %d)", status)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := batchAccepted(answer, b.o.BatchSize); err != nil {
+			return err
+		}
+		name := fmt.Sprintf("fire-batch %d x %d group(s)", b.o.BatchSize, groups)
+		s := Drive(ctx, b.o.Load, name, b.o.Progress, func(ctx context.Context, _ int) (int, error) {
+			answer, _, err := b.post(ctx, url, body, http.StatusAccepted, http.StatusOK, http.StatusMultiStatus)
+			if err != nil {
+				return 0, err
+			}
+			return batchAccepted(answer, b.o.BatchSize)
+		})
+		b.r.add(Result{Name: name, Summary: s, Note: "EVENTS/S counts events accepted; OPS are requests"})
+		if groups > 0 {
+			p.WaitCount(ctx, (s.Items+b.o.BatchSize)*groups, drainIdle)
+		}
+		return nil
+	})
+}
+
+// batchAccepted counts the accepted items of a batch fire's answer: an
+// array of per-item results, bare or under "results", where an item with
+// an "id" and no "error" was stored.
+func batchAccepted(answer []byte, size int) (int, error) {
+	var items []map[string]json.RawMessage
+	if err := json.Unmarshal(answer, &items); err != nil {
+		var wrapped struct {
+			Results []map[string]json.RawMessage `json:"results"`
+		}
+		if err := json.Unmarshal(answer, &wrapped); err != nil {
+			return 0, fmt.Errorf("batch fire answer is not a list of results: %w", err)
+		}
+		items = wrapped.Results
+	}
+	n := 0
+	for _, it := range items {
+		_, hasID := it["id"]
+		_, hasErr := it["error"]
+		if hasID && !hasErr {
+			n++
+		}
+	}
+	if n < size {
+		return n, fmt.Errorf("batch fire stored %d of %d events", n, size)
+	}
+	return n, nil
+}
+
+// deliver measures fire → delivered latency at a fixed fire rate into one
+// group served by the peer, and the sustained delivery rate.
+func (b *runner) deliver(ctx context.Context) error {
+	if b.o.DatabaseURL != "" {
+		if err := b.riverBaseline(ctx); err != nil {
+			return err
+		}
+	}
+	return b.withPeer(ctx, 1, false, func(p *Peer) error {
+		url := b.fireURL(p)
+		var mu sync.Mutex
+		sent := map[string]time.Time{}
+		s := Drive(ctx, b.o.Load, "deliver: fire", b.o.Progress, func(ctx context.Context, _ int) (int, error) {
+			at := time.Now()
+			answer, _, err := b.post(ctx, url, b.o.Params, http.StatusAccepted)
+			if err != nil {
+				return 0, err
+			}
+			var res struct {
+				ID string `json:"id"`
+			}
+			if err := json.Unmarshal(answer, &res); err != nil || res.ID == "" {
+				return 0, fmt.Errorf("fire answer without an id: %s", answer)
+			}
+			mu.Lock()
+			sent[res.ID] = at
+			mu.Unlock()
+			return 1, nil
+		})
+		b.r.add(Result{Name: "deliver: fire", Summary: s})
+		p.WaitCount(ctx, len(sent), drainIdle)
+		b.r.add(deliveredResult(gatewayDelivered, sent, p))
+		return nil
+	})
+}
+
+// deliveredResult summarizes deliveries: latency is receipt minus send of
+// each event; throughput is deliveries over first send to last receipt.
+func deliveredResult(name string, sent map[string]time.Time, p *Peer) Result {
+	var lat []time.Duration
+	var first, last time.Time
+	missing := 0
+	for id, at := range sent {
+		got, ok := p.Received(id)
+		if !ok {
+			missing++
+			continue
+		}
+		lat = append(lat, got.Sub(at))
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if got.After(last) {
+			last = got
+		}
+	}
+	first1 := ""
+	if missing > 0 {
+		first1 = fmt.Sprintf("%d events were not delivered within %s of the last delivery", missing, drainIdle)
+	}
+	s := Summarize(lat, len(lat), missing, first1, last.Sub(first))
+	return Result{Name: name, Summary: s, Note: "latency is the listener's receipt time minus the fire's send time; EVENTS/S is deliveries from first send to last receipt"}
+}

@@ -1,0 +1,212 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lightbus-go/lightbus/gateway"
+)
+
+// FireBatchConfig configures group commit of single fires: concurrent
+// FireEvent calls share one transaction, so that many events cost one
+// durable commit. Each call still returns only after the commit that
+// stored its event.
+type FireBatchConfig struct {
+	// Window is how long a batch waits for more fires while another batch
+	// is committing. A fire that arrives when nothing is committing is
+	// never held back, so a lone client sees no added latency.
+	Window time.Duration
+	// MaxSize bounds the events of one transaction.
+	MaxSize int
+	// MaxInFlight bounds the batches committing at once (each holds one
+	// connection); fires arriving meanwhile join the next batch.
+	MaxInFlight int
+	// Timeout bounds one batch's transaction; the callers' own contexts do
+	// not cut a shared transaction short.
+	Timeout time.Duration
+}
+
+// EnableFireBatching makes FireEvent group-commit concurrent fires with
+// cfg. Call it once, before serving; Close stops it.
+func (db *DB) EnableFireBatching(cfg FireBatchConfig) {
+	if cfg.MaxSize <= 0 {
+		cfg.MaxSize = 64
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	b := &fireBatcher{
+		db:    db,
+		cfg:   cfg,
+		reqs:  make(chan *fireReq),
+		slots: make(chan struct{}, cfg.MaxInFlight),
+		quit:  make(chan struct{}),
+	}
+	b.wg.Add(1)
+	go b.run()
+	db.batcher = b
+}
+
+// Close stops fire batching, waiting for the batches in flight to commit.
+// Fires after Close run unbatched.
+func (db *DB) Close() {
+	if b := db.batcher; b != nil {
+		b.stop.Do(func() { close(b.quit) })
+		b.wg.Wait()
+	}
+}
+
+// fireBatcher gathers concurrent fires into shared transactions.
+type fireBatcher struct {
+	db    *DB
+	cfg   FireBatchConfig
+	reqs  chan *fireReq // unbuffered: a sent fire is always taken by run
+	slots chan struct{} // one token per batch committing
+	quit  chan struct{}
+	stop  sync.Once
+	wg    sync.WaitGroup
+}
+
+// fireReq is one waiting fire and, once done is closed, its outcome.
+type fireReq struct {
+	ctx  context.Context
+	ev   *gateway.Event
+	n    int
+	err  error
+	done chan struct{}
+}
+
+// fire hands ev to the batcher and waits for the commit that stores it.
+func (b *fireBatcher) fire(ctx context.Context, ev *gateway.Event) (int, error) {
+	r := &fireReq{ctx: ctx, ev: ev, done: make(chan struct{})}
+	select {
+	case b.reqs <- r:
+	case <-ctx.Done():
+		return 0, translate(ctx.Err())
+	case <-b.quit:
+		return b.db.fireOne(ctx, ev)
+	}
+	// Wait for the outcome even if ctx ends: the shared transaction may
+	// commit this event, and the answer must say what happened.
+	<-r.done
+	return r.n, r.err
+}
+
+// run gathers batches and dispatches each to its own goroutine.
+func (b *fireBatcher) run() {
+	defer b.wg.Done()
+	for {
+		var batch []*fireReq
+		select {
+		case r := <-b.reqs:
+			batch = append(batch, r)
+		case <-b.quit:
+			return
+		}
+		batch = b.gather(batch)
+		b.wg.Add(1)
+		go b.commit(batch)
+	}
+}
+
+// gather adds fires to batch and takes a commit slot. With a slot free and
+// nothing committing it returns at once; while other batches commit it
+// waits up to the window for more; with every slot taken it keeps
+// gathering until one frees or the batch is full.
+func (b *fireBatcher) gather(batch []*fireReq) []*fireReq {
+	select {
+	case b.slots <- struct{}{}:
+		if len(b.slots) == 1 || b.cfg.Window <= 0 {
+			return b.takeWaiting(batch)
+		}
+		t := time.NewTimer(b.cfg.Window)
+		defer t.Stop()
+		for len(batch) < b.cfg.MaxSize {
+			select {
+			case r := <-b.reqs:
+				batch = append(batch, r)
+			case <-t.C:
+				return batch
+			}
+		}
+		return batch
+	default:
+	}
+	for len(batch) < b.cfg.MaxSize {
+		select {
+		case r := <-b.reqs:
+			batch = append(batch, r)
+		case b.slots <- struct{}{}:
+			return batch
+		}
+	}
+	b.slots <- struct{}{}
+	return batch
+}
+
+// takeWaiting adds the fires already waiting, without blocking.
+func (b *fireBatcher) takeWaiting(batch []*fireReq) []*fireReq {
+	for len(batch) < b.cfg.MaxSize {
+		select {
+		case r := <-b.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit stores batch in one transaction and answers every fire. When the
+// transaction fails, nothing of it was stored, and each fire is retried
+// alone so that one bad event fails only itself.
+func (b *fireBatcher) commit(batch []*fireReq) {
+	defer b.wg.Done()
+	defer func() { <-b.slots }()
+
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.err = translate(err)
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
+	defer cancel()
+	counts := make([]*int, len(live))
+	err := b.db.inTx(ctx, func(tx pgx.Tx) error {
+		f := &fanOut{}
+		for i, r := range live {
+			counts[i] = f.stage(r.ev)
+		}
+		return b.db.flush(ctx, tx, f)
+	})
+	for i, r := range live {
+		r.n = *counts[i]
+	}
+	if err == nil || len(live) == 1 {
+		for _, r := range live {
+			if err != nil {
+				r.n, r.err = 0, err
+			}
+			close(r.done)
+		}
+		return
+	}
+	b.db.logger.Debug("batched fire failed; retrying its events one by one", "events", len(live), "error", err.Error())
+	for _, r := range live {
+		r.n, r.err = b.db.fireOne(r.ctx, r.ev)
+		close(r.done)
+	}
+}
