@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,19 +65,28 @@ type DeliveryStore interface {
 type DeliveryWorker struct {
 	river.WorkerDefaults[DeliveryArgs]
 
-	client  *http.Client
-	logger  *slog.Logger
-	next    atomic.Uint64
-	snooze  time.Duration
-	store   DeliveryStore
-	timeout time.Duration
+	client     *http.Client
+	groupLimit int
+	logger     *slog.Logger
+	next       atomic.Uint64
+	snooze     time.Duration
+	store      DeliveryStore
+	timeout    time.Duration
+
+	mu       sync.Mutex
+	inFlight map[string]int // running deliveries per group ("service.listener")
 }
 
 // DeliveryWorkerConfig configures a DeliveryWorker.
 type DeliveryWorkerConfig struct {
 	// Client makes the requests; nil uses a client with a tuned transport.
 	Client *http.Client
-	Logger *slog.Logger
+	// GroupLimit caps the deliveries of one listener group running at once
+	// in this worker, so that a slow group cannot occupy every River
+	// worker slot and hold back the other groups. A delivery over the cap
+	// snoozes briefly without using an attempt. 0 means no cap.
+	GroupLimit int
+	Logger     *slog.Logger
 	// Snooze is how long a delivery waits, without using an attempt, when
 	// its group has no live endpoint.
 	Snooze time.Duration
@@ -88,11 +98,13 @@ type DeliveryWorkerConfig struct {
 // NewDeliveryWorker returns a delivery worker.
 func NewDeliveryWorker(cfg DeliveryWorkerConfig) *DeliveryWorker {
 	w := &DeliveryWorker{
-		client:  cfg.Client,
-		logger:  cfg.Logger,
-		snooze:  cfg.Snooze,
-		store:   cfg.Store,
-		timeout: cfg.Timeout,
+		client:     cfg.Client,
+		groupLimit: cfg.GroupLimit,
+		inFlight:   map[string]int{},
+		logger:     cfg.Logger,
+		snooze:     cfg.Snooze,
+		store:      cfg.Store,
+		timeout:    cfg.Timeout,
 	}
 	if w.client == nil {
 		w.client = newHTTPClient()
@@ -115,9 +127,45 @@ func (w *DeliveryWorker) Timeout(*river.Job[DeliveryArgs]) time.Duration {
 	return w.timeout + 5*time.Second
 }
 
+// groupBusySnooze is how long a delivery over its group's in-flight cap
+// waits before it is tried again.
+const groupBusySnooze = 50 * time.Millisecond
+
+// acquire takes one of group's in-flight slots; false when the group is at
+// its cap.
+func (w *DeliveryWorker) acquire(group string) bool {
+	if w.groupLimit <= 0 {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight[group] >= w.groupLimit {
+		return false
+	}
+	w.inFlight[group]++
+	return true
+}
+
+// release gives back a slot taken by acquire.
+func (w *DeliveryWorker) release(group string) {
+	if w.groupLimit <= 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight[group]--; w.inFlight[group] <= 0 {
+		delete(w.inFlight, group)
+	}
+}
+
 // Work delivers one event to one live endpoint of its group.
 func (w *DeliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
 	args := job.Args
+	group := args.Service + "." + args.Listener
+	if !w.acquire(group) {
+		return river.JobSnooze(groupBusySnooze + rand.N(groupBusySnooze))
+	}
+	defer w.release(group)
 	target, err := w.store.DeliveryTarget(ctx, args.EventID, args.Service, args.Listener)
 	if errors.Is(err, ErrNotFound) {
 		// The event or the group is gone: there is nothing left to deliver.
