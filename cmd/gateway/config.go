@@ -35,6 +35,31 @@ type Config struct {
 	NoEndpointSnooze    time.Duration `envconfig:"LIGHTBUS_NO_ENDPOINT_SNOOZE" default:"1s"`
 	FetchCooldown       time.Duration `envconfig:"LIGHTBUS_FETCH_COOLDOWN" default:"10ms"`
 	FetchPollInterval   time.Duration `envconfig:"LIGHTBUS_FETCH_POLL_INTERVAL" default:"200ms"`
+	// GroupMaxInFlight caps the deliveries one listener group has running
+	// in this process, so that a slow group cannot take every delivery
+	// worker; a delivery over the cap waits (snoozes) without using an
+	// attempt.
+	GroupMaxInFlight int `envconfig:"LIGHTBUS_GROUP_MAX_IN_FLIGHT" default:"10"`
+	// RescueAfter is how long a delivery may stay running before River
+	// treats it as stuck (its gateway died) and schedules a retry. 0 means
+	// the delivery timeout plus one minute. It must exceed the delivery
+	// timeout plus 5 s, or deliveries still running would be retried.
+	RescueAfter time.Duration `envconfig:"LIGHTBUS_RESCUE_AFTER"`
+	// DBConnectTimeout bounds opening one database connection, so that
+	// requests fail with 503 instead of hanging while the database is
+	// unreachable.
+	DBConnectTimeout time.Duration `envconfig:"LIGHTBUS_DB_CONNECT_TIMEOUT" default:"2s"`
+	// DebugVars serves GET /debug/vars (expvar: memory statistics and the
+	// goroutine count). Off by default.
+	DebugVars bool `envconfig:"LIGHTBUS_DEBUG_VARS"`
+}
+
+// rescueAfter returns the effective RescueAfter.
+func (c *Config) rescueAfter() time.Duration {
+	if c.RescueAfter > 0 {
+		return c.RescueAfter
+	}
+	return c.DeliveryTimeout + time.Minute
 }
 
 // loadConfig reads the configuration from the environment and validates it.
@@ -68,6 +93,8 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_NO_ENDPOINT_SNOOZE", c.NoEndpointSnooze > 0},
 		{"LIGHTBUS_FETCH_COOLDOWN", c.FetchCooldown > 0},
 		{"LIGHTBUS_FETCH_POLL_INTERVAL", c.FetchPollInterval > 0},
+		{"LIGHTBUS_GROUP_MAX_IN_FLIGHT", c.GroupMaxInFlight > 0},
+		{"LIGHTBUS_DB_CONNECT_TIMEOUT", c.DBConnectTimeout > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {
@@ -81,6 +108,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_RPC_TIMEOUT (%s) exceeds LIGHTBUS_RPC_MAX_TIMEOUT (%s)", c.RPCTimeout, c.RPCMaxTimeout)
 	case c.RetryBase > c.RetryMax:
 		return fmt.Errorf("LIGHTBUS_RETRY_BASE (%s) exceeds LIGHTBUS_RETRY_MAX (%s)", c.RetryBase, c.RetryMax)
+	case c.RescueAfter < 0:
+		return fmt.Errorf("LIGHTBUS_RESCUE_AFTER must not be negative")
+	case c.RescueAfter > 0 && c.RescueAfter <= c.DeliveryTimeout+5*time.Second:
+		return fmt.Errorf("LIGHTBUS_RESCUE_AFTER (%s) must exceed LIGHTBUS_DELIVERY_TIMEOUT (%s) plus 5s", c.RescueAfter, c.DeliveryTimeout)
 	case c.FetchCooldown > c.FetchPollInterval:
 		return fmt.Errorf("LIGHTBUS_FETCH_COOLDOWN (%s) exceeds LIGHTBUS_FETCH_POLL_INTERVAL (%s)", c.FetchCooldown, c.FetchPollInterval)
 	}

@@ -15,6 +15,7 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"expvar"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -140,6 +142,9 @@ func openPool(ctx context.Context, dbURL string, cfg Config) (*pgxpool.Pool, err
 		return nil, fmt.Errorf("invalid DATABASE_URL: %w", err)
 	}
 	pcfg.MaxConns = cfg.DBMaxConns
+	if pcfg.ConnConfig.ConnectTimeout == 0 || pcfg.ConnConfig.ConnectTimeout > cfg.DBConnectTimeout {
+		pcfg.ConnConfig.ConnectTimeout = cfg.DBConnectTimeout
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -180,17 +185,19 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, gateway.NewDeliveryWorker(gateway.DeliveryWorkerConfig{
-		Logger:  logger,
-		Snooze:  cfg.NoEndpointSnooze,
-		Store:   store,
-		Timeout: cfg.DeliveryTimeout,
+		GroupLimit: cfg.GroupMaxInFlight,
+		Logger:     logger,
+		Snooze:     cfg.NoEndpointSnooze,
+		Store:      store,
+		Timeout:    cfg.DeliveryTimeout,
 	}))
 	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		FetchCooldown:        cfg.FetchCooldown,
 		FetchPollInterval:    cfg.FetchPollInterval,
+		JobTimeout:           cfg.DeliveryTimeout + 5*time.Second, // as DeliveryWorker.Timeout
 		Logger:               logger.With(slog.String("component", "river")),
 		Queues:               map[string]river.QueueConfig{gateway.QueueDelivery: {MaxWorkers: cfg.DeliveryWorkers}},
-		RescueStuckJobsAfter: cfg.DeliveryTimeout + time.Minute,
+		RescueStuckJobsAfter: cfg.rescueAfter(),
 		RetryPolicy:          &gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2},
 		Workers:              workers,
 	})
@@ -213,7 +220,11 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Store:          store,
 		}),
 	})
-	return &app{cfg: cfg, handler: server, logger: logger, pool: pool, river: rc, store: store}, nil
+	var handler http.Handler = server
+	if cfg.DebugVars {
+		handler = withDebugVars(server)
+	}
+	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store}, nil
 }
 
 // serve runs River and the HTTP server on ln until ctx is done, then shuts
@@ -261,4 +272,18 @@ func (a *app) close(ctx context.Context) {
 		cancel()
 	}
 	a.pool.Close()
+}
+
+// withDebugVars serves GET /debug/vars (expvar: memstats, cmdline and the
+// goroutine count) in front of h. Enabled by LIGHTBUS_DEBUG_VARS only: it is
+// an operator's tool, not part of the API.
+func withDebugVars(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /debug/vars", expvar.Handler())
+	mux.Handle("/", h)
+	return mux
+}
+
+func init() {
+	expvar.Publish("goroutines", expvar.Func(func() any { return runtime.NumGoroutine() }))
 }

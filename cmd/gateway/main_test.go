@@ -42,6 +42,8 @@ func testConfig() Config {
 		NoEndpointSnooze:    100 * time.Millisecond,
 		FetchCooldown:       5 * time.Millisecond,
 		FetchPollInterval:   50 * time.Millisecond,
+		GroupMaxInFlight:    10,
+		DBConnectTimeout:    2 * time.Second,
 	}
 }
 
@@ -226,6 +228,9 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_LOG_FORMAT":          func(c *Config) { c.LogFormat = "xml" },
 		"LIGHTBUS_RETRY_BASE":          func(c *Config) { c.RetryBase = 2 * c.RetryMax },
 		"LIGHTBUS_FETCH_POLL_INTERVAL": func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
+		"LIGHTBUS_GROUP_MAX_IN_FLIGHT": func(c *Config) { c.GroupMaxInFlight = 0 },
+		"LIGHTBUS_DB_CONNECT_TIMEOUT":  func(c *Config) { c.DBConnectTimeout = 0 },
+		"LIGHTBUS_RESCUE_AFTER":        func(c *Config) { c.RescueAfter = c.DeliveryTimeout + time.Second },
 	} {
 		c := testConfig()
 		mutate(&c)
