@@ -1,0 +1,139 @@
+// Package fault is the gateway's fault-injection suite. It builds the gateway
+// binary once, runs it as real processes against a private Postgres, and
+// injects faults (SIGKILL, SIGTERM, a database restart, listeners and workers
+// going away, slow listeners, several replicas) while a load generator fires
+// events and calls RPCs. Every scenario ends with an audit: each event the
+// gateway acknowledged with 2xx must be stored and delivered to every
+// subscribed listener group at least once. See docs/RELIABILITY.md.
+package fault
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lightbus-go/lightbus/store/postgres/devpg"
+)
+
+// roleEnv makes the test binary run as a helper process instead of the tests.
+const roleEnv = "LIGHTBUS_FAULT_ROLE"
+
+var (
+	// gatewayBin is the gateway binary built by TestMain.
+	gatewayBin string
+	// adminURL is the shared test cluster's postgres database.
+	adminURL string
+	// workDir holds the binary and the shared cluster.
+	workDir string
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == "worker" {
+		os.Exit(workerMain())
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	workDir, err = reachableTempDir("lightbus-fault-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fault:", err)
+		return 1
+	}
+	defer os.RemoveAll(workDir)
+
+	gatewayBin = filepath.Join(workDir, "gateway")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", gatewayBin, "..")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fault: build the gateway:", err)
+		return 1
+	}
+
+	ctx := context.Background()
+	srv, err := devpg.Start(ctx, devpg.Options{DataDir: filepath.Join(workDir, "pgdata"), Database: "postgres",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fault: start Postgres:", err)
+		return 1
+	}
+	defer func() { _ = srv.Stop(context.Background()) }()
+	adminURL = srv.URL
+	return m.Run()
+}
+
+// reachableTempDir makes a temporary directory that the unprivileged user
+// running Postgres (when the tests run as root) can traverse.
+func reachableTempDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o755)
+}
+
+// newDatabase creates an empty database on the shared cluster and returns
+// its URL; the gateway migrates it on start.
+func newDatabase(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	name := fmt.Sprintf("fault_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if conn, err := pgx.Connect(ctx, adminURL); err == nil {
+			_, _ = conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+			conn.Close(ctx)
+		}
+	})
+	return withDatabase(adminURL, name)
+}
+
+// withDatabase replaces the database in a postgres://host/db?query URL.
+func withDatabase(url, db string) string {
+	// devpg URLs have the form postgres://postgres@127.0.0.1:PORT/DB?sslmode=disable.
+	slash := len("postgres://")
+	for i := slash; i < len(url); i++ {
+		if url[i] == '/' {
+			q := ""
+			for j := i; j < len(url); j++ {
+				if url[j] == '?' {
+					q = url[j:]
+					break
+				}
+			}
+			return url[:i+1] + db + q
+		}
+	}
+	return url
+}
+
+// freePort returns a loopback port that is free right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
