@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -595,4 +596,51 @@ func TestSoak(t *testing.T) {
 	}
 	summary(t, "soak", "%s of load, %d events acknowledged, lost=%d; rss %d→%d kB, goroutines %d→%d, fds %d→%d; %s",
 		length, r.acked, r.lost, base.rssKB, final.rssKB, base.goroutines, final.goroutines, base.fds, final.fds, probe)
+}
+
+// TestFlakyDatabaseConnections cuts the gateway's database connections at
+// random (through a TCP proxy) while events are fired: a cut during a fire
+// fails that fire with 503, never acknowledges an event whose deliveries were
+// not queued with it, and River keeps delivering.
+func TestFlakyDatabaseConnections(t *testing.T) {
+	t.Parallel()
+	dbURL := newDatabase(t)
+	proxy := newChaosProxy(t, hostPort(adminURL))
+	gw := startGateway(t, "gateway", baseEnv(viaProxy(dbURL, proxy.addr)))
+	l := newListener(t, "flaky", "a", "b")
+	l.register(gw)
+
+	lg := newLoadGen()
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := lg.run(ctx, 4, 5*time.Millisecond, func() []string { return []string{gw.URL} })
+	stop := make(chan struct{})
+	var cwg sync.WaitGroup
+	cwg.Go(func() { proxy.chaos(100*time.Millisecond, stop) })
+	time.Sleep(5 * time.Second)
+	close(stop)
+	cwg.Wait()
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	wg.Wait()
+
+	lg.mu.Lock()
+	for kind, n := range lg.errors {
+		if kind != "503 unavailable" {
+			t.Errorf("%d fires failed with %q on a cut connection, want 503 unavailable", n, kind)
+		}
+	}
+	lg.mu.Unlock()
+	r := audit(t, "flaky-db", dbURL, lg, 60*time.Second, l)
+	summary(t, "flaky-db", "lost=%d duplicates=%d stored_unacknowledged=%d after %d connection cuts", r.lost, r.duplicates, r.storedUnacked, proxy.cutCount())
+}
+
+// hostPort returns the host:port of a postgres:// URL.
+func hostPort(url string) string {
+	rest := url[strings.Index(url, "@")+1:]
+	return rest[:strings.Index(rest, "/")]
+}
+
+// viaProxy rewrites a postgres:// URL to connect through addr.
+func viaProxy(url, addr string) string {
+	return strings.Replace(url, hostPort(url), addr, 1)
 }

@@ -74,10 +74,10 @@ func startGateway(t *testing.T, name string, env map[string]string) *gatewayProc
 	t.Cleanup(func() {
 		g.signal(syscall.SIGKILL)
 		g.wait(10 * time.Second)
-		if t.Failed() {
+		if t.Failed() || os.Getenv("LIGHTBUS_FAULT_LOGS") != "" {
 			data, _ := os.ReadFile(g.log)
 			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-			if len(lines) > 40 {
+			if len(lines) > 40 && os.Getenv("LIGHTBUS_FAULT_LOGS") == "" {
 				lines = lines[len(lines)-40:]
 			}
 			t.Logf("%s log (last lines):\n%s", name, strings.Join(lines, "\n"))
