@@ -611,6 +611,7 @@ func TestFlakyDatabaseConnections(t *testing.T) {
 	l.register(gw)
 
 	lg := newLoadGen()
+	lg.attemptsMayRepeat = true
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := lg.run(ctx, 4, 5*time.Millisecond, func() []string { return []string{gw.URL} })
 	stop := make(chan struct{})

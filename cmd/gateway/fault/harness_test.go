@@ -421,6 +421,13 @@ type loadGen struct {
 	calls     int
 	callFails map[string]int
 	seq       atomic.Int64
+
+	// attemptsMayRepeat relaxes the audit's same-attempt check for
+	// scenarios that cut database connections: a River state update whose
+	// answer was lost can be applied again to a later run of the same job
+	// (docs/RELIABILITY.md), so attempt numbers may repeat although no
+	// delivery was worked twice at once.
+	attemptsMayRepeat bool
 }
 
 func newLoadGen() *loadGen {
@@ -549,14 +556,17 @@ func audit(t *testing.T, scenario, dbURL string, lg *loadGen, timeout time.Durat
 	var r auditResult
 	r.acked = len(acked)
 	r.lost = missing(got)
+	var doubled, doubledIDs []string
 	for _, g := range groups {
-		for _, attempts := range got[g] {
+		for id, attempts := range got[g] {
 			r.delivered++
 			r.duplicates += len(attempts) - 1
 			seen := map[int]bool{}
 			for _, a := range attempts {
 				if seen[a] {
 					r.doubleAttempts++
+					doubled = append(doubled, fmt.Sprintf("%s %s attempts %v", g, id, attempts))
+					doubledIDs = append(doubledIDs, id)
 				}
 				seen[a] = true
 			}
@@ -637,7 +647,21 @@ func audit(t *testing.T, scenario, dbURL string, lg *loadGen, timeout time.Durat
 	if phantom > 0 {
 		t.Errorf("%s: %d deliveries of events that are not in the store", scenario, phantom)
 	}
-	if r.doubleAttempts > 0 {
+	if r.doubleAttempts > 0 && lg.attemptsMayRepeat {
+		t.Logf("%s: %d deliveries repeated an attempt number after lost database answers: %v", scenario, r.doubleAttempts, doubled)
+	}
+	if r.doubleAttempts > 0 && !lg.attemptsMayRepeat {
+		rows, err := conn.Query(ctx, `SELECT args::text, state::text, attempt, errors::text, metadata::text FROM river_job WHERE args->>'event_id' = ANY($1)`, doubledIDs)
+		if err == nil {
+			for rows.Next() {
+				var args, state, errs, meta string
+				var attempt int
+				_ = rows.Scan(&args, &state, &attempt, &errs, &meta)
+				t.Logf("job %s: state %s attempt %d errors %s metadata %s", args, state, attempt, errs, meta)
+			}
+			rows.Close()
+		}
+		t.Logf("same attempt delivered twice: %v", doubled)
 		t.Errorf("%s: %d deliveries received twice with the same attempt number (worked twice, not retried)", scenario, r.doubleAttempts)
 	}
 	if r.stuck > 0 {

@@ -9,6 +9,7 @@ package fault
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -69,6 +70,16 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = srv.Stop(context.Background()) }()
 	adminURL = srv.URL
+
+	// The scenarios spend their time waiting on processes (River's rescue
+	// of a dead gateway's deliveries, a 10 s database outage), not on the
+	// CPU: run them all at once unless -parallel was given.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", "16")
+	}
 	return m.Run()
 }
 
