@@ -74,6 +74,9 @@ func startGateway(t *testing.T, name string, env map[string]string) *gatewayProc
 	t.Cleanup(func() {
 		g.signal(syscall.SIGKILL)
 		g.wait(10 * time.Second)
+		if data, err := os.ReadFile(g.log); err == nil && bytes.Contains(data, []byte("WARNING: DATA RACE")) {
+			t.Errorf("%s reported a data race (log %s)", name, g.log)
+		}
 		if t.Failed() || os.Getenv("LIGHTBUS_FAULT_LOGS") != "" {
 			data, _ := os.ReadFile(g.log)
 			lines := strings.Split(strings.TrimSpace(string(data)), "\n")

@@ -35,6 +35,9 @@ var (
 	adminURL string
 	// workDir holds the binary and the shared cluster.
 	workDir string
+	// raceBuild builds the gateway with the race detector (set when the
+	// tests run with -race).
+	raceBuild bool
 )
 
 func TestMain(m *testing.M) {
@@ -54,7 +57,11 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(workDir)
 
 	gatewayBin = filepath.Join(workDir, "gateway")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", gatewayBin, "..")
+	args := []string{"build", "-o", gatewayBin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, "..")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "fault: build the gateway:", err)
