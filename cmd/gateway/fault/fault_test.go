@@ -617,7 +617,17 @@ func TestFlakyDatabaseConnections(t *testing.T) {
 	stop := make(chan struct{})
 	var cwg sync.WaitGroup
 	cwg.Go(func() { proxy.chaos(100*time.Millisecond, stop) })
-	time.Sleep(5 * time.Second)
+	// At least 5 s and 300 fires (a busy machine fires slowly), at most 20 s.
+	chaosStart := time.Now()
+	for time.Since(chaosStart) < 20*time.Second {
+		lg.mu.Lock()
+		fires := lg.fires
+		lg.mu.Unlock()
+		if time.Since(chaosStart) >= 5*time.Second && fires >= 300 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	close(stop)
 	cwg.Wait()
 	time.Sleep(500 * time.Millisecond)
