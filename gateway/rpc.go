@@ -51,6 +51,10 @@ type RouterConfig struct {
 	// PollInterval is how often a call waiting for a worker looks again.
 	PollInterval time.Duration
 	Store        RPCStore
+	// StoreTimeout bounds the first look-up of a call's workers (a shorter
+	// Lightbus-Timeout bounds it too), so a database that stops answering
+	// gives 503 unavailable instead of a hanging call. 0 means 5 s.
+	StoreTimeout time.Duration
 }
 
 // Router forwards RPCs to live workers, round robin.
@@ -79,6 +83,9 @@ func NewRouter(cfg RouterConfig) *Router {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
 	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 5 * time.Second
+	}
 	return &Router{cfg: cfg}
 }
 
@@ -90,8 +97,19 @@ var errRefused = errors.New("connection refused")
 // deadline. Errors: ENoWorker, ETimeout, ERemote (the handler's own error),
 // EInvalid and ENotFound (passed through from the worker), EBadGateway.
 func (r *Router) Call(ctx context.Context, call *Call) (json.RawMessage, error) {
-	targets, declared, err := r.cfg.Store.RPCTargets(ctx, call.API, call.Method)
+	start := time.Now()
+	lookup := r.cfg.StoreTimeout
+	if call.Timeout > 0 {
+		lookup = min(lookup, call.Timeout)
+	}
+	lookupCtx, cancelLookup := context.WithTimeout(ctx, lookup)
+	targets, declared, err := r.cfg.Store.RPCTargets(lookupCtx, call.API, call.Method)
+	lookupTimedOut := errors.Is(lookupCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	cancelLookup()
 	if err != nil {
+		if lookupTimedOut {
+			return nil, WrapError(EUnavailable, err, fmt.Sprintf("the database did not answer within %s", lookup))
+		}
 		return nil, err
 	}
 	timeout := r.cfg.DefaultTimeout
@@ -102,7 +120,7 @@ func (r *Router) Call(ctx context.Context, call *Call) (json.RawMessage, error) 
 		timeout = call.Timeout
 	}
 	timeout = min(timeout, r.cfg.MaxTimeout)
-	deadline := time.Now().Add(timeout)
+	deadline := start.Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 

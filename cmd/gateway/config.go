@@ -49,6 +49,11 @@ type Config struct {
 	// requests fail with 503 instead of hanging while the database is
 	// unreachable.
 	DBConnectTimeout time.Duration `envconfig:"LIGHTBUS_DB_CONNECT_TIMEOUT" default:"2s"`
+	// DBTimeout bounds each database call an HTTP request makes (and the
+	// first look-up of an RPC's workers), so that a database that stops
+	// answering without closing connections gives 503 unavailable instead
+	// of hanging requests.
+	DBTimeout time.Duration `envconfig:"LIGHTBUS_DB_TIMEOUT" default:"5s"`
 	// DebugVars serves GET /debug/vars (expvar: memory statistics and the
 	// goroutine count). Off by default.
 	DebugVars bool `envconfig:"LIGHTBUS_DEBUG_VARS"`
@@ -95,6 +100,7 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_FETCH_POLL_INTERVAL", c.FetchPollInterval > 0},
 		{"LIGHTBUS_GROUP_MAX_IN_FLIGHT", c.GroupMaxInFlight > 0},
 		{"LIGHTBUS_DB_CONNECT_TIMEOUT", c.DBConnectTimeout > 0},
+		{"LIGHTBUS_DB_TIMEOUT", c.DBTimeout > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {

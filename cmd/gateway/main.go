@@ -213,11 +213,13 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		OpenAPI:      openAPI,
 		Ready:        store.Ready,
+		StoreTimeout: cfg.DBTimeout,
 		Router: gateway.NewRouter(gateway.RouterConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,
 			MaxTimeout:     cfg.RPCMaxTimeout,
 			Store:          store,
+			StoreTimeout:   cfg.DBTimeout,
 		}),
 	})
 	var handler http.Handler = server

@@ -44,6 +44,7 @@ func testConfig() Config {
 		FetchPollInterval:   50 * time.Millisecond,
 		GroupMaxInFlight:    10,
 		DBConnectTimeout:    2 * time.Second,
+		DBTimeout:           5 * time.Second,
 	}
 }
 
@@ -230,6 +231,7 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_FETCH_POLL_INTERVAL": func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
 		"LIGHTBUS_GROUP_MAX_IN_FLIGHT": func(c *Config) { c.GroupMaxInFlight = 0 },
 		"LIGHTBUS_DB_CONNECT_TIMEOUT":  func(c *Config) { c.DBConnectTimeout = 0 },
+		"LIGHTBUS_DB_TIMEOUT":          func(c *Config) { c.DBTimeout = -1 },
 		"LIGHTBUS_RESCUE_AFTER":        func(c *Config) { c.RescueAfter = c.DeliveryTimeout + time.Second },
 	} {
 		c := testConfig()
