@@ -655,3 +655,75 @@ func hostPort(url string) string {
 func viaProxy(url, addr string) string {
 	return strings.Replace(url, hostPort(url), addr, 1)
 }
+
+// TestDatabaseBlackhole freezes the database connections (no answer, no
+// error, as when its host drops off the network) for 8 s mid-load: fires,
+// RPCs and /readyz answer 503 within LIGHTBUS_DB_TIMEOUT instead of hanging,
+// and everything acknowledged is delivered once the database answers again.
+func TestDatabaseBlackhole(t *testing.T) {
+	t.Parallel()
+	dbURL := newDatabase(t)
+	proxy := newChaosProxy(t, hostPort(adminURL))
+	env := baseEnv(viaProxy(dbURL, proxy.addr))
+	env["LIGHTBUS_DB_TIMEOUT"] = "1s"
+	gw := startGateway(t, "gateway", env)
+	l := newListener(t, "hole", "a", "b")
+	l.register(gw)
+	inProcessRPCWorker(t, gw)
+
+	lg := newLoadGen()
+	lg.attemptsMayRepeat = true // River's state updates sent before the freeze land late
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := lg.run(ctx, 4, 50*time.Millisecond, func() []string { return []string{gw.URL} })
+	time.Sleep(2 * time.Second)
+	proxy.freeze()
+	time.Sleep(500 * time.Millisecond)
+
+	start := time.Now()
+	fireStatus, fireBody, fireErr := doJSON(context.Background(), http.MethodPost, gw.URL+"/v1/events/load/tick", map[string]any{"probe": true}, nil, nil)
+	fireTook := time.Since(start)
+	rpcStatus, rpcCode, rpcTook, rpcErr := call(gw.URL, "echo", map[string]any{"during": "blackhole"}, "")
+	start = time.Now()
+	readyStatus, readyBody, readyErr := doJSON(context.Background(), http.MethodGet, gw.URL+"/readyz", nil, nil, nil)
+	readyTook := time.Since(start)
+	time.Sleep(8*time.Second - 500*time.Millisecond - time.Since(start))
+	proxy.thaw()
+	thawed := time.Now()
+
+	var after int
+	waitFor(t, 30*time.Second, "fires to succeed again", func() bool {
+		if lg.fire(gw.URL) {
+			after++
+		}
+		return after >= 5
+	})
+	recovered := time.Since(thawed)
+	time.Sleep(time.Second)
+	cancel()
+	wg.Wait()
+
+	if fireErr != nil || fireStatus != http.StatusServiceUnavailable || problemCode(fireBody) != "unavailable" || fireTook > 5*time.Second {
+		t.Errorf("fire during the blackhole: %d %s %v in %s, want 503 unavailable within 5s", fireStatus, fireBody, fireErr, fireTook)
+	}
+	if rpcErr != nil || rpcStatus != http.StatusServiceUnavailable || rpcCode != "unavailable" || rpcTook > 5*time.Second {
+		t.Errorf("RPC during the blackhole: %d %s %v in %s, want 503 unavailable within 5s", rpcStatus, rpcCode, rpcErr, rpcTook)
+	}
+	if readyErr != nil || readyStatus != http.StatusServiceUnavailable || readyTook > 5*time.Second {
+		t.Errorf("/readyz during the blackhole: %d %s %v in %s, want 503 within 5s", readyStatus, readyBody, readyErr, readyTook)
+	}
+	lg.mu.Lock()
+	slowFail := lg.slowFail
+	for kind, n := range lg.errors {
+		if kind != "503 unavailable" {
+			t.Errorf("%d fires failed with %q during the blackhole, want only 503 unavailable", n, kind)
+		}
+	}
+	lg.mu.Unlock()
+	if slowFail > 5*time.Second {
+		t.Errorf("the slowest failed fire took %s, want at most 5s", slowFail)
+	}
+	r := audit(t, "db-blackhole", dbURL, lg, 90*time.Second, l)
+	summary(t, "db-blackhole", "lost=%d; during 8 s without answers: fire %d in %s, RPC %d %s in %s, /readyz %d in %s; fires succeed again %s after",
+		r.lost, fireStatus, fireTook.Round(time.Millisecond), rpcStatus, rpcCode, rpcTook.Round(time.Millisecond),
+		readyStatus, readyTook.Round(time.Millisecond), recovered.Round(100*time.Millisecond))
+}

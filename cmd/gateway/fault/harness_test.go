@@ -654,7 +654,7 @@ func audit(t *testing.T, scenario, dbURL string, lg *loadGen, timeout time.Durat
 		t.Logf("%s: %d deliveries repeated an attempt number after lost database answers: %v", scenario, r.doubleAttempts, doubled)
 	}
 	if r.doubleAttempts > 0 && !lg.attemptsMayRepeat {
-		rows, err := conn.Query(ctx, `SELECT args::text, state::text, attempt, errors::text, metadata::text FROM river_job WHERE args->>'event_id' = ANY($1)`, doubledIDs)
+		rows, err := conn.Query(ctx, `SELECT args::text, state::text, attempt, COALESCE(errors::text, ''), metadata::text FROM river_job WHERE args->>'event_id' = ANY($1)`, doubledIDs)
 		if err == nil {
 			for rows.Next() {
 				var args, state, errs, meta string

@@ -1,7 +1,6 @@
 package fault
 
 import (
-	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -15,9 +14,54 @@ import (
 type chaosProxy struct {
 	addr string
 
-	mu    sync.Mutex
-	conns map[net.Conn]net.Conn // client side → server side
-	cuts  int
+	mu     sync.Mutex
+	conns  map[net.Conn]net.Conn // client side → server side
+	cuts   int
+	frozen chan struct{} // non-nil while frozen: closed on thaw
+}
+
+// freeze stops forwarding bytes without closing anything, as when the
+// database host vanishes from the network: queries get no answer.
+func (p *chaosProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frozen == nil {
+		p.frozen = make(chan struct{})
+	}
+}
+
+// thaw forwards again, including what arrived meanwhile.
+func (p *chaosProxy) thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frozen != nil {
+		close(p.frozen)
+		p.frozen = nil
+	}
+}
+
+// pump copies src to dst, holding data back while the proxy is frozen.
+func (p *chaosProxy) pump(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			frozen := p.frozen
+			p.mu.Unlock()
+			if frozen != nil {
+				<-frozen
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // newChaosProxy proxies to upstream (host:port) until the test ends.
@@ -45,8 +89,8 @@ func newChaosProxy(t *testing.T, upstream string) *chaosProxy {
 			p.mu.Unlock()
 			wg.Go(func() {
 				var pipes sync.WaitGroup
-				pipes.Go(func() { _, _ = io.Copy(s, c); s.Close(); c.Close() })
-				pipes.Go(func() { _, _ = io.Copy(c, s); s.Close(); c.Close() })
+				pipes.Go(func() { p.pump(s, c) })
+				pipes.Go(func() { p.pump(c, s) })
 				pipes.Wait()
 				p.mu.Lock()
 				delete(p.conns, c)
@@ -55,6 +99,7 @@ func newChaosProxy(t *testing.T, upstream string) *chaosProxy {
 		}
 	})
 	t.Cleanup(func() {
+		p.thaw()
 		ln.Close()
 		p.mu.Lock()
 		for c, s := range p.conns {
