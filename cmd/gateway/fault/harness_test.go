@@ -392,9 +392,11 @@ func (l *listener) register(gws ...*gatewayProc) {
 		}
 		return err
 	}
-	if err := put(gws[0]); err != nil {
-		l.t.Fatal(err)
-	}
+	var err error
+	waitFor(l.t, 30*time.Second, "the listener's registration", func() bool { // a busy database may be slow
+		err = put(gws[0])
+		return err == nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
