@@ -7,10 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -224,12 +224,10 @@ func TestPostgresRestart(t *testing.T) {
 		t.Errorf("the slowest failed fire took %s, want at most 3s", slowFail)
 	}
 	// Deliveries of events fired after the outage prove River recovered too.
-	r := audit(t, "postgres-restart", db(pg), lg, 60*time.Second, l)
+	r := audit(t, "postgres-restart", pg.URL, lg, 60*time.Second, l)
 	summary(t, "postgres-restart", "lost=%d; outage fire answered %s (503 unavailable); /readyz %d %s in %s; ready again %s after the database restart",
 		r.lost, fireTook.Round(time.Millisecond), readyStatus, readyCode, readyTook.Round(time.Millisecond), recovered.Round(100*time.Millisecond))
 }
-
-func db(s *devpg.Server) string { return s.URL }
 
 // TestListenerDownAndBack takes one listener group's endpoint down while
 // events are fired: the other group is not slowed, and when the endpoint
@@ -646,14 +644,22 @@ func TestFlakyDatabaseConnections(t *testing.T) {
 }
 
 // hostPort returns the host:port of a postgres:// URL.
-func hostPort(url string) string {
-	rest := url[strings.Index(url, "@")+1:]
-	return rest[:strings.Index(rest, "/")]
+func hostPort(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(fmt.Sprintf("bad database URL %q: %v", rawURL, err))
+	}
+	return u.Host
 }
 
 // viaProxy rewrites a postgres:// URL to connect through addr.
-func viaProxy(url, addr string) string {
-	return strings.Replace(url, hostPort(url), addr, 1)
+func viaProxy(rawURL, addr string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(fmt.Sprintf("bad database URL %q: %v", rawURL, err))
+	}
+	u.Host = addr
+	return u.String()
 }
 
 // TestDatabaseBlackhole freezes the database connections (no answer, no

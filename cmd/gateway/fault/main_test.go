@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,23 +129,14 @@ func newDatabase(t *testing.T) string {
 	return withDatabase(adminURL, name)
 }
 
-// withDatabase replaces the database in a postgres://host/db?query URL.
-func withDatabase(url, db string) string {
-	// devpg URLs have the form postgres://postgres@127.0.0.1:PORT/DB?sslmode=disable.
-	slash := len("postgres://")
-	for i := slash; i < len(url); i++ {
-		if url[i] == '/' {
-			q := ""
-			for j := i; j < len(url); j++ {
-				if url[j] == '?' {
-					q = url[j:]
-					break
-				}
-			}
-			return url[:i+1] + db + q
-		}
+// withDatabase replaces the database in a postgres:// URL.
+func withDatabase(rawURL, db string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(fmt.Sprintf("devpg gave a bad URL %q: %v", rawURL, err))
 	}
-	return url
+	u.Path = "/" + db
+	return u.String()
 }
 
 // freePort returns a loopback port that is free right now.
