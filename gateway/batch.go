@@ -100,7 +100,11 @@ func (s *Server) fireBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	fired, err := s.cfg.Events.FireEvents(r.Context(), events, s.cfg.IdempotencyWindow)
+	var fired []*FireResult
+	err = s.store(r, func(ctx context.Context) (err error) {
+		fired, err = s.cfg.Events.FireEvents(ctx, events, s.cfg.IdempotencyWindow)
+		return err
+	})
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return

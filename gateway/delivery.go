@@ -36,6 +36,11 @@ type DeliveryArgs struct {
 	EventID  string `json:"event_id"`
 	Service  string `json:"service"`
 	Listener string `json:"listener"`
+	// TimeoutMS is the group's request timeout when the delivery was
+	// queued (0: the gateway default). It bounds the job, so that River
+	// rescues a delivery of a crashed gateway soon after it could last have
+	// been running.
+	TimeoutMS int `json:"timeout_ms,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -79,13 +84,14 @@ type DeliveryStore interface {
 type DeliveryWorker struct {
 	river.WorkerDefaults[DeliveryArgs]
 
-	client  *http.Client
-	logger  *slog.Logger
-	next    atomic.Uint64
-	retry   RetryPolicy
-	snooze  time.Duration
-	store   DeliveryStore
-	timeout time.Duration
+	client     *http.Client
+	groupLimit int
+	logger     *slog.Logger
+	next       atomic.Uint64
+	retry      RetryPolicy
+	snooze     time.Duration
+	store      DeliveryStore
+	timeout    time.Duration
 
 	// retryAt holds, by job id, how long after a failed attempt its job
 	// should run again; Work sets it and NextRetry takes it.
@@ -99,7 +105,13 @@ type DeliveryWorker struct {
 type DeliveryWorkerConfig struct {
 	// Client makes the requests; nil uses a client with a tuned transport.
 	Client *http.Client
-	Logger *slog.Logger
+	// GroupLimit caps the deliveries of one listener group running at once
+	// in this worker when the group's policy sets no max_in_flight, so that a
+	// slow group cannot occupy every River worker slot and hold back the
+	// other groups. A delivery over the cap snoozes briefly without using an
+	// attempt. 0 means no cap.
+	GroupLimit int
+	Logger     *slog.Logger
 	// Retry is the default backoff, for groups that set none.
 	Retry RetryPolicy
 	// Snooze is how long a delivery waits, without using an attempt, when
@@ -113,13 +125,14 @@ type DeliveryWorkerConfig struct {
 // NewDeliveryWorker returns a delivery worker.
 func NewDeliveryWorker(cfg DeliveryWorkerConfig) *DeliveryWorker {
 	w := &DeliveryWorker{
-		client:   cfg.Client,
-		logger:   cfg.Logger,
-		retry:    cfg.Retry,
-		snooze:   cfg.Snooze,
-		store:    cfg.Store,
-		timeout:  cfg.Timeout,
-		inFlight: map[string]int{},
+		client:     cfg.Client,
+		groupLimit: cfg.GroupLimit,
+		logger:     cfg.Logger,
+		retry:      cfg.Retry,
+		snooze:     cfg.Snooze,
+		store:      cfg.Store,
+		timeout:    cfg.Timeout,
+		inFlight:   map[string]int{},
 	}
 	if w.client == nil {
 		w.client = newHTTPClient()
@@ -139,11 +152,20 @@ func NewDeliveryWorker(cfg DeliveryWorkerConfig) *DeliveryWorker {
 	return w
 }
 
-// Timeout implements river.Worker: a little more than the longest request
-// timeout a group can have, so that the request's own timeout is what
-// normally fires.
-func (w *DeliveryWorker) Timeout(*river.Job[DeliveryArgs]) time.Duration {
-	return max(w.timeout, MaxDeliveryTimeout) + 5*time.Second
+// Timeout implements river.Worker: a little more than the job's request
+// timeout (its group's, when queued, else the gateway default), so that
+// the request's own timeout is what normally fires. River's rescuer waits
+// this long before retrying a delivery whose gateway died.
+func (w *DeliveryWorker) Timeout(job *river.Job[DeliveryArgs]) time.Duration {
+	return w.requestTimeout(job) + 5*time.Second
+}
+
+// requestTimeout is the longest a job's request may take.
+func (w *DeliveryWorker) requestTimeout(job *river.Job[DeliveryArgs]) time.Duration {
+	if job.Args.TimeoutMS > 0 {
+		return min(time.Duration(job.Args.TimeoutMS)*time.Millisecond, MaxDeliveryTimeout)
+	}
+	return w.timeout
 }
 
 // NextRetry implements river.Worker: the time Work chose for the failed
@@ -195,13 +217,19 @@ func (w *DeliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	if len(target.Endpoints) == 0 {
 		return river.JobSnooze(w.snooze)
 	}
-	if !w.acquire(group, target.Policy.MaxInFlight) {
+	limit := target.Policy.MaxInFlight
+	if limit <= 0 {
+		limit = w.groupLimit
+	}
+	if !w.acquire(group, limit) {
 		return river.JobSnooze(inFlightSnooze + rand.N(inFlightSnooze))
 	}
 	defer w.release(group)
 	endpoint := target.Endpoints[int(w.next.Add(1)%uint64(len(target.Endpoints)))]
 
-	reqCtx, cancel := context.WithTimeout(ctx, target.Policy.Timeout(w.timeout))
+	// The group's current timeout, within the job's own bound.
+	timeout := min(target.Policy.Timeout(w.timeout), w.requestTimeout(job))
+	reqCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := NewDeliveryRequest(reqCtx, endpoint.URL, &target.Event, target.Secret, job.Attempt, group, time.Now())
 	if err != nil {
@@ -212,7 +240,7 @@ func (w *DeliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	if err != nil {
 		w.retryAfter(job, retry.Delay(job.Attempt))
 		if errors.Is(reqCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			return fmt.Errorf("deliver to %s: no answer within %s", endpoint.URL, target.Policy.Timeout(w.timeout))
+			return fmt.Errorf("deliver to %s: no answer within %s", endpoint.URL, timeout)
 		}
 		return fmt.Errorf("deliver to %s: %w", endpoint.URL, err)
 	}

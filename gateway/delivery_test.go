@@ -3,9 +3,16 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 )
 
 func TestSign(t *testing.T) {
@@ -78,5 +85,80 @@ func TestRetryPolicyDelay(t *testing.T) {
 		if d := jittered.Delay(2); d < 2*time.Second || d > 3*time.Second {
 			t.Fatalf("Delay(2) with 50%% jitter = %s, want within [2s, 3s]", d)
 		}
+	}
+}
+
+// blockingStore answers DeliveryTarget with one endpoint and counts calls.
+type blockingStore struct{ url string }
+
+func (s blockingStore) DeliveryTarget(ctx context.Context, eventID, service, listener string) (*DeliveryTarget, error) {
+	return &DeliveryTarget{Event: Event{ID: eventID, API: "a", Name: "e", Params: json.RawMessage(`{}`)},
+		Secret: NewSecret(), Endpoints: []Endpoint{{WorkerID: "w1", URL: s.url}}}, nil
+}
+
+func (blockingStore) RemoveEndpoint(ctx context.Context, service, listener, workerID string) error {
+	return nil
+}
+
+func TestDeliveryWorkerGroupLimit(t *testing.T) {
+	t.Parallel()
+
+	release := make(chan struct{})
+	var inFlight, peak atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		<-release
+		inFlight.Add(-1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	w := NewDeliveryWorker(DeliveryWorkerConfig{GroupLimit: 2, Store: blockingStore{srv.URL}, Timeout: 10 * time.Second})
+	job := func(service string) *river.Job[DeliveryArgs] {
+		return &river.Job[DeliveryArgs]{JobRow: &rivertype.JobRow{Attempt: 1},
+			Args: DeliveryArgs{EventID: "01936f6e-0000-7000-8000-000000000001", Service: service, Listener: "l"}}
+	}
+
+	results := make(chan error, 2)
+	for range 2 {
+		go func() { results <- w.Work(context.Background(), job("slow")) }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for inFlight.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first two deliveries never arrived")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The group is at its cap: a third delivery snoozes without a request.
+	var snooze *rivertype.JobSnoozeError
+	if err := w.Work(context.Background(), job("slow")); !errors.As(err, &snooze) {
+		t.Fatalf("third delivery of a group at its cap: %v, want a snooze", err)
+	}
+	// Another group is not held back.
+	other := make(chan error, 1)
+	go func() { other <- w.Work(context.Background(), job("other")) }()
+	for inFlight.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("another group's delivery was held back by a group at its cap")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Errorf("delivery: %v", err)
+		}
+	}
+	if err := <-other; err != nil {
+		t.Errorf("other group's delivery: %v", err)
+	}
+	if peak.Load() != 3 {
+		t.Errorf("peak in flight = %d, want 3 (2 of the capped group + 1 other)", peak.Load())
+	}
+	// Slots are given back: the group can deliver again.
+	if err := w.Work(context.Background(), job("slow")); err != nil {
+		t.Errorf("delivery after the group drained: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -71,8 +72,10 @@ func WrapError(code string, err error, message string) *Error {
 	return &Error{Code: code, Message: message, Err: err}
 }
 
-// ErrorCode returns the code of the first *Error in err's chain, EInternal
-// for any other non-nil error, and "" for nil.
+// ErrorCode returns the code of the first *Error in err's chain,
+// EUnavailable for an expired deadline (a bound on a dependency such as
+// the database ran out), EInternal for any other non-nil error, and "" for
+// nil.
 func ErrorCode(err error) string {
 	if err == nil {
 		return ""
@@ -80,6 +83,9 @@ func ErrorCode(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return EUnavailable
 	}
 	return EInternal
 }
@@ -90,6 +96,9 @@ func ErrorMessage(err error) string {
 	var e *Error
 	if errors.As(err, &e) && e.Code != EInternal && e.Message != "" {
 		return e.Message
+	}
+	if e == nil && errors.Is(err, context.DeadlineExceeded) {
+		return "a dependency of the gateway did not answer in time; try again"
 	}
 	return "internal error"
 }

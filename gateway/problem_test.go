@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +28,11 @@ func TestProblemFor(t *testing.T) {
 	p = ProblemFor(WrapError(EInternal, errors.New("secret detail"), "secret message"))
 	if p.Detail != "internal error" {
 		t.Errorf("internal *Error leaked its message: %+v", p)
+	}
+	// An expired bound on a dependency is an outage, not a bug.
+	p = ProblemFor(fmt.Errorf("fire: %w", context.DeadlineExceeded))
+	if p.Code != EUnavailable || p.Status != 503 || p.Detail == "internal error" {
+		t.Errorf("deadline exceeded: got %+v", p)
 	}
 	p = ProblemFor(&Error{Code: ERemote, Message: "handler failed", ErrorType: "InvalidPassword", RemoteMessage: "wrong"})
 	if p.ErrorType != "InvalidPassword" || p.Message != "wrong" || p.Status != 500 {

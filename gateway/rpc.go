@@ -60,6 +60,10 @@ type RouterConfig struct {
 	// lease has ended are never called from the cache; a call that finds
 	// none in the cache asks the store at once.
 	TargetTTL time.Duration
+	// StoreTimeout bounds the first look-up of a call's workers (a shorter
+	// Lightbus-Timeout bounds it too), so a database that stops answering
+	// gives 503 unavailable instead of a hanging call. 0 means 5 s.
+	StoreTimeout time.Duration
 }
 
 // Router forwards RPCs to live workers, round robin.
@@ -96,6 +100,9 @@ func NewRouter(cfg RouterConfig) *Router {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
 	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 5 * time.Second
+	}
 	return &Router{cfg: cfg}
 }
 
@@ -107,8 +114,19 @@ var errRefused = errors.New("connection refused")
 // deadline. Errors: ENoWorker, ETimeout, ERemote (the handler's own error),
 // EInvalid and ENotFound (passed through from the worker), EBadGateway.
 func (r *Router) Call(ctx context.Context, call *Call) (json.RawMessage, error) {
-	targets, declared, err := r.targets(ctx, call.API, call.Method, false)
+	start := time.Now()
+	lookup := r.cfg.StoreTimeout
+	if call.Timeout > 0 {
+		lookup = min(lookup, call.Timeout)
+	}
+	lookupCtx, cancelLookup := context.WithTimeout(ctx, lookup)
+	targets, declared, err := r.targets(lookupCtx, call.API, call.Method, false)
+	lookupTimedOut := errors.Is(lookupCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	cancelLookup()
 	if err != nil {
+		if lookupTimedOut {
+			return nil, WrapError(EUnavailable, err, fmt.Sprintf("the database did not answer within %s", lookup))
+		}
 		return nil, err
 	}
 	timeout := r.cfg.DefaultTimeout
@@ -119,7 +137,7 @@ func (r *Router) Call(ctx context.Context, call *Call) (json.RawMessage, error) 
 		timeout = call.Timeout
 	}
 	timeout = min(timeout, r.cfg.MaxTimeout)
-	deadline := time.Now().Add(timeout)
+	deadline := start.Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 

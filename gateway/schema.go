@@ -218,6 +218,10 @@ type SchemaCacheConfig struct {
 	// store is asked again (one cheap query per API per TTL). Another
 	// replica's new version is seen within it; this replica's own at once.
 	TTL time.Duration
+	// Timeout bounds the store calls of one lookup, so that a database that
+	// stops answering gives 503 unavailable rather than a hanging request.
+	// 0 means no bound beyond the caller's context.
+	Timeout time.Duration
 }
 
 // SchemaCache looks up and compiles the current schema of each API. A
@@ -262,7 +266,7 @@ func (c *SchemaCache) Invalidate(api string) {
 
 // Lookup returns the compiled current schema of api, or nil when it has
 // none.
-func (c *SchemaCache) Lookup(ctx context.Context, api string) (*CompiledAPI, error) {
+func (c *SchemaCache) Lookup(ctx context.Context, api string) (_ *CompiledAPI, err error) {
 	c.mu.Lock()
 	e, ok := c.byAPI[api]
 	c.mu.Unlock()
@@ -270,6 +274,17 @@ func (c *SchemaCache) Lookup(ctx context.Context, api string) (*CompiledAPI, err
 		return e.api, nil
 	}
 	checked := time.Now()
+	if c.cfg.Timeout > 0 {
+		parent := ctx
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+		defer func() {
+			if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+				err = WrapError(EUnavailable, err, fmt.Sprintf("the database did not answer within %s", c.cfg.Timeout))
+			}
+		}()
+	}
 	ref, err := c.cfg.Store.CurrentSchemaRef(ctx, api)
 	if errors.Is(err, ErrNotFound) {
 		c.put(api, cachedAPI{checked: checked})

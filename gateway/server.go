@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -46,6 +47,10 @@ type ServerConfig struct {
 	StrictSchemas bool
 	// ValidateResults checks RPC results against their result schemas.
 	ValidateResults bool
+	// StoreTimeout bounds each store call a request makes, so that a
+	// database that stops answering costs a request at most this long (then
+	// 503 unavailable). 0 means 5 s.
+	StoreTimeout time.Duration
 }
 
 // Server is the gateway's HTTP API.
@@ -71,6 +76,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.IdempotencyWindow <= 0 {
 		cfg.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 5 * time.Second
 	}
 	s := &Server{cfg: cfg, logger: cfg.Logger}
 	s.routes = s.newRoutes()
@@ -118,6 +126,21 @@ func (s *Server) newRoutes() chi.Router {
 	return r
 }
 
+// store runs one store call for r, bounded by StoreTimeout. A call cut
+// short by that bound is a 503 unavailable: the database did not answer.
+func (s *Server) store(r *http.Request, call func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
+	defer cancel()
+	err := call(ctx)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
+		var e *Error
+		if !errors.As(err, &e) || e.Code != EUnavailable {
+			err = WrapError(EUnavailable, err, fmt.Sprintf("the database did not answer within %s", s.cfg.StoreTimeout))
+		}
+	}
+	return err
+}
+
 // readBody reads a request body of at most MaxBodyBytes.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
@@ -157,7 +180,11 @@ func (s *Server) fireEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	res, err := s.cfg.Events.FireEvent(r.Context(), ev, s.cfg.IdempotencyWindow)
+	var res *FireResult
+	err = s.store(r, func(ctx context.Context) (err error) {
+		res, err = s.cfg.Events.FireEvent(ctx, ev, s.cfg.IdempotencyWindow)
+		return err
+	})
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
@@ -176,7 +203,11 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	events, err := s.cfg.Events.ListEvents(r.Context(), q)
+	var events []Event
+	err = s.store(r, func(ctx context.Context) (err error) {
+		events, err = s.cfg.Events.ListEvents(ctx, q)
+		return err
+	})
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
@@ -234,7 +265,11 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, Errorf(EInvalid, "%q is not an event id", id))
 		return
 	}
-	ev, err := s.cfg.Events.GetEvent(r.Context(), id)
+	var ev *EventDetail
+	err := s.store(r, func(ctx context.Context) (err error) {
+		ev, err = s.cfg.Events.GetEvent(ctx, id)
+		return err
+	})
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
@@ -307,7 +342,11 @@ func parseTimeout(h string) (time.Duration, error) {
 }
 
 func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
-	workers, err := s.cfg.Workers.ListWorkers(r.Context())
+	var workers []Worker
+	err := s.store(r, func(ctx context.Context) (err error) {
+		workers, err = s.cfg.Workers.ListWorkers(ctx)
+		return err
+	})
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
@@ -338,7 +377,11 @@ func (s *Server) putWorker(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	res, err := s.cfg.Workers.RegisterWorker(r.Context(), &reg, NewSecret, s.cfg.MaxAttempts)
+	var res *RegistrationResult
+	err = s.store(r, func(ctx context.Context) (err error) {
+		res, err = s.cfg.Workers.RegisterWorker(ctx, &reg, NewSecret, s.cfg.MaxAttempts)
+		return err
+	})
 	if err != nil {
 		writeError(w, r, s.logger, err)
 		return
@@ -354,7 +397,7 @@ func (s *Server) deleteWorker(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	if err := s.cfg.Workers.DeregisterWorker(r.Context(), id); err != nil {
+	if err := s.store(r, func(ctx context.Context) error { return s.cfg.Workers.DeregisterWorker(ctx, id) }); err != nil {
 		writeError(w, r, s.logger, err)
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/lightbus-go/lightbus/gateway"
 )
 
 // Config is the gateway's configuration, read from the environment. The
@@ -83,6 +85,40 @@ type Config struct {
 	// DebugAddr, when set, serves net/http/pprof there (e.g.
 	// 127.0.0.1:6060). Off by default; never expose it publicly.
 	DebugAddr string `envconfig:"LIGHTBUS_DEBUG_ADDR"`
+	// GroupMaxInFlight caps the deliveries one listener group has running
+	// in this process, so that a slow group cannot take every delivery
+	// worker; a delivery over the cap waits (snoozes) without using an
+	// attempt.
+	GroupMaxInFlight int `envconfig:"LIGHTBUS_GROUP_MAX_IN_FLIGHT" default:"10"`
+	// RescueAfter is how long a delivery may stay running before River
+	// treats it as stuck (its gateway died) and schedules a retry. 0 means
+	// a minute more than the longest delivery timeout (the larger of
+	// LIGHTBUS_DELIVERY_TIMEOUT and the 2 minute cap on a group's
+	// timeout_ms). It must exceed the delivery timeout plus 5 s, or
+	// deliveries still running would be retried; a group whose timeout_ms
+	// is longer than it may see a slow delivery sent twice.
+	RescueAfter time.Duration `envconfig:"LIGHTBUS_RESCUE_AFTER"`
+	// DBConnectTimeout bounds opening one database connection, so that
+	// requests fail with 503 instead of hanging while the database is
+	// unreachable.
+	DBConnectTimeout time.Duration `envconfig:"LIGHTBUS_DB_CONNECT_TIMEOUT" default:"2s"`
+	// DBTimeout bounds each database call an HTTP request makes (and the
+	// first look-up of an RPC's workers), so that a database that stops
+	// answering without closing connections gives 503 unavailable instead
+	// of hanging requests.
+	DBTimeout time.Duration `envconfig:"LIGHTBUS_DB_TIMEOUT" default:"5s"`
+	// DebugVars serves GET /debug/vars (expvar: memory statistics and the
+	// goroutine count). Off by default.
+	DebugVars bool `envconfig:"LIGHTBUS_DEBUG_VARS"`
+}
+
+// rescueAfter returns the effective RescueAfter: by default a minute more
+// than the longest delivery timeout a group may have.
+func (c *Config) rescueAfter() time.Duration {
+	if c.RescueAfter > 0 {
+		return c.RescueAfter
+	}
+	return max(c.DeliveryTimeout, gateway.MaxDeliveryTimeout) + time.Minute
 }
 
 // loadConfig reads the configuration from the environment and validates it.
@@ -124,6 +160,9 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_PRUNE_BATCH", c.PruneBatch > 0},
 		{"LIGHTBUS_FIRE_BATCH_MAX", c.FireBatchMax > 0},
 		{"LIGHTBUS_FIRE_BATCH_IN_FLIGHT", c.FireBatchInFlight > 0},
+		{"LIGHTBUS_GROUP_MAX_IN_FLIGHT", c.GroupMaxInFlight > 0},
+		{"LIGHTBUS_DB_CONNECT_TIMEOUT", c.DBConnectTimeout > 0},
+		{"LIGHTBUS_DB_TIMEOUT", c.DBTimeout > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {
@@ -149,6 +188,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_RETRY_BASE (%s) exceeds LIGHTBUS_RETRY_MAX (%s)", c.RetryBase, c.RetryMax)
 	case c.DeadRetention < c.EventRetention:
 		return fmt.Errorf("LIGHTBUS_DEAD_RETENTION (%s) is shorter than LIGHTBUS_EVENT_RETENTION (%s): dead deliveries must outlive events", c.DeadRetention, c.EventRetention)
+	case c.RescueAfter < 0:
+		return fmt.Errorf("LIGHTBUS_RESCUE_AFTER must not be negative")
+	case c.RescueAfter > 0 && c.RescueAfter <= c.DeliveryTimeout+5*time.Second:
+		return fmt.Errorf("LIGHTBUS_RESCUE_AFTER (%s) must exceed LIGHTBUS_DELIVERY_TIMEOUT (%s) plus 5s", c.RescueAfter, c.DeliveryTimeout)
 	case c.FetchCooldown > c.FetchPollInterval:
 		return fmt.Errorf("LIGHTBUS_FETCH_COOLDOWN (%s) exceeds LIGHTBUS_FETCH_POLL_INTERVAL (%s)", c.FetchCooldown, c.FetchPollInterval)
 	}

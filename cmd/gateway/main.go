@@ -15,6 +15,7 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"expvar"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -78,14 +80,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stopDB()
 
 	if cmd == "migrate" {
-		pool, err := openPool(ctx, dbURL, cfg)
+		pool, err := connect(ctx, dbURL, cfg, logger)
 		if err != nil {
 			return err
 		}
-		defer pool.Close()
-		if err := migrations.Up(ctx, pool, logger); err != nil {
-			return err
-		}
+		pool.Close()
 		fmt.Fprintln(stdout, "migrations applied")
 		return nil
 	}
@@ -134,12 +133,47 @@ func database(ctx context.Context, cfg Config, logger *slog.Logger) (string, fun
 	}, nil
 }
 
+// startupRetry is how long start-up keeps trying to reach and migrate the
+// database (it may be starting too, or slow to answer) before giving up.
+const startupRetry = time.Minute
+
+// errBadURL marks a DATABASE_URL that cannot work however often it is tried.
+var errBadURL = errors.New("invalid DATABASE_URL")
+
+// connect opens the pool and applies the migrations, retrying with backoff
+// for up to startupRetry while the database cannot be reached.
+func connect(ctx context.Context, dbURL string, cfg Config, logger *slog.Logger) (*pgxpool.Pool, error) {
+	deadline := time.Now().Add(startupRetry)
+	for attempt := 1; ; attempt++ {
+		pool, err := openPool(ctx, dbURL, cfg)
+		if err == nil {
+			if err = migrations.Up(ctx, pool, logger); err == nil {
+				return pool, nil
+			}
+			pool.Close()
+		}
+		if errors.Is(err, errBadURL) || ctx.Err() != nil || time.Now().After(deadline) {
+			return nil, err
+		}
+		wait := min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)
+		logger.WarnContext(ctx, "database not ready; retrying", slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+}
+
 func openPool(ctx context.Context, dbURL string, cfg Config) (*pgxpool.Pool, error) {
 	pcfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
-		return nil, fmt.Errorf("invalid DATABASE_URL: %w", err)
+		return nil, fmt.Errorf("%w: %w", errBadURL, err)
 	}
 	pcfg.MaxConns = cfg.DBMaxConns
+	if pcfg.ConnConfig.ConnectTimeout == 0 || pcfg.ConnConfig.ConnectTimeout > cfg.DBConnectTimeout {
+		pcfg.ConnConfig.ConnectTimeout = cfg.DBConnectTimeout
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -165,12 +199,8 @@ type app struct {
 
 // newApp connects, migrates and wires the gateway, ready to serve.
 func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) (*app, error) {
-	pool, err := openPool(ctx, dbURL, cfg)
+	pool, err := connect(ctx, dbURL, cfg, logger)
 	if err != nil {
-		return nil, err
-	}
-	if err := migrations.Up(ctx, pool, logger); err != nil {
-		pool.Close()
 		return nil, err
 	}
 	store, err := postgres.New(pool, logger, postgres.WithInsertNotifyCooldown(cfg.FetchCooldown))
@@ -183,16 +213,18 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Window:      cfg.FireBatchWindow,
 			MaxSize:     cfg.FireBatchMax,
 			MaxInFlight: cfg.FireBatchInFlight,
+			Timeout:     cfg.DBTimeout,
 		})
 	}
 	workers := river.NewWorkers()
 	retry := gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2}
 	river.AddWorker(workers, gateway.NewDeliveryWorker(gateway.DeliveryWorkerConfig{
-		Logger:  logger,
-		Retry:   retry,
-		Snooze:  cfg.NoEndpointSnooze,
-		Store:   store,
-		Timeout: cfg.DeliveryTimeout,
+		GroupLimit: cfg.GroupMaxInFlight,
+		Logger:     logger,
+		Retry:      retry,
+		Snooze:     cfg.NoEndpointSnooze,
+		Store:      store,
+		Timeout:    cfg.DeliveryTimeout,
 	}))
 	river.AddWorker(workers, gateway.NewPruneWorker(gateway.PruneWorkerConfig{
 		Batch:       cfg.PruneBatch,
@@ -216,7 +248,8 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			gateway.QueueDelivery:    {MaxWorkers: cfg.DeliveryWorkers},
 			gateway.QueueMaintenance: {MaxWorkers: 2},
 		},
-		RescueStuckJobsAfter: max(cfg.DeliveryTimeout, gateway.MaxDeliveryTimeout) + time.Minute,
+		JobTimeout:           cfg.DeliveryTimeout + 5*time.Second,
+		RescueStuckJobsAfter: cfg.rescueAfter(),
 		RetryPolicy:          &retry,
 		Workers:              workers,
 	})
@@ -238,21 +271,28 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Ready:             store.Ready,
 		Schemas:           store,
 		SchemaCache: gateway.NewSchemaCache(gateway.SchemaCacheConfig{
-			Store:  store,
-			Logger: logger,
-			TTL:    cfg.SchemaCacheTTL,
+			Store:   store,
+			Logger:  logger,
+			TTL:     cfg.SchemaCacheTTL,
+			Timeout: cfg.DBTimeout,
 		}),
 		StrictSchemas:   cfg.StrictSchemas,
 		ValidateResults: cfg.ValidateResults,
+		StoreTimeout:    cfg.DBTimeout,
 		Router: gateway.NewRouter(gateway.RouterConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,
 			MaxTimeout:     cfg.RPCMaxTimeout,
 			Store:          store,
 			TargetTTL:      cfg.RPCTargetTTL,
+			StoreTimeout:   cfg.DBTimeout,
 		}),
 	})
-	return &app{cfg: cfg, handler: server, logger: logger, pool: pool, river: rc, store: store}, nil
+	var handler http.Handler = server
+	if cfg.DebugVars {
+		handler = withDebugVars(server)
+	}
+	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store}, nil
 }
 
 // serve runs River and the HTTP server on ln until ctx is done, then shuts
@@ -310,4 +350,18 @@ func (a *app) close(ctx context.Context) {
 		cancel()
 	}
 	a.pool.Close()
+}
+
+// withDebugVars serves GET /debug/vars (expvar: memstats, cmdline and the
+// goroutine count) in front of h. Enabled by LIGHTBUS_DEBUG_VARS only: it is
+// an operator's tool, not part of the API.
+func withDebugVars(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /debug/vars", expvar.Handler())
+	mux.Handle("/", h)
+	return mux
+}
+
+func init() {
+	expvar.Publish("goroutines", expvar.Func(func() any { return runtime.NumGoroutine() }))
 }

@@ -55,6 +55,9 @@ func testConfig() Config {
 		FireBatchWindow:     time.Millisecond,
 		FireBatchMax:        64,
 		FireBatchInFlight:   4,
+		GroupMaxInFlight:    10,
+		DBConnectTimeout:    2 * time.Second,
+		DBTimeout:           5 * time.Second,
 	}
 }
 
@@ -248,6 +251,10 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_FIRE_BATCH_WINDOW":    func(c *Config) { c.FireBatchWindow = -time.Millisecond },
 		"LIGHTBUS_FIRE_BATCH_MAX":       func(c *Config) { c.FireBatchMax = 0 },
 		"LIGHTBUS_FIRE_BATCH_IN_FLIGHT": func(c *Config) { c.FireBatchInFlight = int(c.DBMaxConns) },
+		"LIGHTBUS_GROUP_MAX_IN_FLIGHT":  func(c *Config) { c.GroupMaxInFlight = 0 },
+		"LIGHTBUS_DB_CONNECT_TIMEOUT":   func(c *Config) { c.DBConnectTimeout = 0 },
+		"LIGHTBUS_DB_TIMEOUT":           func(c *Config) { c.DBTimeout = -1 },
+		"LIGHTBUS_RESCUE_AFTER":         func(c *Config) { c.RescueAfter = c.DeliveryTimeout + time.Second },
 	} {
 		c := testConfig()
 		mutate(&c)
@@ -281,5 +288,19 @@ func TestRunBadConfig(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("run with an unknown command: want an error")
+	}
+}
+
+// TestRunBadDatabaseURL sets environment variables, so it cannot run in
+// parallel. A URL that cannot work is reported at once, not retried.
+func TestRunBadDatabaseURL(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://%zz")
+	start := time.Now()
+	err := run(context.Background(), nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "invalid DATABASE_URL") {
+		t.Fatalf("run with a malformed DATABASE_URL: %v", err)
+	}
+	if d := time.Since(start); d > startupRetry/2 {
+		t.Fatalf("a malformed DATABASE_URL took %s to report: it must not be retried", d)
 	}
 }

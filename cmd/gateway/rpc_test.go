@@ -189,11 +189,21 @@ func TestRPC(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
 		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
-		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 500)
+		// A 2 s lease leaves room for a busy machine between registering and
+		// the first call.
+		registered := time.Now()
+		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 2000)
 		if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil); resp.StatusCode != 200 {
-			t.Fatalf("call while live: %d", resp.StatusCode)
+			t.Fatalf("call while live (%s after registering): %d", time.Since(registered), resp.StatusCode)
 		}
-		time.Sleep(700 * time.Millisecond) // no heartbeat: the 500ms lease runs out
+		// No heartbeat: the lease runs out and calls find no worker.
+		waitFor(t, 15*time.Second, "the worker to leave routing", func() bool {
+			resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "200ms"}, nil)
+			return resp.StatusCode == 503
+		})
+		if left := time.Since(registered); left < 2*time.Second {
+			t.Fatalf("the worker left routing %s after registering, before its 2s lease ran out", left)
+		}
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "200ms"}, nil), 503, "no_worker")
 	})
 

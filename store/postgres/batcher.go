@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -192,13 +194,17 @@ func (b *fireBatcher) commit(batch []*fireReq) {
 		}
 		return b.db.flush(ctx, tx, f)
 	})
-	for i, r := range live {
-		r.n = *counts[i]
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = gateway.WrapError(gateway.EUnavailable, err, fmt.Sprintf("the database did not answer within %s", b.cfg.Timeout))
 	}
 	if err == nil || len(live) == 1 {
-		for _, r := range live {
+		for i, r := range live {
 			if err != nil {
+				// The transaction may have failed before anything was staged
+				// (no connection): there are no counts then.
 				r.n, r.err = 0, err
+			} else {
+				r.n = *counts[i]
 			}
 			close(r.done)
 		}

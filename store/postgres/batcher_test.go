@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"sync"
 	"testing"
 	"time"
@@ -137,4 +138,38 @@ func TestFireBatching(t *testing.T) {
 			t.Errorf("the cancelled fire's event: %v, want not found", err)
 		}
 	})
+}
+
+func TestFireBatchingDatabaseDown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// No database answers: the shared transaction fails before anything is
+	// staged, and every fire gets the error (no crash, no hang).
+	pool, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	db, err := postgres.New(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.EnableFireBatching(postgres.FireBatchConfig{Window: 10 * time.Millisecond, MaxSize: 10, MaxInFlight: 1})
+	defer db.Close()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		ev, err := gateway.NewEvent("customers", "new_customer", json.RawMessage(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _, errs[i] = db.FireEvent(ctx, ev, time.Hour) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if gateway.ErrorCode(err) != gateway.EUnavailable {
+			t.Errorf("fire %d with the database down: %v, want unavailable", i, err)
+		}
+	}
 }

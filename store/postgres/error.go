@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,12 @@ func translate(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return gateway.WrapError(gateway.ENotFound, err, "not found")
 	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		// Also when connecting timed out (LIGHTBUS_DB_CONNECT_TIMEOUT): the
+		// database is unreachable, which is not the request's own deadline.
+		return gateway.WrapError(gateway.EUnavailable, err, gateway.ErrUnavailable.Message)
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -40,9 +47,12 @@ func translate(err error) error {
 		}
 		return gateway.WrapError(gateway.EInternal, err, "database error")
 	}
-	var connErr *pgconn.ConnectError
 	var netErr net.Error
-	if errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+		// The connection went away mid-request: the outcome is unknown and the
+		// caller may retry (with an Idempotency-Key for fires).
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, pgconn.ErrConnClosed) {
 		return gateway.WrapError(gateway.EUnavailable, err, gateway.ErrUnavailable.Message)
 	}
 	return gateway.WrapError(gateway.EInternal, err, "database error")

@@ -170,13 +170,13 @@ type fanOut struct {
 
 // subscribedGroup is a listener group that gets a delivery.
 type subscribedGroup struct {
-	service, listener string
-	maxAttempts       int
+	service, listener      string
+	maxAttempts, timeoutMS int
 }
 
 // subscribedGroupsSQL finds the listener groups subscribed to an event.
 const subscribedGroupsSQL = `
-	SELECT DISTINCT l.service, l.name, l.max_attempts
+	SELECT DISTINCT l.service, l.name, l.max_attempts, l.timeout_ms
 	FROM lightbus_subscription s
 	JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
 	WHERE s.api = $1 AND s.event IN ($2, '*')`
@@ -184,7 +184,7 @@ const subscribedGroupsSQL = `
 func collectGroups(rows pgx.Rows) ([]subscribedGroup, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (subscribedGroup, error) {
 		var g subscribedGroup
-		err := r.Scan(&g.service, &g.listener, &g.maxAttempts)
+		err := r.Scan(&g.service, &g.listener, &g.maxAttempts, &g.timeoutMS)
 		return g, err
 	})
 }
@@ -193,7 +193,7 @@ func collectGroups(rows pgx.Rows) ([]subscribedGroup, error) {
 func (f *fanOut) addDeliveries(ev *gateway.Event, groups []subscribedGroup) int {
 	for _, g := range groups {
 		f.jobs = append(f.jobs, river.InsertManyParams{
-			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener},
+			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener, TimeoutMS: g.timeoutMS},
 			InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: gateway.QueueDelivery},
 		})
 	}

@@ -118,9 +118,9 @@ func (db *DB) ReplayPage(ctx context.Context, replayID int64, limit int) (bool, 
 			done = true
 			return nil
 		}
-		var maxAttempts int
-		if err := tx.QueryRow(ctx, `SELECT max_attempts FROM lightbus_listener WHERE service = $1 AND name = $2`,
-			rp.Service, rp.Listener).Scan(&maxAttempts); err != nil {
+		var maxAttempts, timeoutMS int
+		if err := tx.QueryRow(ctx, `SELECT max_attempts, timeout_ms FROM lightbus_listener WHERE service = $1 AND name = $2`,
+			rp.Service, rp.Listener).Scan(&maxAttempts, &timeoutMS); err != nil {
 			return err
 		}
 		rows, err = tx.Query(ctx, `
@@ -153,7 +153,7 @@ func (db *DB) ReplayPage(ctx context.Context, replayID int64, limit int) (bool, 
 			last = id
 			if needed {
 				jobs = append(jobs, river.InsertManyParams{
-					Args:       gateway.DeliveryArgs{EventID: id, Service: rp.Service, Listener: rp.Listener},
+					Args:       gateway.DeliveryArgs{EventID: id, Service: rp.Service, Listener: rp.Listener, TimeoutMS: timeoutMS},
 					InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts, Queue: gateway.QueueDelivery},
 				})
 			}

@@ -92,6 +92,12 @@ type Options struct {
 	// "" means DefaultDatabase.
 	Database string
 
+	// Port is the loopback TCP port a local cluster listens on. 0 picks a
+	// free port. A fixed port lets a caller Stop a cluster and Start it again
+	// on the same data directory at the same URL (to simulate a database
+	// restart). The Docker fallback ignores it.
+	Port int
+
 	// pathList replaces $PATH in the default binary search when non-empty.
 	pathList string
 	// globs replace the default installation directory patterns when non-nil.

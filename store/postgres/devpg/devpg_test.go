@@ -3,6 +3,7 @@ package devpg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -356,5 +357,32 @@ func TestSplitImage(t *testing.T) {
 		if repo != want[0] || tag != want[1] {
 			t.Errorf("splitImage(%q) = %q, %q; want %q, %q", image, repo, tag, want[0], want[1])
 		}
+	}
+}
+
+func TestStartFixedPortRestartsAtSameURL(t *testing.T) {
+	t.Parallel()
+
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{DataDir: dataDir(t), Logger: testLogger(t), Port: port}
+	srv := start(t, opts)
+	if !strings.Contains(srv.URL, net.JoinHostPort("127.0.0.1", fmt.Sprint(port))) {
+		t.Fatalf("URL = %q, want port %d", srv.URL, port)
+	}
+	if err := srv.Stop(t.Context()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := ping(t.Context(), srv.URL); err == nil {
+		t.Fatal("server still answers after Stop")
+	}
+	again := start(t, opts)
+	if again.URL != srv.URL {
+		t.Fatalf("restarted at %q, want the same URL %q", again.URL, srv.URL)
+	}
+	if err := ping(t.Context(), again.URL); err != nil {
+		t.Fatalf("restarted server does not answer: %v", err)
 	}
 }

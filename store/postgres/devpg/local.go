@@ -108,9 +108,12 @@ func startLocal(ctx context.Context, opts Options) (*Server, error) {
 	// server binds it, so try a few.
 	var startErr error
 	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			return nil, fmt.Errorf("devpg: find a free port: %w", err)
+		port := opts.Port
+		if port == 0 {
+			port, err = freePort()
+			if err != nil {
+				return nil, fmt.Errorf("devpg: find a free port: %w", err)
+			}
 		}
 		startErr = pgctlStart(ctx, bins, acct, dir, port)
 		if startErr == nil {

@@ -1,0 +1,684 @@
+package fault
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// gatewayProc is a gateway process; restart runs it again at the same
+// address with the same environment.
+type gatewayProc struct {
+	t    *testing.T
+	URL  string
+	env  []string
+	log  string
+	name string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // the process's exit status once exited is closed
+}
+
+// baseEnv is the configuration every gateway in the suite starts from:
+// small retries and polling so that faults heal within seconds.
+func baseEnv(dbURL string) map[string]string {
+	return map[string]string{
+		"DATABASE_URL":                 dbURL,
+		"LIGHTBUS_LOG_LEVEL":           "info",
+		"LIGHTBUS_DB_MAX_CONNS":        "10",
+		"LIGHTBUS_SHUTDOWN_TIMEOUT":    "5s",
+		"LIGHTBUS_RPC_TIMEOUT":         "5s",
+		"LIGHTBUS_DELIVERY_TIMEOUT":    "2s",
+		"LIGHTBUS_DELIVERY_WORKERS":    "10",
+		"LIGHTBUS_RETRY_BASE":          "50ms",
+		"LIGHTBUS_RETRY_MAX":           "500ms",
+		"LIGHTBUS_NO_ENDPOINT_SNOOZE":  "100ms",
+		"LIGHTBUS_FETCH_COOLDOWN":      "10ms",
+		"LIGHTBUS_FETCH_POLL_INTERVAL": "100ms",
+		"LIGHTBUS_RESCUE_AFTER":        "8s",
+		"LIGHTBUS_GROUP_MAX_IN_FLIGHT": "4",
+	}
+}
+
+// startGateway starts the gateway binary with env and waits until it is
+// ready. It is killed at cleanup if still running.
+func startGateway(t *testing.T, name string, env map[string]string) *gatewayProc {
+	t.Helper()
+	port := freePort(t)
+	g := &gatewayProc{t: t, URL: fmt.Sprintf("http://127.0.0.1:%d", port), name: name,
+		log: filepath.Join(t.TempDir(), name+".log")}
+	env["LIGHTBUS_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
+	for k, v := range env {
+		g.env = append(g.env, k+"="+v)
+	}
+	t.Cleanup(func() {
+		g.signal(syscall.SIGKILL)
+		g.wait(10 * time.Second)
+		if data, err := os.ReadFile(g.log); err == nil && bytes.Contains(data, []byte("WARNING: DATA RACE")) {
+			t.Errorf("%s reported a data race (log %s)", name, g.log)
+		}
+		if t.Failed() || os.Getenv("LIGHTBUS_FAULT_LOGS") != "" {
+			data, _ := os.ReadFile(g.log)
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			if len(lines) > 40 && os.Getenv("LIGHTBUS_FAULT_LOGS") == "" {
+				lines = lines[len(lines)-40:]
+			}
+			t.Logf("%s log (last lines):\n%s", name, strings.Join(lines, "\n"))
+		}
+	})
+	g.start()
+	return g
+}
+
+// start runs the process and waits for /readyz.
+func (g *gatewayProc) start() {
+	g.t.Helper()
+	logFile, err := os.OpenFile(g.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	cmd := exec.Command(gatewayBin)
+	cmd.Env = append(os.Environ(), g.env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		g.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	g.mu.Lock()
+	g.cmd, g.exited, g.err = cmd, exited, nil
+	g.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logFile.Close()
+		g.mu.Lock()
+		g.err = err
+		g.mu.Unlock()
+		close(exited)
+	}()
+	waitFor(g.t, 30*time.Second, g.name+" ready", func() bool {
+		select {
+		case <-exited:
+			g.t.Fatalf("%s exited during start: %v", g.name, g.exitErr())
+		default:
+		}
+		resp, err := http.Get(g.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func (g *gatewayProc) exitErr() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+// pid returns the process id.
+func (g *gatewayProc) pid() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cmd.Process.Pid
+}
+
+func (g *gatewayProc) signal(sig syscall.Signal) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cmd != nil && g.cmd.Process != nil {
+		_ = g.cmd.Process.Signal(sig)
+	}
+}
+
+// wait waits for the process to exit and reports whether it did in time.
+func (g *gatewayProc) wait(timeout time.Duration) bool {
+	g.mu.Lock()
+	exited := g.exited
+	g.mu.Unlock()
+	if exited == nil {
+		return true
+	}
+	select {
+	case <-exited:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (g *gatewayProc) kill() {
+	g.t.Helper()
+	g.signal(syscall.SIGKILL)
+	if !g.wait(10 * time.Second) {
+		g.t.Fatalf("%s did not die", g.name)
+	}
+}
+
+// procStatus returns a field of /proc/PID/status in kB or as a count.
+func procStatus(pid int, field string) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// openFDs counts /proc/PID/fd.
+func openFDs(pid int) int {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1
+	}
+	return len(entries)
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// httpClient is the load generator's client: a request never waits more than
+// its timeout, which is how the suite notices a hanging gateway.
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// doJSON sends a JSON request and decodes a JSON answer into out.
+func doJSON(ctx context.Context, method, url string, body any, header map[string]string, out any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, nil, err
+	}
+	if out != nil && resp.StatusCode < 300 && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, data, err
+		}
+	}
+	return resp.StatusCode, data, nil
+}
+
+// problemCode returns the code of a problem document.
+func problemCode(body []byte) string {
+	var p struct {
+		Code string `json:"code"`
+	}
+	_ = json.Unmarshal(body, &p)
+	return p.Code
+}
+
+// delivery is one request a listener received.
+type delivery struct {
+	group   string
+	eventID string
+	attempt int
+	at      time.Time
+}
+
+// listener is an in-process listener service: one HTTP server serving
+// several listener groups at /events/{group}, recording every delivery. It
+// can be taken down (the port stops accepting) and brought back on the same
+// port.
+type listener struct {
+	t       *testing.T
+	service string
+	groups  []string
+	addr    string
+	delay   map[string]time.Duration // per group answer delay
+
+	mu         sync.Mutex
+	srv        *http.Server
+	deliveries []delivery
+}
+
+// newListener starts a listener service with the given groups, each
+// subscribed to every event of API "load".
+func newListener(t *testing.T, service string, groups ...string) *listener {
+	t.Helper()
+	l := &listener{t: t, service: service, groups: groups, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		delay: map[string]time.Duration{}}
+	l.up()
+	t.Cleanup(l.down)
+	return l
+}
+
+func (l *listener) setDelay(group string, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.delay[group] = d
+}
+
+func (l *listener) handle(w http.ResponseWriter, r *http.Request) {
+	group := strings.TrimPrefix(r.URL.Path, "/events/")
+	_, _ = io.Copy(io.Discard, r.Body)
+	attempt, _ := strconv.Atoi(r.Header.Get("Lightbus-Attempt"))
+	l.mu.Lock()
+	d := l.delay[group]
+	l.mu.Unlock()
+	if d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	l.mu.Lock()
+	l.deliveries = append(l.deliveries, delivery{group: l.service + "." + group, eventID: r.Header.Get("Ce-Id"),
+		attempt: attempt, at: time.Now()})
+	l.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// up starts serving on the listener's address.
+func (l *listener) up() {
+	l.t.Helper()
+	var ln net.Listener
+	var err error
+	for range 50 { // the port may linger briefly after down
+		if ln, err = net.Listen("tcp", l.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(l.handle)}
+	l.mu.Lock()
+	l.srv = srv
+	l.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+}
+
+// down stops accepting connections and drops the open ones.
+func (l *listener) down() {
+	l.mu.Lock()
+	srv := l.srv
+	l.srv = nil
+	l.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+// snapshot returns the deliveries received so far.
+func (l *listener) snapshot() []delivery {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.deliveries)
+}
+
+// fullGroups returns the groups as "service.listener".
+func (l *listener) fullGroups() []string {
+	var out []string
+	for _, g := range l.groups {
+		out = append(out, l.service+"."+g)
+	}
+	return out
+}
+
+// register registers the listener service through gw with a long lease and
+// keeps heartbeating (through any of gws, in turn) until the test ends.
+func (l *listener) register(gws ...*gatewayProc) {
+	l.t.Helper()
+	var decl []map[string]any
+	for _, g := range l.groups {
+		decl = append(decl, map[string]any{"name": g, "events": []string{"load.*"}, "path": "/events/" + g})
+	}
+	reg := map[string]any{"service": l.service, "base_url": "http://" + l.addr, "lease_ttl_ms": 60000, "listeners": decl}
+	put := func(gw *gatewayProc) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		status, body, err := doJSON(ctx, http.MethodPut, gw.URL+"/v1/workers/"+l.service+"-1", reg, nil, nil)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("register: %d %s", status, body)
+		}
+		return err
+	}
+	var err error
+	waitFor(l.t, 30*time.Second, "the listener's registration", func() bool { // a busy database may be slow
+		err = put(gws[0])
+		return err == nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			_ = put(gws[i%len(gws)]) // a failed heartbeat is retried next time
+		}
+	}()
+	l.t.Cleanup(func() { cancel(); <-done })
+}
+
+// loadGen fires events (and optionally calls RPCs) and records what was
+// acknowledged.
+type loadGen struct {
+	mu        sync.Mutex
+	acked     map[string]time.Time // event id → when the 202 arrived
+	ackOrder  []string
+	errors    map[string]int // "status code" or "transport" → count
+	slowest   time.Duration  // slowest fire answer, of any kind
+	slowFail  time.Duration  // slowest failed fire
+	fires     int
+	calls     int
+	callFails map[string]int
+	seq       atomic.Int64
+
+	// attemptsMayRepeat relaxes the audit's same-attempt check for
+	// scenarios that cut database connections: a River state update whose
+	// answer was lost can be applied again to a later run of the same job
+	// (docs/RELIABILITY.md), so attempt numbers may repeat although no
+	// delivery was worked twice at once.
+	attemptsMayRepeat bool
+}
+
+func newLoadGen() *loadGen {
+	return &loadGen{acked: map[string]time.Time{}, errors: map[string]int{}, callFails: map[string]int{}}
+}
+
+// fire sends one event to the gateway at base.
+func (lg *loadGen) fire(base string) (ok bool) {
+	n := lg.seq.Add(1)
+	start := time.Now()
+	var res struct {
+		ID string `json:"id"`
+	}
+	// An Idempotency-Key makes the fire safe to resend, so the HTTP client
+	// may retry it on a kept-alive connection the server closed meanwhile.
+	key := map[string]string{"Idempotency-Key": fmt.Sprintf("load-%d-%d", os.Getpid(), n)}
+	status, body, err := doJSON(context.Background(), http.MethodPost, base+"/v1/events/load/tick", map[string]any{"n": n}, key, &res)
+	took := time.Since(start)
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	lg.fires++
+	lg.slowest = max(lg.slowest, took)
+	switch {
+	case err == nil && status == http.StatusAccepted && res.ID != "":
+		lg.acked[res.ID] = time.Now()
+		lg.ackOrder = append(lg.ackOrder, res.ID)
+		return true
+	case err != nil:
+		lg.errors[transportKind(err)]++
+	default:
+		lg.errors[fmt.Sprintf("%d %s", status, problemCode(body))]++
+	}
+	lg.slowFail = max(lg.slowFail, took)
+	return false
+}
+
+// transportKind classifies a transport error for the audit.
+func transportKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "client timeout"
+	default:
+		return "transport error"
+	}
+}
+
+// run fires from workers goroutines, spreading requests over bases, until
+// ctx is done; pause between fires per goroutine.
+func (lg *loadGen) run(ctx context.Context, workers int, pause time.Duration, bases func() []string) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; ctx.Err() == nil; i++ {
+				b := bases()
+				lg.fire(b[i%len(b)])
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
+			}
+		})
+	}
+	return &wg
+}
+
+func (lg *loadGen) ackedIDs() map[string]time.Time {
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	out := make(map[string]time.Time, len(lg.acked))
+	for k, v := range lg.acked {
+		out[k] = v
+	}
+	return out
+}
+
+// auditResult is what a scenario's audit found.
+type auditResult struct {
+	acked, stored, storedUnacked, delivered, duplicates, lost, doubleAttempts, stuck int
+}
+
+// audit waits until every acknowledged event has reached every group (or
+// the timeout passes), then checks the store and prints the audit. It fails
+// the test when an acknowledged event is missing from the store or from a
+// group, when one attempt was delivered twice (two gateways working the same
+// delivery), or when a delivery job is left running.
+func audit(t *testing.T, scenario, dbURL string, lg *loadGen, timeout time.Duration, listeners ...*listener) auditResult {
+	t.Helper()
+	acked := lg.ackedIDs()
+	var groups []string
+	for _, l := range listeners {
+		groups = append(groups, l.fullGroups()...)
+	}
+	collect := func() map[string]map[string][]int { // group → event → attempts
+		out := map[string]map[string][]int{}
+		for _, g := range groups {
+			out[g] = map[string][]int{}
+		}
+		for _, l := range listeners {
+			for _, d := range l.snapshot() {
+				out[d.group][d.eventID] = append(out[d.group][d.eventID], d.attempt)
+			}
+		}
+		return out
+	}
+	missing := func(got map[string]map[string][]int) int {
+		n := 0
+		for id := range acked {
+			for _, g := range groups {
+				if len(got[g][id]) == 0 {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(timeout)
+	got := collect()
+	for missing(got) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		got = collect()
+	}
+
+	var r auditResult
+	r.acked = len(acked)
+	r.lost = missing(got)
+	var doubled, doubledIDs []string
+	for _, g := range groups {
+		for id, attempts := range got[g] {
+			r.delivered++
+			r.duplicates += len(attempts) - 1
+			seen := map[int]bool{}
+			for _, a := range attempts {
+				if seen[a] {
+					r.doubleAttempts++
+					doubled = append(doubled, fmt.Sprintf("%s %s attempts %v", g, id, attempts))
+					doubledIDs = append(doubledIDs, id)
+				}
+				seen[a] = true
+			}
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, `SELECT id::text FROM lightbus_event`)
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	storedSet := map[string]bool{}
+	for _, id := range stored {
+		storedSet[id] = true
+		if _, ok := acked[id]; !ok {
+			r.storedUnacked++
+		}
+	}
+	r.stored = len(stored)
+	notStored := 0
+	for id := range acked {
+		if !storedSet[id] {
+			notStored++
+		}
+	}
+	phantom := 0 // deliveries of events that were never stored
+	for _, g := range groups {
+		for id := range got[g] {
+			if !storedSet[id] {
+				phantom++
+			}
+		}
+	}
+	// A delivery the listener has answered is marked completed a moment
+	// later (River completes jobs in batches); one whose gateway died is
+	// rescued after LIGHTBUS_RESCUE_AFTER by River's leader, which looks
+	// every 30 s. Either way none may stay running.
+	settleStart := time.Now()
+	for {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'lightbus.delivery' AND state = 'running'`).Scan(&r.stuck); err != nil {
+			t.Fatalf("audit: %v", err)
+		}
+		if r.stuck == 0 || time.Since(settleStart) > 60*time.Second {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	settled := time.Since(settleStart)
+
+	lg.mu.Lock()
+	fires, errs, slowest, slowFail := lg.fires, fmt.Sprint(lg.errors), lg.slowest, lg.slowFail
+	lg.mu.Unlock()
+	line := fmt.Sprintf("AUDIT %s: fires=%d acknowledged=%d stored=%d stored_unacknowledged=%d groups=%d delivered=%d duplicates=%d lost=%d not_stored=%d phantom=%d same_attempt_twice=%d running_jobs=%d (settled in %s) fire_errors=%s slowest_fire=%s slowest_failed_fire=%s",
+		scenario, fires, r.acked, r.stored, r.storedUnacked, len(groups), r.delivered, r.duplicates, r.lost, notStored, phantom,
+		r.doubleAttempts, r.stuck, settled.Round(100*time.Millisecond), errs, slowest.Round(time.Millisecond), slowFail.Round(time.Millisecond))
+	t.Log(line)
+	fmt.Println(line)
+
+	if r.acked == 0 {
+		t.Errorf("%s: no event was acknowledged: the load generator did nothing", scenario)
+	}
+	if r.lost > 0 {
+		t.Errorf("%s: %d acknowledged (event, group) deliveries lost", scenario, r.lost)
+	}
+	if notStored > 0 {
+		t.Errorf("%s: %d acknowledged events are not in the store", scenario, notStored)
+	}
+	if phantom > 0 {
+		t.Errorf("%s: %d deliveries of events that are not in the store", scenario, phantom)
+	}
+	if r.doubleAttempts > 0 && lg.attemptsMayRepeat {
+		t.Logf("%s: %d deliveries repeated an attempt number after lost database answers: %v", scenario, r.doubleAttempts, doubled)
+	}
+	if r.doubleAttempts > 0 && !lg.attemptsMayRepeat {
+		rows, err := conn.Query(ctx, `SELECT args::text, state::text, attempt, COALESCE(errors::text, ''), metadata::text FROM river_job WHERE args->>'event_id' = ANY($1)`, doubledIDs)
+		if err == nil {
+			for rows.Next() {
+				var args, state, errs, meta string
+				var attempt int
+				_ = rows.Scan(&args, &state, &attempt, &errs, &meta)
+				t.Logf("job %s: state %s attempt %d errors %s metadata %s", args, state, attempt, errs, meta)
+			}
+			rows.Close()
+		}
+		t.Logf("same attempt delivered twice: %v", doubled)
+		t.Errorf("%s: %d deliveries received twice with the same attempt number (worked twice, not retried)", scenario, r.doubleAttempts)
+	}
+	if r.stuck > 0 {
+		t.Errorf("%s: %d delivery jobs left running", scenario, r.stuck)
+	}
+	return r
+}
+
+// summary prints the scenario's last line.
+func summary(t *testing.T, scenario string, format string, args ...any) {
+	t.Helper()
+	line := fmt.Sprintf("RESULT %s: %s", scenario, fmt.Sprintf(format, args...))
+	t.Log(line)
+	fmt.Println(line)
+}

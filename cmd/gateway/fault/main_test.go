@@ -1,0 +1,151 @@
+// Package fault is the gateway's fault-injection suite. It builds the gateway
+// binary once, runs it as real processes against a private Postgres, and
+// injects faults (SIGKILL, SIGTERM, a database restart, listeners and workers
+// going away, slow listeners, several replicas) while a load generator fires
+// events and calls RPCs. Every scenario ends with an audit: each event the
+// gateway acknowledged with 2xx must be stored and delivered to every
+// subscribed listener group at least once. See docs/RELIABILITY.md.
+package fault
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lightbus-go/lightbus/store/postgres/devpg"
+)
+
+// roleEnv makes the test binary run as a helper process instead of the tests.
+const roleEnv = "LIGHTBUS_FAULT_ROLE"
+
+var (
+	// gatewayBin is the gateway binary built by TestMain.
+	gatewayBin string
+	// adminURL is the shared test cluster's postgres database.
+	adminURL string
+	// workDir holds the binary and the shared cluster.
+	workDir string
+	// raceBuild builds the gateway with the race detector
+	// (LIGHTBUS_FAULT_RACE=1); a data race in a gateway's log then fails
+	// its scenario. Off by default: a race-built gateway is several times
+	// slower, which thins the load on a small machine.
+	raceBuild = os.Getenv("LIGHTBUS_FAULT_RACE") != ""
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == "worker" {
+		os.Exit(workerMain())
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	workDir, err = reachableTempDir("lightbus-fault-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fault:", err)
+		return 1
+	}
+	defer os.RemoveAll(workDir)
+
+	gatewayBin = filepath.Join(workDir, "gateway")
+	args := []string{"build", "-o", gatewayBin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, "..")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fault: build the gateway:", err)
+		return 1
+	}
+
+	ctx := context.Background()
+	srv, err := devpg.Start(ctx, devpg.Options{DataDir: filepath.Join(workDir, "pgdata"), Database: "postgres",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fault: start Postgres:", err)
+		return 1
+	}
+	defer func() { _ = srv.Stop(context.Background()) }()
+	adminURL = srv.URL
+
+	// The scenarios spend their time waiting on processes (River's rescue
+	// of a dead gateway's deliveries, a 10 s database outage), not on the
+	// CPU: run them all at once unless -parallel was given.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", "16")
+	}
+	return m.Run()
+}
+
+// reachableTempDir makes a temporary directory that the unprivileged user
+// running Postgres (when the tests run as root) can traverse.
+func reachableTempDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o755)
+}
+
+// newDatabase creates an empty database on the shared cluster and returns
+// its URL; the gateway migrates it on start.
+func newDatabase(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	name := fmt.Sprintf("fault_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if conn, err := pgx.Connect(ctx, adminURL); err == nil {
+			_, _ = conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+			conn.Close(ctx)
+		}
+	})
+	return withDatabase(adminURL, name)
+}
+
+// withDatabase replaces the database in a postgres:// URL.
+func withDatabase(rawURL, db string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(fmt.Sprintf("devpg gave a bad URL %q: %v", rawURL, err))
+	}
+	u.Path = "/" + db
+	return u.String()
+}
+
+// freePort returns a loopback port that is free right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

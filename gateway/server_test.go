@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// hangingStore is a database that stops answering: every call waits for its
+// context.
+type hangingStore struct {
+	EventStore
+	WorkerStore
+}
+
+func (hangingStore) FireEvent(ctx context.Context, ev *Event, window time.Duration) (*FireResult, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (hangingStore) FireEvents(ctx context.Context, evs []*Event, window time.Duration) ([]*FireResult, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (hangingStore) ListWorkers(ctx context.Context) ([]Worker, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (hangingStore) RPCTargets(ctx context.Context, api, method string) ([]RPCTarget, time.Duration, error) {
+	<-ctx.Done()
+	return nil, 0, ctx.Err()
+}
+
+func TestStoreTimeout(t *testing.T) {
+	t.Parallel()
+
+	store := hangingStore{}
+	srv := NewServer(ServerConfig{Events: store, Workers: store, StoreTimeout: 100 * time.Millisecond,
+		Router: NewRouter(RouterConfig{Store: store, StoreTimeout: 100 * time.Millisecond})})
+	for _, req := range []*http.Request{
+		httptest.NewRequest(http.MethodPost, "/v1/events/a/e", strings.NewReader(`{}`)),
+		httptest.NewRequest(http.MethodGet, "/v1/workers", nil),
+		httptest.NewRequest(http.MethodPost, "/v1/rpc/a/m", strings.NewReader(`{}`)),
+	} {
+		done := make(chan *httptest.ResponseRecorder, 1)
+		go func() {
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, req)
+			done <- rec
+		}()
+		select {
+		case rec := <-done:
+			var p Problem
+			_ = json.Unmarshal(rec.Body.Bytes(), &p)
+			if rec.Code != http.StatusServiceUnavailable || p.Code != EUnavailable {
+				t.Errorf("%s %s with a hanging database: %d %s, want 503 unavailable", req.Method, req.URL.Path, rec.Code, rec.Body)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s %s hangs with a hanging database", req.Method, req.URL.Path)
+		}
+	}
+}
