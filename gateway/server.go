@@ -101,28 +101,28 @@ func (s *Server) newRoutes() chi.Router {
 		writeError(w, r, s.logger, Errorf(EInvalid, "method %s is not allowed on %s", r.Method, r.URL.Path))
 	})
 
-	r.Post("/v1/events/{api}/{event}", s.fireEvent)                       // fire an event
-	r.Post("/v1/events", s.fireBatch)                                     // fire a batch of events in one transaction
-	r.Get("/v1/events", s.listEvents)                                     // list stored events, newest first
-	r.Get("/v1/events/{id}", s.getEvent)                                  // one event with its deliveries
-	r.Get("/v1/listeners", s.listListeners)                               // listener groups with delivery counts and lag
-	r.Get("/v1/listeners/{service}/{listener}/dead", s.listDead)          // a group's dead deliveries
-	r.Post("/v1/listeners/{service}/{listener}/redrive", s.redriveDead)   // redrive a group's matching dead deliveries
-	r.Post("/v1/listeners/{service}/{listener}/replay", s.replayListener) // re-deliver retained events from a point
-	r.Get("/v1/deliveries/{delivery_id}", s.getDelivery)                  // one delivery with its attempts
-	r.Post("/v1/deliveries/{delivery_id}/redrive", s.redriveDelivery)     // give a dead delivery fresh attempts
-	r.Post("/v1/rpc/{api}/{method}", s.callRPC)                           // call a procedure on a live worker
-	r.Get("/v1/workers", s.listWorkers)                                   // list live workers
-	r.Put("/v1/workers/{worker_id}", s.putWorker)                         // register or heartbeat a worker
-	r.Delete("/v1/workers/{worker_id}", s.deleteWorker)                   // deregister a worker
-	r.Get("/healthz", s.healthz)                                          // the process is up
-	r.Get("/readyz", s.readyz)                                            // the database answers and the schema is current
-	r.Get("/openapi.yaml", s.openAPI)                                     // this API's OpenAPI document
+	r.Post("/v1/events/{api}/{event}", s.fireEvent)                                   // fire an event
+	r.Post("/v1/events", s.fireBatch)                                                 // fire a batch of events in one transaction
+	r.Get("/v1/events", s.listEvents)                                                 // list stored events, newest first
+	r.Get("/v1/events/{id}", s.getEvent)                                              // one event with its deliveries
+	r.With(s.bounded).Get("/v1/listeners", s.listListeners)                           // listener groups with delivery counts and lag
+	r.With(s.bounded).Get("/v1/listeners/{service}/{listener}/dead", s.listDead)      // a group's dead deliveries
+	r.Post("/v1/listeners/{service}/{listener}/redrive", s.redriveDead)               // redrive a group's matching dead deliveries
+	r.Post("/v1/listeners/{service}/{listener}/replay", s.replayListener)             // re-deliver retained events from a point
+	r.With(s.bounded).Get("/v1/deliveries/{delivery_id}", s.getDelivery)              // one delivery with its attempts
+	r.With(s.bounded).Post("/v1/deliveries/{delivery_id}/redrive", s.redriveDelivery) // give a dead delivery fresh attempts
+	r.Post("/v1/rpc/{api}/{method}", s.callRPC)                                       // call a procedure on a live worker
+	r.Get("/v1/workers", s.listWorkers)                                               // list live workers
+	r.Put("/v1/workers/{worker_id}", s.putWorker)                                     // register or heartbeat a worker
+	r.Delete("/v1/workers/{worker_id}", s.deleteWorker)                               // deregister a worker
+	r.Get("/healthz", s.healthz)                                                      // the process is up
+	r.Get("/readyz", s.readyz)                                                        // the database answers and the schema is current
+	r.Get("/openapi.yaml", s.openAPI)                                                 // this API's OpenAPI document
 
-	r.Get("/v1/schema", s.listSchemas)                   // every API's current schema
-	r.Get("/v1/schema/{api}", s.getSchema)               // an API's current (or ?version=N) schema
-	r.Put("/v1/schema/{api}", s.putSchema)               // publish an API's schema without a worker
-	r.Get("/v1/schema/{api}/versions", s.schemaVersions) // an API's schema versions, newest first
+	r.With(s.bounded).Get("/v1/schema", s.listSchemas)                   // every API's current schema
+	r.With(s.bounded).Get("/v1/schema/{api}", s.getSchema)               // an API's current (or ?version=N) schema
+	r.With(s.bounded).Put("/v1/schema/{api}", s.putSchema)               // publish an API's schema without a worker
+	r.With(s.bounded).Get("/v1/schema/{api}/versions", s.schemaVersions) // an API's schema versions, newest first
 	return r
 }
 
@@ -139,6 +139,18 @@ func (s *Server) store(r *http.Request, call func(ctx context.Context) error) er
 		}
 	}
 	return err
+}
+
+// bounded limits a request made of a few short database calls to
+// StoreTimeout, so that a database that stops answering costs it at most
+// that long (then 503 unavailable). Requests whose own work may be long
+// (RPCs, bulk redrives, replays) are not bounded this way.
+func (s *Server) bounded(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // readBody reads a request body of at most MaxBodyBytes.

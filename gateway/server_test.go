@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -64,5 +65,32 @@ func TestStoreTimeout(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s %s hangs with a hanging database", req.Method, req.URL.Path)
 		}
+	}
+}
+
+func TestBoundedRequests(t *testing.T) {
+	t.Parallel()
+
+	srv := NewServer(ServerConfig{StoreTimeout: 50 * time.Millisecond})
+	// A handler whose database never answers: the bound ends it with a 503.
+	h := srv.bounded(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		writeError(w, r, srv.logger, fmt.Errorf("list listeners: %w", r.Context().Err()))
+	}))
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/listeners", nil))
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a bounded request hangs with a hanging database")
+	}
+	var p Problem
+	_ = json.Unmarshal(rec.Body.Bytes(), &p)
+	if rec.Code != http.StatusServiceUnavailable || p.Code != EUnavailable {
+		t.Fatalf("got %d %s, want 503 unavailable", rec.Code, rec.Body)
 	}
 }
