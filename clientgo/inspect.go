@@ -401,6 +401,17 @@ func (b *Bus) Listeners(ctx context.Context) ([]ListenerStatus, error) {
 	return out.Listeners, nil
 }
 
+// DeleteListener removes the listener group (service, listener) with its
+// subscriptions (DELETE /v1/listeners/{service}/{listener}): nothing is
+// queued for it afterwards. An unknown group is an *Error with
+// CodeNotFound; a group a live worker serves is one with CodeConflict.
+func (b *Bus) DeleteListener(ctx context.Context, service, listener string) error {
+	if err := b.do(ctx, http.MethodDelete, groupPath(service, listener), nil, nil, nil, nil); err != nil {
+		return fmt.Errorf("lightbus: delete listener %s.%s: %w", service, listener, err)
+	}
+	return nil
+}
+
 // Replay is a replay of a listener group's deliveries, with its progress.
 type Replay struct {
 	// ID is the replay's id.

@@ -87,6 +87,13 @@ type ListenerStore interface {
 	// how many it redrove. Returns ErrNotFound when the group does not
 	// exist.
 	RedriveDead(ctx context.Context, q DeadQuery) (int, error)
+
+	// DeleteListener removes a listener group with its subscriptions: no
+	// delivery is queued for it afterwards, and its unfinished deliveries
+	// are cancelled when they next run. Returns ErrNotFound when the group
+	// does not exist, and an EConflict error while a live worker serves it
+	// (its next heartbeat would create the group again).
+	DeleteListener(ctx context.Context, service, listener string) error
 }
 
 var attemptStatus = regexp.MustCompile(`^listener answered ([1-5][0-9][0-9])\b`)
@@ -158,6 +165,19 @@ func (f deadFilter) apply(q *DeadQuery) error {
 		*v.dst = t
 	}
 	return nil
+}
+
+func (s *Server) deleteListener(w http.ResponseWriter, r *http.Request) {
+	service, listener, err := parseGroup(r)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	if err := s.cfg.Listeners.DeleteListener(r.Context(), service, listener); err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) listDead(w http.ResponseWriter, r *http.Request) {

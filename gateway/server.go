@@ -106,6 +106,7 @@ func (s *Server) newRoutes() chi.Router {
 	r.Get("/v1/events", s.listEvents)                                                 // list stored events, newest first
 	r.Get("/v1/events/{id}", s.getEvent)                                              // one event with its deliveries
 	r.With(s.bounded).Get("/v1/listeners", s.listListeners)                           // listener groups with delivery counts and lag
+	r.With(s.bounded).Delete("/v1/listeners/{service}/{listener}", s.deleteListener)  // remove a listener group
 	r.With(s.bounded).Get("/v1/listeners/{service}/{listener}/dead", s.listDead)      // a group's dead deliveries
 	r.Post("/v1/listeners/{service}/{listener}/redrive", s.redriveDead)               // redrive a group's matching dead deliveries
 	r.Post("/v1/listeners/{service}/{listener}/replay", s.replayListener)             // re-deliver retained events from a point

@@ -278,3 +278,28 @@ func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time, limit int, unde
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// DeleteListener implements gateway.ListenerStore.
+func (db *DB) DeleteListener(ctx context.Context, service, listener string) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		var live int
+		err := tx.QueryRow(ctx, `
+			SELECT (SELECT count(*) FROM lightbus_endpoint p JOIN lightbus_worker w ON w.id = p.worker_id
+			        WHERE p.service = l.service AND p.listener = l.name AND w.expires_at > now())
+			FROM lightbus_listener l WHERE l.service = $1 AND l.name = $2
+			FOR UPDATE OF l`, service, listener).Scan(&live)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return gateway.Errorf(gateway.ENotFound, "listener group %s.%s not found", service, listener)
+		}
+		if err != nil {
+			return err
+		}
+		if live > 0 {
+			return gateway.Errorf(gateway.EConflict,
+				"listener group %s.%s is served by %d live worker(s), whose next heartbeat would create it again: stop them first", service, listener, live)
+		}
+		// Subscriptions and endpoints go with the group (ON DELETE CASCADE).
+		_, err = tx.Exec(ctx, `DELETE FROM lightbus_listener WHERE service = $1 AND name = $2`, service, listener)
+		return err
+	})
+}
