@@ -116,6 +116,8 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/listeners/support.case/notify/replay":
 		answer(http.StatusAccepted, `{"id": 3, "service": "support.case", "listener": "notify", "until": "2026-11-25T10:00:00Z",
 			"redeliver": true, "queued": 0, "state": "running", "created_at": "2026-11-25T10:00:00Z"}`)
+	case r.Method == http.MethodDelete && r.URL.Path == "/v1/listeners/support.case/notify":
+		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/listeners/support.case/notify/redrive":
 		answer(http.StatusOK, `{"redriven": 7}`)
 	default:

@@ -124,3 +124,21 @@ func TestReplay(t *testing.T) {
 		}
 	}
 }
+
+func TestListenersDelete(t *testing.T) {
+	t.Parallel()
+
+	tb, g := gatewayBundle(t)
+	if err := tb.execute(t, "listeners", "delete", "support.case.notify"); err != nil {
+		t.Fatal(err)
+	}
+	if r := g.last(); r.Method != "DELETE" || r.Path != "/v1/listeners/support.case/notify" {
+		t.Errorf("request %s %s", r.Method, r.Path)
+	}
+	if got := tb.stdout.String(); got != "listener group support.case.notify removed\n" {
+		t.Errorf("stdout = %q", got)
+	}
+	if err := tb.execute(t, "listeners", "delete", "support.case.unknown"); err == nil {
+		t.Error("deleting an unknown group succeeded")
+	}
+}

@@ -12,7 +12,7 @@ import (
 
 // listenersCmd is `lightbus listeners`.
 func (c *cli) listenersCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "listeners",
 		Short: "List listener groups with pending, in-flight and dead deliveries and lag",
 		Args:  cobra.NoArgs,
@@ -48,6 +48,32 @@ func (c *cli) listenersCmd() *cobra.Command {
 					strconv.FormatInt(g.InFlight, 10), strconv.FormatInt(g.Dead, 10), lag, replay)
 			}
 			return w.Flush()
+		},
+	}
+	cmd.AddCommand(c.listenersDeleteCmd())
+	return cmd
+}
+
+// listenersDeleteCmd is `lightbus listeners delete SERVICE.LISTENER`.
+func (c *cli) listenersDeleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete SERVICE.LISTENER",
+		Short: "Remove a listener group that is gone for good (stop its workers first)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			service, listener, err := splitGroup(args[0])
+			if err != nil {
+				return err
+			}
+			bus, err := c.bus()
+			if err != nil {
+				return err
+			}
+			if err := bus.DeleteListener(cmd.Context(), service, listener); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(c.stdout, "listener group %s.%s removed\n", service, listener)
+			return err
 		},
 	}
 }

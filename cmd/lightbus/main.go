@@ -14,6 +14,7 @@
 //	lightbus dead show ID                       one delivery with its attempts
 //	lightbus dead redrive ID|--all GROUP        give dead deliveries fresh attempts
 //	lightbus replay SERVICE.LISTENER --since S  rewind a listener group
+//	lightbus listeners delete SERVICE.LISTENER  remove a listener group
 //	lightbus bench SCENARIO [flags]             measure a running gateway
 //
 // The worker process imports the service's bus package (./bus by default,
