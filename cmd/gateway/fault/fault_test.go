@@ -250,24 +250,7 @@ func TestListenerDownAndBack(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	// The steady group got everything while the other was down, promptly.
 	acked := lg.ackedIDs()
-	var worst time.Duration
-	waitFor(t, 20*time.Second, "the steady group's deliveries", func() bool {
-		got := map[string]time.Time{}
-		for _, d := range steady.snapshot() {
-			if _, ok := got[d.eventID]; !ok {
-				got[d.eventID] = d.at
-			}
-		}
-		worst = 0
-		for id, at := range acked {
-			g, ok := got[id]
-			if !ok {
-				return false
-			}
-			worst = max(worst, g.Sub(at))
-		}
-		return true
-	})
+	worst := worstDeliveryWait(t, steady, acked, 20*time.Second, "the steady group's deliveries")
 	if worst > 5*time.Second {
 		t.Errorf("the steady group waited up to %s for a delivery while the other group was down", worst)
 	}
@@ -325,24 +308,7 @@ func TestSlowListener(t *testing.T) {
 		lg.fire(gw.URL)
 	}
 	acked := lg.ackedIDs()
-	var worst time.Duration
-	waitFor(t, 30*time.Second, "the fast group's deliveries", func() bool {
-		got := map[string]time.Time{}
-		for _, d := range fast.snapshot() {
-			if _, ok := got[d.eventID]; !ok {
-				got[d.eventID] = d.at
-			}
-		}
-		worst = 0
-		for id, at := range acked {
-			g, ok := got[id]
-			if !ok {
-				return false
-			}
-			worst = max(worst, g.Sub(at))
-		}
-		return true
-	})
+	worst := worstDeliveryWait(t, fast, acked, 30*time.Second, "the fast group's deliveries")
 	cancel()
 	pwg.Wait()
 	if worst > 4*time.Second { // without the cap: ~7 s (30 × 1 s over 4 workers)
@@ -732,4 +698,30 @@ func TestDatabaseBlackhole(t *testing.T) {
 	summary(t, "db-blackhole", "lost=%d; during 8 s without answers: fire %d in %s, RPC %d %s in %s, /readyz %d in %s; fires succeed again %s after",
 		r.lost, fireStatus, fireTook.Round(time.Millisecond), rpcStatus, rpcCode, rpcTook.Round(time.Millisecond),
 		readyStatus, readyTook.Round(time.Millisecond), recovered.Round(100*time.Millisecond))
+}
+
+// worstDeliveryWait waits until l has received every acknowledged event and
+// returns the longest time from a fire's acknowledgement to its first
+// delivery.
+func worstDeliveryWait(t *testing.T, l *listener, acked map[string]time.Time, timeout time.Duration, what string) time.Duration {
+	t.Helper()
+	var worst time.Duration
+	waitFor(t, timeout, what, func() bool {
+		got := map[string]time.Time{}
+		for _, d := range l.snapshot() {
+			if _, ok := got[d.eventID]; !ok {
+				got[d.eventID] = d.at
+			}
+		}
+		worst = 0
+		for id, at := range acked {
+			g, ok := got[id]
+			if !ok {
+				return false
+			}
+			worst = max(worst, g.Sub(at))
+		}
+		return true
+	})
+	return worst
 }
