@@ -308,7 +308,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		}
 		defer stopDebug()
 	}
-	if err := a.river.Start(ctx); err != nil {
+	// River cancels running jobs when its start context ends: shutdown
+	// stops it with Stop instead, so running deliveries finish.
+	if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
 		ln.Close()
 		a.close(context.WithoutCancel(ctx))
 		return fmt.Errorf("start river: %w", err)

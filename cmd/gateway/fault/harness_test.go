@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +47,7 @@ func baseEnv(dbURL string) map[string]string {
 		"DATABASE_URL":                 dbURL,
 		"LIGHTBUS_LOG_LEVEL":           "info",
 		"LIGHTBUS_DB_MAX_CONNS":        "10",
+		"LIGHTBUS_DB_CONNECT_TIMEOUT":  "5s", // ten scenarios start at once on two cores
 		"LIGHTBUS_SHUTDOWN_TIMEOUT":    "5s",
 		"LIGHTBUS_RPC_TIMEOUT":         "5s",
 		"LIGHTBUS_DELIVERY_TIMEOUT":    "2s",
@@ -78,12 +80,11 @@ func startGateway(t *testing.T, name string, env map[string]string) *gatewayProc
 			t.Errorf("%s reported a data race (log %s)", name, g.log)
 		}
 		if t.Failed() || os.Getenv("LIGHTBUS_FAULT_LOGS") != "" {
-			data, _ := os.ReadFile(g.log)
-			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-			if len(lines) > 40 && os.Getenv("LIGHTBUS_FAULT_LOGS") == "" {
-				lines = lines[len(lines)-40:]
+			n := 40
+			if os.Getenv("LIGHTBUS_FAULT_LOGS") != "" {
+				n = 0
 			}
-			t.Logf("%s log (last lines):\n%s", name, strings.Join(lines, "\n"))
+			t.Logf("%s log (last lines):\n%s", name, lastLines(g.log, n))
 		}
 	})
 	g.start()
@@ -116,19 +117,77 @@ func (g *gatewayProc) start() {
 		g.mu.Unlock()
 		close(exited)
 	}()
-	waitFor(g.t, 30*time.Second, g.name+" ready", func() bool {
+	const timeout = 60 * time.Second
+	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
 		select {
 		case <-exited:
 			g.t.Fatalf("%s exited during start: %v", g.name, g.exitErr())
 		default:
 		}
-		resp, err := http.Get(g.URL + "/readyz")
-		if err != nil {
-			return false
+		if resp, err := http.Get(g.URL + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+		if time.Now().After(deadline) {
+			g.t.Fatalf("timed out after %s waiting for %s ready\n%s", timeout, g.name, databaseReport(g.env))
+		}
+	}
+}
+
+// databaseReport describes the cluster behind a gateway's DATABASE_URL (in
+// env): its connections by database and state, and, for the shared
+// cluster, the end of its server log.
+func databaseReport(env []string) string {
+	var dbURL string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			dbURL = v
+		}
+	}
+	var b strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, withDatabase(dbURL, "postgres"))
+	if err != nil {
+		fmt.Fprintf(&b, "connections: cannot connect to %s: %v\n", dbURL, err)
+	} else {
+		defer conn.Close(context.Background())
+		rows, err := conn.Query(ctx, `SELECT coalesce(datname, ''), coalesce(state, ''), coalesce(wait_event_type || ':' || wait_event, ''), backend_type, count(*)
+			FROM pg_stat_activity GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC`)
+		if err == nil {
+			b.WriteString("connections (database, state, wait, type, count):\n")
+			for rows.Next() {
+				var db, state, wait, kind string
+				var n int
+				if rows.Scan(&db, &state, &wait, &kind, &n) == nil {
+					fmt.Fprintf(&b, "  %s %s %s %s %d\n", db, state, wait, kind, n)
+				}
+			}
+			err = rows.Err()
+		}
+		if err != nil {
+			fmt.Fprintf(&b, "connections: %v\n", err)
+		}
+	}
+	if hostPort(dbURL) == hostPort(adminURL) {
+		fmt.Fprintf(&b, "shared cluster log (last lines):\n%s", lastLines(sharedLog, 60))
+	}
+	return b.String()
+}
+
+// lastLines returns the last n lines of the file at path (all for n = 0).
+func lastLines(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if n > 0 && len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (g *gatewayProc) exitErr() error {
@@ -286,6 +345,7 @@ type listener struct {
 	mu         sync.Mutex
 	srv        *http.Server
 	deliveries []delivery
+	aborted    int // requests the gateway gave up on before the answer
 }
 
 // newListener starts a listener service with the given groups, each
@@ -316,6 +376,9 @@ func (l *listener) handle(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():
+			l.mu.Lock()
+			l.aborted++
+			l.mu.Unlock()
 			return
 		}
 	}
@@ -324,6 +387,13 @@ func (l *listener) handle(w http.ResponseWriter, r *http.Request) {
 		attempt: attempt, at: time.Now()})
 	l.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// abortedCount returns how many requests the gateway abandoned mid-answer.
+func (l *listener) abortedCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.aborted
 }
 
 // up starts serving on the listener's address.
@@ -416,16 +486,18 @@ func (l *listener) register(gws ...*gatewayProc) {
 // loadGen fires events (and optionally calls RPCs) and records what was
 // acknowledged.
 type loadGen struct {
-	mu        sync.Mutex
-	acked     map[string]time.Time // event id → when the 202 arrived
-	ackOrder  []string
-	errors    map[string]int // "status code" or "transport" → count
-	slowest   time.Duration  // slowest fire answer, of any kind
-	slowFail  time.Duration  // slowest failed fire
-	fires     int
-	calls     int
-	callFails map[string]int
-	seq       atomic.Int64
+	mu       sync.Mutex
+	acked    map[string]time.Time // event id → when the 202 arrived
+	ackOrder []string
+	errors   map[string]int // "status code" or "transport" → count
+	slowest  time.Duration  // slowest fire answer, of any kind
+	slowFail time.Duration  // slowest failed fire
+	fires    int
+	calls    int
+	// lastTransportErr is the last fire error counted as a transport error.
+	lastTransportErr error
+	callFails        map[string]int
+	seq              atomic.Int64
 
 	// attemptsMayRepeat relaxes the audit's same-attempt check for
 	// scenarios that cut database connections: a River state update whose
@@ -449,7 +521,11 @@ func (lg *loadGen) fire(base string) (ok bool) {
 	// An Idempotency-Key makes the fire safe to resend, so the HTTP client
 	// may retry it on a kept-alive connection the server closed meanwhile.
 	key := map[string]string{"Idempotency-Key": fmt.Sprintf("load-%d-%d", os.Getpid(), n)}
-	status, body, err := doJSON(context.Background(), http.MethodPost, base+"/v1/events/load/tick", map[string]any{"n": n}, key, &res)
+	var reused bool // whether the last connection tried had served requests before
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused },
+	})
+	status, body, err := doJSON(ctx, http.MethodPost, base+"/v1/events/load/tick", map[string]any{"n": n}, key, &res)
 	took := time.Since(start)
 	lg.mu.Lock()
 	defer lg.mu.Unlock()
@@ -460,8 +536,15 @@ func (lg *loadGen) fire(base string) (ok bool) {
 		lg.acked[res.ID] = time.Now()
 		lg.ackOrder = append(lg.ackOrder, res.ID)
 		return true
+	case err != nil && !reused && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)):
+		// A new connection reset before any answer: it was still in the
+		// listen backlog when a stopping gateway closed its listener, so the
+		// request was never read (an accepted one is drained). Like a
+		// refused connection, nothing happened.
+		lg.errors["reset before accept"]++
 	case err != nil:
 		lg.errors[transportKind(err)]++
+		lg.lastTransportErr = err
 	default:
 		lg.errors[fmt.Sprintf("%d %s", status, problemCode(body))]++
 	}

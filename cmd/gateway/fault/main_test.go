@@ -41,7 +41,18 @@ var (
 	// its scenario. Off by default: a race-built gateway is several times
 	// slower, which thins the load on a small machine.
 	raceBuild = os.Getenv("LIGHTBUS_FAULT_RACE") != ""
+	// sharedLog is the shared cluster's server log.
+	sharedLog string
 )
+
+// clusterSettings are the suite's server parameters. Every scenario runs its
+// gateways (each with a pool of LIGHTBUS_DB_MAX_CONNS), workers and audits at
+// once on the shared cluster, which would exhaust the default 100
+// connections; the log says who connects when a start-up stalls.
+var clusterSettings = map[string]string{
+	"max_connections": "400",
+	"log_connections": "on",
+}
 
 func TestMain(m *testing.M) {
 	if os.Getenv(roleEnv) == "worker" {
@@ -73,13 +84,14 @@ func run(m *testing.M) int {
 
 	ctx := context.Background()
 	srv, err := devpg.Start(ctx, devpg.Options{DataDir: filepath.Join(workDir, "pgdata"), Database: "postgres",
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), Settings: clusterSettings})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fault: start Postgres:", err)
 		return 1
 	}
 	defer func() { _ = srv.Stop(context.Background()) }()
 	adminURL = srv.URL
+	sharedLog = filepath.Join(srv.DataDir, "lightbus-postgres.log")
 
 	// The scenarios spend their time waiting on processes (River's rescue
 	// of a dead gateway's deliveries, a 10 s database outage), not on the
@@ -101,6 +113,27 @@ func reachableTempDir(pattern string) (string, error) {
 		return "", err
 	}
 	return dir, os.Chmod(dir, 0o755)
+}
+
+// privateCluster starts a cluster of the scenario's own, for faults that
+// would disturb the other scenarios on the shared one (a database restart, a
+// frozen network). It returns the server, already running, and the options
+// that start it again at the same URL.
+func privateCluster(t *testing.T) (*devpg.Server, devpg.Options) {
+	t.Helper()
+	dir, err := reachableTempDir("lightbus-fault-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	opts := devpg.Options{DataDir: filepath.Join(dir, "pgdata"), Port: freePort(t), Database: "lightbus",
+		Logger: slog.New(slog.DiscardHandler), Settings: clusterSettings}
+	pg, err := devpg.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop(context.Background()) })
+	return pg, opts
 }
 
 // newDatabase creates an empty database on the shared cluster and returns

@@ -98,6 +98,12 @@ type Options struct {
 	// restart). The Docker fallback ignores it.
 	Port int
 
+	// Settings are server parameters (postgresql.conf names, such as
+	// max_connections) given to a local cluster's server each time it starts.
+	// Names and values are limited to letters, digits and "_.:/-". The Docker
+	// fallback, whose container is shared and kept, ignores them.
+	Settings map[string]string
+
 	// pathList replaces $PATH in the default binary search when non-empty.
 	pathList string
 	// globs replace the default installation directory patterns when non-nil.

@@ -367,7 +367,8 @@ func TestStartFixedPortRestartsAtSameURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{DataDir: dataDir(t), Logger: testLogger(t), Port: port}
+	opts := Options{DataDir: dataDir(t), Logger: testLogger(t), Port: port,
+		Settings: map[string]string{"max_connections": "123", "log_min_messages": "warning"}}
 	srv := start(t, opts)
 	if !strings.Contains(srv.URL, net.JoinHostPort("127.0.0.1", fmt.Sprint(port))) {
 		t.Fatalf("URL = %q, want port %d", srv.URL, port)
@@ -384,5 +385,27 @@ func TestStartFixedPortRestartsAtSameURL(t *testing.T) {
 	}
 	if err := ping(t.Context(), again.URL); err != nil {
 		t.Fatalf("restarted server does not answer: %v", err)
+	}
+	var maxConns string
+	if err := connect(t, again.URL).QueryRow(t.Context(), "SHOW max_connections").Scan(&maxConns); err != nil {
+		t.Fatal(err)
+	}
+	if maxConns != "123" {
+		t.Fatalf("max_connections = %s after a restart, want the setting 123", maxConns)
+	}
+}
+
+func TestStartRejectsUnsafeSettings(t *testing.T) {
+	t.Parallel()
+	for _, settings := range []map[string]string{
+		{"max_connections": "100; touch /tmp/x"},
+		{"work_mem": "4MB'"},
+		{"a b": "1"},
+		{"shared_buffers": ""},
+	} {
+		err := pgctlStart(t.Context(), binaries{dir: "/nonexistent"}, nil, t.TempDir(), 1, settings)
+		if err == nil || !strings.Contains(err.Error(), "only letters, digits") {
+			t.Errorf("settings %q: err = %v, want a refusal before anything runs", settings, err)
+		}
 	}
 }

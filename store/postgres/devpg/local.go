@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -115,7 +116,7 @@ func startLocal(ctx context.Context, opts Options) (*Server, error) {
 				return nil, fmt.Errorf("devpg: find a free port: %w", err)
 			}
 		}
-		startErr = pgctlStart(ctx, bins, acct, dir, port)
+		startErr = pgctlStart(ctx, bins, acct, dir, port, opts.Settings)
 		if startErr == nil {
 			s.stop = func(ctx context.Context) error { return pgctlStop(ctx, bins, acct, dir) }
 			return s, s.finishLocal(ctx, opts, bins, acct, port)
@@ -397,11 +398,24 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// safeSetting matches the server setting names and values pgctlStart
+// accepts.
+var safeSetting = regexp.MustCompile(`^[A-Za-z0-9_.:/-]+$`)
+
 // pgctlStart starts the cluster on port, listening on 127.0.0.1 only and
-// without a unix socket (whose path length is limited to 107 bytes).
-func pgctlStart(ctx context.Context, bins binaries, acct *account, dir string, port int) error {
+// without a unix socket (whose path length is limited to 107 bytes), with
+// settings as extra server parameters.
+func pgctlStart(ctx context.Context, bins binaries, acct *account, dir string, port int, settings map[string]string) error {
 	logPath := filepath.Join(dir, logFileName)
 	serverOpts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=''", port)
+	for _, name := range slices.Sorted(maps.Keys(settings)) {
+		value := settings[name]
+		// pg_ctl hands the options to a shell: allow nothing it would interpret.
+		if !safeSetting.MatchString(name) || !safeSetting.MatchString(value) {
+			return fmt.Errorf("devpg: server setting %q=%q: only letters, digits and \"_.:/-\" are allowed", name, value)
+		}
+		serverOpts += fmt.Sprintf(" -c %s=%s", name, value)
+	}
 	_, err := run(ctx, acct, dir, bins.path("pg_ctl"),
 		"start", "-w", "-t", "60", "-D", dir, "-l", logPath, "-o", serverOpts)
 	if err != nil {
