@@ -35,6 +35,12 @@ type Config struct {
 	// worker whose lease ended is never called; a new worker is seen at
 	// once by calls that find none, else within the TTL.
 	RPCTargetTTL time.Duration `envconfig:"LIGHTBUS_RPC_TARGET_TTL" default:"1s"`
+	// DeliveryTargetTTL caches each listener group's secret, policy and
+	// live endpoints this long so that a delivery reads only its event; 0
+	// reads the group for every delivery. Changes through this replica
+	// apply at once, through others within the TTL; an endpoint whose
+	// worker's lease ended is never used.
+	DeliveryTargetTTL time.Duration `envconfig:"LIGHTBUS_DELIVERY_TARGET_TTL" default:"1s"`
 
 	DeliveryTimeout     time.Duration `envconfig:"LIGHTBUS_DELIVERY_TIMEOUT" default:"30s"`
 	DeliveryMaxAttempts int           `envconfig:"LIGHTBUS_DELIVERY_MAX_ATTEMPTS" default:"25"`
@@ -176,6 +182,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_DB_MAX_CONNS must be at least 4")
 	case c.RPCTargetTTL < 0:
 		return fmt.Errorf("LIGHTBUS_RPC_TARGET_TTL must not be negative")
+	case c.DeliveryTargetTTL < 0:
+		return fmt.Errorf("LIGHTBUS_DELIVERY_TARGET_TTL must not be negative")
 	case c.FireBatchWindow < 0:
 		return fmt.Errorf("LIGHTBUS_FIRE_BATCH_WINDOW must not be negative")
 	case c.FireBatchInFlight >= int(c.DBMaxConns):

@@ -203,7 +203,8 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	store, err := postgres.New(pool, logger, postgres.WithInsertNotifyCooldown(cfg.FetchCooldown))
+	store, err := postgres.New(pool, logger, postgres.WithInsertNotifyCooldown(cfg.FetchCooldown),
+		postgres.WithDeliveryTargetTTL(cfg.DeliveryTargetTTL))
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -36,6 +36,8 @@ type DB struct {
 	pool    *pgxpool.Pool
 	river   *river.Client[pgx.Tx]
 	batcher *fireBatcher // nil: every fire commits alone
+	groups  *groupCache  // nil: DeliveryTarget reads every group
+	events  *eventLoader // reads the events of concurrent deliveries together
 }
 
 // Option configures New.
@@ -43,6 +45,7 @@ type Option func(*options)
 
 type options struct {
 	notifyCooldown time.Duration
+	targetTTL      time.Duration
 }
 
 // WithInsertNotifyCooldown sets how often at most a fire notifies River's
@@ -68,7 +71,12 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("river insert client: %w", err)
 	}
-	return &DB{logger: logger, pool: pool, river: rc}, nil
+	db := &DB{logger: logger, pool: pool, river: rc}
+	db.events = &eventLoader{db: db}
+	if o.targetTTL > 0 {
+		db.groups = &groupCache{ttl: o.targetTTL, groups: map[groupKey]*cachedGroup{}}
+	}
+	return db, nil
 }
 
 // Ready returns nil when the database answers and its schema is current,

@@ -281,6 +281,7 @@ func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time, limit int, unde
 
 // DeleteListener implements gateway.ListenerStore.
 func (db *DB) DeleteListener(ctx context.Context, service, listener string) error {
+	defer db.groups.forget(service, listener)
 	return db.inTx(ctx, func(tx pgx.Tx) error {
 		var live int
 		err := tx.QueryRow(ctx, `

@@ -428,11 +428,26 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-// DeliveryTarget implements gateway.DeliveryStore.
+// DeliveryTarget implements gateway.DeliveryStore. With a group cache
+// (WithDeliveryTargetTTL) a delivery whose group was read recently reads only
+// its event.
 func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener string) (*gateway.DeliveryTarget, error) {
 	var target gateway.DeliveryTarget
+	var ok bool
+	target.Secret, target.Policy, target.Endpoints, ok = db.groups.get(service, listener, time.Now())
+	if ok {
+		ev, err := db.events.load(ctx, eventID)
+		if err != nil {
+			return nil, err
+		}
+		target.Event = *ev
+		return &target, nil
+	}
+
 	var row eventRow
 	var maxAttempts, baseMS, maxMS, timeoutMS, maxInFlight int
+	var endpoints []cachedEndpoint
+	fetched := time.Now()
 	batch := &pgx.Batch{}
 	batch.Queue(`
 		SELECT e.id::text, e.api, e.name, convert_to(e.params::text, 'UTF8'), e.idempotency_key, e.created_at, l.secret,
@@ -443,17 +458,21 @@ func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener str
 			return r.Scan(&row.ID, &row.API, &row.Name, &row.Params, &row.IdempotencyKey, &row.CreatedAt, &target.Secret,
 				&maxAttempts, &baseMS, &maxMS, &timeoutMS, &maxInFlight)
 		})
+	// Each endpoint comes with how long its worker's lease still runs, so
+	// that a cached group drops it on time by the gateway's clock.
 	batch.Queue(`
-		SELECT w.id, w.base_url || p.path
+		SELECT w.id, w.base_url || p.path, extract(epoch FROM w.expires_at - now())::float8
 		FROM lightbus_endpoint p
 		JOIN lightbus_worker w ON w.id = p.worker_id
 		WHERE p.service = $1 AND p.listener = $2 AND w.expires_at > now()
 		ORDER BY w.id`, service, listener).
 		Query(func(rows pgx.Rows) error {
 			var err error
-			target.Endpoints, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (gateway.Endpoint, error) {
-				var e gateway.Endpoint
-				err := r.Scan(&e.WorkerID, &e.URL)
+			endpoints, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (cachedEndpoint, error) {
+				var e cachedEndpoint
+				var left float64
+				err := r.Scan(&e.WorkerID, &e.URL, &left)
+				e.expires = fetched.Add(time.Duration(left * float64(time.Second)))
 				return e, err
 			})
 			return err
@@ -466,11 +485,16 @@ func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener str
 	}
 	target.Event = row.event()
 	target.Policy = policy(maxAttempts, baseMS, maxMS, timeoutMS, maxInFlight)
+	for _, e := range endpoints {
+		target.Endpoints = append(target.Endpoints, e.Endpoint)
+	}
+	db.groups.put(service, listener, &cachedGroup{secret: target.Secret, policy: target.Policy, endpoints: endpoints, fetched: fetched})
 	return &target, nil
 }
 
 // RemoveEndpoint implements gateway.DeliveryStore.
 func (db *DB) RemoveEndpoint(ctx context.Context, service, listener, workerID string) error {
+	defer db.groups.forget(service, listener)
 	_, err := db.pool.Exec(ctx, `DELETE FROM lightbus_endpoint WHERE service = $1 AND listener = $2 AND worker_id = $3`,
 		service, listener, workerID)
 	return translate(err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,10 +24,10 @@ type testBundle struct {
 	pool *pgxpool.Pool
 }
 
-func setup(t testing.TB) (context.Context, *testBundle) {
+func setup(t testing.TB, opts ...postgres.Option) (context.Context, *testBundle) {
 	t.Helper()
 	pool := pgtest.New(t)
-	db, err := postgres.New(pool, nil)
+	db, err := postgres.New(pool, nil, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +283,21 @@ func TestRegisterWorker(t *testing.T) {
 
 func TestDeliveryTarget(t *testing.T) {
 	t.Parallel()
-	ctx, bundle := setup(t)
+	// Every change goes through the store, so a group cache must not
+	// change a single answer.
+	for name, opts := range map[string][]postgres.Option{
+		"no cache":    nil,
+		"group cache": {postgres.WithDeliveryTargetTTL(time.Hour)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testDeliveryTarget(t, opts)
+		})
+	}
+}
+
+func testDeliveryTarget(t *testing.T, opts []postgres.Option) {
+	ctx, bundle := setup(t, opts...)
 
 	l := gateway.ListenerDeclaration{Name: "create_user", Events: []string{"customers.new_customer"}, Path: "/lightbus/events/create_user"}
 	res := register(ctx, t, bundle.db, registration("a1", "auth", nil, l))
@@ -328,6 +344,61 @@ func TestDeliveryTarget(t *testing.T) {
 	}
 	if _, err := bundle.db.DeliveryTarget(ctx, ev.ID, "auth", "missing"); !errors.Is(err, gateway.ErrNotFound) {
 		t.Errorf("unknown group: got %v, want not found", err)
+	}
+	if _, err := bundle.db.DeliveryTarget(ctx, "0193a5a0-0000-7000-8000-000000000000", "auth", "create_user"); !errors.Is(err, gateway.ErrNotFound) {
+		t.Errorf("unknown event of a known group: got %v, want not found", err)
+	}
+}
+
+func TestDeliveryTargetCache(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t, postgres.WithDeliveryTargetTTL(time.Hour))
+
+	l := gateway.ListenerDeclaration{Name: "create_user", Events: []string{"customers.new_customer"}, Path: "/e"}
+	res := register(ctx, t, bundle.db, registration("a1", "auth", nil, l))
+	secret := res.Listeners[0].Secret
+	ev1, _ := fire(ctx, t, bundle.db, "customers", "new_customer", `{"n": 1}`)
+	ev2, _ := fire(ctx, t, bundle.db, "customers", "new_customer", `{"n": 2}`)
+	if _, err := bundle.db.DeliveryTarget(ctx, ev1.ID, "auth", "create_user"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Changed behind the store's back (as by another replica): the cached
+	// group is still used, with each delivery's own event.
+	if _, err := bundle.pool.Exec(ctx, `UPDATE lightbus_listener SET secret = 'whsec_changed' WHERE service = 'auth'`); err != nil {
+		t.Fatal(err)
+	}
+	target, err := bundle.db.DeliveryTarget(ctx, ev2.ID, "auth", "create_user")
+	if err != nil || target.Secret != secret || target.Event.ID != ev2.ID || string(target.Event.Params) != `{"n": 2}` {
+		t.Fatalf("cached group: %+v, %v; want the cached secret and event 2", target, err)
+	}
+
+	// A worker's lease is kept with the group: once it has ended the
+	// endpoint is not used; once every one has, the group is read again.
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := bundle.pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`UPDATE lightbus_worker SET expires_at = now() + interval '300 milliseconds'`)
+	register(ctx, t, bundle.db, registration("a2", "auth", nil, l)) // a registration drops the cache
+	exec(`UPDATE lightbus_worker SET expires_at = now() + interval '3 seconds' WHERE id = 'a2'`)
+	start := time.Now()
+	target, err = bundle.db.DeliveryTarget(ctx, ev1.ID, "auth", "create_user")
+	if err != nil || target.Secret != "whsec_changed" || len(target.Endpoints) != 2 {
+		t.Fatalf("after a registration: %+v, %v; want the group read again, two endpoints", target, err)
+	}
+	exec(`UPDATE lightbus_listener SET secret = 'whsec_third' WHERE service = 'auth'`)
+	time.Sleep(600 * time.Millisecond)
+	target, err = bundle.db.DeliveryTarget(ctx, ev1.ID, "auth", "create_user")
+	if err != nil || target.Secret != "whsec_changed" || len(target.Endpoints) != 1 || target.Endpoints[0].WorkerID != "a2" {
+		t.Fatalf("after a1's lease ended: %+v, %v; want the cached group without a1", target, err)
+	}
+	time.Sleep(3200*time.Millisecond - time.Since(start))
+	target, err = bundle.db.DeliveryTarget(ctx, ev1.ID, "auth", "create_user")
+	if err != nil || target.Secret != "whsec_third" || len(target.Endpoints) != 0 {
+		t.Fatalf("after both leases ended: %+v, %v; want the group read again, no endpoint", target, err)
 	}
 }
 
@@ -517,5 +588,46 @@ func TestPruneEvents(t *testing.T) {
 	}
 	if left := remaining(); len(left) != 1 || !left[recent.ID] {
 		t.Fatalf("left %v, want only the recent event", left)
+	}
+}
+
+func TestDeliveryTargetConcurrentEvents(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t, postgres.WithDeliveryTargetTTL(time.Hour))
+
+	l := gateway.ListenerDeclaration{Name: "create_user", Events: []string{"customers.new_customer"}, Path: "/e"}
+	register(ctx, t, bundle.db, registration("a1", "auth", nil, l))
+	var ids []string
+	for i := range 40 {
+		ev, _ := fire(ctx, t, bundle.db, "customers", "new_customer", fmt.Sprintf(`{"n": %d}`, i))
+		ids = append(ids, ev.ID)
+	}
+	// Deliveries running at once read their events together: each still
+	// gets its own, and a missing one fails alone.
+	missing := "0193a5a0-0000-7000-8000-000000000000"
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*len(ids)+2)
+	for round := range 2 {
+		for i, id := range ids {
+			wg.Go(func() {
+				target, err := bundle.db.DeliveryTarget(ctx, id, "auth", "create_user")
+				if err != nil || target.Event.ID != id || string(target.Event.Params) != fmt.Sprintf(`{"n": %d}`, i) {
+					errs <- fmt.Errorf("round %d, event %d: %+v, %v", round, i, target, err)
+				}
+			})
+		}
+		wg.Go(func() {
+			if _, err := bundle.db.DeliveryTarget(ctx, missing, "auth", "create_user"); !errors.Is(err, gateway.ErrNotFound) {
+				errs <- fmt.Errorf("missing event: %v, want not found", err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if _, err := bundle.db.DeliveryTarget(ctx, "not-a-uuid", "auth", "create_user"); !errors.Is(err, gateway.ErrNotFound) {
+		t.Errorf("malformed event id: %v, want not found", err)
 	}
 }

@@ -55,6 +55,9 @@ func definitionOf(a gateway.APIDeclaration) apiDefinition {
 
 // RegisterWorker implements gateway.WorkerStore.
 func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, newSecret func() string, maxAttempts int) (*gateway.RegistrationResult, error) {
+	// A registration can change groups' policies and endpoints, its own
+	// and (when the worker changes service) others'.
+	defer db.groups.clear()
 	apis := make([]string, len(reg.APIs))
 	for i, a := range reg.APIs {
 		apis[i] = a.Name
@@ -207,6 +210,7 @@ func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration,
 
 // DeregisterWorker implements gateway.WorkerStore.
 func (db *DB) DeregisterWorker(ctx context.Context, id string) error {
+	defer db.groups.clear()
 	_, err := db.pool.Exec(ctx, `DELETE FROM lightbus_worker WHERE id = $1`, id)
 	return translate(err)
 }
