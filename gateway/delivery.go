@@ -96,9 +96,12 @@ type DeliveryWorker struct {
 	// retryAt holds, by job id, how long after a failed attempt its job
 	// should run again; Work sets it and NextRetry takes it.
 	retryAt sync.Map
-	// inFlight counts running requests per group, for max_in_flight.
+	// inFlight counts running requests per group, for max_in_flight;
+	// freed is closed (and replaced) whenever a request ends, waking the
+	// deliveries waiting for a slot.
 	mu       sync.Mutex
 	inFlight map[string]int
+	freed    chan struct{}
 }
 
 // DeliveryWorkerConfig configures a DeliveryWorker.
@@ -133,6 +136,7 @@ func NewDeliveryWorker(cfg DeliveryWorkerConfig) *DeliveryWorker {
 		store:      cfg.Store,
 		timeout:    cfg.Timeout,
 		inFlight:   map[string]int{},
+		freed:      make(chan struct{}),
 	}
 	if w.client == nil {
 		w.client = newHTTPClient()
@@ -178,20 +182,43 @@ func (w *DeliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 	return time.Time{} // the client's retry policy
 }
 
-// inFlightSnooze is how long a delivery waits when its group is at its
-// max_in_flight limit (plus up to as much again in jitter).
+// inFlightWait is how long a delivery waits for a slot when its group is at
+// its max_in_flight limit. A fast group's slots free up within it, so its
+// backlog drains at the limit's pace; a slow group's waiting deliveries give
+// their River worker back to other groups after it, and are snoozed.
+const inFlightWait = 20 * time.Millisecond
+
+// inFlightSnooze is how long a delivery that found no slot waits before it
+// runs again (plus up to as much again in jitter).
 const inFlightSnooze = 50 * time.Millisecond
 
-// acquire takes an in-flight slot for group, reporting false when the group
-// is at its limit (0 is no limit).
-func (w *DeliveryWorker) acquire(group string, limit int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if limit > 0 && w.inFlight[group] >= limit {
-		return false
+// acquire takes an in-flight slot for group, waiting up to inFlightWait for
+// one when the group is at its limit (0 is no limit); it reports false when
+// none came.
+func (w *DeliveryWorker) acquire(ctx context.Context, group string, limit int) bool {
+	var timeout <-chan time.Time
+	for {
+		w.mu.Lock()
+		if limit <= 0 || w.inFlight[group] < limit {
+			w.inFlight[group]++
+			w.mu.Unlock()
+			return true
+		}
+		freed := w.freed
+		w.mu.Unlock()
+		if timeout == nil {
+			timer := time.NewTimer(inFlightWait)
+			defer timer.Stop()
+			timeout = timer.C
+		}
+		select {
+		case <-freed:
+		case <-timeout:
+			return false
+		case <-ctx.Done():
+			return false
+		}
 	}
-	w.inFlight[group]++
-	return true
 }
 
 func (w *DeliveryWorker) release(group string) {
@@ -200,6 +227,8 @@ func (w *DeliveryWorker) release(group string) {
 	if w.inFlight[group]--; w.inFlight[group] <= 0 {
 		delete(w.inFlight, group)
 	}
+	close(w.freed)
+	w.freed = make(chan struct{})
 }
 
 // Work delivers one event to one live endpoint of its group.
@@ -221,7 +250,7 @@ func (w *DeliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	if limit <= 0 {
 		limit = w.groupLimit
 	}
-	if !w.acquire(group, limit) {
+	if !w.acquire(ctx, group, limit) {
 		return river.JobSnooze(inFlightSnooze + rand.N(inFlightSnooze))
 	}
 	defer w.release(group)

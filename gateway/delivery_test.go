@@ -162,3 +162,52 @@ func TestDeliveryWorkerGroupLimit(t *testing.T) {
 		t.Errorf("delivery after the group drained: %v", err)
 	}
 }
+
+func TestDeliveryWorkerInFlightSlots(t *testing.T) {
+	w := NewDeliveryWorker(DeliveryWorkerConfig{})
+	ctx := context.Background()
+	if !w.acquire(ctx, "g", 1) {
+		t.Fatal("the first slot of a group with limit 1 was refused")
+	}
+	if !w.acquire(ctx, "other", 1) {
+		t.Fatal("another group's slot was refused")
+	}
+	if !w.acquire(ctx, "nolimit", 0) || !w.acquire(ctx, "nolimit", 0) {
+		t.Fatal("a group without limit was refused a slot")
+	}
+
+	// At its limit a delivery waits for a slot and gets it when one frees.
+	got := make(chan bool)
+	go func() { got <- w.acquire(ctx, "g", 1) }()
+	select {
+	case ok := <-got:
+		t.Fatalf("acquire at the limit returned %v before a slot was released", ok)
+	case <-time.After(inFlightWait / 4):
+	}
+	w.release("g")
+	if !<-got {
+		t.Fatal("the waiting delivery did not get the released slot")
+	}
+
+	// Nothing released: it gives up after inFlightWait.
+	start := time.Now()
+	if w.acquire(ctx, "g", 1) {
+		t.Fatal("acquire beyond the limit succeeded with nothing released")
+	}
+	if waited := time.Since(start); waited < inFlightWait {
+		t.Errorf("gave up after %s, want to wait %s for a slot", waited, inFlightWait)
+	}
+	// Nor past its context.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if w.acquire(cancelled, "g", 1) {
+		t.Fatal("acquire with a cancelled context succeeded beyond the limit")
+	}
+	// A release of another group does not hand out this group's slots.
+	go func() { got <- w.acquire(ctx, "g", 1) }()
+	time.Sleep(inFlightWait / 4)
+	w.release("other")
+	if <-got {
+		t.Fatal("a slot of another group was taken for this one")
+	}
+}
