@@ -102,6 +102,7 @@ type DeliveryWorker struct {
 	mu       sync.Mutex
 	inFlight map[string]int
 	freed    chan struct{}
+	slotWait time.Duration // how long acquire waits for a slot: inFlightWait
 }
 
 // DeliveryWorkerConfig configures a DeliveryWorker.
@@ -137,6 +138,7 @@ func NewDeliveryWorker(cfg DeliveryWorkerConfig) *DeliveryWorker {
 		timeout:    cfg.Timeout,
 		inFlight:   map[string]int{},
 		freed:      make(chan struct{}),
+		slotWait:   inFlightWait,
 	}
 	if w.client == nil {
 		w.client = newHTTPClient()
@@ -192,7 +194,7 @@ const inFlightWait = 20 * time.Millisecond
 // runs again (plus up to as much again in jitter).
 const inFlightSnooze = 50 * time.Millisecond
 
-// acquire takes an in-flight slot for group, waiting up to inFlightWait for
+// acquire takes an in-flight slot for group, waiting up to w.slotWait for
 // one when the group is at its limit (0 is no limit); it reports false when
 // none came.
 func (w *DeliveryWorker) acquire(ctx context.Context, group string, limit int) bool {
@@ -207,7 +209,7 @@ func (w *DeliveryWorker) acquire(ctx context.Context, group string, limit int) b
 		freed := w.freed
 		w.mu.Unlock()
 		if timeout == nil {
-			timer := time.NewTimer(inFlightWait)
+			timer := time.NewTimer(w.slotWait)
 			defer timer.Stop()
 			timeout = timer.C
 		}

@@ -165,6 +165,10 @@ func TestDeliveryWorkerGroupLimit(t *testing.T) {
 
 func TestDeliveryWorkerInFlightSlots(t *testing.T) {
 	w := NewDeliveryWorker(DeliveryWorkerConfig{})
+	if w.slotWait != inFlightWait {
+		t.Fatalf("slot wait %s, want %s", w.slotWait, inFlightWait)
+	}
+	w.slotWait = time.Minute // the waits below end by a release, whatever the machine's pace
 	ctx := context.Background()
 	if !w.acquire(ctx, "g", 1) {
 		t.Fatal("the first slot of a group with limit 1 was refused")
@@ -176,38 +180,40 @@ func TestDeliveryWorkerInFlightSlots(t *testing.T) {
 		t.Fatal("a group without limit was refused a slot")
 	}
 
-	// At its limit a delivery waits for a slot and gets it when one frees.
+	// At its limit a delivery waits for a slot and gets it when one frees;
+	// a release of another group does not wake it for good.
 	got := make(chan bool)
 	go func() { got <- w.acquire(ctx, "g", 1) }()
 	select {
 	case ok := <-got:
 		t.Fatalf("acquire at the limit returned %v before a slot was released", ok)
-	case <-time.After(inFlightWait / 4):
+	case <-time.After(20 * time.Millisecond):
+	}
+	w.release("other")
+	select {
+	case ok := <-got:
+		t.Fatalf("acquire returned %v when another group's slot was released", ok)
+	case <-time.After(20 * time.Millisecond):
 	}
 	w.release("g")
 	if !<-got {
 		t.Fatal("the waiting delivery did not get the released slot")
 	}
 
-	// Nothing released: it gives up after inFlightWait.
+	// Nothing released: it gives up after the wait.
+	w.slotWait = 30 * time.Millisecond
 	start := time.Now()
 	if w.acquire(ctx, "g", 1) {
 		t.Fatal("acquire beyond the limit succeeded with nothing released")
 	}
-	if waited := time.Since(start); waited < inFlightWait {
-		t.Errorf("gave up after %s, want to wait %s for a slot", waited, inFlightWait)
+	if waited := time.Since(start); waited < w.slotWait {
+		t.Errorf("gave up after %s, want to wait %s for a slot", waited, w.slotWait)
 	}
 	// Nor past its context.
+	w.slotWait = time.Minute
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	if w.acquire(cancelled, "g", 1) {
 		t.Fatal("acquire with a cancelled context succeeded beyond the limit")
-	}
-	// A release of another group does not hand out this group's slots.
-	go func() { got <- w.acquire(ctx, "g", 1) }()
-	time.Sleep(inFlightWait / 4)
-	w.release("other")
-	if <-got {
-		t.Fatal("a slot of another group was taken for this one")
 	}
 }

@@ -381,21 +381,22 @@ func TestDeliveryTargetCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exec(`UPDATE lightbus_worker SET expires_at = now() + interval '300 milliseconds'`)
+	exec(`UPDATE lightbus_worker SET expires_at = now() + interval '1 second'`)
+	a1Set := time.Now()                                             // a1's lease ends by a1Set+1s, and not before the read below
 	register(ctx, t, bundle.db, registration("a2", "auth", nil, l)) // a registration drops the cache
-	exec(`UPDATE lightbus_worker SET expires_at = now() + interval '3 seconds' WHERE id = 'a2'`)
-	start := time.Now()
+	exec(`UPDATE lightbus_worker SET expires_at = now() + interval '5 seconds' WHERE id = 'a2'`)
 	target, err = bundle.db.DeliveryTarget(ctx, ev1.ID, "auth", "create_user")
+	readAt := time.Now() // a2's lease ends by readAt+5s
 	if err != nil || target.Secret != "whsec_changed" || len(target.Endpoints) != 2 {
 		t.Fatalf("after a registration: %+v, %v; want the group read again, two endpoints", target, err)
 	}
 	exec(`UPDATE lightbus_listener SET secret = 'whsec_third' WHERE service = 'auth'`)
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(time.Until(a1Set.Add(1200 * time.Millisecond)))
 	target, err = bundle.db.DeliveryTarget(ctx, ev1.ID, "auth", "create_user")
 	if err != nil || target.Secret != "whsec_changed" || len(target.Endpoints) != 1 || target.Endpoints[0].WorkerID != "a2" {
 		t.Fatalf("after a1's lease ended: %+v, %v; want the cached group without a1", target, err)
 	}
-	time.Sleep(3200*time.Millisecond - time.Since(start))
+	time.Sleep(time.Until(readAt.Add(5200 * time.Millisecond)))
 	target, err = bundle.db.DeliveryTarget(ctx, ev1.ID, "auth", "create_user")
 	if err != nil || target.Secret != "whsec_third" || len(target.Endpoints) != 0 {
 		t.Fatalf("after both leases ended: %+v, %v; want the group read again, no endpoint", target, err)
