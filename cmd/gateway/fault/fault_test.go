@@ -40,6 +40,28 @@ func inProcessRPCWorker(t *testing.T, gw *gatewayProc) {
 	})
 }
 
+// waitLeftRouting waits until gw no longer lists worker id as live.
+func waitLeftRouting(t *testing.T, gw *gatewayProc, id string) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "worker "+id+" to leave routing", func() bool {
+		var list struct {
+			Workers []struct {
+				ID string `json:"id"`
+			} `json:"workers"`
+		}
+		status, _, err := doJSON(context.Background(), http.MethodGet, gw.URL+"/v1/workers", nil, nil, &list)
+		if err != nil || status != http.StatusOK {
+			return false
+		}
+		for _, w := range list.Workers {
+			if w.ID == id {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // rpcProbe calls work.echo through the bases in turn until ctx is done and
 // records failures and the slowest call.
 type rpcProbe struct {
@@ -394,29 +416,17 @@ func TestWorkerFailures(t *testing.T) {
 		t.Errorf("the caller learnt of the killed worker after %s, want at once", afterKill)
 	}
 
+	// The killed worker's address may be taken by another process of the
+	// suite before its lease ends; a live worker is called once it has left
+	// routing.
+	waitLeftRouting(t, gw, "w1")
 	w2 := startWorker(t, gw.URL, "w2")
 	if status, code, _, err := call(gw.URL, "echo", map[string]any{"x": 1}, "3s"); err != nil || status != http.StatusOK {
 		t.Fatalf("call to a live worker: %d %s %v", status, code, err)
 	}
 	_ = w2.cmd.Process.Signal(syscall.SIGSTOP) // alive but silent: no heartbeats, no answers
 	frozen := time.Now()
-	waitFor(t, 15*time.Second, "the frozen worker to leave routing", func() bool {
-		var list struct {
-			Workers []struct {
-				ID string `json:"id"`
-			} `json:"workers"`
-		}
-		status, _, err := doJSON(context.Background(), http.MethodGet, gw.URL+"/v1/workers", nil, nil, &list)
-		if err != nil || status != http.StatusOK {
-			return false
-		}
-		for _, w := range list.Workers {
-			if w.ID == "w2" {
-				return false
-			}
-		}
-		return true
-	})
+	waitLeftRouting(t, gw, "w2")
 	left := time.Since(frozen)
 	status, code, took, err := call(gw.URL, "echo", map[string]any{"x": 2}, "1s")
 	if err != nil || status != http.StatusServiceUnavailable || code != "no_worker" {
