@@ -103,15 +103,17 @@ func (c *groupCache) clear() {
 	clear(c.groups)
 }
 
-// eventLoader reads the events of concurrent deliveries together: while one
-// read is in flight, the events asked for meanwhile wait and are read by the
-// next one, in a single statement. A lone delivery is never held back.
+// eventLoader reads the events of concurrent deliveries together: while
+// maxEventReads reads are in flight, the events asked for meanwhile wait and
+// are read by the next one, in a single statement. A lone delivery is never
+// held back, and one read that hangs (a connection gone silent) does not stop
+// the others.
 type eventLoader struct {
 	db *DB
 
 	mu      sync.Mutex
 	pending []*eventReq
-	running bool
+	running int // reads in flight (drain goroutines)
 }
 
 // eventReq is one delivery's event read; done is closed when ev or err is
@@ -126,6 +128,9 @@ type eventReq struct {
 // maxEventBatch bounds the events read in one statement.
 const maxEventBatch = 256
 
+// maxEventReads bounds the event reads in flight at once.
+const maxEventReads = 4
+
 // load returns the event with id, or an ErrNotFound error.
 func (l *eventLoader) load(ctx context.Context, id string) (*gateway.Event, error) {
 	if err := uuid.Validate(id); err != nil {
@@ -134,8 +139,10 @@ func (l *eventLoader) load(ctx context.Context, id string) (*gateway.Event, erro
 	req := &eventReq{id: id, done: make(chan struct{})}
 	l.mu.Lock()
 	l.pending = append(l.pending, req)
-	start := !l.running
-	l.running = true
+	start := l.running < maxEventReads
+	if start {
+		l.running++
+	}
 	l.mu.Unlock()
 	if start {
 		go l.drain()
@@ -158,7 +165,7 @@ func (l *eventLoader) drain() {
 		}
 		l.pending = l.pending[len(batch):]
 		if len(batch) == 0 {
-			l.running = false
+			l.running--
 			l.pending = nil
 			l.mu.Unlock()
 			return
@@ -215,4 +222,4 @@ func (l *eventLoader) read(batch []*eventReq) {
 }
 
 // eventReadTimeout bounds one batched event read.
-const eventReadTimeout = 30 * time.Second
+const eventReadTimeout = 10 * time.Second
