@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -627,6 +628,9 @@ func TestDeliveryTargetConcurrentEvents(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	if target, err := bundle.db.DeliveryTarget(ctx, strings.ToUpper(ids[0]), "auth", "create_user"); err != nil || target.Event.ID != ids[0] {
+		t.Errorf("event id in capitals: %+v, %v; want event %s", target, err, ids[0])
 	}
 	if _, err := bundle.db.DeliveryTarget(ctx, "not-a-uuid", "auth", "create_user"); !errors.Is(err, gateway.ErrNotFound) {
 		t.Errorf("malformed event id: %v, want not found", err)

@@ -133,10 +133,12 @@ const maxEventReads = 4
 
 // load returns the event with id, or an ErrNotFound error.
 func (l *eventLoader) load(ctx context.Context, id string) (*gateway.Event, error) {
-	if err := uuid.Validate(id); err != nil {
+	parsed, err := uuid.Parse(id)
+	if err != nil {
 		return nil, gateway.Errorf(gateway.ENotFound, "event %s not found", id)
 	}
-	req := &eventReq{id: id, done: make(chan struct{})}
+	// The canonical form is what the database answers with.
+	req := &eventReq{id: parsed.String(), done: make(chan struct{})}
 	l.mu.Lock()
 	l.pending = append(l.pending, req)
 	start := l.running < maxEventReads
@@ -189,16 +191,10 @@ func (l *eventLoader) read(batch []*eventReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), eventReadTimeout)
 	defer cancel()
-	rows, err := l.db.pool.Query(ctx, `
-		SELECT e.id::text, e.api, e.name, convert_to(e.params::text, 'UTF8'), e.idempotency_key, e.created_at
-		FROM lightbus_event e WHERE e.id = ANY($1::uuid[])`, ids)
+	rows, err := l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = ANY($1::uuid[])`, ids)
 	var found []eventRow
 	if err == nil {
-		found, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (eventRow, error) {
-			var row eventRow
-			err := r.Scan(&row.ID, &row.API, &row.Name, &row.Params, &row.IdempotencyKey, &row.CreatedAt)
-			return row, err
-		})
+		found, err = pgx.CollectRows(rows, pgx.RowToStructByName[eventRow])
 	}
 	if err != nil {
 		err = translate(err)
