@@ -351,6 +351,75 @@ func testDeliveryTarget(t *testing.T, opts []postgres.Option) {
 	}
 }
 
+// Deliveries that start together share event reads: one event alone or
+// many in one statement, each caller getting its own.
+func TestDeliveryTargetConcurrentReads(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t, postgres.WithDeliveryTargetTTL(time.Hour))
+	l := gateway.ListenerDeclaration{Name: "create_user", Events: []string{"customers.new_customer"}, Path: "/e"}
+	register(ctx, t, bundle.db, registration("a1", "auth", nil, l))
+	ids := make([]string, 48)
+	for i := range ids {
+		ev, _ := fire(ctx, t, bundle.db, "customers", "new_customer", fmt.Sprintf(`{"n": %d}`, i))
+		ids[i] = ev.ID
+	}
+	// A missing event in the same reads is not found, and fails only itself.
+	ids = append(ids, "0193a5a0-0000-7000-8000-000000000000")
+	if _, err := bundle.db.DeliveryTarget(ctx, ids[0], "auth", "create_user"); err != nil {
+		t.Fatal(err) // the group is cached: what follows reads only events
+	}
+	// Events cannot be read until the lock goes: the first reads wait, one
+	// event each, and the deliveries arriving meanwhile queue for the next.
+	lock, err := bundle.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(ctx) }()
+	if _, err := lock.Exec(ctx, `LOCK TABLE lightbus_event IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			target, err := bundle.db.DeliveryTarget(ctx, id, "auth", "create_user")
+			switch {
+			case i == len(ids)-1:
+				if !errors.Is(err, gateway.ErrNotFound) {
+					errs[i] = fmt.Errorf("missing event: got %v, want not found", err)
+				}
+			case err != nil:
+				errs[i] = err
+			case target.Event.ID != id || string(target.Event.Params) != fmt.Sprintf(`{"n": %d}`, i):
+				errs[i] = fmt.Errorf("event %d: got %s %s", i, target.Event.ID, target.Event.Params)
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			WHERE c.relname = 'lightbus_event' AND NOT l.granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no event read waited for the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // the other deliveries queue behind the waiting reads
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDeliveryTargetCache(t *testing.T) {
 	t.Parallel()
 	ctx, bundle := setup(t, postgres.WithDeliveryTargetTTL(time.Hour))

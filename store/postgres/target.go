@@ -191,7 +191,15 @@ func (l *eventLoader) read(batch []*eventReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), eventReadTimeout)
 	defer cancel()
-	rows, err := l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = ANY($1::uuid[])`, ids)
+	var rows pgx.Rows
+	var err error
+	if len(ids) == 1 {
+		// A statement of its own: Postgres plans "id = ANY($1)" anew on
+		// every execution, "id = $1" once per connection.
+		rows, err = l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = $1::uuid`, ids[0])
+	} else {
+		rows, err = l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = ANY($1::uuid[])`, ids)
+	}
 	var found []eventRow
 	if err == nil {
 		found, err = pgx.CollectRows(rows, pgx.RowToStructByName[eventRow])
