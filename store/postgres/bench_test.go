@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,21 +39,59 @@ func BenchmarkFireEvent(b *testing.B) {
 						b.Fatalf("FireEvent = %+v, %v", res, err)
 					}
 				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				if mode == "serial" {
-					for b.Loop() {
-						fire()
-					}
-					return
-				}
-				b.SetParallelism(16)
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						fire()
-					}
-				})
+				measure(b, mode == "serial", fire)
 			})
 		}
 	}
+}
+
+// BenchmarkDeliveryTarget measures what a delivery reads before its POST
+// with the group cached: its event, read alone (serial) or together with
+// the events of deliveries starting at the same time (parallel).
+func BenchmarkDeliveryTarget(b *testing.B) {
+	for _, mode := range []string{"serial", "parallel"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx, bundle := setup(b, postgres.WithDeliveryTargetTTL(time.Hour))
+			register(ctx, b, bundle.db, registration("w1", "bench", nil, gateway.ListenerDeclaration{
+				Name: "g0", Events: []string{"customers.new_customer"}, Path: "/e"}))
+			ids := make([]string, 256)
+			for i := range ids {
+				ev, err := gateway.NewEvent("customers", "new_customer", json.RawMessage(`{"user":"sally"}`))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := bundle.db.FireEvent(ctx, ev, time.Hour); err != nil {
+					b.Fatal(err)
+				}
+				ids[i] = ev.ID
+			}
+			var next atomic.Uint64
+			read := func() {
+				id := ids[next.Add(1)%uint64(len(ids))]
+				if target, err := bundle.db.DeliveryTarget(ctx, id, "bench", "g0"); err != nil || target.Event.ID != id {
+					b.Fatalf("DeliveryTarget(%s) = %+v, %v", id, target, err)
+				}
+			}
+			measure(b, mode == "serial", read)
+		})
+	}
+}
+
+// measure runs op b.N times, one at a time when serial, else from 16
+// goroutines a core.
+func measure(b *testing.B, serial bool, op func()) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	if serial {
+		for b.Loop() {
+			op()
+		}
+		return
+	}
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			op()
+		}
+	})
 }

@@ -119,7 +119,11 @@ type eventLoader struct {
 // eventReq is one delivery's event read; done is closed when ev or err is
 // set.
 type eventReq struct {
-	id   string
+	id string
+	// uuid is id as the array argument of a read: pgx encodes a [][16]byte
+	// as uuid[] at once, while a []string it first fails to encode in
+	// binary, building an error, before it sends it as text.
+	uuid [16]byte
 	ev   *gateway.Event
 	err  error
 	done chan struct{}
@@ -138,7 +142,7 @@ func (l *eventLoader) load(ctx context.Context, id string) (*gateway.Event, erro
 		return nil, gateway.Errorf(gateway.ENotFound, "event %s not found", id)
 	}
 	// The canonical form is what the database answers with.
-	req := &eventReq{id: parsed.String(), done: make(chan struct{})}
+	req := &eventReq{id: parsed.String(), uuid: parsed, done: make(chan struct{})}
 	l.mu.Lock()
 	l.pending = append(l.pending, req)
 	start := l.running < maxEventReads
@@ -185,9 +189,9 @@ func (l *eventLoader) read(batch []*eventReq) {
 			close(r.done)
 		}
 	}()
-	ids := make([]string, len(batch))
+	ids := make([][16]byte, len(batch))
 	for i, r := range batch {
-		ids[i] = r.id
+		ids[i] = r.uuid
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), eventReadTimeout)
 	defer cancel()
@@ -198,7 +202,7 @@ func (l *eventLoader) read(batch []*eventReq) {
 		// every execution (a generic plan looks dearer than one for the
 		// actual array), while for "id = $1" it settles on one plan per
 		// connection after five executions.
-		rows, err = l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = $1::uuid`, ids[0])
+		rows, err = l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = $1::uuid`, batch[0].id)
 	} else {
 		rows, err = l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = ANY($1::uuid[])`, ids)
 	}
