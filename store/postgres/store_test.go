@@ -370,6 +370,13 @@ func TestDeliveryTargetConcurrentReads(t *testing.T) {
 	}
 	// Events cannot be read until the lock goes: the first reads wait, one
 	// event each, and the deliveries arriving meanwhile queue for the next.
+	// The lock and the watch on it hold connections of their own, taken
+	// before the reads can take the pool's others.
+	watch, err := bundle.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Release()
 	lock, err := bundle.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -398,7 +405,7 @@ func TestDeliveryTargetConcurrentReads(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var waiting int
-		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+		if err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
 			WHERE c.relname = 'lightbus_event' AND NOT l.granted`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
@@ -406,7 +413,10 @@ func TestDeliveryTargetConcurrentReads(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no event read waited for the lock")
+			var activity string
+			_ = watch.QueryRow(ctx, `SELECT string_agg(state || ' ' || coalesce(wait_event_type, '-') || ' ' || left(query, 60), E'\n')
+				FROM pg_stat_activity WHERE datname = current_database()`).Scan(&activity)
+			t.Fatalf("no event read waited for the lock; sessions:\n%s", activity)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -703,5 +713,51 @@ func TestDeliveryTargetConcurrentEvents(t *testing.T) {
 	}
 	if _, err := bundle.db.DeliveryTarget(ctx, "not-a-uuid", "auth", "create_user"); !errors.Is(err, gateway.ErrNotFound) {
 		t.Errorf("malformed event id: %v, want not found", err)
+	}
+}
+
+// A transaction stores its events with an INSERT each when it has few and
+// with one COPY when it has many; either way every event is stored as
+// fired, with one delivery per subscribed group.
+func TestFireEventsStoresEveryEvent(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{3, 40} {
+		t.Run(fmt.Sprintf("%d events", n), func(t *testing.T) {
+			t.Parallel()
+			ctx, bundle := setup(t)
+			register(ctx, t, bundle.db, registration("a1", "auth", nil,
+				gateway.ListenerDeclaration{Name: "create_user", Events: []string{"customers.new_customer"}, Path: "/e"},
+				gateway.ListenerDeclaration{Name: "audit", Events: []string{"customers.*"}, Path: "/a"}))
+			evs := make([]*gateway.Event, n)
+			for i := range evs {
+				name := "new_customer" // two groups
+				if i%2 == 1 {
+					name = "left" // only audit
+				}
+				ev, err := gateway.NewEvent("customers", name, json.RawMessage(fmt.Sprintf(`{"n": %d, "s": "é\\u00e9"}`, i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				evs[i] = ev
+			}
+			results, err := bundle.db.FireEvents(ctx, evs, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, ev := range evs {
+				want := 2 - i%2
+				if results[i].ID != ev.ID || results[i].Deliveries != want {
+					t.Errorf("result %d = %+v, want %s with %d deliveries", i, results[i], ev.ID, want)
+				}
+				got, err := bundle.db.GetEvent(ctx, ev.ID)
+				if err != nil {
+					t.Fatalf("event %d: %v", i, err)
+				}
+				if got.API != ev.API || got.Name != ev.Name || string(got.Params) != string(ev.Params) ||
+					!got.CreatedAt.Equal(ev.CreatedAt) || len(got.Deliveries) != want {
+					t.Errorf("event %d stored as %+v, want %+v with %d deliveries", i, got, ev, want)
+				}
+			}
+		})
 	}
 }
