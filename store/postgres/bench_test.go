@@ -95,3 +95,27 @@ func measure(b *testing.B, serial bool, op func()) {
 		}
 	})
 }
+
+// BenchmarkFireEvents measures a batch fire: n events without keys stored in
+// one durable transaction (one op is one batch), with no listener group.
+func BenchmarkFireEvents(b *testing.B) {
+	for _, n := range []int{4, 16, 100} {
+		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
+			ctx, bundle := setup(b)
+			params := json.RawMessage(`{"user":"sally","email":"sally@example.com"}`)
+			measure(b, true, func() {
+				evs := make([]*gateway.Event, n)
+				for i := range evs {
+					ev, err := gateway.NewEvent("customers", "new_customer", params)
+					if err != nil {
+						b.Fatal(err)
+					}
+					evs[i] = ev
+				}
+				if _, err := bundle.db.FireEvents(ctx, evs, time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
