@@ -165,10 +165,16 @@ func (b *runner) fireBatch(ctx context.Context) error {
 // array of per-item results, bare or under "results", where an item with
 // an "id" and no "error" was stored.
 func batchAccepted(answer []byte, size int) (int, error) {
-	var items []map[string]json.RawMessage
+	// Only the two fields are decoded: the tool shares the machine with the
+	// gateway, so its own work per answer is kept small.
+	type item struct {
+		ID    json.RawMessage `json:"id"`
+		Error json.RawMessage `json:"error"`
+	}
+	var items []item
 	if err := json.Unmarshal(answer, &items); err != nil {
 		var wrapped struct {
-			Results []map[string]json.RawMessage `json:"results"`
+			Results []item `json:"results"`
 		}
 		if err := json.Unmarshal(answer, &wrapped); err != nil {
 			return 0, fmt.Errorf("batch fire answer is not a list of results: %w", err)
@@ -177,9 +183,7 @@ func batchAccepted(answer []byte, size int) (int, error) {
 	}
 	n := 0
 	for _, it := range items {
-		_, hasID := it["id"]
-		_, hasErr := it["error"]
-		if hasID && !hasErr {
+		if it.ID != nil && it.Error == nil {
 			n++
 		}
 	}
