@@ -3,41 +3,19 @@ package lightbus
 import (
 	"fmt"
 	"strings"
+
+	"github.com/lightbus-go/lightbus/internal/names"
 )
 
 // maxAPINameLen is the longest API name the gateway accepts.
 const maxAPINameLen = 200
 
 // isIdent reports whether s matches [A-Za-z_][A-Za-z0-9_]*.
-func isIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case c >= '0' && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func isIdent(s string) bool { return names.IsIdent(s) }
 
 // isAPIName reports whether s is one or more identifiers joined by dots, at
 // most 200 characters.
-func isAPIName(s string) bool {
-	if s == "" || len(s) > maxAPINameLen {
-		return false
-	}
-	for part := range strings.SplitSeq(s, ".") {
-		if !isIdent(part) {
-			return false
-		}
-	}
-	return true
-}
+func isAPIName(s string) bool { return len(s) <= maxAPINameLen && names.IsAPIName(s) }
 
 // isWorkerID reports whether s matches [A-Za-z0-9._-]{1,128}.
 func isWorkerID(s string) bool {

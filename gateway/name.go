@@ -3,38 +3,11 @@ package gateway
 import (
 	"regexp"
 	"strings"
+
+	"github.com/lightbus-go/lightbus/internal/names"
 )
 
 var workerIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-
-// isIdent reports whether s is an identifier: [A-Za-z_][A-Za-z0-9_]*. It
-// runs for every name of every fire and call, so it is a loop, not a
-// regular expression (about 6 times faster: BenchmarkValidateAPIName).
-func isIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case '0' <= c && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// isAPIName reports whether s is identifiers joined by dots.
-func isAPIName(s string) bool {
-	for part := range strings.SplitSeq(s, ".") {
-		if !isIdent(part) {
-			return false
-		}
-	}
-	return true
-}
 
 // maxAPINameLen bounds an API name.
 const maxAPINameLen = 200
@@ -42,7 +15,7 @@ const maxAPINameLen = 200
 // ValidateAPIName returns an EInvalid error unless name is a dotted API name
 // such as "auth" or "support.case".
 func ValidateAPIName(name string) error {
-	if len(name) > maxAPINameLen || !isAPIName(name) {
+	if len(name) > maxAPINameLen || !names.IsAPIName(name) {
 		return Errorf(EInvalid, "invalid API name %q: want identifiers joined by dots, e.g. \"auth\" or \"support.case\"", name)
 	}
 	return nil
@@ -51,7 +24,7 @@ func ValidateAPIName(name string) error {
 // ValidateIdent returns an EInvalid error unless name is a single identifier
 // ([A-Za-z_][A-Za-z0-9_]*); what names the kind of name for the message.
 func ValidateIdent(what, name string) error {
-	if len(name) > maxAPINameLen || !isIdent(name) {
+	if len(name) > maxAPINameLen || !names.IsIdent(name) {
 		return Errorf(EInvalid, "invalid %s name %q: want an identifier such as \"user_registered\"", what, name)
 	}
 	return nil
