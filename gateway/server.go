@@ -329,9 +329,21 @@ func (s *Server) callRPC(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Result json.RawMessage `json:"result"`
-	}{result})
+	writeResult(w, result)
+}
+
+// writeResult answers an RPC with {"result": result}. The result is valid
+// JSON already (decodeWorkerAnswer decoded it), so it is written as it is,
+// with its length, rather than scanned again by an encoder.
+func writeResult(w http.ResponseWriter, result json.RawMessage) {
+	const head, tail = `{"result":`, "}\n"
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(head) + len(result) + len(tail))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, head)
+	_, _ = w.Write(result)
+	_, _ = io.WriteString(w, tail)
 }
 
 // parseTimeout reads a Lightbus-Timeout header: a Go duration ("2s",

@@ -94,3 +94,22 @@ func TestBoundedRequests(t *testing.T) {
 		t.Fatalf("got %d %s, want 503 unavailable", rec.Code, rec.Body)
 	}
 }
+
+// An RPC's result goes back as the worker sent it, inside {"result": ...},
+// with its length.
+func TestWriteResult(t *testing.T) {
+	t.Parallel()
+	for _, result := range []string{`null`, `7`, `{"a": [1, 2],  "s": "<é>\n"}`} {
+		rec := httptest.NewRecorder()
+		writeResult(rec, json.RawMessage(result))
+		body := rec.Body.String()
+		var got struct{ Result json.RawMessage }
+		if err := json.Unmarshal([]byte(body), &got); err != nil || string(got.Result) != result {
+			t.Errorf("result %s: body %q (%v)", result, body, err)
+		}
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" ||
+			rec.Header().Get("Content-Length") != fmt.Sprint(len(body)) {
+			t.Errorf("result %s: %d %v", result, rec.Code, rec.Header())
+		}
+	}
+}
