@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 
 	"github.com/lightbus-go/lightbus/gateway"
 )
@@ -187,13 +186,11 @@ func (b *fireBatcher) commit(batch []*fireReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	defer cancel()
 	counts := make([]*int, len(live))
-	err := b.db.inTx(ctx, func(tx pgx.Tx) error {
-		f := &fanOut{}
-		for i, r := range live {
-			counts[i] = f.stage(r.ev)
-		}
-		return b.db.flush(ctx, tx, f)
-	})
+	f := &fanOut{}
+	for i, r := range live {
+		counts[i] = f.stage(r.ev)
+	}
+	err := b.db.fanOutTx(ctx, f)
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = gateway.WrapError(gateway.EUnavailable, err, fmt.Sprintf("the database did not answer within %s", b.cfg.Timeout))
 	}

@@ -27,6 +27,13 @@ func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Dura
 		}
 		return &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: n}, nil
 	}
+	if ev.IdempotencyKey == "" {
+		n, err := db.fireOne(ctx, ev)
+		if err != nil {
+			return nil, err
+		}
+		return &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: n}, nil
+	}
 	var res *gateway.FireResult
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
@@ -37,18 +44,14 @@ func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Dura
 }
 
 // fireOne stores ev, which has no idempotency key, and queues its
-// deliveries in a transaction of its own (the batcher's fallback).
+// deliveries in a transaction of its own.
 func (db *DB) fireOne(ctx context.Context, ev *gateway.Event) (int, error) {
-	var res *gateway.FireResult
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		res, err = db.fireTx(ctx, tx, ev, 0)
-		return err
-	})
-	if err != nil {
+	f := &fanOut{}
+	n := f.stage(ev)
+	if err := db.fanOutTx(ctx, f); err != nil {
 		return 0, err
 	}
-	return res.Deliveries, nil
+	return *n, nil
 }
 
 // FireEvents implements gateway.EventStore. Events without idempotency keys
