@@ -12,12 +12,17 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,13 +177,47 @@ func withDatabase(rawURL, db string) string {
 	return u.String()
 }
 
-// freePort returns a loopback port that is free right now.
+// freePort returns a loopback port that is free right now and that the
+// kernel does not hand out by itself. Gateways, listeners and Postgres are
+// restarted on the port they had; one of the ephemeral range could have
+// become, in between, the local end of some connection (a gateway's to
+// Postgres), and the restart would fail with "address already in use".
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports.once.Do(ports.init)
+	for range ports.span {
+		p := ports.low + int(ports.next.Add(1))%ports.span
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in [%d, %d)", ports.low, ports.low+ports.span)
+	return 0
+}
+
+// ports hands out the ports of freePort: from 10000 up to the start of the
+// kernel's ephemeral range, in turn from a random start, so that two test
+// processes rarely try the same ones.
+var ports portRange
+
+type portRange struct {
+	once      sync.Once
+	low, span int
+	next      atomic.Int64
+}
+
+func (r *portRange) init() {
+	r.low, r.span = 10000, 32768-10000
+	// "32768	60999": the ports the kernel picks for connections and :0.
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if first, err := strconv.Atoi(f[0]); err == nil && first > r.low+1000 {
+				r.span = first - r.low
+			}
+		}
+	}
+	r.next.Store(rand.Int64N(int64(r.span)))
 }
