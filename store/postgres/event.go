@@ -20,15 +20,12 @@ import (
 // transaction; a fire with a key runs in a transaction of its own, since
 // finding its first event takes a round trip of its own anyway.
 func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
-	if db.batcher != nil && ev.IdempotencyKey == "" {
-		n, err := db.batcher.fire(ctx, ev)
-		if err != nil {
-			return nil, err
-		}
-		return &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: n}, nil
-	}
 	if ev.IdempotencyKey == "" {
-		n, err := db.fireOne(ctx, ev)
+		fire := db.fireOne
+		if db.batcher != nil {
+			fire = db.batcher.fire
+		}
+		n, err := fire(ctx, ev)
 		if err != nil {
 			return nil, err
 		}
@@ -93,22 +90,15 @@ func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.
 	return results, nil
 }
 
-// fireTx stores ev and queues its deliveries in tx, or finds the event that
-// holds ev's idempotency key. Keys are unique per API (a partial unique
+// fireTx stores ev, which has an idempotency key, and queues its deliveries
+// in tx, or finds the event that holds ev's key (events without a key go
+// through fanOutTx). Keys are unique per API (a partial unique
 // index): the insert does nothing on a conflict, which waits for a
 // concurrent fire with the same key to commit or roll back, so concurrent
 // repeats store one event.
 func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
 	res := &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt}
 	f := &fanOut{}
-	if ev.IdempotencyKey == "" {
-		n := f.stage(ev)
-		if err := db.flush(ctx, tx, f); err != nil {
-			return nil, err
-		}
-		res.Deliveries = *n
-		return res, nil
-	}
 	for stored := false; !stored; {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
@@ -181,7 +171,7 @@ type stagedEvent struct {
 // copyEventsMin is the number of events from which flush stores them with
 // one COPY instead of an INSERT each in the pipeline. COPY takes a round
 // trip of its own, but from here on it costs Postgres and the gateway less
-// than the INSERTs it replaces (BenchmarkFireEvent, docs/PERFORMANCE.md).
+// than the INSERTs it replaces (BenchmarkFireEvents, docs/PERFORMANCE.md).
 const copyEventsMin = 16
 
 // subscribedGroup is a listener group that gets a delivery.
