@@ -75,27 +75,28 @@ type fireBatcher struct {
 
 // fireReq is one waiting fire and, once done is closed, its outcome.
 type fireReq struct {
-	ctx  context.Context
-	ev   *gateway.Event
-	n    int
-	err  error
-	done chan struct{}
+	ctx    context.Context
+	ev     *gateway.Event
+	window time.Duration // of ev's idempotency key
+	res    *gateway.FireResult
+	err    error
+	done   chan struct{}
 }
 
 // fire hands ev to the batcher and waits for the commit that stores it.
-func (b *fireBatcher) fire(ctx context.Context, ev *gateway.Event) (int, error) {
-	r := &fireReq{ctx: ctx, ev: ev, done: make(chan struct{})}
+func (b *fireBatcher) fire(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
+	r := &fireReq{ctx: ctx, ev: ev, window: window, done: make(chan struct{})}
 	select {
 	case b.reqs <- r:
 	case <-ctx.Done():
-		return 0, translate(ctx.Err())
+		return nil, translate(ctx.Err())
 	case <-b.quit:
-		return b.db.fireOne(ctx, ev)
+		return b.db.fireAlone(ctx, ev, window)
 	}
 	// Wait for the outcome even if ctx ends: the shared transaction may
 	// commit this event, and the answer must say what happened.
 	<-r.done
-	return r.n, r.err
+	return r.res, r.err
 }
 
 // run gathers batches and dispatches each to its own goroutine.
@@ -163,9 +164,14 @@ func (b *fireBatcher) takeWaiting(batch []*fireReq) []*fireReq {
 	return batch
 }
 
-// commit stores batch in one transaction and answers every fire. When the
-// transaction fails, nothing of it was stored, and each fire is retried
-// alone so that one bad event fails only itself.
+// commit stores batch in one transaction and answers every fire. A fire
+// whose idempotency key was taken already is answered afterwards as a lone
+// fire would be (a repeat, a conflict, or a key that outlived its window).
+// When the transaction fails before its COMMIT, nothing of it was stored,
+// and each fire is retried alone so that one bad event fails only itself.
+// When the COMMIT itself fails, the batch may be stored: only fires with a
+// key are retried (each finds its own event if it was), the others get the
+// error, since a retry could store them twice.
 func (b *fireBatcher) commit(batch []*fireReq) {
 	defer b.wg.Done()
 	defer func() { <-b.slots }()
@@ -184,31 +190,39 @@ func (b *fireBatcher) commit(batch []*fireReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	defer cancel()
-	counts := make([]*int, len(live))
+	staged := make([]*stagedEvent, len(live))
 	f := &fanOut{}
 	for i, r := range live {
-		counts[i] = f.stage(r.ev)
+		staged[i] = f.stage(r.ev)
 	}
 	err := b.db.fanOutTx(ctx, f)
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = gateway.WrapError(gateway.EUnavailable, err, fmt.Sprintf("the database did not answer within %s", b.cfg.Timeout))
 	}
-	if err == nil || len(live) == 1 {
+	switch {
+	case err == nil:
 		for i, r := range live {
-			if err != nil {
-				// The transaction may have failed before anything was staged
-				// (no connection): there are no counts then.
-				r.n, r.err = 0, err
+			if staged[i].stored {
+				r.res = staged[i].result()
 			} else {
-				r.n = *counts[i]
+				r.res, r.err = b.db.fireAlone(r.ctx, r.ev, r.window)
 			}
 			close(r.done)
 		}
-		return
-	}
-	b.db.logger.Debug("batched fire failed; retrying its events one by one", "events", len(live), "error", err.Error())
-	for _, r := range live {
-		r.n, r.err = b.db.fireOne(r.ctx, r.ev)
-		close(r.done)
+	case len(live) == 1:
+		_, live[0].err = commitFailed(err)
+		close(live[0].done)
+	default:
+		uncertain, err := commitFailed(err)
+		b.db.logger.Debug("batched fire failed; retrying its events one by one", "events", len(live), "error", err.Error(),
+			"commit_failed", uncertain)
+		for _, r := range live {
+			if uncertain && r.ev.IdempotencyKey == "" {
+				r.err = err
+			} else {
+				r.res, r.err = b.db.fireAlone(r.ctx, r.ev, r.window)
+			}
+			close(r.done)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"sync"
 	"testing"
@@ -80,6 +81,160 @@ func TestFireBatching(t *testing.T) {
 		}
 		if txs >= 100 {
 			t.Errorf("100 concurrent fires committed in %d transactions: none was shared", txs)
+		}
+	})
+
+	// Fires with idempotency keys share transactions too, and keep what a
+	// key promises: a repeat stores nothing and answers with the first
+	// event, other parameters under the same key are a conflict, and a key
+	// that outlived its window stores a new event.
+	t.Run("KeyedFires", func(t *testing.T) {
+		t.Parallel()
+		bundle := batched(t)
+		ctx := t.Context()
+		register(ctx, t, bundle.db, registration("a1", "auth", nil,
+			gateway.ListenerDeclaration{Name: "create_user", Events: []string{"customers.new_customer"}, Path: "/e"}))
+
+		const n = 60
+		events := newEvents(t, n)
+		for i, ev := range events {
+			ev.IdempotencyKey = fmt.Sprintf("key-%d", i)
+		}
+		ns, errs := fireAll(t, bundle.db, events)
+		for i := range events {
+			if errs[i] != nil || ns[i] != 1 {
+				t.Fatalf("keyed fire %d: %d deliveries, %v; want 1 and no error", i, ns[i], errs[i])
+			}
+		}
+		var stored, txs int
+		if err := bundle.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM lightbus_event`).Scan(&stored, &txs); err != nil {
+			t.Fatal(err)
+		}
+		if stored != n || txs >= n {
+			t.Errorf("%d keyed fires stored %d events in %d transactions; want %d, in fewer transactions", n, stored, txs, n)
+		}
+
+		// Repeats of the first 20 (twice each, so some share a batch with
+		// each other), 10 with other parameters, 10 new keys: all at once.
+		var again []*gateway.Event
+		for i := range 20 {
+			for range 2 {
+				rep := *events[i]
+				rep.ID = newEvents(t, 1)[0].ID // a retry is a new request: its id is new
+				again = append(again, &rep)
+			}
+		}
+		for i := 20; i < 30; i++ {
+			other := newEvents(t, 1)[0]
+			other.Params = json.RawMessage(`{"name":"Other"}`)
+			other.IdempotencyKey = events[i].IdempotencyKey
+			again = append(again, other)
+		}
+		for i := range 10 {
+			fresh := newEvents(t, 1)[0]
+			fresh.IdempotencyKey = fmt.Sprintf("fresh-%d", i)
+			again = append(again, fresh)
+		}
+		results := make([]*gateway.FireResult, len(again))
+		errs = make([]error, len(again))
+		var wg sync.WaitGroup
+		for i, ev := range again {
+			wg.Go(func() { results[i], errs[i] = bundle.db.FireEvent(ctx, ev, time.Hour) })
+		}
+		wg.Wait()
+		for i, ev := range again {
+			switch {
+			case i < 40: // repeats
+				first := events[i/2]
+				if errs[i] != nil || !results[i].Repeat || results[i].ID != first.ID || results[i].Deliveries != 1 {
+					t.Errorf("repeat %d of %s: %+v, %v; want a repeat of %s with its 1 delivery", i, ev.IdempotencyKey, results[i], errs[i], first.ID)
+				}
+			case i < 50: // same key, other parameters
+				if gateway.ErrorCode(errs[i]) != gateway.EConflict {
+					t.Errorf("other parameters under %s: %+v, %v; want a conflict", ev.IdempotencyKey, results[i], errs[i])
+				}
+			default: // new keys
+				if errs[i] != nil || results[i].Repeat || results[i].ID != ev.ID || results[i].Deliveries != 1 {
+					t.Errorf("new key %s: %+v, %v; want a new event with 1 delivery", ev.IdempotencyKey, results[i], errs[i])
+				}
+			}
+		}
+		var jobs int
+		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM lightbus_event`).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = $1`, gateway.DeliveryKind).Scan(&jobs); err != nil {
+			t.Fatal(err)
+		}
+		if stored != n+10 || jobs != n+10 {
+			t.Errorf("stored %d events and %d deliveries, want %d of each", stored, jobs, n+10)
+		}
+
+		// Outside its window a key is free again: the fire stores a new event.
+		late := newEvents(t, 1)[0]
+		late.IdempotencyKey = events[0].IdempotencyKey
+		res, err := bundle.db.FireEvent(ctx, late, time.Nanosecond)
+		if err != nil || res.Repeat || res.ID != late.ID {
+			t.Errorf("a key past its window: %+v, %v; want a new event %s", res, err, late.ID)
+		}
+	})
+
+	// A COMMIT that fails may have stored the batch: fires without a key
+	// get the error rather than a retry that could store them twice, and
+	// fires with a key are retried alone.
+	t.Run("FailedCommitRetriesOnlyKeyedFires", func(t *testing.T) {
+		t.Parallel()
+		bundle := batched(t)
+		ctx := t.Context()
+		// A deferred trigger: checked at COMMIT, it sleeps for a "slow"
+		// event and refuses a "refused" one.
+		for _, sql := range []string{
+			`CREATE FUNCTION check_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN
+				IF NEW.params::text LIKE '%"slow"%' THEN PERFORM pg_sleep(0.5); END IF;
+				IF NEW.params::text LIKE '%"refused"%' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+				RETURN NULL;
+			END $$`,
+			`CREATE CONSTRAINT TRIGGER check_at_commit AFTER INSERT ON lightbus_event
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION check_at_commit()`,
+		} {
+			if _, err := bundle.pool.Exec(ctx, sql); err != nil {
+				t.Fatal(err)
+			}
+		}
+		slow := newEvents(t, 1)[0]
+		slow.Params = json.RawMessage(`{"slow": true}`)
+		slowDone := make(chan error, 1)
+		go func() {
+			_, err := bundle.db.FireEvent(ctx, slow, time.Hour)
+			slowDone <- err
+		}()
+		time.Sleep(100 * time.Millisecond) // the slow fire commits; the others gather behind it
+
+		events := newEvents(t, 21)
+		events[0].Params = json.RawMessage(`{"refused": true}`)
+		for i := 11; i < 21; i++ {
+			events[i].IdempotencyKey = fmt.Sprintf("key-%d", i)
+		}
+		_, errs := fireAll(t, bundle.db, events)
+		if err := <-slowDone; err != nil {
+			t.Fatalf("the slow fire: %v", err)
+		}
+		for i, ev := range events {
+			var stored int
+			if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM lightbus_event WHERE id = $1`, ev.ID).Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case i < 11: // no key, in the refused batch
+				if errs[i] == nil || stored != 0 {
+					t.Errorf("fire %d without a key: %v, %d stored; want an error and nothing stored", i, errs[i], stored)
+				}
+			default:
+				if errs[i] != nil || stored != 1 {
+					t.Errorf("fire %d with a key: %v, %d stored; want it stored once", i, errs[i], stored)
+				}
+			}
 		}
 	})
 

@@ -27,7 +27,27 @@ func (db *DB) fanOutTx(ctx context.Context, f *fanOut) error {
 	if err := db.flush(ctx, tx, f); err != nil {
 		return translate(err)
 	}
-	return translate(tx.Commit(ctx))
+	if err := tx.Commit(ctx); err != nil {
+		return &commitError{translate(err)}
+	}
+	return nil
+}
+
+// commitError is a failed COMMIT: unlike a failure before it, the
+// transaction may have committed (the answer may be what was lost).
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
+
+// commitFailed reports whether err is a failed COMMIT, and returns err
+// without that mark, as the store's callers get it.
+func commitFailed(err error) (bool, error) {
+	var ce *commitError
+	if errors.As(err, &ce) {
+		return true, ce.err
+	}
+	return false, err
 }
 
 // begunTx is a transaction on conn whose BEGIN was sent in a pipelined

@@ -10,45 +10,42 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 
 	"github.com/lightbus-go/lightbus/gateway"
 )
 
 // FireEvent implements gateway.EventStore. With fire batching enabled
-// (EnableFireBatching) concurrent fires without an idempotency key share a
-// transaction; a fire with a key runs in a transaction of its own, since
-// finding its first event takes a round trip of its own anyway.
+// (EnableFireBatching) concurrent fires share a transaction, with or
+// without an idempotency key; a fire whose key is taken already is then
+// answered as a lone fire would be, in a transaction of its own.
 func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
-	if ev.IdempotencyKey == "" {
-		fire := db.fireOne
-		if db.batcher != nil {
-			fire = db.batcher.fire
-		}
-		n, err := fire(ctx, ev)
-		if err != nil {
-			return nil, err
-		}
-		return &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: n}, nil
+	if db.batcher != nil {
+		return db.batcher.fire(ctx, ev, window)
 	}
-	var res *gateway.FireResult
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		res, err = db.fireTx(ctx, tx, ev, window)
-		return err
-	})
-	return res, err
+	return db.fireAlone(ctx, ev, window)
 }
 
-// fireOne stores ev, which has no idempotency key, and queues its
-// deliveries in a transaction of its own.
-func (db *DB) fireOne(ctx context.Context, ev *gateway.Event) (int, error) {
-	f := &fanOut{}
-	n := f.stage(ev)
-	if err := db.fanOutTx(ctx, f); err != nil {
-		return 0, err
+// fireAlone stores ev and queues its deliveries in a transaction of its
+// own, or finds the event that holds its idempotency key.
+func (db *DB) fireAlone(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
+	if ev.IdempotencyKey != "" {
+		var res *gateway.FireResult
+		err := db.inTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			res, err = db.fireTx(ctx, tx, ev, window)
+			return err
+		})
+		return res, err
 	}
-	return *n, nil
+	f := &fanOut{}
+	s := f.stage(ev)
+	if err := db.fanOutTx(ctx, f); err != nil {
+		_, err = commitFailed(err)
+		return nil, err
+	}
+	return s.result(), nil
 }
 
 // FireEvents implements gateway.EventStore. Events without idempotency keys
@@ -57,10 +54,10 @@ func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.
 	results := make([]*gateway.FireResult, len(evs))
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		f := &fanOut{}
-		counts := make([]*int, len(evs))
+		staged := make([]*stagedEvent, len(evs))
 		for i, ev := range evs {
 			if ev.IdempotencyKey == "" {
-				counts[i] = f.stage(ev)
+				staged[i] = f.stage(ev)
 				continue
 			}
 			res, err := db.fireTx(ctx, tx, ev, window)
@@ -76,10 +73,9 @@ func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.
 		if err := db.flush(ctx, tx, f); err != nil {
 			return err
 		}
-		for i, n := range counts {
-			if n != nil {
-				ev := evs[i]
-				results[i] = &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: *n}
+		for i, st := range staged {
+			if st != nil {
+				results[i] = st.result()
 			}
 		}
 		return nil
@@ -100,10 +96,7 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 	res := &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt}
 	f := &fanOut{}
 	for stored := false; !stored; {
-		tag, err := tx.Exec(ctx, `
-			INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
+		tag, err := tx.Exec(ctx, insertKeyedEventSQL,
 			ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt)
 		if err != nil {
 			return nil, err
@@ -135,7 +128,10 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 				"Idempotency-Key %q was used by event %s (%s.%s) with other parameters: use a new key for a new event",
 				ev.IdempotencyKey, orig.ID, ev.API, orig.Event)
 		}
-		orig.API, orig.Repeat, orig.CreatedAt = ev.API, true, orig.CreatedAt.UTC()
+		// The event holding the key may be this fire's own: stored by a
+		// shared transaction whose commit was not confirmed (see
+		// fireBatcher.commit). Its id says so; that is no repeat.
+		orig.API, orig.Repeat, orig.CreatedAt = ev.API, orig.ID != ev.ID, orig.CreatedAt.UTC()
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM river_job j WHERE `+kindIsDelivery+` AND j.args->>'event_id' = $1`,
 			orig.ID).Scan(&orig.Deliveries); err != nil {
 			return nil, err
@@ -158,18 +154,35 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 type fanOut struct {
 	batch  pgx.Batch
 	groups map[[2]string][]subscribedGroup
-	events []stagedEvent // to store, by flush
+	events []*stagedEvent // to store, by flush
 	jobs   []river.InsertManyParams
 }
 
-// stagedEvent is an event to store and where to put its delivery count.
+// stagedEvent is an event to store and, once flush ran, whether it was
+// stored and how many deliveries it got. An event whose idempotency key is
+// taken already is not stored: its fire is answered by fireTx instead.
 type stagedEvent struct {
-	ev *gateway.Event
-	n  *int
+	ev     *gateway.Event
+	stored bool
+	n      int
 }
 
-// copyEventsMin is the number of events from which flush stores them with
-// one COPY instead of an INSERT each in the pipeline. COPY takes a round
+// result is the answer to a fire that stored s.
+func (s *stagedEvent) result() *gateway.FireResult {
+	ev := s.ev
+	return &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt, Deliveries: s.n}
+}
+
+// insertKeyedEventSQL stores an event with an idempotency key, or does
+// nothing when the key is taken (keys are unique per API). On a key that a
+// concurrent transaction inserted, it waits for that one to end.
+const insertKeyedEventSQL = `
+	INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6)
+	ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
+
+// copyEventsMin is the number of events without a key from which flush
+// stores them with one COPY instead of an INSERT each in the pipeline. COPY takes a round
 // trip of its own, but from here on it costs Postgres and the gateway less
 // than the INSERTs it replaces (BenchmarkFireEvents, docs/PERFORMANCE.md).
 const copyEventsMin = 16
@@ -207,11 +220,9 @@ func (f *fanOut) addDeliveries(ev *gateway.Event, groups []subscribedGroup) int 
 }
 
 // stage queues the lookup of the groups subscribed to ev and ev itself,
-// for flush to store with one delivery per group; the returned count is
-// set by flush. It is the per-event step shared by a lone fire and a batch
-// of fires in one transaction. ev must have no idempotency key (see fireTx).
-func (f *fanOut) stage(ev *gateway.Event) *int {
-	n := new(int)
+// for flush to store with one delivery per group. It is the per-event step
+// shared by a lone fire and a batch of fires in one transaction.
+func (f *fanOut) stage(ev *gateway.Event) *stagedEvent {
 	k := [2]string{ev.API, ev.Name}
 	if _, seen := f.groups[k]; !seen {
 		if f.groups == nil {
@@ -224,8 +235,9 @@ func (f *fanOut) stage(ev *gateway.Event) *int {
 			return err
 		})
 	}
-	f.events = append(f.events, stagedEvent{ev: ev, n: n})
-	return n
+	st := &stagedEvent{ev: ev}
+	f.events = append(f.events, st)
+	return st
 }
 
 // eventCopyColumns are the columns of lightbus_event that a fire sets.
@@ -250,14 +262,36 @@ func (f *fanOut) stageDeliveries(ev *gateway.Event) *int {
 // flush runs the staged statements in tx, stores the staged events and
 // inserts the deliveries.
 func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
-	copyEvents := len(f.events) >= copyEventsMin
-	if !copyEvents {
-		for _, s := range f.events {
-			ev := s.ev
+	var copied [][]any
+	unkeyed := 0
+	for _, st := range f.events {
+		if st.ev.IdempotencyKey == "" {
+			unkeyed++
+		}
+	}
+	for _, st := range f.events {
+		ev := st.ev
+		switch {
+		case ev.IdempotencyKey != "":
+			f.batch.Queue(insertKeyedEventSQL, ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt).
+				Exec(func(tag pgconn.CommandTag) error {
+					st.stored = tag.RowsAffected() == 1
+					return nil
+				})
+		case unkeyed >= copyEventsMin:
+			id, err := uuid.Parse(ev.ID)
+			if err != nil {
+				return fmt.Errorf("event id %q: %w", ev.ID, err)
+			}
+			// COPY sends every column in binary: a uuid as its 16 bytes.
+			copied = append(copied, []any{[16]byte(id), ev.API, ev.Name, string(ev.Params), ev.CreatedAt})
+			st.stored = true // once the COPY below succeeds; an error fails flush
+		default:
 			f.batch.Queue(`
 				INSERT INTO lightbus_event (id, api, name, params, created_at)
 				VALUES ($1, $2, $3, $4, $5)`,
 				ev.ID, ev.API, ev.Name, string(ev.Params), ev.CreatedAt)
+			st.stored = true // once the batch below succeeds; an error fails flush
 		}
 	}
 	if f.batch.Len() > 0 {
@@ -265,23 +299,16 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 			return err
 		}
 	}
-	if copyEvents {
-		rows := make([][]any, len(f.events))
-		for i, s := range f.events {
-			id, err := uuid.Parse(s.ev.ID)
-			if err != nil {
-				return fmt.Errorf("event id %q: %w", s.ev.ID, err)
-			}
-			// COPY sends every column in binary: a uuid as its 16 bytes.
-			rows[i] = []any{[16]byte(id), s.ev.API, s.ev.Name, string(s.ev.Params), s.ev.CreatedAt}
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"lightbus_event"}, eventCopyColumns, pgx.CopyFromRows(rows)); err != nil {
+	if len(copied) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"lightbus_event"}, eventCopyColumns, pgx.CopyFromRows(copied)); err != nil {
 			return err
 		}
 	}
 	// The events are stored: queue one delivery per subscribed group.
-	for _, s := range f.events {
-		*s.n = f.addDeliveries(s.ev, f.groups[[2]string{s.ev.API, s.ev.Name}])
+	for _, st := range f.events {
+		if st.stored {
+			st.n = f.addDeliveries(st.ev, f.groups[[2]string{st.ev.API, st.ev.Name}])
+		}
 	}
 	if len(f.jobs) == 0 {
 		return nil

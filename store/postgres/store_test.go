@@ -761,3 +761,32 @@ func TestFireEventsStoresEveryEvent(t *testing.T) {
 		})
 	}
 }
+
+// A keyed fire that finds its key held by its own event (stored by a shared
+// transaction whose COMMIT answer was lost, then retried) is answered as
+// stored, not as a repeat; another fire with the key is a repeat.
+func TestFireFindsItsOwnEvent(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t)
+	ev, err := gateway.NewEvent("customers", "new_customer", json.RawMessage(`{"n": 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.IdempotencyKey = "k1"
+	if _, err := bundle.db.FireEvent(ctx, ev, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.db.FireEvent(ctx, ev, time.Hour)
+	if err != nil || res.Repeat || res.ID != ev.ID {
+		t.Errorf("the same fire again: %+v, %v; want its event, not a repeat", res, err)
+	}
+	other, err := gateway.NewEvent("customers", "new_customer", json.RawMessage(`{"n": 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.IdempotencyKey = "k1"
+	res, err = bundle.db.FireEvent(ctx, other, time.Hour)
+	if err != nil || !res.Repeat || res.ID != ev.ID {
+		t.Errorf("another fire with the key: %+v, %v; want a repeat of %s", res, err, ev.ID)
+	}
+}

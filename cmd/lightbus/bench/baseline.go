@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS lightbus_bench.event (
 );
 CREATE INDEX IF NOT EXISTS event_api_name_id ON lightbus_bench.event (api, name, id);
 CREATE INDEX IF NOT EXISTS event_created_at ON lightbus_bench.event (created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS event_idempotency ON lightbus_bench.event (api, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS lightbus_bench.job (
     id           bigserial   PRIMARY KEY,
     args         jsonb       NOT NULL DEFAULT '{}',
@@ -90,9 +91,14 @@ func (b *runner) dbBaseline(ctx context.Context) error {
 	params := string(b.o.Params)
 	s := Drive(ctx, b.o.Load, BaselineDB, b.o.Progress, func(ctx context.Context, _ int) (int, error) {
 		id := uuid.Must(uuid.NewV7()).String()
+		var key *string
+		if b.o.IdempotencyKeys {
+			k := uuid.NewString()
+			key = &k
+		}
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO lightbus_bench.event (id, api, name, params, idempotency_key, created_at)
-				VALUES ($1, 'bench', 'ping', $2, NULL, now())`, id, params); err != nil {
+				VALUES ($1, 'bench', 'ping', $2, $3, now())`, id, params, key); err != nil {
 				return err
 			}
 			for g := range groups {
@@ -106,7 +112,7 @@ func (b *runner) dbBaseline(ctx context.Context) error {
 		return 1, err
 	})
 	b.r.add(Result{Name: BaselineDB, Summary: s,
-		Note: fmt.Sprintf("one transaction per event: 1 event row + %d job row(s), synchronous_commit=%s", groups, syncCommit)})
+		Note: fmt.Sprintf("one transaction per event: 1 event row%s + %d job row(s), synchronous_commit=%s", keyNote(b.o.IdempotencyKeys), groups, syncCommit)})
 	return nil
 }
 
@@ -169,4 +175,12 @@ func (b *runner) rpc(ctx context.Context) error {
 			Note: fmt.Sprintf("added latency over direct: p50 %s, p90 %s, p99 %s", ms(g.P50-d.P50), ms(g.P90-d.P90), ms(g.P99-d.P99))})
 		return nil
 	})
+}
+
+// keyNote says whether the baseline's event rows have idempotency keys.
+func keyNote(keys bool) string {
+	if keys {
+		return " with an idempotency key"
+	}
+	return ""
 }

@@ -40,6 +40,9 @@ type Options struct {
 	GatewayPID int
 	// Params is the parameters object of every event and call.
 	Params []byte
+	// IdempotencyKeys gives every single fire (and the database baseline's
+	// event rows) a new idempotency key, as the Go client's fires have.
+	IdempotencyKeys bool
 	// FetchCooldown and FetchPollInterval configure the bare River client of
 	// the River baseline (set them to the gateway's).
 	FetchCooldown     time.Duration

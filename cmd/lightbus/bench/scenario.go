@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // runner runs one scenario, adding its results to r.
@@ -25,11 +27,19 @@ const drainIdle = 15 * time.Second
 
 // post sends body to url and checks the status, returning the answer.
 func (b *runner) post(ctx context.Context, url string, body []byte, want ...int) ([]byte, int, error) {
+	return b.postKeyed(ctx, url, body, "", want...)
+}
+
+// postKeyed is post with an Idempotency-Key, unless key is empty.
+func (b *runner) postKeyed(ctx context.Context, url string, body []byte, key string, want ...int) ([]byte, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, err
 	}
 	req.Header["Content-Type"] = []string{"application/json"}
+	if key != "" {
+		req.Header["Idempotency-Key"] = []string{key}
+	}
 	resp, err := b.client.Do(req)
 	if err != nil {
 		return nil, 0, err
@@ -82,8 +92,15 @@ func (b *runner) fire(ctx context.Context) error {
 		err := b.withPeer(ctx, g, false, func(p *Peer) error {
 			url := b.fireURL(p)
 			name := fmt.Sprintf("fire %d group(s)", g)
+			if b.o.IdempotencyKeys {
+				name += " with keys"
+			}
 			s := Drive(ctx, b.o.Load, name, b.o.Progress, func(ctx context.Context, _ int) (int, error) {
-				_, _, err := b.post(ctx, url, b.o.Params, http.StatusAccepted)
+				var key string
+				if b.o.IdempotencyKeys {
+					key = uuid.NewString()
+				}
+				_, _, err := b.postKeyed(ctx, url, b.o.Params, key, http.StatusAccepted)
 				return 1, err
 			})
 			b.r.add(Result{Name: name, Summary: s, Note: durabilityNote})
