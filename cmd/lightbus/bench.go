@@ -77,7 +77,7 @@ gateway's development Postgres), never a shared server.`,
 	f.StringVar(&o.DatabaseURL, "database-url", "", "Postgres for the baselines (a scratch schema is created and dropped)")
 	f.IntVar(&o.GatewayPID, "gateway-pid", 0, "the gateway's process id: report its resident memory")
 	f.StringVar(&params, "params", "", "the JSON object fired and called with (default: a small user event)")
-	f.BoolVar(&o.IdempotencyKeys, "idempotency-keys", false, "fire: send a new Idempotency-Key with every fire, as the Go client does (the database baseline's rows get keys too)")
+	f.BoolVar(&o.IdempotencyKeys, "idempotency-keys", false, "fire and fire-batch: give every event a new idempotency key, as the Go client does (the database baseline's rows get keys too)")
 	f.DurationVar(&o.FetchCooldown, "fetch-cooldown", 10*time.Millisecond, "the bare River baseline's fetch cooldown (set to the gateway's)")
 	f.DurationVar(&o.FetchPollInterval, "fetch-poll-interval", 200*time.Millisecond, "the bare River baseline's fetch poll interval (set to the gateway's)")
 	return cmd

@@ -48,19 +48,29 @@ func (db *DB) fireAlone(ctx context.Context, ev *gateway.Event, window time.Dura
 	return s.result(), nil
 }
 
-// FireEvents implements gateway.EventStore. Events without idempotency keys
-// are staged together and sent in one pipelined round trip.
+// FireEvents implements gateway.EventStore. The events are staged together
+// and sent in one pipelined round trip (or a COPY); an event whose
+// idempotency key is taken is then answered in the same transaction as a
+// lone fire would be.
 func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.Duration) ([]*gateway.FireResult, error) {
 	results := make([]*gateway.FireResult, len(evs))
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		f := &fanOut{}
 		staged := make([]*stagedEvent, len(evs))
 		for i, ev := range evs {
-			if ev.IdempotencyKey == "" {
-				staged[i] = f.stage(ev)
+			staged[i] = f.stage(ev)
+		}
+		if err := db.flush(ctx, tx, f); err != nil {
+			return err
+		}
+		for i, st := range staged {
+			if st.stored {
+				results[i] = st.result()
 				continue
 			}
-			res, err := db.fireTx(ctx, tx, ev, window)
+			// Its key was taken (by an earlier fire or an earlier item of
+			// this batch): answered in this transaction as a lone fire.
+			res, err := db.fireTx(ctx, tx, st.ev, window)
 			if err != nil {
 				var gerr *gateway.Error
 				if errors.As(err, &gerr) && gerr.Code == gateway.EConflict {
@@ -69,14 +79,6 @@ func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.
 				return err
 			}
 			results[i] = res
-		}
-		if err := db.flush(ctx, tx, f); err != nil {
-			return err
-		}
-		for i, st := range staged {
-			if st != nil {
-				results[i] = st.result()
-			}
 		}
 		return nil
 	})

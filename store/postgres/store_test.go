@@ -721,8 +721,12 @@ func TestDeliveryTargetConcurrentEvents(t *testing.T) {
 // fired, with one delivery per subscribed group.
 func TestFireEventsStoresEveryEvent(t *testing.T) {
 	t.Parallel()
-	for _, n := range []int{3, 40} {
-		t.Run(fmt.Sprintf("%d events", n), func(t *testing.T) {
+	for _, tc := range []struct {
+		n     int
+		keyed bool // every third event has an idempotency key
+	}{{3, false}, {40, false}, {3, true}, {60, true}} {
+		n := tc.n
+		t.Run(fmt.Sprintf("%d events, keys %v", n, tc.keyed), func(t *testing.T) {
 			t.Parallel()
 			ctx, bundle := setup(t)
 			register(ctx, t, bundle.db, registration("a1", "auth", nil,
@@ -737,6 +741,9 @@ func TestFireEventsStoresEveryEvent(t *testing.T) {
 				ev, err := gateway.NewEvent("customers", name, json.RawMessage(fmt.Sprintf(`{"n": %d, "s": "é\\u00e9"}`, i)))
 				if err != nil {
 					t.Fatal(err)
+				}
+				if tc.keyed && i%3 == 0 {
+					ev.IdempotencyKey = fmt.Sprintf("k%d", i)
 				}
 				evs[i] = ev
 			}

@@ -137,16 +137,26 @@ func (b *runner) fireBatch(ctx context.Context) error {
 	}
 	return b.withPeer(ctx, groups, false, func(p *Peer) error {
 		url := strings.TrimRight(b.o.URL, "/") + "/v1/events"
-		var buf bytes.Buffer
-		buf.WriteByte('[')
-		for i := range b.o.BatchSize {
-			if i > 0 {
-				buf.WriteByte(',')
+		// With keys, every item of every request gets its own: the run's
+		// prefix, the request's number and the item's.
+		run := uuid.NewString()
+		batchBody := func(op int) []byte {
+			var buf bytes.Buffer
+			buf.WriteByte('[')
+			for i := range b.o.BatchSize {
+				if i > 0 {
+					buf.WriteByte(',')
+				}
+				fmt.Fprintf(&buf, `{"api":%q,"event":"ping","params":%s`, p.API, b.o.Params)
+				if b.o.IdempotencyKeys {
+					fmt.Fprintf(&buf, `,"idempotency_key":"%s-%d-%d"`, run, op, i)
+				}
+				buf.WriteByte('}')
 			}
-			fmt.Fprintf(&buf, `{"api":%q,"event":"ping","params":%s}`, p.API, b.o.Params)
+			buf.WriteByte(']')
+			return buf.Bytes()
 		}
-		buf.WriteByte(']')
-		body := buf.Bytes()
+		body := batchBody(-1)
 
 		// Probe: a gateway without batch fire answers 404 or 405 (this
 		// gateway's method-not-allowed is a 400 problem saying so).
@@ -163,8 +173,15 @@ func (b *runner) fireBatch(ctx context.Context) error {
 			return err
 		}
 		name := fmt.Sprintf("fire-batch %d x %d group(s)", b.o.BatchSize, groups)
-		s := Drive(ctx, b.o.Load, name, b.o.Progress, func(ctx context.Context, _ int) (int, error) {
-			answer, _, err := b.post(ctx, url, body, http.StatusAccepted, http.StatusOK, http.StatusMultiStatus)
+		if b.o.IdempotencyKeys {
+			name += " with keys"
+		}
+		s := Drive(ctx, b.o.Load, name, b.o.Progress, func(ctx context.Context, op int) (int, error) {
+			req := body
+			if b.o.IdempotencyKeys {
+				req = batchBody(op)
+			}
+			answer, _, err := b.post(ctx, url, req, http.StatusAccepted, http.StatusOK, http.StatusMultiStatus)
 			if err != nil {
 				return 0, err
 			}
