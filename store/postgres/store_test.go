@@ -428,6 +428,12 @@ func TestDeliveryTargetConcurrentReads(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
+	if target, err := bundle.db.DeliveryTarget(ctx, strings.ToUpper(ids[0]), "auth", "create_user"); err != nil || target.Event.ID != ids[0] {
+		t.Errorf("event id in capitals: %+v, %v; want event %s", target, err, ids[0])
+	}
+	if _, err := bundle.db.DeliveryTarget(ctx, "not-a-uuid", "auth", "create_user"); !errors.Is(err, gateway.ErrNotFound) {
+		t.Errorf("malformed event id: %v, want not found", err)
+	}
 }
 
 func TestDeliveryTargetCache(t *testing.T) {
@@ -669,50 +675,6 @@ func TestPruneEvents(t *testing.T) {
 	}
 	if left := remaining(); len(left) != 1 || !left[recent.ID] {
 		t.Fatalf("left %v, want only the recent event", left)
-	}
-}
-
-func TestDeliveryTargetConcurrentEvents(t *testing.T) {
-	t.Parallel()
-	ctx, bundle := setup(t, postgres.WithDeliveryTargetTTL(time.Hour))
-
-	l := gateway.ListenerDeclaration{Name: "create_user", Events: []string{"customers.new_customer"}, Path: "/e"}
-	register(ctx, t, bundle.db, registration("a1", "auth", nil, l))
-	var ids []string
-	for i := range 40 {
-		ev, _ := fire(ctx, t, bundle.db, "customers", "new_customer", fmt.Sprintf(`{"n": %d}`, i))
-		ids = append(ids, ev.ID)
-	}
-	// Deliveries running at once read their events together: each still
-	// gets its own, and a missing one fails alone.
-	missing := "0193a5a0-0000-7000-8000-000000000000"
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*len(ids)+2)
-	for round := range 2 {
-		for i, id := range ids {
-			wg.Go(func() {
-				target, err := bundle.db.DeliveryTarget(ctx, id, "auth", "create_user")
-				if err != nil || target.Event.ID != id || string(target.Event.Params) != fmt.Sprintf(`{"n": %d}`, i) {
-					errs <- fmt.Errorf("round %d, event %d: %+v, %v", round, i, target, err)
-				}
-			})
-		}
-		wg.Go(func() {
-			if _, err := bundle.db.DeliveryTarget(ctx, missing, "auth", "create_user"); !errors.Is(err, gateway.ErrNotFound) {
-				errs <- fmt.Errorf("missing event: %v, want not found", err)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if target, err := bundle.db.DeliveryTarget(ctx, strings.ToUpper(ids[0]), "auth", "create_user"); err != nil || target.Event.ID != ids[0] {
-		t.Errorf("event id in capitals: %+v, %v; want event %s", target, err, ids[0])
-	}
-	if _, err := bundle.db.DeliveryTarget(ctx, "not-a-uuid", "auth", "create_user"); !errors.Is(err, gateway.ErrNotFound) {
-		t.Errorf("malformed event id: %v, want not found", err)
 	}
 }
 
