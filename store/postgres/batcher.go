@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
@@ -78,9 +79,13 @@ type fireReq struct {
 	ctx    context.Context
 	ev     *gateway.Event
 	window time.Duration // of ev's idempotency key
-	res    *gateway.FireResult
-	err    error
-	done   chan struct{}
+	// taken is set by whichever comes first: commit, putting the fire in a
+	// transaction, or the fire itself, giving up when its context ends
+	// before that. A fire in a transaction waits for its outcome.
+	taken atomic.Bool
+	res   *gateway.FireResult
+	err   error
+	done  chan struct{}
 }
 
 // fire hands ev to the batcher and waits for the commit that stores it.
@@ -93,9 +98,16 @@ func (b *fireBatcher) fire(ctx context.Context, ev *gateway.Event, window time.D
 	case <-b.quit:
 		return b.db.fireAlone(ctx, ev, window)
 	}
-	// Wait for the outcome even if ctx ends: the shared transaction may
-	// commit this event, and the answer must say what happened.
-	<-r.done
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		if r.taken.CompareAndSwap(false, true) {
+			return nil, translate(ctx.Err()) // still waiting for a batch: nothing is stored
+		}
+		// In a transaction already, which may commit this event: the
+		// answer must say what happened.
+		<-r.done
+	}
 	return r.res, r.err
 }
 
@@ -176,53 +188,53 @@ func (b *fireBatcher) commit(batch []*fireReq) {
 	defer b.wg.Done()
 	defer func() { <-b.slots }()
 
+	// The transaction ends by the first deadline of its fires, so that a
+	// fire is answered within its own.
+	limit := b.cfg.Timeout
 	live := batch[:0]
 	for _, r := range batch {
+		if !r.taken.CompareAndSwap(false, true) {
+			continue // it gave up waiting
+		}
 		if err := r.ctx.Err(); err != nil {
 			r.err = translate(err)
 			close(r.done)
 			continue
+		}
+		if d, ok := r.ctx.Deadline(); ok {
+			limit = min(limit, time.Until(d))
 		}
 		live = append(live, r)
 	}
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	staged := make([]*stagedEvent, len(live))
 	f := &fanOut{}
 	for i, r := range live {
 		staged[i] = f.stage(r.ev)
 	}
-	err := b.db.fanOutTx(ctx, f)
+	uncertain, err := commitFailed(b.db.fanOutTx(ctx, f))
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		err = gateway.WrapError(gateway.EUnavailable, err, fmt.Sprintf("the database did not answer within %s", b.cfg.Timeout))
+		err = gateway.WrapError(gateway.EUnavailable, err, fmt.Sprintf("the database did not answer within %s", limit.Round(time.Millisecond)))
 	}
-	switch {
-	case err == nil:
-		for i, r := range live {
-			if staged[i].stored {
-				r.res = staged[i].result()
-			} else {
-				r.res, r.err = b.db.fireAlone(r.ctx, r.ev, r.window)
-			}
-			close(r.done)
+	if err != nil {
+		b.db.logger.Debug("batched fire failed", "events", len(live), "error", err.Error(), "commit_failed", uncertain)
+	}
+	for i, r := range live {
+		switch {
+		case err == nil && staged[i].stored:
+			r.res = staged[i].result()
+		case err == nil: // its key was taken
+			r.res, r.err = b.db.fireKeyTaken(r.ctx, r.ev, r.window)
+		case uncertain && r.ev.IdempotencyKey != "", // finds its own event if it was stored
+			!uncertain && len(live) > 1: // nothing was stored: one bad event fails only itself
+			r.res, r.err = b.db.fireAlone(r.ctx, r.ev, r.window)
+		default: // alone already, or perhaps stored: a retry could store it twice
+			r.err = err
 		}
-	case len(live) == 1:
-		_, live[0].err = commitFailed(err)
-		close(live[0].done)
-	default:
-		uncertain, err := commitFailed(err)
-		b.db.logger.Debug("batched fire failed; retrying its events one by one", "events", len(live), "error", err.Error(),
-			"commit_failed", uncertain)
-		for _, r := range live {
-			if uncertain && r.ev.IdempotencyKey == "" {
-				r.err = err
-			} else {
-				r.res, r.err = b.db.fireAlone(r.ctx, r.ev, r.window)
-			}
-			close(r.done)
-		}
+		close(r.done)
 	}
 }

@@ -186,22 +186,7 @@ func TestFireBatching(t *testing.T) {
 		t.Parallel()
 		bundle := batched(t)
 		ctx := t.Context()
-		// A deferred trigger: checked at COMMIT, it sleeps for a "slow"
-		// event and refuses a "refused" one.
-		for _, sql := range []string{
-			`CREATE FUNCTION check_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN
-				IF NEW.params::text LIKE '%"slow"%' THEN PERFORM pg_sleep(0.5); END IF;
-				IF NEW.params::text LIKE '%"refused"%' THEN RAISE EXCEPTION 'refused at commit'; END IF;
-				RETURN NULL;
-			END $$`,
-			`CREATE CONSTRAINT TRIGGER check_at_commit AFTER INSERT ON lightbus_event
-			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION check_at_commit()`,
-		} {
-			if _, err := bundle.pool.Exec(ctx, sql); err != nil {
-				t.Fatal(err)
-			}
-		}
+		checkAtCommit(t, bundle)
 		slow := newEvents(t, 1)[0]
 		slow.Params = json.RawMessage(`{"slow": true}`)
 		slowDone := make(chan error, 1)
@@ -235,6 +220,48 @@ func TestFireBatching(t *testing.T) {
 					t.Errorf("fire %d with a key: %v, %d stored; want it stored once", i, errs[i], stored)
 				}
 			}
+		}
+	})
+
+	// A fire is answered within its own deadline: waiting for a batch, it
+	// gives up (nothing of it is stored); in a transaction, that
+	// transaction ends by the deadline.
+	t.Run("AnsweredWithinItsDeadline", func(t *testing.T) {
+		t.Parallel()
+		bundle := batched(t)
+		ctx := t.Context()
+		checkAtCommit(t, bundle)
+		fireBy := func(ev *gateway.Event, timeout time.Duration) (time.Duration, error) {
+			fctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			start := time.Now()
+			_, err := bundle.db.FireEvent(fctx, ev, time.Hour)
+			return time.Since(start), err
+		}
+		slow := newEvents(t, 1)[0]
+		slow.Params = json.RawMessage(`{"slow": true}`)
+		took, err := fireBy(slow, 200*time.Millisecond)
+		if err == nil || took > 400*time.Millisecond {
+			t.Errorf("a fire whose commit outlasts its deadline: %v after %s; want an error within about 200ms", err, took)
+		}
+
+		slowDone := make(chan error, 1)
+		go func() {
+			_, err := bundle.db.FireEvent(ctx, slow, time.Hour) // holds the only commit slot for 500ms
+			slowDone <- err
+		}()
+		time.Sleep(100 * time.Millisecond)
+		waiting := newEvents(t, 1)[0]
+		took, err = fireBy(waiting, 150*time.Millisecond)
+		if err == nil || took > 300*time.Millisecond {
+			t.Errorf("a fire waiting for a batch past its deadline: %v after %s; want an error within about 150ms", err, took)
+		}
+		if err := <-slowDone; err != nil {
+			t.Fatalf("the slow fire: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if _, err := bundle.db.GetEvent(ctx, waiting.ID); gateway.ErrorCode(err) != gateway.ENotFound {
+			t.Errorf("the fire that gave up: %v, want not found", err)
 		}
 	})
 
@@ -325,6 +352,27 @@ func TestFireBatchingDatabaseDown(t *testing.T) {
 	for i, err := range errs {
 		if gateway.ErrorCode(err) != gateway.EUnavailable {
 			t.Errorf("fire %d with the database down: %v, want unavailable", i, err)
+		}
+	}
+}
+
+// checkAtCommit adds a deferred trigger to bundle's database: at COMMIT it
+// sleeps 0.5 s for an event whose parameters say "slow" and refuses one
+// whose parameters say "refused".
+func checkAtCommit(t *testing.T, bundle *testBundle) {
+	t.Helper()
+	for _, sql := range []string{
+		`CREATE FUNCTION check_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.params::text LIKE '%"slow"%' THEN PERFORM pg_sleep(0.5); END IF;
+			IF NEW.params::text LIKE '%"refused"%' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+			RETURN NULL;
+		END $$`,
+		`CREATE CONSTRAINT TRIGGER check_at_commit AFTER INSERT ON lightbus_event
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION check_at_commit()`,
+	} {
+		if _, err := bundle.pool.Exec(t.Context(), sql); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -28,24 +28,31 @@ func (db *DB) FireEvent(ctx context.Context, ev *gateway.Event, window time.Dura
 }
 
 // fireAlone stores ev and queues its deliveries in a transaction of its
-// own, or finds the event that holds its idempotency key.
+// own, or answers for the event that holds its idempotency key.
 func (db *DB) fireAlone(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
-	if ev.IdempotencyKey != "" {
-		var res *gateway.FireResult
-		err := db.inTx(ctx, func(tx pgx.Tx) error {
-			var err error
-			res, err = db.fireTx(ctx, tx, ev, window)
-			return err
-		})
-		return res, err
-	}
 	f := &fanOut{}
 	s := f.stage(ev)
 	if err := db.fanOutTx(ctx, f); err != nil {
 		_, err = commitFailed(err)
 		return nil, err
 	}
+	if !s.stored {
+		return db.fireKeyTaken(ctx, ev, window)
+	}
 	return s.result(), nil
+}
+
+// fireKeyTaken answers a fire whose idempotency key was taken when it was
+// staged: with the event holding the key (a repeat), a conflict, or, when
+// that key has outlived its window, by storing ev after all.
+func (db *DB) fireKeyTaken(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
+	var res *gateway.FireResult
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		res, err = db.fireTx(ctx, tx, ev, window)
+		return err
+	})
+	return res, err
 }
 
 // FireEvents implements gateway.EventStore. The events are staged together
@@ -89,8 +96,7 @@ func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.
 }
 
 // fireTx stores ev, which has an idempotency key, and queues its deliveries
-// in tx, or finds the event that holds ev's key (events without a key go
-// through fanOutTx). Keys are unique per API (a partial unique
+// in tx, or finds the event that holds ev's key (see fireKeyTaken). Keys are unique per API (a partial unique
 // index): the insert does nothing on a conflict, which waits for a
 // concurrent fire with the same key to commit or roll back, so concurrent
 // repeats store one event.
@@ -184,9 +190,10 @@ const insertKeyedEventSQL = `
 	ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
 
 // copyEventsMin is the number of events without a key from which flush
-// stores them with one COPY instead of an INSERT each in the pipeline. COPY takes a round
-// trip of its own, but from here on it costs Postgres and the gateway less
-// than the INSERTs it replaces (BenchmarkFireEvents, docs/PERFORMANCE.md).
+// stores them with one COPY instead of an INSERT each in the pipeline.
+// COPY takes a round trip of its own, but from here on it costs Postgres
+// and the gateway less than the INSERTs it replaces (BenchmarkFireEvents,
+// docs/PERFORMANCE.md).
 const copyEventsMin = 16
 
 // subscribedGroup is a listener group that gets a delivery.
