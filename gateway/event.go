@@ -108,39 +108,68 @@ type EventQuery struct {
 	Limit  int
 }
 
-// Delivery is the state of one event's delivery to one listener group.
-type Delivery struct {
-	// ID is the delivery's id (its River job id).
-	ID          int64           `json:"id"`
-	Service     string          `json:"service"`
-	Listener    string          `json:"listener"`
-	State       string          `json:"state"`
-	Attempt     int             `json:"attempt"`
-	MaxAttempts int             `json:"max_attempts"`
-	ScheduledAt time.Time       `json:"scheduled_at"`
-	AttemptedAt *time.Time      `json:"attempted_at,omitempty"`
-	FinalizedAt *time.Time      `json:"finalized_at,omitempty"`
-	Errors      []DeliveryError `json:"errors"`
+// MaxListLimit is the most items one page of a listing may hold.
+const MaxListLimit = 1000
+
+// Validate checks the query's names, cursor and limit (1 to MaxListLimit).
+func (q *EventQuery) Validate() error {
+	if q.API != "" {
+		if err := ValidateAPIName(q.API); err != nil {
+			return err
+		}
+	}
+	if q.Event != "" {
+		if err := ValidateIdent("event", q.Event); err != nil {
+			return err
+		}
+	}
+	if q.Before != "" {
+		if _, err := uuid.Parse(q.Before); err != nil {
+			return Errorf(EInvalid, "before %q is not an event id", q.Before)
+		}
+	}
+	if q.Limit < 1 || q.Limit > MaxListLimit {
+		return Errorf(EInvalid, "limit %d: want 1 to %d", q.Limit, MaxListLimit)
+	}
+	return nil
 }
 
-// Delivery states, as reported by GET /v1/events/{id}.
-const (
-	DeliveryPending   = "pending"
-	DeliveryScheduled = "scheduled"
-	DeliveryRunning   = "running"
-	DeliveryRetryable = "retryable"
-	DeliveryCompleted = "completed"
-	DeliveryDead      = "dead"
-	DeliveryCancelled = "cancelled"
-)
+// ListEvents lists the events matching q, newest first, and the cursor of
+// the next page ("" on the last page).
+func (s *Service) ListEvents(ctx context.Context, q EventQuery) ([]Event, string, error) {
+	if err := q.Validate(); err != nil {
+		return nil, "", err
+	}
+	var events []Event
+	err := s.bounded(ctx, func(ctx context.Context) (err error) {
+		events, err = s.cfg.Events.ListEvents(ctx, q)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(events) == q.Limit {
+		next = events[len(events)-1].ID
+	}
+	if events == nil {
+		events = []Event{}
+	}
+	return events, next, nil
+}
 
-// DeliveryError is one failed delivery attempt.
-type DeliveryError struct {
-	Attempt int       `json:"attempt"`
-	At      time.Time `json:"at"`
-	Error   string    `json:"error"`
-	// Status is the listener's HTTP status, 0 when it gave no answer.
-	Status int `json:"status,omitempty"`
+// Event returns one event with the state of each of its deliveries.
+// Errors: EInvalid (not an event id), ENotFound, EUnavailable.
+func (s *Service) Event(ctx context.Context, id string) (*EventDetail, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return nil, Errorf(EInvalid, "%q is not an event id", id)
+	}
+	var ev *EventDetail
+	err := s.bounded(ctx, func(ctx context.Context) (err error) {
+		ev, err = s.cfg.Events.GetEvent(ctx, id)
+		return err
+	})
+	return ev, err
 }
 
 // EventDetail is an event with the state of each of its deliveries.

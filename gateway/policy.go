@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -121,4 +122,25 @@ func ParseRetryAfter(h string, now time.Time) (time.Duration, bool) {
 		d = t.Sub(now)
 	}
 	return min(max(d, 0), MaxRetryAfter), true
+}
+
+// RetryPolicy is the delivery backoff: Base doubled with each failed
+// attempt, capped at Max, with up to Jitter (a fraction) added at random.
+type RetryPolicy struct {
+	Base   time.Duration
+	Max    time.Duration
+	Jitter float64
+}
+
+// Delay returns the wait after the given failed attempt (counted from 1).
+func (p *RetryPolicy) Delay(attempt int) time.Duration {
+	d := p.Base
+	for i := 1; i < attempt && d < p.Max; i++ {
+		d *= 2
+	}
+	d = min(d, p.Max)
+	if p.Jitter > 0 {
+		d += time.Duration(rand.Float64() * p.Jitter * float64(d))
+	}
+	return d
 }

@@ -71,3 +71,20 @@ func TestDeliveryPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryPolicyDelay(t *testing.T) {
+	t.Parallel()
+
+	p := &RetryPolicy{Base: time.Second, Max: 10 * time.Second}
+	for attempt, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 5: 10 * time.Second, 40: 10 * time.Second} {
+		if got := p.Delay(attempt); got != want {
+			t.Errorf("Delay(%d) = %s, want %s", attempt, got, want)
+		}
+	}
+	jittered := &RetryPolicy{Base: time.Second, Max: time.Minute, Jitter: 0.5}
+	for range 100 {
+		if d := jittered.Delay(2); d < 2*time.Second || d > 3*time.Second {
+			t.Fatalf("Delay(2) with 50%% jitter = %s, want within [2s, 3s]", d)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -214,4 +215,72 @@ type WorkerStore interface {
 
 	// ListWorkers lists live workers.
 	ListWorkers(ctx context.Context) ([]Worker, error)
+}
+
+// Register creates or renews a worker's registration and lease, after
+// checking it (Registration.Validate) and compiling the schemas it
+// declares, so that a broken schema is refused (EInvalid) instead of
+// becoming an API's current version. The answer tells the worker to
+// heartbeat every third of its lease. Errors: EInvalid, EConflict (an API
+// of another service), EUnavailable.
+func (s *Service) Register(ctx context.Context, reg *Registration) (*RegistrationResult, error) {
+	if err := reg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.compileDeclared(reg); err != nil {
+		return nil, err
+	}
+	var res *RegistrationResult
+	err := s.bounded(ctx, func(ctx context.Context) (err error) {
+		res, err = s.cfg.Workers.RegisterWorker(ctx, reg, NewSecret, s.cfg.MaxAttempts)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.HeartbeatIntervalMS = reg.LeaseTTL().Milliseconds() / 3
+	s.afterRegistration(ctx, reg, res)
+	return res, nil
+}
+
+// afterRegistration forgets cached schemas the registration replaced and
+// warns about workers that disagree on a schema.
+func (s *Service) afterRegistration(ctx context.Context, reg *Registration, res *RegistrationResult) {
+	if s.cfg.SchemaCache != nil {
+		for _, api := range res.Published {
+			s.cfg.SchemaCache.Invalidate(api)
+		}
+	}
+	for _, api := range res.Published {
+		s.logger.InfoContext(ctx, "new schema version", slog.String("api", api), slog.String("worker_id", reg.WorkerID))
+	}
+	for _, c := range res.SchemaConflicts {
+		s.logger.WarnContext(ctx, "schema_conflict: a live worker declares another schema than the API's current version",
+			slog.String("api", c.API), slog.String("worker_id", c.WorkerID), slog.String("service", c.Service),
+			slog.String("hash", c.Hash), slog.String("registering_worker_id", reg.WorkerID))
+	}
+}
+
+// Deregister removes a worker; removing an unknown worker is not an error.
+func (s *Service) Deregister(ctx context.Context, id string) error {
+	if err := ValidateWorkerID(id); err != nil {
+		return err
+	}
+	return s.bounded(ctx, func(ctx context.Context) error { return s.cfg.Workers.DeregisterWorker(ctx, id) })
+}
+
+// Workers lists the live workers.
+func (s *Service) Workers(ctx context.Context) ([]Worker, error) {
+	var workers []Worker
+	err := s.bounded(ctx, func(ctx context.Context) (err error) {
+		workers, err = s.cfg.Workers.ListWorkers(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if workers == nil {
+		workers = []Worker{}
+	}
+	return workers, nil
 }

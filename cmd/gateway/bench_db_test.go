@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/gateway/dispatch"
 	"github.com/lightbus-go/lightbus/store/postgres"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
@@ -74,14 +75,14 @@ func BenchmarkRouterCall(b *testing.B) {
 	}
 	for _, ttl := range []time.Duration{0, time.Second} {
 		b.Run("ttl="+ttl.String(), func(b *testing.B) {
-			router := gateway.NewRouter(gateway.RouterConfig{Store: store, TargetTTL: ttl})
+			router := dispatch.NewForwarder(dispatch.ForwarderConfig{Store: store, TargetTTL: ttl})
 			call := &gateway.Call{API: "auth", Method: "check_password", Params: []byte(`{"user":"sally"}`)}
 			b.ReportAllocs()
 			b.SetParallelism(16)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := router.Call(context.Background(), call); err != nil {
+					if _, err := router.Forward(context.Background(), call); err != nil {
 						b.Fatal(err)
 					}
 				}

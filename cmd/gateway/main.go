@@ -33,6 +33,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/gateway/dispatch"
+	"github.com/lightbus-go/lightbus/gateway/httpapi"
 	"github.com/lightbus-go/lightbus/migrations"
 	"github.com/lightbus-go/lightbus/store/postgres"
 	"github.com/lightbus-go/lightbus/store/postgres/devpg"
@@ -219,7 +221,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	}
 	workers := river.NewWorkers()
 	retry := gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2}
-	river.AddWorker(workers, gateway.NewDeliveryWorker(gateway.DeliveryWorkerConfig{
+	river.AddWorker(workers, dispatch.NewDeliverer(dispatch.DelivererConfig{
 		GroupLimit: cfg.GroupMaxInFlight,
 		Logger:     logger,
 		Retry:      retry,
@@ -227,14 +229,14 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Store:      store,
 		Timeout:    cfg.DeliveryTimeout,
 	}))
-	river.AddWorker(workers, gateway.NewPruneWorker(gateway.PruneWorkerConfig{
+	river.AddWorker(workers, dispatch.NewPruner(dispatch.PrunerConfig{
 		Batch:       cfg.PruneBatch,
 		Logger:      logger,
 		Retention:   cfg.EventRetention,
 		Store:       store,
 		Undelivered: cfg.PruneUndelivered,
 	}))
-	river.AddWorker(workers, gateway.NewReplayWorker(store, 0))
+	river.AddWorker(workers, dispatch.NewReplayer(store, 0))
 	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		// Dead deliveries live at least as long as events; an event is not
 		// pruned while it has one, so a dead letter never loses its event.
@@ -243,34 +245,31 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		FetchPollInterval:           cfg.FetchPollInterval,
 		Logger:                      logger.With(slog.String("component", "river")),
 		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.PruneInterval),
-			func() (river.JobArgs, *river.InsertOpts) { return gateway.PruneArgs{}, nil },
+			func() (river.JobArgs, *river.InsertOpts) { return dispatch.PruneArgs{}, nil },
 			&river.PeriodicJobOpts{RunOnStart: true})},
 		Queues: map[string]river.QueueConfig{
-			gateway.QueueDelivery:    {MaxWorkers: cfg.DeliveryWorkers},
-			gateway.QueueMaintenance: {MaxWorkers: 2},
+			dispatch.QueueDelivery:    {MaxWorkers: cfg.DeliveryWorkers},
+			dispatch.QueueMaintenance: {MaxWorkers: 2},
 		},
 		JobTimeout:           cfg.DeliveryTimeout + 5*time.Second,
 		RescueStuckJobsAfter: cfg.rescueAfter(),
-		RetryPolicy:          &retry,
+		RetryPolicy:          &dispatch.ClientRetryPolicy{Policy: retry},
 		Workers:              workers,
 	})
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	server := gateway.NewServer(gateway.ServerConfig{
+	service := gateway.NewService(gateway.ServiceConfig{
 		Events:            store,
 		Workers:           store,
 		Listeners:         store,
 		Replays:           store,
+		Schemas:           store,
+		Ready:             store.Ready,
 		Logger:            logger,
 		MaxAttempts:       cfg.DeliveryMaxAttempts,
 		IdempotencyWindow: cfg.IdempotencyWindow,
-		MaxBodyBytes:      cfg.MaxBodyBytes,
-		MaxBatchBytes:     cfg.MaxBatchBytes,
-		OpenAPI:           openAPI,
-		Ready:             store.Ready,
-		Schemas:           store,
 		SchemaCache: gateway.NewSchemaCache(gateway.SchemaCacheConfig{
 			Store:   store,
 			Logger:  logger,
@@ -280,7 +279,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		StrictSchemas:   cfg.StrictSchemas,
 		ValidateResults: cfg.ValidateResults,
 		StoreTimeout:    cfg.DBTimeout,
-		Router: gateway.NewRouter(gateway.RouterConfig{
+		Forwarder: dispatch.NewForwarder(dispatch.ForwarderConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,
 			MaxTimeout:     cfg.RPCMaxTimeout,
@@ -288,6 +287,13 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			TargetTTL:      cfg.RPCTargetTTL,
 			StoreTimeout:   cfg.DBTimeout,
 		}),
+	})
+	server := httpapi.New(httpapi.Config{
+		Service:       service,
+		Logger:        logger,
+		MaxBodyBytes:  cfg.MaxBodyBytes,
+		MaxBatchBytes: cfg.MaxBatchBytes,
+		OpenAPI:       openAPI,
 	})
 	var handler http.Handler = server
 	if cfg.DebugVars {

@@ -13,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-	"gopkg.in/yaml.v3"
-
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
@@ -167,52 +164,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func TestRoutesMatchOpenAPI(t *testing.T) {
-	t.Parallel()
-
-	var spec struct {
-		Paths map[string]map[string]any `yaml:"paths"`
-	}
-	data, err := os.ReadFile("../../openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(data, &spec); err != nil {
-		t.Fatal(err)
-	}
-	inSpec := map[string]bool{}
-	for path, item := range spec.Paths {
-		for method := range item {
-			switch method {
-			case "get", "put", "post", "delete", "patch", "head", "options":
-				inSpec[strings.ToUpper(method)+" "+path] = true
-			}
-		}
-	}
-	routes := gateway.NewServer(gateway.ServerConfig{}).Routes() // the route table needs no stores
-	inRouter := map[string]bool{}
-	err = chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		inRouter[method+" "+route] = true
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for r := range inRouter {
-		if !inSpec[r] {
-			t.Errorf("route %s is served but not in openapi.yaml", r)
-		}
-	}
-	for r := range inSpec {
-		if !inRouter[r] {
-			t.Errorf("openapi.yaml describes %s, which is not served", r)
-		}
-	}
-	if len(inRouter) == 0 {
-		t.Fatal("no routes found")
 	}
 }
 

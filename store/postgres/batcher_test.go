@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/gateway/dispatch"
 	"github.com/lightbus-go/lightbus/store/postgres"
 )
 
@@ -73,7 +75,7 @@ func TestFireBatching(t *testing.T) {
 		if err := bundle.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM lightbus_event`).Scan(&stored, &txs); err != nil {
 			t.Fatal(err)
 		}
-		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = $1`, gateway.DeliveryKind).Scan(&jobs); err != nil {
+		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = $1`, dispatch.DeliveryKind).Scan(&jobs); err != nil {
 			t.Fatal(err)
 		}
 		if stored != 100 || jobs != 100 {
@@ -163,7 +165,7 @@ func TestFireBatching(t *testing.T) {
 		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM lightbus_event`).Scan(&stored); err != nil {
 			t.Fatal(err)
 		}
-		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = $1`, gateway.DeliveryKind).Scan(&jobs); err != nil {
+		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = $1`, dispatch.DeliveryKind).Scan(&jobs); err != nil {
 			t.Fatal(err)
 		}
 		if stored != n+10 || jobs != n+10 {

@@ -19,15 +19,16 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/gateway/dispatch"
 	"github.com/lightbus-go/lightbus/migrations"
 )
 
 // Compile-time checks that DB implements every store the gateway consumes.
 var (
-	_ gateway.EventStore    = (*DB)(nil)
-	_ gateway.WorkerStore   = (*DB)(nil)
-	_ gateway.RPCStore      = (*DB)(nil)
-	_ gateway.DeliveryStore = (*DB)(nil)
+	_ gateway.EventStore     = (*DB)(nil)
+	_ gateway.WorkerStore    = (*DB)(nil)
+	_ dispatch.RPCStore      = (*DB)(nil)
+	_ dispatch.DeliveryStore = (*DB)(nil)
 )
 
 // DB is the Postgres store.

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/gateway/dispatch"
 )
 
 var _ gateway.ListenerStore = (*DB)(nil)
@@ -72,7 +73,7 @@ func deadWhere(q gateway.DeadQuery, args []any) (string, []any) {
 // kindIsDelivery selects delivery jobs j. The kind is a literal, not a
 // parameter, so that the planner can use the partial indexes on river_job
 // (WHERE kind = 'lightbus.delivery') with any plan.
-const kindIsDelivery = `j.kind = '` + gateway.DeliveryKind + `'`
+const kindIsDelivery = `j.kind = '` + dispatch.DeliveryKind + `'`
 
 // groupExists returns ErrNotFound (wrapped) when the group does not exist.
 func (db *DB) groupExists(ctx context.Context, service, listener string) error {
@@ -116,7 +117,7 @@ func (db *DB) ListDead(ctx context.Context, q gateway.DeadQuery) ([]gateway.Deli
 
 // GetDelivery implements gateway.ListenerStore.
 func (db *DB) GetDelivery(ctx context.Context, id int64) (*gateway.DeliveryRecord, error) {
-	rows, err := db.pool.Query(ctx, recordFrom+` WHERE j.id = $1 AND j.kind = $2`, id, gateway.DeliveryKind)
+	rows, err := db.pool.Query(ctx, recordFrom+` WHERE j.id = $1 AND j.kind = $2`, id, dispatch.DeliveryKind)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -141,7 +142,7 @@ const redriveSet = `SET state = 'available', finalized_at = NULL, scheduled_at =
 // RedriveDelivery implements gateway.ListenerStore.
 func (db *DB) RedriveDelivery(ctx context.Context, id int64) (*gateway.DeliveryRecord, error) {
 	tag, err := db.pool.Exec(ctx, `UPDATE river_job j `+redriveSet+`
-		WHERE j.id = $1 AND j.kind = $2 AND j.state = 'discarded'`, id, gateway.DeliveryKind)
+		WHERE j.id = $1 AND j.kind = $2 AND j.state = 'discarded'`, id, dispatch.DeliveryKind)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -255,9 +256,9 @@ func (db *DB) ListListeners(ctx context.Context) ([]gateway.ListenerStatus, erro
 	return out, nil
 }
 
-var _ gateway.PruneStore = (*DB)(nil)
+var _ dispatch.PruneStore = (*DB)(nil)
 
-// PruneEvents implements gateway.PruneStore. The oldest events go first
+// PruneEvents implements dispatch.PruneStore. The oldest events go first
 // (lightbus_event_created_at); an event is kept while any of its deliveries
 // is unfinished or dead, unless undelivered is set.
 func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time, limit int, undelivered bool) (int, error) {

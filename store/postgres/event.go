@@ -14,6 +14,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/gateway/dispatch"
 )
 
 // FireEvent implements gateway.EventStore. With fire batching enabled
@@ -221,8 +222,8 @@ func collectGroups(rows pgx.Rows) ([]subscribedGroup, error) {
 func (f *fanOut) addDeliveries(ev *gateway.Event, groups []subscribedGroup) int {
 	for _, g := range groups {
 		f.jobs = append(f.jobs, river.InsertManyParams{
-			Args:       gateway.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener, TimeoutMS: g.timeoutMS},
-			InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: gateway.QueueDelivery},
+			Args:       dispatch.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener, TimeoutMS: g.timeoutMS},
+			InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: dispatch.QueueDelivery},
 		})
 	}
 	return len(groups)
@@ -432,9 +433,6 @@ func (d *deliveryRow) delivery() (gateway.Delivery, error) {
 	if attemptErrors == nil {
 		attemptErrors = []gateway.DeliveryError{}
 	}
-	for i := range attemptErrors {
-		attemptErrors[i].Status = gateway.AttemptStatus(attemptErrors[i].Error)
-	}
 	return gateway.Delivery{
 		ID:          d.ID,
 		Service:     d.Service,
@@ -494,7 +492,7 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-// DeliveryTarget implements gateway.DeliveryStore. With a group cache
+// DeliveryTarget implements dispatch.DeliveryStore. With a group cache
 // (WithDeliveryTargetTTL) a delivery whose group was read recently reads only
 // its event.
 func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener string) (*gateway.DeliveryTarget, error) {
@@ -558,7 +556,7 @@ func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener str
 	return &target, nil
 }
 
-// RemoveEndpoint implements gateway.DeliveryStore.
+// RemoveEndpoint implements dispatch.DeliveryStore.
 func (db *DB) RemoveEndpoint(ctx context.Context, service, listener, workerID string) error {
 	defer db.groups.forget(service, listener)
 	_, err := db.pool.Exec(ctx, `DELETE FROM lightbus_endpoint WHERE service = $1 AND listener = $2 AND worker_id = $3`,

@@ -10,9 +10,10 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/gateway/dispatch"
 )
 
-var _ gateway.ReplayStore = (*DB)(nil)
+var _ dispatch.ReplayPager = (*DB)(nil)
 
 // unfinished lists the River states of a delivery not yet finished.
 const unfinished = `('available', 'pending', 'scheduled', 'retryable', 'running')`
@@ -92,7 +93,7 @@ func (db *DB) startReplayTx(ctx context.Context, tx pgx.Tx, service, listener st
 	if err != nil {
 		return nil, err
 	}
-	if _, err := db.river.InsertTx(ctx, tx, gateway.ReplayArgs{ReplayID: row.ID}, nil); err != nil {
+	if _, err := db.river.InsertTx(ctx, tx, dispatch.ReplayArgs{ReplayID: row.ID}, nil); err != nil {
 		return nil, fmt.Errorf("queue replay: %w", err)
 	}
 	return row.replay(), nil
@@ -153,8 +154,8 @@ func (db *DB) ReplayPage(ctx context.Context, replayID int64, limit int) (bool, 
 			last = id
 			if needed {
 				jobs = append(jobs, river.InsertManyParams{
-					Args:       gateway.DeliveryArgs{EventID: id, Service: rp.Service, Listener: rp.Listener, TimeoutMS: timeoutMS},
-					InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts, Queue: gateway.QueueDelivery},
+					Args:       dispatch.DeliveryArgs{EventID: id, Service: rp.Service, Listener: rp.Listener, TimeoutMS: timeoutMS},
+					InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts, Queue: dispatch.QueueDelivery},
 				})
 			}
 		}

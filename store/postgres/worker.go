@@ -232,7 +232,7 @@ func (db *DB) ListWorkers(ctx context.Context) ([]gateway.Worker, error) {
 	return workers, nil
 }
 
-// RPCTargets implements gateway.RPCStore.
+// RPCTargets implements dispatch.RPCStore.
 func (db *DB) RPCTargets(ctx context.Context, api, method string) ([]gateway.RPCTarget, time.Duration, error) {
 	var targets []gateway.RPCTarget
 	var timeoutMS int64

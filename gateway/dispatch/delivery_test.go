@@ -1,4 +1,4 @@
-package gateway
+package dispatch
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 )
@@ -37,9 +38,9 @@ func TestNewDeliveryRequest(t *testing.T) {
 	t.Parallel()
 
 	params := json.RawMessage(`{"name":  "Sally"}`) // spacing kept byte for byte
-	ev := &Event{ID: "01936f6e-0000-7000-8000-000000000001", API: "customers", Name: "new_customer", Params: params,
+	ev := &gateway.Event{ID: "01936f6e-0000-7000-8000-000000000001", API: "customers", Name: "new_customer", Params: params,
 		IdempotencyKey: "order-42", CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)}
-	secret := NewSecret()
+	secret := gateway.NewSecret()
 	now := time.Unix(1764064800, 0)
 	req, err := NewDeliveryRequest(context.Background(), "http://127.0.0.1:9/lightbus/events/create_user", ev, secret, 3, "auth.create_user", now)
 	if err != nil {
@@ -71,36 +72,19 @@ func TestNewDeliveryRequest(t *testing.T) {
 	}
 }
 
-func TestRetryPolicyDelay(t *testing.T) {
-	t.Parallel()
-
-	p := &RetryPolicy{Base: time.Second, Max: 10 * time.Second}
-	for attempt, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 5: 10 * time.Second, 40: 10 * time.Second} {
-		if got := p.Delay(attempt); got != want {
-			t.Errorf("Delay(%d) = %s, want %s", attempt, got, want)
-		}
-	}
-	jittered := &RetryPolicy{Base: time.Second, Max: time.Minute, Jitter: 0.5}
-	for range 100 {
-		if d := jittered.Delay(2); d < 2*time.Second || d > 3*time.Second {
-			t.Fatalf("Delay(2) with 50%% jitter = %s, want within [2s, 3s]", d)
-		}
-	}
-}
-
 // blockingStore answers DeliveryTarget with one endpoint and counts calls.
 type blockingStore struct{ url string }
 
-func (s blockingStore) DeliveryTarget(ctx context.Context, eventID, service, listener string) (*DeliveryTarget, error) {
-	return &DeliveryTarget{Event: Event{ID: eventID, API: "a", Name: "e", Params: json.RawMessage(`{}`)},
-		Secret: NewSecret(), Endpoints: []Endpoint{{WorkerID: "w1", URL: s.url}}}, nil
+func (s blockingStore) DeliveryTarget(ctx context.Context, eventID, service, listener string) (*gateway.DeliveryTarget, error) {
+	return &gateway.DeliveryTarget{Event: gateway.Event{ID: eventID, API: "a", Name: "e", Params: json.RawMessage(`{}`)},
+		Secret: gateway.NewSecret(), Endpoints: []gateway.Endpoint{{WorkerID: "w1", URL: s.url}}}, nil
 }
 
 func (blockingStore) RemoveEndpoint(ctx context.Context, service, listener, workerID string) error {
 	return nil
 }
 
-func TestDeliveryWorkerGroupLimit(t *testing.T) {
+func TestDelivererGroupLimit(t *testing.T) {
 	t.Parallel()
 
 	release := make(chan struct{})
@@ -114,7 +98,7 @@ func TestDeliveryWorkerGroupLimit(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
-	w := NewDeliveryWorker(DeliveryWorkerConfig{GroupLimit: 2, Store: blockingStore{srv.URL}, Timeout: 10 * time.Second})
+	w := NewDeliverer(DelivererConfig{GroupLimit: 2, Store: blockingStore{srv.URL}, Timeout: 10 * time.Second})
 	job := func(service string) *river.Job[DeliveryArgs] {
 		return &river.Job[DeliveryArgs]{JobRow: &rivertype.JobRow{Attempt: 1},
 			Args: DeliveryArgs{EventID: "01936f6e-0000-7000-8000-000000000001", Service: service, Listener: "l"}}
@@ -163,8 +147,8 @@ func TestDeliveryWorkerGroupLimit(t *testing.T) {
 	}
 }
 
-func TestDeliveryWorkerInFlightSlots(t *testing.T) {
-	w := NewDeliveryWorker(DeliveryWorkerConfig{})
+func TestDelivererInFlightSlots(t *testing.T) {
+	w := NewDeliverer(DelivererConfig{})
 	if w.slotWait != inFlightWait {
 		t.Fatalf("slot wait %s, want %s", w.slotWait, inFlightWait)
 	}

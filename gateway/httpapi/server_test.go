@@ -1,4 +1,4 @@
-package gateway
+package httpapi
 
 import (
 	"context"
@@ -9,31 +9,34 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/gateway/dispatch"
 )
 
 // hangingStore is a database that stops answering: every call waits for its
 // context.
 type hangingStore struct {
-	EventStore
-	WorkerStore
+	gateway.EventStore
+	gateway.WorkerStore
 }
 
-func (hangingStore) FireEvent(ctx context.Context, ev *Event, window time.Duration) (*FireResult, error) {
+func (hangingStore) FireEvent(ctx context.Context, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
 
-func (hangingStore) FireEvents(ctx context.Context, evs []*Event, window time.Duration) ([]*FireResult, error) {
+func (hangingStore) FireEvents(ctx context.Context, evs []*gateway.Event, window time.Duration) ([]*gateway.FireResult, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
 
-func (hangingStore) ListWorkers(ctx context.Context) ([]Worker, error) {
+func (hangingStore) ListWorkers(ctx context.Context) ([]gateway.Worker, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
 
-func (hangingStore) RPCTargets(ctx context.Context, api, method string) ([]RPCTarget, time.Duration, error) {
+func (hangingStore) RPCTargets(ctx context.Context, api, method string) ([]gateway.RPCTarget, time.Duration, error) {
 	<-ctx.Done()
 	return nil, 0, ctx.Err()
 }
@@ -42,8 +45,8 @@ func TestStoreTimeout(t *testing.T) {
 	t.Parallel()
 
 	store := hangingStore{}
-	srv := NewServer(ServerConfig{Events: store, Workers: store, StoreTimeout: 100 * time.Millisecond,
-		Router: NewRouter(RouterConfig{Store: store, StoreTimeout: 100 * time.Millisecond})})
+	srv := New(Config{Service: gateway.NewService(gateway.ServiceConfig{Events: store, Workers: store, StoreTimeout: 100 * time.Millisecond,
+		Forwarder: dispatch.NewForwarder(dispatch.ForwarderConfig{Store: store, StoreTimeout: 100 * time.Millisecond})})})
 	for _, req := range []*http.Request{
 		httptest.NewRequest(http.MethodPost, "/v1/events/a/e", strings.NewReader(`{}`)),
 		httptest.NewRequest(http.MethodGet, "/v1/workers", nil),
@@ -59,39 +62,12 @@ func TestStoreTimeout(t *testing.T) {
 		case rec := <-done:
 			var p Problem
 			_ = json.Unmarshal(rec.Body.Bytes(), &p)
-			if rec.Code != http.StatusServiceUnavailable || p.Code != EUnavailable {
+			if rec.Code != http.StatusServiceUnavailable || p.Code != gateway.EUnavailable {
 				t.Errorf("%s %s with a hanging database: %d %s, want 503 unavailable", req.Method, req.URL.Path, rec.Code, rec.Body)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s %s hangs with a hanging database", req.Method, req.URL.Path)
 		}
-	}
-}
-
-func TestBoundedRequests(t *testing.T) {
-	t.Parallel()
-
-	srv := NewServer(ServerConfig{StoreTimeout: 50 * time.Millisecond})
-	// A handler whose database never answers: the bound ends it with a 503.
-	h := srv.bounded(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
-		writeError(w, r, srv.logger, fmt.Errorf("list listeners: %w", r.Context().Err()))
-	}))
-	rec := httptest.NewRecorder()
-	done := make(chan struct{})
-	go func() {
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/listeners", nil))
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a bounded request hangs with a hanging database")
-	}
-	var p Problem
-	_ = json.Unmarshal(rec.Body.Bytes(), &p)
-	if rec.Code != http.StatusServiceUnavailable || p.Code != EUnavailable {
-		t.Fatalf("got %d %s, want 503 unavailable", rec.Code, rec.Body)
 	}
 }
 

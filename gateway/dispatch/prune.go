@@ -1,4 +1,4 @@
-package gateway
+package dispatch
 
 import (
 	"context"
@@ -38,9 +38,9 @@ type PruneStore interface {
 	PruneEvents(ctx context.Context, cutoff time.Time, limit int, undelivered bool) (int, error)
 }
 
-// PruneWorker is the River worker that deletes events older than the
+// Pruner is the River worker of the periodic prune job: it deletes events older than the
 // retention period, in batches, until none is left to delete.
-type PruneWorker struct {
+type Pruner struct {
 	river.WorkerDefaults[PruneArgs]
 
 	batch       int
@@ -50,8 +50,8 @@ type PruneWorker struct {
 	undelivered bool
 }
 
-// PruneWorkerConfig configures a PruneWorker.
-type PruneWorkerConfig struct {
+// PrunerConfig configures a Pruner.
+type PrunerConfig struct {
 	// Batch is how many events one transaction deletes (default 1000).
 	Batch  int
 	Logger *slog.Logger
@@ -63,9 +63,9 @@ type PruneWorkerConfig struct {
 	Undelivered bool
 }
 
-// NewPruneWorker returns a prune worker.
-func NewPruneWorker(cfg PruneWorkerConfig) *PruneWorker {
-	w := &PruneWorker{batch: cfg.Batch, logger: cfg.Logger, retention: cfg.Retention, store: cfg.Store, undelivered: cfg.Undelivered}
+// NewPruner returns the worker of prune jobs.
+func NewPruner(cfg PrunerConfig) *Pruner {
+	w := &Pruner{batch: cfg.Batch, logger: cfg.Logger, retention: cfg.Retention, store: cfg.Store, undelivered: cfg.Undelivered}
 	if w.batch <= 0 {
 		w.batch = 1000
 	}
@@ -76,7 +76,7 @@ func NewPruneWorker(cfg PruneWorkerConfig) *PruneWorker {
 }
 
 // Work deletes old events batch by batch until a batch comes back short.
-func (w *PruneWorker) Work(ctx context.Context, job *river.Job[PruneArgs]) error {
+func (w *Pruner) Work(ctx context.Context, job *river.Job[PruneArgs]) error {
 	cutoff := time.Now().Add(-w.retention)
 	total := 0
 	for {

@@ -1,14 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 )
 
 // MaxBatchEvents is the most events one batch fire may carry.
@@ -26,6 +22,54 @@ type BatchItem struct {
 type BatchResult struct {
 	Index int `json:"index"`
 	FireResult
+}
+
+// Fire stores ev, made by NewEvent, and queues its deliveries, after
+// checking its idempotency key and its parameters against the API's schema
+// (validateEvent). Errors: EInvalid, EValidation, ENotFound (strict
+// schemas), EConflict (a key reused with other parameters), EUnavailable.
+func (s *Service) Fire(ctx context.Context, ev *Event) (*FireResult, error) {
+	if ev.IdempotencyKey != "" {
+		if err := ValidateIdempotencyKey(ev.IdempotencyKey); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.validateEvent(ctx, ev); err != nil {
+		return nil, err
+	}
+	var res *FireResult
+	err := s.bounded(ctx, func(ctx context.Context) (err error) {
+		res, err = s.cfg.Events.FireEvent(ctx, ev, s.cfg.IdempotencyWindow)
+		return err
+	})
+	return res, err
+}
+
+// FireBatch stores every item's event and queues their deliveries in one
+// transaction: all are stored or none. Every item is checked first, and
+// the error lists each bad item with a pointer into the batch
+// ("/3/event", "/2/params/email").
+func (s *Service) FireBatch(ctx context.Context, items []BatchItem) ([]BatchResult, error) {
+	events, err := NewBatch(items)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.validateBatch(ctx, events); err != nil {
+		return nil, err
+	}
+	var fired []*FireResult
+	err = s.bounded(ctx, func(ctx context.Context) (err error) {
+		fired, err = s.cfg.Events.FireEvents(ctx, events, s.cfg.IdempotencyWindow)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	results := make([]BatchResult, len(fired))
+	for i, f := range fired {
+		results[i] = BatchResult{Index: i, FireResult: *f}
+	}
+	return results, nil
 }
 
 // NewBatch validates items and returns their events, or an EInvalid error
@@ -69,57 +113,10 @@ func NewBatch(items []BatchItem) ([]*Event, error) {
 	return events, nil
 }
 
-func (s *Server) fireBatch(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBatchBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeError(w, r, s.logger, Errorf(ETooLarge, "the batch is larger than %d bytes", s.cfg.MaxBatchBytes))
-			return
-		}
-		writeError(w, r, s.logger, Errorf(EInvalid, "could not read the body"))
-		return
-	}
-	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '[' {
-		writeError(w, r, s.logger, Errorf(EInvalid, "the body must be a JSON array of events"))
-		return
-	}
-	var items []BatchItem
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&items); err != nil {
-		writeError(w, r, s.logger, Errorf(EInvalid, "the batch is not valid: %s", strings.TrimPrefix(err.Error(), "json: ")))
-		return
-	}
-	events, err := NewBatch(items)
-	if err != nil {
-		writeError(w, r, s.logger, err)
-		return
-	}
-	if err := s.validateBatch(r.Context(), events); err != nil {
-		writeError(w, r, s.logger, err)
-		return
-	}
-	var fired []*FireResult
-	err = s.store(r, func(ctx context.Context) (err error) {
-		fired, err = s.cfg.Events.FireEvents(ctx, events, s.cfg.IdempotencyWindow)
-		return err
-	})
-	if err != nil {
-		writeError(w, r, s.logger, err)
-		return
-	}
-	results := make([]BatchResult, len(fired))
-	for i, f := range fired {
-		results[i] = BatchResult{Index: i, FireResult: *f}
-	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"results": results})
-}
-
 // validateBatch checks every event of a batch against its schema, as a
 // single fire would, and reports every violation with a pointer into the
 // batch (/2/params/email); nothing is stored when any event fails.
-func (s *Server) validateBatch(ctx context.Context, events []*Event) error {
+func (s *Service) validateBatch(ctx context.Context, events []*Event) error {
 	var bad []Violation
 	for i, ev := range events {
 		err := s.validateEvent(ctx, ev)

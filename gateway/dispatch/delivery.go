@@ -1,0 +1,440 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// Delivery job identity.
+const (
+	// DeliveryKind is the River job kind of a delivery.
+	DeliveryKind = "lightbus.delivery"
+	// QueueDelivery is the River queue deliveries run in.
+	QueueDelivery = "lightbus_delivery"
+)
+
+// DeliveryArgs are the River job args of one event's delivery to one
+// listener group.
+type DeliveryArgs struct {
+	EventID  string `json:"event_id"`
+	Service  string `json:"service"`
+	Listener string `json:"listener"`
+	// TimeoutMS is the group's request timeout when the delivery was
+	// queued (0: the gateway default). It bounds the job, so that River
+	// rescues a delivery of a crashed gateway soon after it could last have
+	// been running.
+	TimeoutMS int `json:"timeout_ms,omitempty"`
+}
+
+// Kind implements river.JobArgs.
+func (DeliveryArgs) Kind() string { return DeliveryKind }
+
+// InsertOpts implements river.JobArgsWithInsertOpts: deliveries have their
+// own queue so that they never wait behind other work.
+func (DeliveryArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueDelivery} }
+
+// DeliveryStore reads what deliveries need.
+type DeliveryStore interface {
+	// DeliveryTarget returns the event, the group's secret and policy, and
+	// its live endpoints (possibly none). Returns ErrNotFound when the
+	// event or the group no longer exists.
+	DeliveryTarget(ctx context.Context, eventID, service, listener string) (*gateway.DeliveryTarget, error)
+
+	// RemoveEndpoint takes one worker's endpoint out of a group (the worker
+	// answered 410 Gone). Removing a missing endpoint is not an error.
+	RemoveEndpoint(ctx context.Context, service, listener, workerID string) error
+}
+
+// Deliverer is the River worker of delivery jobs: it POSTs events to
+// listeners. It
+// applies the listener response contract (docs/DELIVERY.md): 2xx delivered;
+// 429 and 503 retried no sooner than Retry-After; 410 drops the endpoint from
+// the group; anything else retried with the group's backoff.
+type Deliverer struct {
+	river.WorkerDefaults[DeliveryArgs]
+
+	client     *http.Client
+	groupLimit int
+	logger     *slog.Logger
+	next       atomic.Uint64
+	retry      gateway.RetryPolicy
+	snooze     time.Duration
+	store      DeliveryStore
+	timeout    time.Duration
+
+	// retryAt holds, by job id, how long after a failed attempt its job
+	// should run again; Work sets it and NextRetry takes it.
+	retryAt sync.Map
+	// inFlight counts running requests per group, for max_in_flight;
+	// freed is closed (and replaced) whenever a request ends, waking the
+	// deliveries waiting for a slot.
+	mu       sync.Mutex
+	inFlight map[string]int
+	freed    chan struct{}
+	slotWait time.Duration // how long acquire waits for a slot: inFlightWait
+}
+
+// DelivererConfig configures a Deliverer.
+type DelivererConfig struct {
+	// Client makes the requests; nil uses a client with a tuned transport.
+	Client *http.Client
+	// GroupLimit caps the deliveries of one listener group running at once
+	// in this gateway when the group's policy sets no max_in_flight, so that a
+	// slow group cannot occupy every River worker slot and hold back the
+	// other groups. A delivery over the cap snoozes briefly without using an
+	// attempt. 0 means no cap.
+	GroupLimit int
+	Logger     *slog.Logger
+	// Retry is the default backoff, for groups that set none.
+	Retry gateway.RetryPolicy
+	// Snooze is how long a delivery waits, without using an attempt, when
+	// its group has no live endpoint.
+	Snooze time.Duration
+	Store  DeliveryStore
+	// Timeout bounds one delivery request, for groups that set no timeout.
+	Timeout time.Duration
+}
+
+// NewDeliverer returns the worker of delivery jobs.
+func NewDeliverer(cfg DelivererConfig) *Deliverer {
+	w := &Deliverer{
+		client:     cfg.Client,
+		groupLimit: cfg.GroupLimit,
+		logger:     cfg.Logger,
+		retry:      cfg.Retry,
+		snooze:     cfg.Snooze,
+		store:      cfg.Store,
+		timeout:    cfg.Timeout,
+		inFlight:   map[string]int{},
+		freed:      make(chan struct{}),
+		slotWait:   inFlightWait,
+	}
+	if w.client == nil {
+		w.client = newHTTPClient()
+	}
+	if w.logger == nil {
+		w.logger = slog.New(slog.DiscardHandler)
+	}
+	if w.snooze <= 0 {
+		w.snooze = time.Second
+	}
+	if w.timeout <= 0 {
+		w.timeout = 30 * time.Second
+	}
+	if w.retry.Base <= 0 {
+		w.retry = gateway.RetryPolicy{Base: time.Second, Max: time.Hour, Jitter: 0.2}
+	}
+	return w
+}
+
+// Timeout implements river.Worker: a little more than the job's request
+// timeout (its group's, when queued, else the gateway default), so that
+// the request's own timeout is what normally fires. River's rescuer waits
+// this long before retrying a delivery whose gateway died.
+func (w *Deliverer) Timeout(job *river.Job[DeliveryArgs]) time.Duration {
+	return w.requestTimeout(job) + 5*time.Second
+}
+
+// requestTimeout is the longest a job's request may take.
+func (w *Deliverer) requestTimeout(job *river.Job[DeliveryArgs]) time.Duration {
+	if job.Args.TimeoutMS > 0 {
+		return min(time.Duration(job.Args.TimeoutMS)*time.Millisecond, gateway.MaxDeliveryTimeout)
+	}
+	return w.timeout
+}
+
+// NextRetry implements river.Worker: the time Work chose for the failed
+// attempt (the group's backoff, or the listener's Retry-After).
+func (w *Deliverer) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
+	if d, ok := w.retryAt.LoadAndDelete(job.ID); ok {
+		// River wants a time after its own "now", taken before this call.
+		return time.Now().Add(max(d.(time.Duration), time.Millisecond))
+	}
+	return time.Time{} // the client's retry policy
+}
+
+// inFlightWait is how long a delivery waits for a slot when its group is at
+// its max_in_flight limit. A fast group's slots free up within it, so its
+// backlog drains at the limit's pace; a slow group's waiting deliveries give
+// their River worker back to other groups after it, and are snoozed.
+const inFlightWait = 20 * time.Millisecond
+
+// inFlightSnooze is how long a delivery that found no slot waits before it
+// runs again (plus up to as much again in jitter).
+const inFlightSnooze = 50 * time.Millisecond
+
+// acquire takes an in-flight slot for group, waiting up to w.slotWait for
+// one when the group is at its limit (0 is no limit); it reports false when
+// none came.
+func (w *Deliverer) acquire(ctx context.Context, group string, limit int) bool {
+	var timeout <-chan time.Time
+	for {
+		w.mu.Lock()
+		if limit <= 0 || w.inFlight[group] < limit {
+			w.inFlight[group]++
+			w.mu.Unlock()
+			return true
+		}
+		freed := w.freed
+		w.mu.Unlock()
+		if timeout == nil {
+			timer := time.NewTimer(w.slotWait)
+			defer timer.Stop()
+			timeout = timer.C
+		}
+		select {
+		case <-freed:
+		case <-timeout:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (w *Deliverer) release(group string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight[group]--; w.inFlight[group] <= 0 {
+		delete(w.inFlight, group)
+	}
+	close(w.freed)
+	w.freed = make(chan struct{})
+}
+
+// Work delivers one event to one live endpoint of its group.
+func (w *Deliverer) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
+	args := job.Args
+	group := args.Service + "." + args.Listener
+	target, err := w.store.DeliveryTarget(ctx, args.EventID, args.Service, args.Listener)
+	if errors.Is(err, gateway.ErrNotFound) {
+		// The event or the group is gone: there is nothing left to deliver.
+		return river.JobCancel(fmt.Errorf("event %s or listener %s no longer exists", args.EventID, group))
+	}
+	if err != nil {
+		return err
+	}
+	if len(target.Endpoints) == 0 {
+		return river.JobSnooze(w.snooze)
+	}
+	limit := target.Policy.MaxInFlight
+	if limit <= 0 {
+		limit = w.groupLimit
+	}
+	if !w.acquire(ctx, group, limit) {
+		return river.JobSnooze(inFlightSnooze + rand.N(inFlightSnooze))
+	}
+	defer w.release(group)
+	endpoint := target.Endpoints[int(w.next.Add(1)%uint64(len(target.Endpoints)))]
+
+	// The group's current timeout, within the job's own bound.
+	timeout := min(target.Policy.Timeout(w.timeout), w.requestTimeout(job))
+	reqCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := NewDeliveryRequest(reqCtx, endpoint.URL, &target.Event, target.Secret, job.Attempt, group, time.Now())
+	if err != nil {
+		return err
+	}
+	retry := target.Policy.Retry(w.retry)
+	resp, err := w.client.Do(req)
+	if err != nil {
+		w.retryAfter(job, retry.Delay(job.Attempt))
+		if errors.Is(reqCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			w.record(ctx, job, AttemptOutcome{Kind: OutcomeTimeout})
+			return fmt.Errorf("deliver to %s: no answer within %s", endpoint.URL, timeout)
+		}
+		w.record(ctx, job, AttemptOutcome{Kind: OutcomeTransport})
+		return fmt.Errorf("deliver to %s: %w", endpoint.URL, err)
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxSnippet))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
+	status := resp.StatusCode
+	if status >= 200 && status < 300 {
+		return nil
+	}
+	w.logger.DebugContext(ctx, "delivery failed",
+		slog.String("event_id", args.EventID), slog.String("listener", group),
+		slog.Int("attempt", job.Attempt), slog.Int("status", status))
+	failure := fmt.Sprintf("listener answered %d", status)
+	if text := strings.TrimSpace(strings.ToValidUTF8(string(snippet), "")); text != "" {
+		failure += ": " + text
+	}
+	outcome := AttemptOutcome{Status: status, Kind: OutcomeStatus}
+	if status == http.StatusGone {
+		outcome.Kind = OutcomeGone
+	}
+	w.record(ctx, job, outcome)
+	switch status {
+	case http.StatusGone:
+		// This endpoint no longer takes the group's deliveries: drop it,
+		// and try again at once on another endpoint (or wait for one).
+		if err := w.store.RemoveEndpoint(ctx, args.Service, args.Listener, endpoint.WorkerID); err != nil {
+			return fmt.Errorf("%s; removing the endpoint failed: %w", failure, err)
+		}
+		w.retryAfter(job, 0)
+		return fmt.Errorf("%s (endpoint of worker %s removed)", failure, endpoint.WorkerID)
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		if d, ok := gateway.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			w.retryAfter(job, d)
+			return fmt.Errorf("%s (Retry-After %s)", failure, d)
+		}
+	}
+	w.retryAfter(job, retry.Delay(job.Attempt))
+	return errors.New(failure)
+}
+
+// maxSnippet bounds how much of a failed answer's body is kept in the
+// attempt's error.
+const maxSnippet = 256
+
+// retryAfter records when job should run again after this failed attempt.
+// Nothing is recorded for a last attempt: River discards the job without
+// asking NextRetry.
+func (w *Deliverer) retryAfter(job *river.Job[DeliveryArgs], d time.Duration) {
+	if job.Attempt >= job.MaxAttempts {
+		return
+	}
+	w.retryAt.Store(job.ID, d)
+}
+
+// Outcome kinds: how a failed delivery attempt failed.
+const (
+	// OutcomeStatus is an answer outside 2xx; Status holds it.
+	OutcomeStatus = "status"
+	// OutcomeGone is a 410 answer: the endpoint was taken out of its group.
+	OutcomeGone = "gone"
+	// OutcomeTimeout is no answer within the group's timeout.
+	OutcomeTimeout = "timeout"
+	// OutcomeTransport is a failed connection or exchange, without answer.
+	OutcomeTransport = "transport"
+)
+
+// AttemptOutcome is how one failed delivery attempt ended, stored as data
+// with its job: Status is the listener's HTTP status, 0 when it gave no
+// answer.
+type AttemptOutcome struct {
+	Attempt int    `json:"attempt"`
+	Status  int    `json:"status"`
+	Kind    string `json:"kind"`
+}
+
+// AttemptOutcomes is a delivery job's recorded output: the outcome of each
+// failed attempt, oldest first. River keeps it in the job row's metadata
+// under "output" (river.RecordOutput), whatever the attempt's outcome.
+type AttemptOutcomes struct {
+	Attempts []AttemptOutcome `json:"attempts"`
+}
+
+// maxOutcomes bounds the outcomes kept with a job: the latest ones.
+const maxOutcomes = 100
+
+// record adds this failed attempt's outcome to those of the job's earlier
+// attempts and has River store them with the job when the attempt ends.
+func (w *Deliverer) record(ctx context.Context, job *river.Job[DeliveryArgs], o AttemptOutcome) {
+	o.Attempt = job.Attempt
+	var meta struct {
+		Output AttemptOutcomes `json:"output"`
+	}
+	if len(job.Metadata) > 0 {
+		_ = json.Unmarshal(job.Metadata, &meta) // an unreadable history starts afresh
+	}
+	attempts := append(meta.Output.Attempts, o)
+	if len(attempts) > maxOutcomes {
+		attempts = attempts[len(attempts)-maxOutcomes:]
+	}
+	if err := river.RecordOutput(ctx, AttemptOutcomes{Attempts: attempts}); err != nil {
+		w.logger.WarnContext(ctx, "could not record a delivery attempt's outcome", slog.Int64("job_id", job.ID), slog.String("error", err.Error()))
+	}
+}
+
+// NewDeliveryRequest builds the POST that delivers ev: the stored parameters
+// as body, CloudEvents binary-mode headers, and Standard Webhooks headers
+// signed with secret at time now, and the event's idempotency key if any.
+func NewDeliveryRequest(ctx context.Context, url string, ev *gateway.Event, secret string, attempt int, listener string, now time.Time) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(ev.Params))
+	if err != nil {
+		return nil, fmt.Errorf("build delivery request: %w", err)
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	sig, err := Sign(secret, ev.ID, ts, ev.Params)
+	if err != nil {
+		return nil, err
+	}
+	h := req.Header
+	h["Content-Type"] = []string{"application/json"}
+	h["Ce-Specversion"] = []string{"1.0"}
+	h["Ce-Id"] = []string{ev.ID}
+	h["Ce-Source"] = []string{"/lightbus/" + ev.API}
+	h["Ce-Type"] = []string{ev.API + "." + ev.Name}
+	h["Ce-Time"] = []string{ev.CreatedAt.UTC().Format(time.RFC3339Nano)}
+	h["Webhook-Id"] = []string{ev.ID}
+	h["Webhook-Timestamp"] = []string{ts}
+	h["Webhook-Signature"] = []string{sig}
+	h["Lightbus-Attempt"] = []string{strconv.Itoa(attempt)}
+	h["Lightbus-Listener"] = []string{listener}
+	if ev.IdempotencyKey != "" {
+		h["Idempotency-Key"] = []string{ev.IdempotencyKey}
+	}
+	return req, nil
+}
+
+// Sign returns the Standard Webhooks signature header value ("v1,<base64>")
+// of body for message id and timestamp, keyed with a "whsec_" secret.
+func Sign(secret, id, timestamp string, body []byte) (string, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		return "", fmt.Errorf("decode signing secret: %w", err)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id))
+	mac.Write([]byte{'.'})
+	mac.Write([]byte(timestamp))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
+}
+
+// ClientRetryPolicy is River's retry policy for the gateway's jobs: the
+// gateway's default backoff.
+type ClientRetryPolicy struct {
+	Policy gateway.RetryPolicy
+}
+
+// NextRetry implements river.ClientRetryPolicy.
+func (p *ClientRetryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
+	return time.Now().Add(p.Policy.Delay(job.Attempt))
+}
+
+func newHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	// Listeners and workers are never followed elsewhere: a 3xx is a failure.
+	return &http.Client{
+		Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}

@@ -1,0 +1,283 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lightbus-go/lightbus/gateway"
+)
+
+var _ gateway.Forwarder = (*Forwarder)(nil)
+
+// RPCStore finds the workers that can answer a call.
+type RPCStore interface {
+	// RPCTargets returns the live workers providing api (possibly none) and
+	// the declared default timeout of api.method (0 when none is declared).
+	RPCTargets(ctx context.Context, api, method string) ([]gateway.RPCTarget, time.Duration, error)
+}
+
+// ForwarderConfig configures a Forwarder.
+type ForwarderConfig struct {
+	Client         *http.Client
+	DefaultTimeout time.Duration
+	Logger         *slog.Logger
+	MaxTimeout     time.Duration
+	// MaxResultBytes bounds a worker's answer.
+	MaxResultBytes int64
+	// PollInterval is how often a call waiting for a worker looks again.
+	PollInterval time.Duration
+	Store        RPCStore
+	// TargetTTL, when positive, caches each API's live workers for this
+	// long, so that a call costs no database round trip. Workers whose
+	// lease has ended are never called from the cache; a call that finds
+	// none in the cache asks the store at once.
+	TargetTTL time.Duration
+	// StoreTimeout bounds the first look-up of a call's workers (a shorter
+	// Lightbus-Timeout bounds it too), so a database that stops answering
+	// gives 503 unavailable instead of a hanging call. 0 means 5 s.
+	StoreTimeout time.Duration
+}
+
+// Forwarder forwards RPCs to live workers, round robin.
+type Forwarder struct {
+	cfg   ForwarderConfig
+	next  atomic.Uint64
+	cache sync.Map // api + "\x00" + method → *targetEntry
+}
+
+// targetEntry is a cached answer of RPCStore.RPCTargets.
+type targetEntry struct {
+	targets  []gateway.RPCTarget
+	declared time.Duration
+	fetched  time.Time
+}
+
+// NewForwarder returns a Forwarder, filling in defaults.
+func NewForwarder(cfg ForwarderConfig) *Forwarder {
+	if cfg.Client == nil {
+		cfg.Client = newHTTPClient()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DefaultTimeout <= 0 {
+		cfg.DefaultTimeout = 10 * time.Second
+	}
+	if cfg.MaxTimeout <= 0 {
+		cfg.MaxTimeout = 5 * time.Minute
+	}
+	if cfg.MaxResultBytes <= 0 {
+		cfg.MaxResultBytes = 8 << 20
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 5 * time.Second
+	}
+	return &Forwarder{cfg: cfg}
+}
+
+// errRefused marks a request that provably never reached the worker.
+var errRefused = errors.New("connection refused")
+
+// Forward implements gateway.Forwarder: it sends call to a live worker
+// providing its API and returns the worker's result. While no worker is
+// live it waits for one until the deadline. Errors: ENoWorker, ETimeout,
+// ERemote (the handler's own error), EInvalid, ENotFound and EValidation
+// (passed through from the worker), EBadGateway, EUnavailable.
+func (r *Forwarder) Forward(ctx context.Context, call *gateway.Call) (json.RawMessage, error) {
+	start := time.Now()
+	lookup := r.cfg.StoreTimeout
+	if call.Timeout > 0 {
+		lookup = min(lookup, call.Timeout)
+	}
+	lookupCtx, cancelLookup := context.WithTimeout(ctx, lookup)
+	targets, declared, err := r.targets(lookupCtx, call.API, call.Method, false)
+	lookupTimedOut := errors.Is(lookupCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	cancelLookup()
+	if err != nil {
+		if lookupTimedOut {
+			return nil, gateway.WrapError(gateway.EUnavailable, err, fmt.Sprintf("the database did not answer within %s", lookup))
+		}
+		return nil, err
+	}
+	timeout := r.cfg.DefaultTimeout
+	if declared > 0 {
+		timeout = declared
+	}
+	if call.Timeout > 0 {
+		timeout = call.Timeout
+	}
+	timeout = min(timeout, r.cfg.MaxTimeout)
+	deadline := start.Add(timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+
+	reqID := newRequestID()
+	refused := map[string]bool{}
+	for {
+		live := targets[:0:0]
+		now := time.Now()
+		for _, t := range targets {
+			if !refused[t.WorkerID] && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt)) {
+				live = append(live, t)
+			}
+		}
+		if len(live) > 0 {
+			t := live[int(r.next.Add(1)%uint64(len(live)))]
+			result, err := r.forward(ctx, t, call, deadline, reqID)
+			if errors.Is(err, errRefused) {
+				r.cfg.Logger.DebugContext(ctx, "worker refused connection", slog.String("worker_id", t.WorkerID))
+				refused[t.WorkerID] = true
+				continue
+			}
+			if err != nil && ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+				return nil, gateway.Errorf(gateway.ETimeout, "worker %s did not answer %s.%s within %s", t.WorkerID, call.API, call.Method, timeout)
+			}
+			return result, err
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+				return nil, gateway.Errorf(gateway.ENoWorker, "no live worker provides API %q (waited %s)", call.API, timeout)
+			}
+			return nil, ctx.Err()
+		case <-time.After(r.cfg.PollInterval):
+		}
+		targets, _, err = r.targets(ctx, call.API, call.Method, true)
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // the select above reports the deadline
+			}
+			return nil, err
+		}
+	}
+}
+
+// targets returns the workers providing api and the declared timeout of
+// api.method: from the cache when it is fresh and holds a live worker
+// (unless fresh is set), else from the store, refreshing the cache.
+func (r *Forwarder) targets(ctx context.Context, api, method string, fresh bool) ([]gateway.RPCTarget, time.Duration, error) {
+	if r.cfg.TargetTTL <= 0 {
+		return r.cfg.Store.RPCTargets(ctx, api, method)
+	}
+	key := api + "\x00" + method
+	now := time.Now()
+	if v, ok := r.cache.Load(key); ok && !fresh {
+		e := v.(*targetEntry)
+		if now.Sub(e.fetched) < r.cfg.TargetTTL {
+			for _, t := range e.targets {
+				if t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt) {
+					return e.targets, e.declared, nil
+				}
+			}
+		}
+	}
+	targets, declared, err := r.cfg.Store.RPCTargets(ctx, api, method)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(targets) > 0 {
+		r.cache.Store(key, &targetEntry{targets: targets, declared: declared, fetched: now})
+	} else {
+		// Only APIs with workers are kept: names nobody serves never grow
+		// the cache.
+		r.cache.Delete(key)
+	}
+	return targets, declared, nil
+}
+
+func (r *Forwarder) forward(ctx context.Context, t gateway.RPCTarget, call *gateway.Call, deadline time.Time, reqID string) (json.RawMessage, error) {
+	u := t.BaseURL + "/lightbus/rpc/" + url.PathEscape(call.API) + "/" + url.PathEscape(call.Method)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(call.Params))
+	if err != nil {
+		return nil, gateway.WrapError(gateway.EBadGateway, err, fmt.Sprintf("worker %s has an unusable base URL", t.WorkerID))
+	}
+	req.Header["Content-Type"] = []string{"application/json"}
+	req.Header["Lightbus-Deadline"] = []string{deadline.UTC().Format(time.RFC3339Nano)}
+	req.Header["Lightbus-Request-Id"] = []string{reqID}
+	resp, err := r.cfg.Client.Do(req)
+	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			return nil, errRefused
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, gateway.WrapError(gateway.EBadGateway, err, fmt.Sprintf("worker %s failed before answering %s.%s", t.WorkerID, call.API, call.Method))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, r.cfg.MaxResultBytes+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, gateway.WrapError(gateway.EBadGateway, err, fmt.Sprintf("worker %s failed while answering %s.%s", t.WorkerID, call.API, call.Method))
+	}
+	if int64(len(body)) > r.cfg.MaxResultBytes {
+		return nil, gateway.Errorf(gateway.EBadGateway, "worker %s answered more than %d bytes", t.WorkerID, r.cfg.MaxResultBytes)
+	}
+	return decodeWorkerAnswer(t.WorkerID, resp, body)
+}
+
+// decodeWorkerAnswer maps a worker's answer to a result or a gateway error.
+func decodeWorkerAnswer(workerID string, resp *http.Response, body []byte) (json.RawMessage, error) {
+	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if resp.StatusCode == http.StatusOK {
+		var answer struct {
+			Result json.RawMessage `json:"result"`
+		}
+		if err := json.Unmarshal(body, &answer); err != nil || answer.Result == nil {
+			return nil, gateway.Errorf(gateway.EBadGateway, "worker %s answered 200 without a JSON {\"result\": ...} body", workerID)
+		}
+		return answer.Result, nil
+	}
+	if mediaType == "application/problem+json" {
+		var p struct {
+			Code      string              `json:"code"`
+			Detail    string              `json:"detail"`
+			Title     string              `json:"title"`
+			ErrorType string              `json:"error_type"`
+			Message   string              `json:"message"`
+			Errors    []gateway.Violation `json:"errors"`
+		}
+		if err := json.Unmarshal(body, &p); err == nil {
+			msg := p.Detail
+			if msg == "" {
+				msg = p.Title
+			}
+			switch p.Code {
+			case gateway.ERemote:
+				if msg == "" {
+					msg = "the RPC handler returned an error"
+				}
+				return nil, &gateway.Error{Code: gateway.ERemote, Message: msg, ErrorType: p.ErrorType, RemoteMessage: p.Message}
+			case gateway.EInvalid, gateway.ENotFound, gateway.EValidation:
+				return nil, &gateway.Error{Code: p.Code, Message: msg, Violations: p.Errors}
+			}
+		}
+	}
+	return nil, gateway.Errorf(gateway.EBadGateway, "worker %s answered %d, which is not part of the protocol", workerID, resp.StatusCode)
+}
+
+func newRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,113 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/lightbus-go/lightbus/gateway"
+)
+
+// statusByCode maps each error code to its HTTP status. It is the only place
+// where codes become statuses.
+var statusByCode = map[string]int{
+	gateway.EInvalid:      http.StatusBadRequest,
+	gateway.EUnauthorized: http.StatusUnauthorized,
+	gateway.EForbidden:    http.StatusForbidden,
+	gateway.ENotFound:     http.StatusNotFound,
+	gateway.EConflict:     http.StatusConflict,
+	gateway.ETooLarge:     http.StatusRequestEntityTooLarge,
+	gateway.EValidation:   http.StatusUnprocessableEntity,
+	gateway.ERemote:       http.StatusInternalServerError,
+	gateway.EInternal:     http.StatusInternalServerError,
+	gateway.EBadGateway:   http.StatusBadGateway,
+	gateway.ENoWorker:     http.StatusServiceUnavailable,
+	gateway.EUnavailable:  http.StatusServiceUnavailable,
+	gateway.ETimeout:      http.StatusGatewayTimeout,
+}
+
+var titleByCode = map[string]string{
+	gateway.EInvalid:      "Invalid request",
+	gateway.EUnauthorized: "Unauthorized",
+	gateway.EForbidden:    "Forbidden",
+	gateway.ENotFound:     "Not found",
+	gateway.EConflict:     "Conflict",
+	gateway.ETooLarge:     "Request too large",
+	gateway.EValidation:   "Validation failed",
+	gateway.ERemote:       "Remote handler error",
+	gateway.EInternal:     "Internal error",
+	gateway.EBadGateway:   "Bad gateway",
+	gateway.ENoWorker:     "No worker available",
+	gateway.EUnavailable:  "Service unavailable",
+	gateway.ETimeout:      "Timeout",
+}
+
+// ErrorStatus returns the HTTP status for err's code.
+func ErrorStatus(err error) int {
+	if s, ok := statusByCode[gateway.ErrorCode(err)]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Problem is an RFC 9457 problem document with Lightbus's extension members.
+type Problem struct {
+	Type      string              `json:"type"`
+	Title     string              `json:"title"`
+	Status    int                 `json:"status"`
+	Detail    string              `json:"detail,omitempty"`
+	Instance  string              `json:"instance,omitempty"`
+	Code      string              `json:"code"`
+	ErrorType string              `json:"error_type,omitempty"`
+	Message   string              `json:"message,omitempty"`
+	Errors    []gateway.Violation `json:"errors,omitempty"`
+}
+
+// ProblemFor returns the problem document for err. Internal errors get a
+// generic detail: their text is logged, never sent.
+func ProblemFor(err error) *Problem {
+	code := gateway.ErrorCode(err)
+	if _, ok := statusByCode[code]; !ok {
+		code = gateway.EInternal
+	}
+	p := &Problem{
+		Type:   "urn:lightbus:problem:" + code,
+		Title:  titleByCode[code],
+		Status: statusByCode[code],
+		Detail: gateway.ErrorMessage(err),
+		Code:   code,
+	}
+	var e *gateway.Error
+	if errors.As(err, &e) && code != gateway.EInternal {
+		p.ErrorType = e.ErrorType
+		p.Message = e.RemoteMessage
+		p.Errors = e.Violations
+	}
+	return p
+}
+
+// writeError writes err as problem+json, logging internal errors.
+func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the caller went away: there is no one to answer
+	}
+	p := ProblemFor(err)
+	p.Instance = r.URL.Path
+	switch {
+	case p.Code == gateway.EInternal:
+		logger.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	case p.Status >= 500:
+		logger.WarnContext(r.Context(), "request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("code", p.Code), slog.String("error", err.Error()))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,65 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/lightbus-go/lightbus/gateway"
+)
+
+func (h *Handler) callRPC(w http.ResponseWriter, r *http.Request) error {
+	timeout, err := parseTimeout(r.Header.Get("Lightbus-Timeout"))
+	if err != nil {
+		return err
+	}
+	body, err := readBody(w, r, h.cfg.MaxBodyBytes, "the body")
+	if err != nil {
+		return err
+	}
+	call := &gateway.Call{API: chi.URLParam(r, "api"), Method: chi.URLParam(r, "method"), Params: body, Timeout: timeout}
+	result, err := h.svc.Call(r.Context(), call)
+	if err != nil {
+		return err
+	}
+	writeResult(w, result)
+	return nil
+}
+
+// writeResult answers an RPC with {"result": result}. The result is valid
+// JSON already (the forwarder decoded it), so it is written as it is, with
+// its length, rather than scanned again by an encoder.
+func writeResult(w http.ResponseWriter, result json.RawMessage) {
+	const head, tail = `{"result":`, "}\n"
+	hd := w.Header()
+	hd["Content-Type"] = []string{"application/json"}
+	hd["Content-Length"] = []string{strconv.Itoa(len(head) + len(result) + len(tail))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, head)
+	_, _ = w.Write(result)
+	_, _ = io.WriteString(w, tail)
+}
+
+// parseTimeout reads a Lightbus-Timeout header: a Go duration ("2s",
+// "500ms") or a number of seconds.
+func parseTimeout(h string) (time.Duration, error) {
+	if h == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(h)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(h, 64)
+		if ferr != nil {
+			return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q: want a duration such as 2s or 500ms", h)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q must be positive", h)
+	}
+	return d, nil
+}

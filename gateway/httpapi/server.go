@@ -1,0 +1,130 @@
+// Package httpapi is the gateway's HTTP API: the chi router with its route
+// table, the handlers (decode the request, call the service once, encode
+// the answer), problem+json errors and middleware. The rules live in the
+// service (package gateway); nothing here decides more than how a request
+// reads and an answer is written.
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/lightbus-go/lightbus/gateway"
+)
+
+// Config holds what the HTTP API needs.
+type Config struct {
+	Service *gateway.Service
+	Logger  *slog.Logger
+	// MaxBodyBytes bounds request bodies (fires, calls, registrations).
+	MaxBodyBytes int64
+	// MaxBatchBytes bounds the body of a batch fire.
+	MaxBatchBytes int64
+	// OpenAPI is served at GET /openapi.yaml.
+	OpenAPI []byte
+}
+
+// Handler is the gateway's HTTP API.
+type Handler struct {
+	cfg    Config
+	svc    *gateway.Service
+	logger *slog.Logger
+	routes chi.Router
+}
+
+// New returns the HTTP API for cfg.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 10 << 20
+	}
+	h := &Handler{cfg: cfg, svc: cfg.Service, logger: cfg.Logger}
+	h.routes = h.newRoutes()
+	return h
+}
+
+// Routes returns the router, for serving and for enumerating routes.
+func (h *Handler) Routes() chi.Router { return h.routes }
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.routes.ServeHTTP(w, r) }
+
+func (h *Handler) newRoutes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.NotFound(h.handle(notFound))
+	r.MethodNotAllowed(h.handle(methodNotAllowed))
+
+	r.Post("/v1/events/{api}/{event}", h.handle(h.fireEvent))                       // fire an event
+	r.Post("/v1/events", h.handle(h.fireBatch))                                     // fire a batch of events in one transaction
+	r.Get("/v1/events", h.handle(h.listEvents))                                     // list stored events, newest first
+	r.Get("/v1/events/{id}", h.handle(h.getEvent))                                  // one event with its deliveries
+	r.Post("/v1/rpc/{api}/{method}", h.handle(h.callRPC))                           // call a procedure on a live worker
+	r.Get("/v1/workers", h.handle(h.listWorkers))                                   // list live workers
+	r.Put("/v1/workers/{worker_id}", h.handle(h.putWorker))                         // register or heartbeat a worker
+	r.Delete("/v1/workers/{worker_id}", h.handle(h.deleteWorker))                   // deregister a worker
+	r.Get("/v1/listeners", h.handle(h.listListeners))                               // listener groups with delivery counts and lag
+	r.Delete("/v1/listeners/{service}/{listener}", h.handle(h.deleteListener))      // remove a listener group
+	r.Get("/v1/listeners/{service}/{listener}/dead", h.handle(h.listDead))          // a group's dead deliveries
+	r.Post("/v1/listeners/{service}/{listener}/redrive", h.handle(h.redriveDead))   // redrive a group's matching dead deliveries
+	r.Post("/v1/listeners/{service}/{listener}/replay", h.handle(h.replayListener)) // re-deliver retained events from a point
+	r.Get("/v1/deliveries/{delivery_id}", h.handle(h.getDelivery))                  // one delivery with its attempts
+	r.Post("/v1/deliveries/{delivery_id}/redrive", h.handle(h.redriveDelivery))     // give a dead delivery fresh attempts
+	r.Get("/v1/schema", h.handle(h.listSchemas))                                    // every API's current schema
+	r.Get("/v1/schema/{api}", h.handle(h.getSchema))                                // an API's current (or ?version=N) schema
+	r.Put("/v1/schema/{api}", h.handle(h.putSchema))                                // publish an API's schema without a worker
+	r.Get("/v1/schema/{api}/versions", h.handle(h.schemaVersions))                  // an API's schema versions, newest first
+	r.Get("/healthz", h.handle(healthz))                                            // the process is up
+	r.Get("/readyz", h.handle(h.readyz))                                            // the database answers and the schema is current
+	r.Get("/openapi.yaml", h.handle(h.openAPI))                                     // this API's OpenAPI document
+	return r
+}
+
+// handlerFunc is a handler that writes its answer, or returns the error to
+// answer with instead.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle adapts fn to http.HandlerFunc: an error it returns is written as
+// problem+json (writeError), the one place errors become answers.
+func (h *Handler) handle(fn handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			writeError(w, r, h.logger, err)
+		}
+	}
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) error {
+	return gateway.Errorf(gateway.ENotFound, "no route for %s %s", r.Method, r.URL.Path)
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) error {
+	return gateway.Errorf(gateway.EInvalid, "method %s is not allowed on %s", r.Method, r.URL.Path)
+}
+
+func healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) error {
+	if err := h.svc.Ready(r.Context()); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(h.cfg.OpenAPI)
+	return nil
+}

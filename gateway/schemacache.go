@@ -1,0 +1,312 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+)
+
+// CompiledAPI is an API's schema version compiled for validation.
+type CompiledAPI struct {
+	Version  int
+	Hash     string
+	Validate bool
+	events   map[string]*jsonschema.Schema // nil value: declared without schema
+	rpcs     map[string][2]*jsonschema.Schema
+}
+
+// SchemaCacheConfig configures a SchemaCache.
+type SchemaCacheConfig struct {
+	Store  SchemaStore
+	Logger *slog.Logger
+	// TTL is how long a looked-up current version is trusted before the
+	// store is asked again (one cheap query per API per TTL). Another
+	// replica's new version is seen within it; this replica's own at once.
+	TTL time.Duration
+	// Timeout bounds the store calls of one lookup, so that a database that
+	// stops answering gives 503 unavailable rather than a hanging request.
+	// 0 means no bound beyond the caller's context.
+	Timeout time.Duration
+}
+
+// SchemaCache looks up and compiles the current schema of each API. A
+// schema version is compiled once, keyed by its hash; the current version
+// of an API is re-checked in the store at most once per TTL, so validation
+// costs no database round trip in the common case.
+type SchemaCache struct {
+	cfg SchemaCacheConfig
+
+	mu     sync.Mutex
+	byAPI  map[string]cachedAPI
+	byHash map[string]*CompiledAPI
+}
+
+type cachedAPI struct {
+	checked time.Time
+	api     *CompiledAPI // nil: the API has no schema
+}
+
+// maxCompiled bounds the compiled schemas kept; over it the cache starts
+// again from empty.
+const maxCompiled = 4096
+
+// NewSchemaCache returns a cache over cfg.Store.
+func NewSchemaCache(cfg SchemaCacheConfig) *SchemaCache {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 5 * time.Second
+	}
+	return &SchemaCache{cfg: cfg, byAPI: map[string]cachedAPI{}, byHash: map[string]*CompiledAPI{}}
+}
+
+// Invalidate forgets what the cache knows of api's current version, after
+// this replica published a new one.
+func (c *SchemaCache) Invalidate(api string) {
+	c.mu.Lock()
+	delete(c.byAPI, api)
+	c.mu.Unlock()
+}
+
+// Lookup returns the compiled current schema of api, or nil when it has
+// none.
+func (c *SchemaCache) Lookup(ctx context.Context, api string) (_ *CompiledAPI, err error) {
+	c.mu.Lock()
+	e, ok := c.byAPI[api]
+	c.mu.Unlock()
+	if ok && time.Since(e.checked) < c.cfg.TTL {
+		return e.api, nil
+	}
+	checked := time.Now()
+	if c.cfg.Timeout > 0 {
+		parent := ctx
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+		defer func() {
+			if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+				err = WrapError(EUnavailable, err, fmt.Sprintf("the database did not answer within %s", c.cfg.Timeout))
+			}
+		}()
+	}
+	ref, err := c.cfg.Store.CurrentSchemaRef(ctx, api)
+	if errors.Is(err, ErrNotFound) {
+		c.put(api, cachedAPI{checked: checked})
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ok && e.api != nil && e.api.Hash == ref.Hash {
+		c.put(api, cachedAPI{checked: checked, api: e.api})
+		return e.api, nil
+	}
+	c.mu.Lock()
+	compiled := c.byHash[ref.Hash]
+	c.mu.Unlock()
+	if compiled == nil {
+		sv, err := c.cfg.Store.SchemaVersion(ctx, api, ref.Version)
+		if errors.Is(err, ErrNotFound) { // replaced meanwhile: look again next time
+			return nil, Errorf(EUnavailable, "the schema of API %q changed while it was read; try again", api)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if compiled, err = c.Compile(sv); err != nil {
+			// Stored versions compiled when published; this one no longer
+			// does (a different validator?). Do not block the API on it.
+			c.cfg.Logger.ErrorContext(ctx, "stored schema does not compile; not validating the API",
+				slog.String("api", api), slog.Int("version", sv.Version), slog.String("error", err.Error()))
+			c.put(api, cachedAPI{checked: checked})
+			return nil, nil
+		}
+	}
+	if compiled.Version != ref.Version {
+		cp := *compiled
+		cp.Version = ref.Version
+		compiled = &cp
+	}
+	c.put(api, cachedAPI{checked: checked, api: compiled})
+	return compiled, nil
+}
+
+func (c *SchemaCache) put(api string, e cachedAPI) {
+	c.mu.Lock()
+	c.byAPI[api] = e
+	c.mu.Unlock()
+}
+
+// Compile compiles a schema version's document, or returns the compiled
+// form kept for its hash. A schema that does not compile is an EInvalid
+// error naming the event or RPC.
+func (c *SchemaCache) Compile(sv *SchemaVersion) (*CompiledAPI, error) {
+	c.mu.Lock()
+	compiled := c.byHash[sv.Hash]
+	c.mu.Unlock()
+	if compiled != nil {
+		out := *compiled
+		out.Version = sv.Version
+		return &out, nil
+	}
+	var doc SchemaDocument
+	if err := json.Unmarshal(sv.Schema, &doc); err != nil {
+		return nil, Errorf(EInvalid, "the schema document of API %q does not decode: %v", sv.API, err)
+	}
+	compiled = &CompiledAPI{Version: sv.Version, Hash: sv.Hash, Validate: doc.Validates(),
+		events: map[string]*jsonschema.Schema{}, rpcs: map[string][2]*jsonschema.Schema{}}
+	for _, name := range slices.Sorted(maps.Keys(doc.Events)) {
+		s, err := compileSchema(doc.Events[name].ParamsSchema)
+		if err != nil {
+			return nil, Errorf(EInvalid, "the params_schema of event %s.%s does not compile: %v", sv.API, name, err)
+		}
+		compiled.events[name] = s
+	}
+	for _, name := range slices.Sorted(maps.Keys(doc.RPCs)) {
+		p, err := compileSchema(doc.RPCs[name].ParamsSchema)
+		if err != nil {
+			return nil, Errorf(EInvalid, "the params_schema of rpc %s.%s does not compile: %v", sv.API, name, err)
+		}
+		r, err := compileSchema(doc.RPCs[name].ResultSchema)
+		if err != nil {
+			return nil, Errorf(EInvalid, "the result_schema of rpc %s.%s does not compile: %v", sv.API, name, err)
+		}
+		compiled.rpcs[name] = [2]*jsonschema.Schema{p, r}
+	}
+	c.mu.Lock()
+	if len(c.byHash) >= maxCompiled {
+		clear(c.byHash)
+	}
+	c.byHash[sv.Hash] = compiled
+	c.mu.Unlock()
+	return compiled, nil
+}
+
+// Event reports whether the API declares the event and returns its
+// parameters schema (nil when it has none).
+func (c *CompiledAPI) Event(name string) (*jsonschema.Schema, bool) {
+	s, ok := c.events[name]
+	return s, ok
+}
+
+// RPC reports whether the API declares the RPC and returns its parameters
+// and result schemas (nil when absent).
+func (c *CompiledAPI) RPC(name string) (params, result *jsonschema.Schema, ok bool) {
+	s, ok := c.rpcs[name]
+	return s[0], s[1], ok
+}
+
+// errNoLoader refuses every reference to a document outside the schema.
+var errNoLoader = errors.New("a schema may not refer to other documents")
+
+type noLoader struct{}
+
+func (noLoader) Load(url string) (any, error) { return nil, fmt.Errorf("%w (%s)", errNoLoader, url) }
+
+// compileSchema compiles one JSON Schema (2020-12 unless it says
+// otherwise), asserting formats such as date-time and loading nothing it
+// refers to outside itself. An empty schema compiles to nil (accept all).
+func compileSchema(raw json.RawMessage) (*jsonschema.Schema, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, nil
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.AssertFormat()
+	c.UseLoader(noLoader{})
+	const url = "mem:///schema.json"
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, err
+	}
+	return c.Compile(url)
+}
+
+// printer renders validation messages.
+var printer = message.NewPrinter(language.English)
+
+// ValidateJSON checks data, a JSON value, against s (nil accepts all) and
+// returns each violation, sorted by pointer; none when data is valid.
+func ValidateJSON(s *jsonschema.Schema, data []byte) ([]Violation, error) {
+	if s == nil {
+		return nil, nil
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return nil, Errorf(EInvalid, "the body is not valid JSON")
+	}
+	err = s.Validate(v)
+	if err == nil {
+		return nil, nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return nil, err
+	}
+	return violations(ve), nil
+}
+
+// violations flattens a validation error into one violation per failing
+// keyword; each missing required property gets its own pointer, and the
+// failing "null" branch of a nullable value is left out (its other branch
+// says more).
+func violations(ve *jsonschema.ValidationError) []Violation {
+	var out []Violation
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) > 0 {
+			for _, c := range e.Causes {
+				walk(c)
+			}
+			return
+		}
+		ptr := jsonPointer(e.InstanceLocation)
+		switch k := e.ErrorKind.(type) {
+		case *kind.Required:
+			for _, m := range k.Missing {
+				out = append(out, Violation{Pointer: ptr + "/" + escapePointer(m), Message: "missing required property"})
+			}
+			return
+		case *kind.Type:
+			if len(k.Want) == 1 && k.Want[0] == "null" {
+				return
+			}
+		}
+		out = append(out, Violation{Pointer: ptr, Message: e.ErrorKind.LocalizedString(printer)})
+	}
+	walk(ve)
+	if len(out) == 0 {
+		out = append(out, Violation{Pointer: jsonPointer(ve.InstanceLocation), Message: ve.ErrorKind.LocalizedString(printer)})
+	}
+	slices.SortStableFunc(out, func(a, b Violation) int { return strings.Compare(a.Pointer, b.Pointer) })
+	return slices.Compact(out)
+}
+
+func jsonPointer(tokens []string) string {
+	var b strings.Builder
+	for _, t := range tokens {
+		b.WriteByte('/')
+		b.WriteString(escapePointer(t))
+	}
+	return b.String()
+}
+
+func escapePointer(tok string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1")
+}

@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// validateEvent checks a fired event against its API's current schema:
+// unknown APIs and events pass unless the gateway is strict (ENotFound);
+// parameters that do not match are an EValidation error listing each
+// violation. Call it before the event is stored.
+func (s *Service) validateEvent(ctx context.Context, ev *Event) error {
+	if s.cfg.SchemaCache == nil {
+		return nil
+	}
+	api, err := s.cfg.SchemaCache.Lookup(ctx, ev.API)
+	if err != nil {
+		return err
+	}
+	if api == nil {
+		if s.cfg.StrictSchemas {
+			return Errorf(ENotFound, "API %q has no schema, and the gateway only accepts events of APIs with one", ev.API)
+		}
+		return nil
+	}
+	sch, ok := api.Event(ev.Name)
+	if !ok {
+		if s.cfg.StrictSchemas {
+			return Errorf(ENotFound, "the schema of API %q (version %d) declares no event %q", ev.API, api.Version, ev.Name)
+		}
+		return nil
+	}
+	if !api.Validate {
+		return nil
+	}
+	vs, err := ValidateJSON(sch, ev.Params)
+	if err != nil {
+		return err
+	}
+	if len(vs) > 0 {
+		return &Error{Code: EValidation, Violations: vs,
+			Message: fmt.Sprintf("the parameters of %s.%s do not match its schema (version %d)", ev.API, ev.Name, api.Version)}
+	}
+	return nil
+}
+
+// validateCall checks an RPC's parameters as validateEvent checks an
+// event's, and returns the compiled schema of its API (nil when none) for
+// validateResult.
+func (s *Service) validateCall(ctx context.Context, call *Call) (*CompiledAPI, error) {
+	if s.cfg.SchemaCache == nil {
+		return nil, nil
+	}
+	api, err := s.cfg.SchemaCache.Lookup(ctx, call.API)
+	if err != nil {
+		return nil, err
+	}
+	if api == nil {
+		if s.cfg.StrictSchemas {
+			return nil, Errorf(ENotFound, "API %q has no schema, and the gateway only accepts calls to APIs with one", call.API)
+		}
+		return nil, nil
+	}
+	params, _, ok := api.RPC(call.Method)
+	if !ok {
+		if s.cfg.StrictSchemas {
+			return nil, Errorf(ENotFound, "the schema of API %q (version %d) declares no rpc %q", call.API, api.Version, call.Method)
+		}
+		return api, nil
+	}
+	if !api.Validate {
+		return api, nil
+	}
+	vs, err := ValidateJSON(params, call.Params)
+	if err != nil {
+		return nil, err
+	}
+	if len(vs) > 0 {
+		return nil, &Error{Code: EValidation, Violations: vs,
+			Message: fmt.Sprintf("the parameters of %s.%s do not match its schema (version %d)", call.API, call.Method, api.Version)}
+	}
+	return api, nil
+}
+
+// validateResult checks a worker's result against the RPC's result schema
+// (when ValidateResults is on). A result that does not match is the
+// worker's fault: EBadGateway, with the violations pointing into the result.
+func (s *Service) validateResult(api *CompiledAPI, call *Call, result json.RawMessage) error {
+	if api == nil || !s.cfg.ValidateResults || !api.Validate {
+		return nil
+	}
+	_, sch, ok := api.RPC(call.Method)
+	if !ok {
+		return nil
+	}
+	vs, err := ValidateJSON(sch, result)
+	if err != nil {
+		return WrapError(EBadGateway, err, fmt.Sprintf("the result of %s.%s is not valid JSON", call.API, call.Method))
+	}
+	if len(vs) > 0 {
+		return &Error{Code: EBadGateway, Violations: vs,
+			Message: fmt.Sprintf("the worker's result of %s.%s does not match its result schema (version %d)", call.API, call.Method, api.Version)}
+	}
+	return nil
+}
+
+// compileDeclared checks that the schemas a registration declares compile,
+// so that a broken schema is refused at registration (EInvalid) instead of
+// becoming the current version.
+func (s *Service) compileDeclared(reg *Registration) error {
+	if s.cfg.SchemaCache == nil {
+		return nil
+	}
+	for _, a := range reg.APIs {
+		doc := a.SchemaDocument()
+		if doc == nil {
+			continue
+		}
+		canon, hash, err := doc.Canonical()
+		if err != nil {
+			return err
+		}
+		if _, err := s.cfg.SchemaCache.Compile(&SchemaVersion{API: a.Name, Hash: hash, Schema: canon}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

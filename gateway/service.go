@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// ServiceConfig holds what the service needs: its stores, the RPC
+// forwarder, the schema cache and the rules' settings.
+type ServiceConfig struct {
+	Events    EventStore
+	Workers   WorkerStore
+	Listeners ListenerStore
+	Replays   ReplayStore
+	// Schemas stores API schema versions; SchemaCache (over the same store)
+	// validates parameters and results with them. With no cache, nothing
+	// is validated.
+	Schemas     SchemaStore
+	SchemaCache *SchemaCache
+	// Forwarder sends RPCs to live workers.
+	Forwarder Forwarder
+	// Ready reports whether the gateway can serve (database up, schema
+	// current); nil is always ready.
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+
+	// MaxAttempts is the delivery attempt limit given to new listener groups.
+	MaxAttempts int
+	// IdempotencyWindow is how long a fire's Idempotency-Key is remembered.
+	IdempotencyWindow time.Duration
+	// StrictSchemas rejects fires and calls for APIs without a schema, and
+	// for events and RPCs their schema does not declare (ENotFound).
+	StrictSchemas bool
+	// ValidateResults checks RPC results against their result schemas.
+	ValidateResults bool
+	// StoreTimeout bounds each store call, so that a database that stops
+	// answering costs a request at most this long (then EUnavailable).
+	// 0 means 5 s.
+	StoreTimeout time.Duration
+}
+
+// Service holds the gateway's rules: fire, call, register, inspect,
+// redrive, replay and schemas. Each method takes and returns domain values;
+// its errors are *Error values (or wrap one), never transport details.
+type Service struct {
+	cfg    ServiceConfig
+	logger *slog.Logger
+}
+
+// NewService returns the service for cfg, filling in defaults.
+func NewService(cfg ServiceConfig) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 25
+	}
+	if cfg.IdempotencyWindow <= 0 {
+		cfg.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 5 * time.Second
+	}
+	return &Service{cfg: cfg, logger: cfg.Logger}
+}
+
+// bounded runs one store call bounded by StoreTimeout. A call cut short by
+// that bound is an EUnavailable error: the database did not answer. It is
+// the one way the service bounds database time; calls whose own work may be
+// long (bulk redrives, replays, RPCs) do not go through it.
+func (s *Service) bounded(ctx context.Context, call func(ctx context.Context) error) error {
+	bctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
+	err := call(bctx)
+	if err != nil && errors.Is(bctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		var e *Error
+		if !errors.As(err, &e) || e.Code != EUnavailable {
+			err = WrapError(EUnavailable, err, fmt.Sprintf("the database did not answer within %s", s.cfg.StoreTimeout))
+		}
+	}
+	return err
+}
+
+// readyTimeout bounds a readiness check.
+const readyTimeout = 2 * time.Second
+
+// Ready reports whether the gateway can serve: nil, or an EUnavailable
+// error saying why not.
+func (s *Service) Ready(ctx context.Context) error {
+	if s.cfg.Ready == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	err := s.cfg.Ready(ctx)
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Code != EUnavailable {
+		err = WrapError(EUnavailable, err, "not ready")
+	}
+	return err
+}
