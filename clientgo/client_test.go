@@ -149,7 +149,7 @@ func TestFire(t *testing.T) {
 		if !errors.As(err, &lerr) {
 			t.Fatalf("err = %v, want *Error", err)
 		}
-		if lerr.Status != 422 || lerr.Code != CodeValidation || len(lerr.Violations) != 1 || lerr.Violations[0] != (Violation{"/email", "missing property"}) {
+		if lerr.Status != 422 || lerr.Code != CodeValidation || len(lerr.Violations) != 1 || lerr.Violations[0] != (Violation{Pointer: "/email", Message: "missing property"}) {
 			t.Errorf("err = %+v", lerr)
 		}
 		if !strings.Contains(err.Error(), "/email: missing property") {

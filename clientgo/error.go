@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/lightbus-go/lightbus/internal/schemacheck"
 )
 
 // Problem codes: the stable `code` of every problem document the gateway and
@@ -66,15 +68,11 @@ type Error struct {
 	retryAfter time.Duration // from a Retry-After header, if any
 }
 
-// Violation is one way in which parameters failed schema validation.
-type Violation struct {
-	// Pointer is a JSON Pointer (RFC 6901) into the parameters (or the
-	// result), e.g. "/email"; a missing required property is named by its
-	// own pointer.
-	Pointer string `json:"pointer"`
-	// Message says what is wrong there.
-	Message string `json:"message"`
-}
+// Violation is one way in which parameters (or a result) failed schema
+// validation: Pointer, a JSON Pointer (RFC 6901) into the parameters (or
+// the result), e.g. "/email", and Message, what is wrong there. A missing
+// required property is named by its own pointer.
+type Violation = schemacheck.Violation
 
 // Error describes the problem on one line, e.g.
 // `remote_error (500): InvalidPassword: password too short`.

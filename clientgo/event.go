@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 // FireResult is the gateway's answer to a fire: the event is durable.
@@ -288,8 +290,8 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, CodeUnavailable, "the worker has not received the listener's signing secret yet", nil)
 		return
 	}
-	if err := verifySignature(key, r.Header, body, time.Now()); err != nil {
-		b.log.Warn("lightbus: rejected a delivery", "listener", listener, "event_id", r.Header.Get("webhook-id"), "error", err)
+	if err := webhook.Verify(key, r.Header, body, time.Now(), webhook.DefaultTolerance); err != nil {
+		b.log.Warn("lightbus: rejected a delivery", "listener", listener, "event_id", r.Header.Get(webhook.HeaderID), "error", err)
 		writeProblem(w, http.StatusUnauthorized, CodeUnauthorized, "bad delivery signature: "+err.Error(), nil)
 		return
 	}
@@ -304,7 +306,7 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 	ev := EventMessage{ID: r.Header.Get("ce-id"), API: api, Event: event, Params: trimSpace(body)}
 	if ev.ID == "" {
-		ev.ID = r.Header.Get("webhook-id")
+		ev.ID = r.Header.Get(webhook.HeaderID)
 	}
 	ev.Time, _ = time.Parse(time.RFC3339Nano, r.Header.Get("ce-time"))
 	ev.Attempt, _ = strconv.Atoi(r.Header.Get("Lightbus-Attempt"))

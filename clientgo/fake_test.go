@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 // fakeGateway is a minimal in-process gateway: it registers workers, stores
@@ -220,7 +222,7 @@ func (f *fakeGateway) deliver(url, listener string, ev StoredEvent) {
 		"ce-time":           ev.CreatedAt.Format(time.RFC3339Nano),
 		"webhook-id":        ev.ID,
 		"webhook-timestamp": ts,
-		"webhook-signature": "v1," + sign(f.key, ev.ID, ts, ev.Params),
+		"webhook-signature": webhook.Sign(f.key, ev.ID, ts, ev.Params),
 		"Lightbus-Attempt":  "1",
 		"Lightbus-Listener": listener,
 	} {

@@ -3,8 +3,6 @@ package lightbus
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -12,13 +10,9 @@ import (
 
 	"github.com/invopop/jsonschema"
 	validator "github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
-)
 
-// printer renders validation messages.
-var printer = message.NewPrinter(language.English)
+	"github.com/lightbus-go/lightbus/internal/schemacheck"
+)
 
 // SchemaFor returns the JSON Schema (2020-12) of what encoding/json makes of
 // a T: the schema the typed helpers ([NewEvent], [NewRPC]) declare for their
@@ -209,99 +203,6 @@ type compiledSchema struct {
 
 // get compiles the schema on first use.
 func (c *compiledSchema) get() (*validator.Schema, error) {
-	c.once.Do(func() { c.schema, c.err = compileSchema(c.raw) })
+	c.once.Do(func() { c.schema, c.err = schemacheck.Compile(c.raw) })
 	return c.schema, c.err
-}
-
-// errNoLoader refuses every external reference in a schema.
-var errNoLoader = errors.New("schemas may not refer to other documents")
-
-type noLoader struct{}
-
-func (noLoader) Load(url string) (any, error) { return nil, fmt.Errorf("%w (%s)", errNoLoader, url) }
-
-// compileSchema compiles one JSON Schema document (2020-12 unless it says
-// otherwise), asserting formats such as date-time, and without loading
-// anything it refers to outside itself.
-func compileSchema(raw json.RawMessage) (*validator.Schema, error) {
-	doc, err := validator.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		return nil, err
-	}
-	c := validator.NewCompiler()
-	c.DefaultDraft(validator.Draft2020)
-	c.AssertFormat()
-	c.UseLoader(noLoader{})
-	const url = "mem:///schema.json"
-	if err := c.AddResource(url, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(url)
-}
-
-// validateJSON checks data against s and returns the violations, sorted by
-// pointer; nil when data is valid.
-func validateJSON(s *validator.Schema, data []byte) ([]Violation, error) {
-	v, err := validator.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		return nil, err
-	}
-	err = s.Validate(v)
-	if err == nil {
-		return nil, nil
-	}
-	var ve *validator.ValidationError
-	if !errors.As(err, &ve) {
-		return nil, err
-	}
-	return violations(ve), nil
-}
-
-// violations flattens a validation error into one violation per failing
-// keyword, with required properties named by their own pointer. A failing
-// "null" branch of a nullable value is left out when the value's real
-// type also failed.
-func violations(ve *validator.ValidationError) []Violation {
-	var out []Violation
-	var walk func(e *validator.ValidationError)
-	walk = func(e *validator.ValidationError) {
-		if len(e.Causes) > 0 {
-			for _, c := range e.Causes {
-				walk(c)
-			}
-			return
-		}
-		ptr := jsonPointer(e.InstanceLocation)
-		switch k := e.ErrorKind.(type) {
-		case *kind.Required:
-			for _, m := range k.Missing {
-				out = append(out, Violation{Pointer: ptr + "/" + escapePointer(m), Message: "missing required property"})
-			}
-			return
-		case *kind.Type:
-			if len(k.Want) == 1 && k.Want[0] == "null" {
-				return // the other branch of the nullable says more
-			}
-		}
-		out = append(out, Violation{Pointer: ptr, Message: e.ErrorKind.LocalizedString(printer)})
-	}
-	walk(ve)
-	if len(out) == 0 {
-		out = append(out, Violation{Pointer: jsonPointer(ve.InstanceLocation), Message: ve.ErrorKind.LocalizedString(printer)})
-	}
-	slices.SortStableFunc(out, func(a, b Violation) int { return strings.Compare(a.Pointer, b.Pointer) })
-	return slices.Compact(out)
-}
-
-func jsonPointer(tokens []string) string {
-	var b strings.Builder
-	for _, t := range tokens {
-		b.WriteByte('/')
-		b.WriteString(escapePointer(t))
-	}
-	return b.String()
-}
-
-func escapePointer(tok string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1")
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+
+	"github.com/lightbus-go/lightbus/internal/schemacheck"
 )
 
 // Event is a typed handle on one event, api.name, whose parameters are a P
@@ -154,7 +156,7 @@ func (b *Bus) checkParams(what, name string, s *compiledSchema, params any) erro
 	if err != nil {
 		return nil
 	}
-	vs, err := validateJSON(compiled, body)
+	vs, err := schemacheck.Validate(compiled, body)
 	if err != nil || len(vs) == 0 {
 		return nil
 	}

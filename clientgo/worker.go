@@ -15,6 +15,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 // Worker is a registered worker process, as the gateway lists it.
@@ -146,7 +148,7 @@ func (b *Bus) Register(ctx context.Context, baseURL string) (*Registration, erro
 		if ls == nil {
 			continue
 		}
-		key, err := decodeSecret(g.Secret)
+		key, err := webhook.DecodeSecret(g.Secret)
 		if err != nil {
 			b.log.Error("lightbus: the gateway granted a bad signing secret", "listener", g.Name, "error", err)
 			continue
