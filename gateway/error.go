@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/lightbus-go/lightbus/internal/schemacheck"
 )
 
 // Error codes. Each maps to one HTTP status in exactly one place (the
@@ -41,11 +43,9 @@ type Error struct {
 	Err error
 }
 
-// Violation is one way in which parameters failed validation.
-type Violation struct {
-	Pointer string `json:"pointer"`
-	Message string `json:"message"`
-}
+// Violation is one way in which parameters failed validation: a JSON
+// pointer into them and what is wrong there.
+type Violation = schemacheck.Violation
 
 // Error implements the error interface.
 func (e *Error) Error() string {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lightbus-go/lightbus/internal/schemacheck"
 )
 
 func TestSchemaDocumentCanonical(t *testing.T) {
@@ -111,10 +113,10 @@ func TestCompileAndValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Violation{
-		{"/a~1b", "missing required property"},
-		{"/maybe", "got number, want string"},
-		{"/n", "got number, want integer"},
-		{"/when", "'noon' is not valid date-time: less than 20 characters long"},
+		{Pointer: "/a~1b", Message: "missing required property"},
+		{Pointer: "/maybe", Message: "got number, want string"},
+		{Pointer: "/n", Message: "got number, want integer"},
+		{Pointer: "/when", Message: "'noon' is not valid date-time: less than 20 characters long"},
 	}
 	if !slices.Equal(vs, want) {
 		t.Errorf("violations %+v\nwant %+v", vs, want)
@@ -129,7 +131,7 @@ func TestCompileAndValidate(t *testing.T) {
 	if !ok || result == nil {
 		t.Fatal("rpc r not compiled")
 	}
-	if vs, _ := ValidateJSON(result, []byte(`"yes"`)); !slices.Equal(vs, []Violation{{"", "got string, want boolean"}}) {
+	if vs, _ := ValidateJSON(result, []byte(`"yes"`)); !slices.Equal(vs, []Violation{{Pointer: "", Message: "got string, want boolean"}}) {
 		t.Errorf("result violations %+v", vs)
 	}
 
@@ -149,7 +151,7 @@ func BenchmarkValidateJSON(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := compileSchema(raw)
+	s, err := schemacheck.Compile(raw)
 	if err != nil {
 		b.Fatal(err)
 	}

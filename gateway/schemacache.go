@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,14 +8,11 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/lightbus-go/lightbus/internal/schemacheck"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 )
 
 // CompiledAPI is an API's schema version compiled for validation.
@@ -169,18 +165,18 @@ func (c *SchemaCache) Compile(sv *SchemaVersion) (*CompiledAPI, error) {
 	compiled = &CompiledAPI{Version: sv.Version, Hash: sv.Hash, Validate: doc.Validates(),
 		events: map[string]*jsonschema.Schema{}, rpcs: map[string][2]*jsonschema.Schema{}}
 	for _, name := range slices.Sorted(maps.Keys(doc.Events)) {
-		s, err := compileSchema(doc.Events[name].ParamsSchema)
+		s, err := schemacheck.Compile(doc.Events[name].ParamsSchema)
 		if err != nil {
 			return nil, Errorf(EInvalid, "the params_schema of event %s.%s does not compile: %v", sv.API, name, err)
 		}
 		compiled.events[name] = s
 	}
 	for _, name := range slices.Sorted(maps.Keys(doc.RPCs)) {
-		p, err := compileSchema(doc.RPCs[name].ParamsSchema)
+		p, err := schemacheck.Compile(doc.RPCs[name].ParamsSchema)
 		if err != nil {
 			return nil, Errorf(EInvalid, "the params_schema of rpc %s.%s does not compile: %v", sv.API, name, err)
 		}
-		r, err := compileSchema(doc.RPCs[name].ResultSchema)
+		r, err := schemacheck.Compile(doc.RPCs[name].ResultSchema)
 		if err != nil {
 			return nil, Errorf(EInvalid, "the result_schema of rpc %s.%s does not compile: %v", sv.API, name, err)
 		}
@@ -209,104 +205,13 @@ func (c *CompiledAPI) RPC(name string) (params, result *jsonschema.Schema, ok bo
 	return s[0], s[1], ok
 }
 
-// errNoLoader refuses every reference to a document outside the schema.
-var errNoLoader = errors.New("a schema may not refer to other documents")
-
-type noLoader struct{}
-
-func (noLoader) Load(url string) (any, error) { return nil, fmt.Errorf("%w (%s)", errNoLoader, url) }
-
-// compileSchema compiles one JSON Schema (2020-12 unless it says
-// otherwise), asserting formats such as date-time and loading nothing it
-// refers to outside itself. An empty schema compiles to nil (accept all).
-func compileSchema(raw json.RawMessage) (*jsonschema.Schema, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil, nil
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		return nil, err
-	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	c.UseLoader(noLoader{})
-	const url = "mem:///schema.json"
-	if err := c.AddResource(url, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(url)
-}
-
-// printer renders validation messages.
-var printer = message.NewPrinter(language.English)
-
 // ValidateJSON checks data, a JSON value, against s (nil accepts all) and
-// returns each violation, sorted by pointer; none when data is valid.
+// returns each violation, sorted by pointer; none when data is valid. Data
+// that is not JSON is an EInvalid error.
 func ValidateJSON(s *jsonschema.Schema, data []byte) ([]Violation, error) {
-	if s == nil {
-		return nil, nil
-	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
+	vs, err := schemacheck.Validate(s, data)
+	if errors.Is(err, schemacheck.ErrInvalidJSON) {
 		return nil, Errorf(EInvalid, "the body is not valid JSON")
 	}
-	err = s.Validate(v)
-	if err == nil {
-		return nil, nil
-	}
-	var ve *jsonschema.ValidationError
-	if !errors.As(err, &ve) {
-		return nil, err
-	}
-	return violations(ve), nil
-}
-
-// violations flattens a validation error into one violation per failing
-// keyword; each missing required property gets its own pointer, and the
-// failing "null" branch of a nullable value is left out (its other branch
-// says more).
-func violations(ve *jsonschema.ValidationError) []Violation {
-	var out []Violation
-	var walk func(e *jsonschema.ValidationError)
-	walk = func(e *jsonschema.ValidationError) {
-		if len(e.Causes) > 0 {
-			for _, c := range e.Causes {
-				walk(c)
-			}
-			return
-		}
-		ptr := jsonPointer(e.InstanceLocation)
-		switch k := e.ErrorKind.(type) {
-		case *kind.Required:
-			for _, m := range k.Missing {
-				out = append(out, Violation{Pointer: ptr + "/" + escapePointer(m), Message: "missing required property"})
-			}
-			return
-		case *kind.Type:
-			if len(k.Want) == 1 && k.Want[0] == "null" {
-				return
-			}
-		}
-		out = append(out, Violation{Pointer: ptr, Message: e.ErrorKind.LocalizedString(printer)})
-	}
-	walk(ve)
-	if len(out) == 0 {
-		out = append(out, Violation{Pointer: jsonPointer(ve.InstanceLocation), Message: ve.ErrorKind.LocalizedString(printer)})
-	}
-	slices.SortStableFunc(out, func(a, b Violation) int { return strings.Compare(a.Pointer, b.Pointer) })
-	return slices.Compact(out)
-}
-
-func jsonPointer(tokens []string) string {
-	var b strings.Builder
-	for _, t := range tokens {
-		b.WriteByte('/')
-		b.WriteString(escapePointer(t))
-	}
-	return b.String()
-}
-
-func escapePointer(tok string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1")
+	return vs, err
 }

@@ -75,11 +75,14 @@ func TestServiceBoundsStoreCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, call := range map[string]func() error{
-		"Fire":           func() error { _, err := s.Fire(ctx, ev); return err },
-		"Event":          func() error { _, err := s.Event(ctx, ev.ID); return err },
-		"Workers":        func() error { _, err := s.Workers(ctx); return err },
-		"Listeners":      func() error { _, err := s.Listeners(ctx); return err },
-		"Dead":           func() error { _, _, err := s.Dead(ctx, DeadQuery{Service: "auth", Listener: "l", Limit: 10}); return err },
+		"Fire":      func() error { _, err := s.Fire(ctx, ev); return err },
+		"Event":     func() error { _, err := s.Event(ctx, ev.ID); return err },
+		"Workers":   func() error { _, err := s.Workers(ctx); return err },
+		"Listeners": func() error { _, err := s.Listeners(ctx); return err },
+		"Dead": func() error {
+			_, _, err := s.Dead(ctx, DeadQuery{Service: "auth", Listener: "l", Limit: 10})
+			return err
+		},
 		"Delivery":       func() error { _, err := s.Delivery(ctx, 7); return err },
 		"DeleteListener": func() error { return s.DeleteListener(ctx, "auth", "l") },
 		"Schemas":        func() error { _, err := s.Schemas(ctx); return err },
@@ -172,7 +175,7 @@ func TestServiceFireValidatesSchemas(t *testing.T) {
 	s, events := setup(false)
 	err := fire(s, "auth", "user_registered", `{"email": 7}`)
 	var e *Error
-	if ErrorCode(err) != EValidation || !asError(err, &e) || !slices.Equal(e.Violations, []Violation{{"/email", "got number, want string"}}) {
+	if ErrorCode(err) != EValidation || !asError(err, &e) || !slices.Equal(e.Violations, []Violation{{Pointer: "/email", Message: "got number, want string"}}) {
 		t.Fatalf("params against the schema: %v, want validation at /email", err)
 	}
 	if err := fire(s, "auth", "user_registered", `{"email": "a@b"}`); err != nil {
@@ -204,7 +207,7 @@ func TestServiceFireValidatesSchemas(t *testing.T) {
 		{API: "auth", Event: "user_registered", Params: json.RawMessage(`{"email": "a@b"}`)},
 		{API: "auth", Event: "user_registered", Params: json.RawMessage(`{}`)},
 	})
-	if !asError(err, &e) || e.Code != EValidation || !slices.Equal(e.Violations, []Violation{{"/1/params/email", "missing required property"}}) {
+	if !asError(err, &e) || e.Code != EValidation || !slices.Equal(e.Violations, []Violation{{Pointer: "/1/params/email", Message: "missing required property"}}) {
 		t.Fatalf("batch with a bad event: %v", err)
 	}
 	ev, _ := NewEvent("auth", "user_registered", json.RawMessage(`{}`))

@@ -2,14 +2,14 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 // Lease bounds for worker registrations.
@@ -186,14 +186,6 @@ type RegistrationResult struct {
 	Published []string `json:"-"`
 }
 
-// NewSecret returns a fresh Standard Webhooks signing secret ("whsec_" and
-// 32 random bytes in base64).
-func NewSecret() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return "whsec_" + base64.StdEncoding.EncodeToString(b)
-}
-
 // WorkerStore keeps worker registrations and listener groups.
 type WorkerStore interface {
 	// RegisterWorker creates or renews the worker's registration and lease,
@@ -232,7 +224,7 @@ func (s *Service) Register(ctx context.Context, reg *Registration) (*Registratio
 	}
 	var res *RegistrationResult
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
-		res, err = s.cfg.Workers.RegisterWorker(ctx, reg, NewSecret, s.cfg.MaxAttempts)
+		res, err = s.cfg.Workers.RegisterWorker(ctx, reg, webhook.NewSecret, s.cfg.MaxAttempts)
 		return err
 	})
 	if err != nil {

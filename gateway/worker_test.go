@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 func validRegistration() *Registration {
@@ -57,7 +59,7 @@ func TestRegistrationValidate(t *testing.T) {
 func TestNewSecret(t *testing.T) {
 	t.Parallel()
 
-	a, b := NewSecret(), NewSecret()
+	a, b := webhook.NewSecret(), webhook.NewSecret()
 	if !strings.HasPrefix(a, "whsec_") || a == b {
 		t.Fatalf("secrets %q, %q: want distinct whsec_ values", a, b)
 	}

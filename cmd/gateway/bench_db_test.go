@@ -13,6 +13,7 @@ import (
 
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/gateway/dispatch"
+	"github.com/lightbus-go/lightbus/internal/webhook"
 	"github.com/lightbus-go/lightbus/store/postgres"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
@@ -70,7 +71,7 @@ func BenchmarkRouterCall(b *testing.B) {
 	}
 	reg := &gateway.Registration{WorkerID: "auth-1", Service: "auth", BaseURL: worker.URL, LeaseTTLMS: 600000,
 		APIs: []gateway.APIDeclaration{{Name: "auth", RPCs: []gateway.RPCDeclaration{{Name: "check_password"}}}}}
-	if _, err := store.RegisterWorker(context.Background(), reg, gateway.NewSecret, 25); err != nil {
+	if _, err := store.RegisterWorker(context.Background(), reg, webhook.NewSecret, 25); err != nil {
 		b.Fatal(err)
 	}
 	for _, ttl := range []time.Duration{0, time.Second} {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
-	"github.com/lightbus-go/lightbus/gateway/dispatch"
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 // listener is a test listener endpoint that records what it receives and
@@ -114,7 +114,7 @@ func TestDeliveryRetriedAfterFailures(t *testing.T) {
 		if d.body != params {
 			t.Errorf("attempt %d body %q, want the stored bytes %q", i+1, d.body, params)
 		}
-		want, _ := dispatch.Sign(secret, res.ID, h.Get("Webhook-Timestamp"), []byte(d.body))
+		want, _ := webhook.SignSecret(secret, res.ID, h.Get("Webhook-Timestamp"), []byte(d.body))
 		if h.Get("Webhook-Signature") != want {
 			t.Errorf("attempt %d signature %q, want %q", i+1, h.Get("Webhook-Signature"), want)
 		}

@@ -7,26 +7,17 @@ import (
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 var benchParams = json.RawMessage(`{"user":"sally","email":"sally@example.com","plan":"pro","tags":["a","b"],"n":12}`)
-
-func BenchmarkSign(b *testing.B) {
-	secret := gateway.NewSecret()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Sign(secret, "019ab4b6-6c1e-7d3a-9a4e-3b2d9c1e0f00", "1764064800", benchParams); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
 
 func BenchmarkNewDeliveryRequest(b *testing.B) {
 	ev, err := gateway.NewEvent("customers", "new_customer", benchParams)
 	if err != nil {
 		b.Fatal(err)
 	}
-	secret := gateway.NewSecret()
+	secret := webhook.NewSecret()
 	ctx := context.Background()
 	now := time.Now()
 	b.ReportAllocs()

@@ -3,9 +3,6 @@ package dispatch
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lightbus-go/lightbus/internal/webhook"
 
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/riverqueue/river"
@@ -376,7 +375,7 @@ func NewDeliveryRequest(ctx context.Context, url string, ev *gateway.Event, secr
 		return nil, fmt.Errorf("build delivery request: %w", err)
 	}
 	ts := strconv.FormatInt(now.Unix(), 10)
-	sig, err := Sign(secret, ev.ID, ts, ev.Params)
+	sig, err := webhook.SignSecret(secret, ev.ID, ts, ev.Params)
 	if err != nil {
 		return nil, err
 	}
@@ -396,22 +395,6 @@ func NewDeliveryRequest(ctx context.Context, url string, ev *gateway.Event, secr
 		h["Idempotency-Key"] = []string{ev.IdempotencyKey}
 	}
 	return req, nil
-}
-
-// Sign returns the Standard Webhooks signature header value ("v1,<base64>")
-// of body for message id and timestamp, keyed with a "whsec_" secret.
-func Sign(secret, id, timestamp string, body []byte) (string, error) {
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	if err != nil {
-		return "", fmt.Errorf("decode signing secret: %w", err)
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id))
-	mac.Write([]byte{'.'})
-	mac.Write([]byte(timestamp))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
 }
 
 // ClientRetryPolicy is River's retry policy for the gateway's jobs: the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/webhook"
 	"github.com/lightbus-go/lightbus/store/postgres"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
@@ -265,7 +266,7 @@ func BenchmarkSchemaCacheLookup(b *testing.B) {
 		b.Fatal(err)
 	}
 	reg := registration("a1", "auth", []gateway.APIDeclaration{authAPI("username")})
-	if _, err := db.RegisterWorker(ctx, reg, gateway.NewSecret, 7); err != nil {
+	if _, err := db.RegisterWorker(ctx, reg, webhook.NewSecret, 7); err != nil {
 		b.Fatal(err)
 	}
 	store := &countingStore{SchemaStore: db}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/webhook"
 	"github.com/lightbus-go/lightbus/store/postgres"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
@@ -47,7 +48,7 @@ func register(ctx context.Context, t testing.TB, db *postgres.DB, reg *gateway.R
 	if err := reg.Validate(); err != nil {
 		t.Fatalf("registration: %v", err)
 	}
-	res, err := db.RegisterWorker(ctx, reg, gateway.NewSecret, 7)
+	res, err := db.RegisterWorker(ctx, reg, webhook.NewSecret, 7)
 	if err != nil {
 		t.Fatalf("RegisterWorker(%s): %v", reg.WorkerID, err)
 	}
@@ -224,7 +225,7 @@ func TestRegisterWorker(t *testing.T) {
 		ctx, bundle := setup(t)
 
 		register(ctx, t, bundle.db, registration("a1", "auth", authAPI))
-		_, err := bundle.db.RegisterWorker(ctx, registration("x1", "intruder", authAPI), gateway.NewSecret, 7)
+		_, err := bundle.db.RegisterWorker(ctx, registration("x1", "intruder", authAPI), webhook.NewSecret, 7)
 		if gateway.ErrorCode(err) != gateway.EConflict {
 			t.Fatalf("another service claiming a live API: got %v, want conflict", err)
 		}
