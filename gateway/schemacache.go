@@ -11,8 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lightbus-go/lightbus/internal/schemacheck"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/lightbus-go/lightbus/internal/schemacheck"
 )
 
 // CompiledAPI is an API's schema version compiled for validation.

@@ -16,11 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/lightbus-go/lightbus/internal/webhook"
-
-	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 // Delivery job identity.
@@ -64,10 +64,11 @@ type DeliveryStore interface {
 }
 
 // Deliverer is the River worker of delivery jobs: it POSTs events to
-// listeners. It
-// applies the listener response contract (docs/DELIVERY.md): 2xx delivered;
-// 429 and 503 retried no sooner than Retry-After; 410 drops the endpoint from
-// the group; anything else retried with the group's backoff.
+// listeners, applying the listener response contract (docs/DELIVERY.md):
+// 2xx delivered; 429 and 503 retried no sooner than Retry-After; 410 drops
+// the endpoint from the group; anything else retried with the group's
+// backoff. Each failed attempt's outcome is recorded with its job as data
+// (AttemptOutcome).
 type Deliverer struct {
 	river.WorkerDefaults[DeliveryArgs]
 

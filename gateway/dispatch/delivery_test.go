@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lightbus-go/lightbus/gateway"
-	"github.com/lightbus-go/lightbus/internal/webhook"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 func TestNewDeliveryRequest(t *testing.T) {
