@@ -330,17 +330,23 @@ const (
 )
 
 // AttemptOutcome is how one failed delivery attempt ended, stored as data
-// with its job: Status is the listener's HTTP status, 0 when it gave no
-// answer.
+// with its job.
 type AttemptOutcome struct {
-	Attempt int    `json:"attempt"`
-	Status  int    `json:"status"`
-	Kind    string `json:"kind"`
+	// Attempt is the attempt's number as River counts it (job.Attempt).
+	Attempt int `json:"attempt"`
+	// Status is the listener's HTTP status, 0 when it gave no answer.
+	Status int `json:"status"`
+	// Kind is one of the Outcome constants.
+	Kind string `json:"kind"`
 }
 
 // AttemptOutcomes is a delivery job's recorded output: the outcome of each
 // failed attempt, oldest first. River keeps it in the job row's metadata
-// under "output" (river.RecordOutput), whatever the attempt's outcome.
+// under "output" (river.RecordOutput), whatever the attempt's outcome;
+// store/postgres reads it back with DecodeOutcomes.
+//
+//	{"attempts": [{"attempt": 1, "status": 503, "kind": "status"},
+//	              {"attempt": 2, "status": 0, "kind": "timeout"}]}
 type AttemptOutcomes struct {
 	Attempts []AttemptOutcome `json:"attempts"`
 }
@@ -348,21 +354,58 @@ type AttemptOutcomes struct {
 // maxOutcomes bounds the outcomes kept with a job: the latest ones.
 const maxOutcomes = 100
 
+// AppendOutcome returns the output a delivery job records after the failed
+// attempt o: the outcomes in metadata (the job's metadata as River gives
+// it, rivertype.JobRow.Metadata) with o added, replacing an outcome
+// recorded for the same attempt, and at most the latest maxOutcomes.
+// Malformed outcomes in metadata are dropped.
+func AppendOutcome(metadata []byte, o AttemptOutcome) AttemptOutcomes {
+	var meta map[string]json.RawMessage
+	_ = json.Unmarshal(metadata, &meta) // unreadable metadata holds no outcomes
+	var out struct {
+		Attempts json.RawMessage `json:"attempts"`
+	}
+	if raw, ok := meta[rivertype.MetadataKeyOutput]; ok {
+		_ = json.Unmarshal(raw, &out) // an output of another shape holds no outcomes
+	}
+	prev := DecodeOutcomes(out.Attempts)
+	outcomes := make([]AttemptOutcome, 0, len(prev)+1)
+	for _, p := range prev {
+		if p.Attempt != o.Attempt {
+			outcomes = append(outcomes, p)
+		}
+	}
+	outcomes = append(outcomes, o)
+	if len(outcomes) > maxOutcomes {
+		outcomes = outcomes[len(outcomes)-maxOutcomes:]
+	}
+	return AttemptOutcomes{Attempts: outcomes}
+}
+
+// DecodeOutcomes decodes the attempts of a delivery job's output. It is
+// lenient: a value that is no array holds no outcomes and an entry that is
+// no outcome is skipped, so that a malformed output costs the statuses it
+// would give, never the delivery's reading.
+func DecodeOutcomes(raw []byte) []AttemptOutcome {
+	var entries []json.RawMessage
+	if len(raw) == 0 || json.Unmarshal(raw, &entries) != nil {
+		return nil
+	}
+	outcomes := make([]AttemptOutcome, 0, len(entries))
+	for _, e := range entries {
+		var o AttemptOutcome
+		if json.Unmarshal(e, &o) == nil {
+			outcomes = append(outcomes, o)
+		}
+	}
+	return outcomes
+}
+
 // record adds this failed attempt's outcome to those of the job's earlier
 // attempts and has River store them with the job when the attempt ends.
 func (w *Deliverer) record(ctx context.Context, job *river.Job[DeliveryArgs], o AttemptOutcome) {
 	o.Attempt = job.Attempt
-	var meta struct {
-		Output AttemptOutcomes `json:"output"`
-	}
-	if len(job.Metadata) > 0 {
-		_ = json.Unmarshal(job.Metadata, &meta) // an unreadable history starts afresh
-	}
-	attempts := append(meta.Output.Attempts, o)
-	if len(attempts) > maxOutcomes {
-		attempts = attempts[len(attempts)-maxOutcomes:]
-	}
-	if err := river.RecordOutput(ctx, AttemptOutcomes{Attempts: attempts}); err != nil {
+	if err := river.RecordOutput(ctx, AppendOutcome(job.Metadata, o)); err != nil {
 		w.logger.WarnContext(ctx, "could not record a delivery attempt's outcome", slog.Int64("job_id", job.ID), slog.String("error", err.Error()))
 	}
 }

@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,62 +16,6 @@ var _ gateway.ListenerStore = (*DB)(nil)
 // redriveBatch is how many dead deliveries one bulk-redrive transaction
 // touches.
 const redriveBatch = 1000
-
-type deliveryRecordRow struct {
-	deliveryRow
-	API   string `db:"api"`
-	Event string `db:"event"`
-}
-
-func (r *deliveryRecordRow) record() (*gateway.DeliveryRecord, error) {
-	d, err := r.delivery()
-	if err != nil {
-		return nil, err
-	}
-	return &gateway.DeliveryRecord{Delivery: d, EventID: r.EventID, API: r.API, Event: r.Event}, nil
-}
-
-// recordFrom selects deliveryRecordRows from river_job j and its event e.
-const recordFrom = `SELECT ` + deliveryColumns + `, COALESCE(e.api, '') AS api, COALESCE(e.name, '') AS event
-	FROM river_job j LEFT JOIN lightbus_event e ON e.id = (j.args->>'event_id')::uuid`
-
-// deadWhere builds the conditions selecting q's dead deliveries; args
-// continue from the given ones.
-func deadWhere(q gateway.DeadQuery, args []any) (string, []any) {
-	args = append(args, q.Service, q.Listener)
-	n := len(args)
-	where := []string{
-		kindIsDelivery,
-		fmt.Sprintf("j.args->>'service' = $%d", n-1),
-		fmt.Sprintf("j.args->>'listener' = $%d", n),
-		"j.state = 'discarded'",
-	}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if q.API != "" {
-		add("e.api = $%d", q.API)
-	}
-	if q.Event != "" {
-		add("e.name = $%d", q.Event)
-	}
-	if !q.Since.IsZero() {
-		add("j.finalized_at >= $%d", q.Since)
-	}
-	if !q.Until.IsZero() {
-		add("j.finalized_at < $%d", q.Until)
-	}
-	if q.Before > 0 {
-		add("j.id < $%d", q.Before)
-	}
-	return strings.Join(where, " AND "), args
-}
-
-// kindIsDelivery selects delivery jobs j. The kind is a literal, not a
-// parameter, so that the planner can use the partial indexes on river_job
-// (WHERE kind = 'lightbus.delivery') with any plan.
-const kindIsDelivery = `j.kind = '` + dispatch.DeliveryKind + `'`
 
 // groupExists returns ErrNotFound (wrapped) when the group does not exist.
 func (db *DB) groupExists(ctx context.Context, service, listener string) error {
@@ -94,9 +36,8 @@ func (db *DB) ListDead(ctx context.Context, q gateway.DeadQuery) ([]gateway.Deli
 	if err := db.groupExists(ctx, q.Service, q.Listener); err != nil {
 		return nil, err
 	}
-	where, args := deadWhere(q, nil)
-	args = append(args, q.Limit)
-	rows, err := db.pool.Query(ctx, recordFrom+` WHERE `+where+fmt.Sprintf(` ORDER BY j.id DESC LIMIT $%d`, len(args)), args...)
+	sql, args := listDeadSQL(q)
+	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -117,7 +58,7 @@ func (db *DB) ListDead(ctx context.Context, q gateway.DeadQuery) ([]gateway.Deli
 
 // GetDelivery implements gateway.ListenerStore.
 func (db *DB) GetDelivery(ctx context.Context, id int64) (*gateway.DeliveryRecord, error) {
-	rows, err := db.pool.Query(ctx, recordFrom+` WHERE j.id = $1 AND j.kind = $2`, id, dispatch.DeliveryKind)
+	rows, err := db.pool.Query(ctx, getDeliverySQL, id, dispatch.DeliveryKind)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -131,18 +72,9 @@ func (db *DB) GetDelivery(ctx context.Context, id int64) (*gateway.DeliveryRecor
 	return row.record()
 }
 
-// redriveSet is the SET clause that revives a dead delivery j: available at
-// once, with its group's current max_attempts as a fresh allowance on top of
-// the attempts already made (River counts attempts per job, and discards a
-// job whose attempt reaches max_attempts).
-const redriveSet = `SET state = 'available', finalized_at = NULL, scheduled_at = now(),
-	max_attempts = j.attempt + COALESCE((SELECT l.max_attempts FROM lightbus_listener l
-		WHERE l.service = j.args->>'service' AND l.name = j.args->>'listener'), j.max_attempts)`
-
 // RedriveDelivery implements gateway.ListenerStore.
 func (db *DB) RedriveDelivery(ctx context.Context, id int64) (*gateway.DeliveryRecord, error) {
-	tag, err := db.pool.Exec(ctx, `UPDATE river_job j `+redriveSet+`
-		WHERE j.id = $1 AND j.kind = $2 AND j.state = 'discarded'`, id, dispatch.DeliveryKind)
+	tag, err := db.pool.Exec(ctx, redriveDeliverySQL, id, dispatch.DeliveryKind)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -168,12 +100,7 @@ func (db *DB) RedriveDead(ctx context.Context, q gateway.DeadQuery) (int, error)
 	if err := db.pool.QueryRow(ctx, `SELECT now()`).Scan(&start); err != nil {
 		return 0, translate(err)
 	}
-	where, args := deadWhere(q, []any{start, redriveBatch})
-	sql := `WITH batch AS (
-		SELECT j.id FROM river_job j LEFT JOIN lightbus_event e ON e.id = (j.args->>'event_id')::uuid
-		WHERE ` + where + ` AND j.finalized_at < $1
-		ORDER BY j.id LIMIT $2 FOR UPDATE OF j SKIP LOCKED)
-	UPDATE river_job j ` + redriveSet + ` FROM batch WHERE j.id = batch.id`
+	sql, args := redriveDeadSQL(q, start, redriveBatch)
 	total := 0
 	for {
 		tag, err := db.pool.Exec(ctx, sql, args...)
@@ -204,31 +131,11 @@ type listenerRow struct {
 	Now         time.Time  `db:"now"`
 }
 
-// ListListeners implements gateway.ListenerStore. Each group's counts come
-// from the river_job_lightbus_listener index (service, listener, state):
+// ListListeners implements gateway.ListenerStore. Each group's counts are
+// read through a partial index of its deliveries (see listListenersSQL):
 // finished deliveries (completed, cancelled) are not read.
 func (db *DB) ListListeners(ctx context.Context) ([]gateway.ListenerStatus, error) {
-	rows, err := db.pool.Query(ctx, `
-		SELECT l.service, l.name, l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight,
-		       ARRAY(SELECT s.api || '.' || s.event FROM lightbus_subscription s
-		             WHERE s.service = l.service AND s.listener = l.name ORDER BY 1) AS events,
-		       (SELECT count(*)::int FROM lightbus_endpoint p JOIN lightbus_worker w ON w.id = p.worker_id
-		        WHERE p.service = l.service AND p.listener = l.name AND w.expires_at > now()) AS endpoints,
-		       COALESCE(c.pending, 0) AS pending, COALESCE(c.in_flight, 0) AS in_flight, COALESCE(c.dead, 0) AS dead,
-		       (SELECT e.created_at FROM lightbus_event e WHERE e.id = c.oldest_event::uuid) AS oldest,
-		       now() AS now
-		FROM lightbus_listener l
-		LEFT JOIN LATERAL (
-			SELECT count(*) FILTER (WHERE j.state IN ('available', 'pending', 'scheduled', 'retryable')) AS pending,
-			       count(*) FILTER (WHERE j.state = 'running') AS in_flight,
-			       count(*) FILTER (WHERE j.state = 'discarded') AS dead,
-			       -- Event ids are UUIDv7: the smallest is the oldest event.
-			       min(j.args->>'event_id') FILTER (WHERE j.state <> 'discarded') AS oldest_event
-			FROM river_job j
-			WHERE `+kindIsDelivery+` AND j.args->>'service' = l.service AND j.args->>'listener' = l.name
-			  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
-		) c ON true
-		ORDER BY l.service, l.name`)
+	rows, err := db.pool.Query(ctx, listListenersSQL)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -262,18 +169,7 @@ var _ dispatch.PruneStore = (*DB)(nil)
 // (lightbus_event_created_at); an event is kept while any of its deliveries
 // is unfinished or dead, unless undelivered is set.
 func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time, limit int, undelivered bool) (int, error) {
-	tag, err := db.pool.Exec(ctx, `
-		WITH doomed AS (
-			SELECT e.id FROM lightbus_event e
-			WHERE e.created_at < $1
-			  AND ($3 OR NOT EXISTS (
-				SELECT 1 FROM river_job j
-				WHERE `+kindIsDelivery+` AND j.args->>'event_id' = e.id::text
-				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')))
-			ORDER BY e.created_at
-			LIMIT $2
-			FOR UPDATE SKIP LOCKED)
-		DELETE FROM lightbus_event e USING doomed WHERE e.id = doomed.id`, cutoff, limit, undelivered)
+	tag, err := db.pool.Exec(ctx, pruneEventsSQL, cutoff, limit, undelivered)
 	if err != nil {
 		return 0, translate(err)
 	}

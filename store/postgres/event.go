@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -141,8 +140,7 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 		// shared transaction whose commit was not confirmed (see
 		// fireBatcher.commit). Its id says so; that is no repeat.
 		orig.API, orig.Repeat, orig.CreatedAt = ev.API, orig.ID != ev.ID, orig.CreatedAt.UTC()
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM river_job j WHERE `+kindIsDelivery+` AND j.args->>'event_id' = $1`,
-			orig.ID).Scan(&orig.Deliveries); err != nil {
+		if err := tx.QueryRow(ctx, countEventDeliveriesSQL, orig.ID).Scan(&orig.Deliveries); err != nil {
 			return nil, err
 		}
 		return &orig, nil
@@ -393,60 +391,6 @@ func (db *DB) ListEvents(ctx context.Context, q gateway.EventQuery) ([]gateway.E
 	return events, nil
 }
 
-// deliveryStates maps River job states to delivery states.
-var deliveryStates = map[string]string{
-	"available": gateway.DeliveryPending,
-	"pending":   gateway.DeliveryPending,
-	"scheduled": gateway.DeliveryScheduled,
-	"running":   gateway.DeliveryRunning,
-	"retryable": gateway.DeliveryRetryable,
-	"completed": gateway.DeliveryCompleted,
-	"discarded": gateway.DeliveryDead,
-	"cancelled": gateway.DeliveryCancelled,
-}
-
-type deliveryRow struct {
-	ID          int64      `db:"id"`
-	EventID     string     `db:"event_id"`
-	Service     string     `db:"service"`
-	Listener    string     `db:"listener"`
-	State       string     `db:"state"`
-	Attempt     int        `db:"attempt"`
-	MaxAttempts int        `db:"max_attempts"`
-	ScheduledAt time.Time  `db:"scheduled_at"`
-	AttemptedAt *time.Time `db:"attempted_at"`
-	FinalizedAt *time.Time `db:"finalized_at"`
-	Errors      []byte     `db:"errors"`
-}
-
-// deliveryColumns reads a deliveryRow from river_job j.
-const deliveryColumns = `j.id, j.args->>'event_id' AS event_id, j.args->>'service' AS service,
-	j.args->>'listener' AS listener, j.state::text AS state, j.attempt, j.max_attempts,
-	j.scheduled_at, j.attempted_at, j.finalized_at,
-	convert_to(COALESCE(to_json(j.errors), '[]')::text, 'UTF8') AS errors`
-
-func (d *deliveryRow) delivery() (gateway.Delivery, error) {
-	var attemptErrors []gateway.DeliveryError
-	if err := json.Unmarshal(d.Errors, &attemptErrors); err != nil {
-		return gateway.Delivery{}, fmt.Errorf("decode delivery errors: %w", err)
-	}
-	if attemptErrors == nil {
-		attemptErrors = []gateway.DeliveryError{}
-	}
-	return gateway.Delivery{
-		ID:          d.ID,
-		Service:     d.Service,
-		Listener:    d.Listener,
-		State:       deliveryStates[d.State],
-		Attempt:     d.Attempt,
-		MaxAttempts: d.MaxAttempts,
-		ScheduledAt: d.ScheduledAt.UTC(),
-		AttemptedAt: utc(d.AttemptedAt),
-		FinalizedAt: utc(d.FinalizedAt),
-		Errors:      attemptErrors,
-	}, nil
-}
-
 // GetEvent implements gateway.EventStore.
 func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, error) {
 	rows, err := db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = $1`, id)
@@ -462,11 +406,7 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, er
 	}
 	detail := &gateway.EventDetail{Event: row.event(), Deliveries: []gateway.Delivery{}}
 
-	rows, err = db.pool.Query(ctx, `
-		SELECT `+deliveryColumns+`
-		FROM river_job j
-		WHERE `+kindIsDelivery+` AND j.args->>'event_id' = $1
-		ORDER BY j.args->>'service', j.args->>'listener', j.id`, id)
+	rows, err = db.pool.Query(ctx, eventDeliveriesSQL, id)
 	if err != nil {
 		return nil, translate(err)
 	}

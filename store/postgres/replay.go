@@ -15,9 +15,6 @@ import (
 
 var _ dispatch.ReplayPager = (*DB)(nil)
 
-// unfinished lists the River states of a delivery not yet finished.
-const unfinished = `('available', 'pending', 'scheduled', 'retryable', 'running')`
-
 type replayRow struct {
 	ID         int64      `db:"id"`
 	Service    string     `db:"service"`
@@ -124,19 +121,7 @@ func (db *DB) ReplayPage(ctx context.Context, replayID int64, limit int) (bool, 
 			rp.Service, rp.Listener).Scan(&maxAttempts, &timeoutMS); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `
-			SELECT e.id::text, NOT EXISTS (
-				SELECT 1 FROM river_job j
-				WHERE `+kindIsDelivery+` AND j.args->>'event_id' = e.id::text
-				  AND j.args->>'service' = $1 AND j.args->>'listener' = $2
-				  AND (NOT $8 OR j.state IN `+unfinished+`)) AS needed
-			FROM lightbus_event e
-			WHERE ($3::uuid IS NULL OR e.id > $3::uuid) AND ($4::uuid IS NULL OR e.id >= $4::uuid)
-			  AND ($5::timestamptz IS NULL OR e.created_at >= $5) AND e.created_at < $6
-			  AND EXISTS (SELECT 1 FROM lightbus_subscription s
-			              WHERE s.service = $1 AND s.listener = $2 AND s.api = e.api AND s.event IN (e.name, '*'))
-			ORDER BY e.id
-			LIMIT $7`, rp.Service, rp.Listener, rp.Cursor, rp.FromID, rp.Since, rp.Until, limit, rp.Redeliver)
+		rows, err = tx.Query(ctx, replayPageSQL, rp.Service, rp.Listener, rp.Cursor, rp.FromID, rp.Since, rp.Until, limit, rp.Redeliver)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,327 @@
+package postgres
+
+// River's tables, as the gateway's own SQL uses them.
+//
+// Every statement of ours that reads or writes a River table is in this
+// file; the rest of the package calls the constants and functions here.
+// River itself inserts the delivery and replay jobs (InsertManyFastTx,
+// InsertTx), works and finishes them; our statements read delivery jobs for
+// the API, count them, check for them when pruning events and replaying, and
+// revive dead ones (redrive).
+//
+// The statements were written against River v0.51.2
+// (github.com/riverqueue/river and riverdriver/riverpgxv5 v0.51.2), on the
+// schema its rivermigrate applies at that version (migration line "main",
+// version 8). The only River table they touch is river_job, and of it these
+// columns (riverColumns, which TestRiverColumns compares with the migrated
+// schema):
+//
+//	column        type (udt_name)   what we do with it
+//	id            int8              the delivery id; read, filtered, ordered on
+//	kind          text              filtered on 'lightbus.delivery' (kindIsDelivery)
+//	args          jsonb             read: event_id, service, listener (dispatch.DeliveryArgs)
+//	state         river_job_state   read, filtered on, set by redrive
+//	attempt       int2              read; redrive adds max_attempts on top of it
+//	max_attempts  int2              read, set by redrive
+//	scheduled_at  timestamptz       read, set by redrive
+//	attempted_at  timestamptz       read (NULL before the first attempt)
+//	finalized_at  timestamptz       read, filtered on, cleared by redrive
+//	errors        _jsonb            read: River's rivertype.AttemptError per failed
+//	                                attempt ({"at", "attempt", "error", "trace"})
+//	metadata      jsonb             read: the delivery job's recorded output,
+//	                                under "output" (rivertype.MetadataKeyOutput)
+//
+// and the labels of River's enum river_job_state (riverJobStates). Our own
+// migrations add two partial indexes on river_job, both WHERE kind =
+// 'lightbus.delivery': river_job_lightbus_event_id on (args->>'event_id')
+// and river_job_lightbus_listener on (args->>'service', args->>'listener',
+// state, id). The statements below are shaped to use them; see kindIsDelivery.
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/gateway/dispatch"
+)
+
+// riverColumn is a column of a River table that our statements use.
+type riverColumn struct {
+	table, name string
+	// udtName is the column's information_schema.columns.udt_name: the
+	// type's own name, which tells jsonb[] (_jsonb) and River's enum apart
+	// where data_type says only ARRAY or USER-DEFINED.
+	udtName string
+	// notNull marks a column read into a Go value that cannot hold NULL.
+	notNull bool
+}
+
+// riverColumns are the columns of River's tables that our statements use, as
+// River v0.51.2 migrates them.
+var riverColumns = []riverColumn{
+	{"river_job", "id", "int8", true},
+	{"river_job", "kind", "text", true},
+	{"river_job", "args", "jsonb", true},
+	{"river_job", "state", "river_job_state", true},
+	{"river_job", "attempt", "int2", true},
+	{"river_job", "max_attempts", "int2", true},
+	{"river_job", "scheduled_at", "timestamptz", true},
+	{"river_job", "attempted_at", "timestamptz", false},
+	{"river_job", "finalized_at", "timestamptz", false},
+	{"river_job", "errors", "_jsonb", false},
+	{"river_job", "metadata", "jsonb", false},
+}
+
+// riverJobStates are the labels of River's enum river_job_state, each of
+// which our statements or deliveryStates name.
+var riverJobStates = []string{"available", "cancelled", "completed", "discarded", "pending", "retryable", "running", "scheduled"}
+
+// deliveryStates maps River job states to delivery states.
+var deliveryStates = map[string]string{
+	"available": gateway.DeliveryPending,
+	"pending":   gateway.DeliveryPending,
+	"scheduled": gateway.DeliveryScheduled,
+	"running":   gateway.DeliveryRunning,
+	"retryable": gateway.DeliveryRetryable,
+	"completed": gateway.DeliveryCompleted,
+	"discarded": gateway.DeliveryDead,
+	"cancelled": gateway.DeliveryCancelled,
+}
+
+// unfinished lists the River states of a delivery not yet finished.
+const unfinished = `('available', 'pending', 'scheduled', 'retryable', 'running')`
+
+// kindIsDelivery selects delivery jobs j. The kind is a literal, not a
+// parameter, so that the planner can use the partial indexes on river_job
+// (WHERE kind = 'lightbus.delivery') with any plan.
+const kindIsDelivery = `j.kind = '` + dispatch.DeliveryKind + `'`
+
+// Failed attempts: the delivery job records how each failed attempt ended
+// with river.RecordOutput (dispatch.AttemptOutcomes), which River stores in
+// the job's metadata under "output" whatever the attempt's outcome. The
+// output holds every failed attempt so far (an output replaces the previous
+// one), and is read back with dispatch.DecodeOutcomes:
+//
+//	{"attempts": [{"attempt": 1, "status": 503, "kind": "status"},
+//	              {"attempt": 2, "status": 0, "kind": "timeout"}]}
+
+// statusOf returns the status of attempt in outcomes, 0 when none is
+// recorded. The last outcome recorded for an attempt counts.
+func statusOf(outcomes []dispatch.AttemptOutcome, attempt int) int {
+	for i := len(outcomes) - 1; i >= 0; i-- {
+		if outcomes[i].Attempt == attempt {
+			return outcomes[i].Status
+		}
+	}
+	return 0
+}
+
+type deliveryRow struct {
+	ID          int64      `db:"id"`
+	EventID     string     `db:"event_id"`
+	Service     string     `db:"service"`
+	Listener    string     `db:"listener"`
+	State       string     `db:"state"`
+	Attempt     int        `db:"attempt"`
+	MaxAttempts int        `db:"max_attempts"`
+	ScheduledAt time.Time  `db:"scheduled_at"`
+	AttemptedAt *time.Time `db:"attempted_at"`
+	FinalizedAt *time.Time `db:"finalized_at"`
+	Errors      []byte     `db:"errors"`
+	Outcomes    []byte     `db:"outcomes"`
+}
+
+// deliveryColumns reads a deliveryRow from river_job j. Of the metadata only
+// the recorded outcomes are read.
+const deliveryColumns = `j.id, j.args->>'event_id' AS event_id, j.args->>'service' AS service,
+	j.args->>'listener' AS listener, j.state::text AS state, j.attempt, j.max_attempts,
+	j.scheduled_at, j.attempted_at, j.finalized_at,
+	convert_to(COALESCE(to_json(j.errors), '[]')::text, 'UTF8') AS errors,
+	convert_to(COALESCE(j.metadata->'` + rivertype.MetadataKeyOutput + `'->'attempts', '[]')::text, 'UTF8') AS outcomes`
+
+func (d *deliveryRow) delivery() (gateway.Delivery, error) {
+	var attemptErrors []gateway.DeliveryError
+	if err := json.Unmarshal(d.Errors, &attemptErrors); err != nil {
+		return gateway.Delivery{}, fmt.Errorf("decode delivery errors: %w", err)
+	}
+	if attemptErrors == nil {
+		attemptErrors = []gateway.DeliveryError{}
+	}
+	outcomes := dispatch.DecodeOutcomes(d.Outcomes)
+	for i := range attemptErrors {
+		attemptErrors[i].Status = statusOf(outcomes, attemptErrors[i].Attempt)
+	}
+	return gateway.Delivery{
+		ID:          d.ID,
+		Service:     d.Service,
+		Listener:    d.Listener,
+		State:       deliveryStates[d.State],
+		Attempt:     d.Attempt,
+		MaxAttempts: d.MaxAttempts,
+		ScheduledAt: d.ScheduledAt.UTC(),
+		AttemptedAt: utc(d.AttemptedAt),
+		FinalizedAt: utc(d.FinalizedAt),
+		Errors:      attemptErrors,
+	}, nil
+}
+
+type deliveryRecordRow struct {
+	deliveryRow
+	API   string `db:"api"`
+	Event string `db:"event"`
+}
+
+func (r *deliveryRecordRow) record() (*gateway.DeliveryRecord, error) {
+	d, err := r.delivery()
+	if err != nil {
+		return nil, err
+	}
+	return &gateway.DeliveryRecord{Delivery: d, EventID: r.EventID, API: r.API, Event: r.Event}, nil
+}
+
+// recordFrom selects deliveryRecordRows from river_job j and its event e.
+const recordFrom = `SELECT ` + deliveryColumns + `, COALESCE(e.api, '') AS api, COALESCE(e.name, '') AS event
+	FROM river_job j LEFT JOIN lightbus_event e ON e.id = (j.args->>'event_id')::uuid`
+
+// countEventDeliveriesSQL counts the deliveries of event $1.
+const countEventDeliveriesSQL = `SELECT count(*) FROM river_job j WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = $1`
+
+// eventDeliveriesSQL selects the deliveryRows of event $1, by group.
+const eventDeliveriesSQL = `
+		SELECT ` + deliveryColumns + `
+		FROM river_job j
+		WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = $1
+		ORDER BY j.args->>'service', j.args->>'listener', j.id`
+
+// getDeliverySQL selects the deliveryRecordRow of delivery $1; $2 is
+// dispatch.DeliveryKind.
+const getDeliverySQL = recordFrom + ` WHERE j.id = $1 AND j.kind = $2`
+
+// deadWhere builds the conditions selecting q's dead deliveries; args
+// continue from the given ones.
+func deadWhere(q gateway.DeadQuery, args []any) (string, []any) {
+	args = append(args, q.Service, q.Listener)
+	n := len(args)
+	where := []string{
+		kindIsDelivery,
+		fmt.Sprintf("j.args->>'service' = $%d", n-1),
+		fmt.Sprintf("j.args->>'listener' = $%d", n),
+		"j.state = 'discarded'",
+	}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if q.API != "" {
+		add("e.api = $%d", q.API)
+	}
+	if q.Event != "" {
+		add("e.name = $%d", q.Event)
+	}
+	if !q.Since.IsZero() {
+		add("j.finalized_at >= $%d", q.Since)
+	}
+	if !q.Until.IsZero() {
+		add("j.finalized_at < $%d", q.Until)
+	}
+	if q.Before > 0 {
+		add("j.id < $%d", q.Before)
+	}
+	return strings.Join(where, " AND "), args
+}
+
+// listDeadSQL selects the deliveryRecordRows of q's dead deliveries, newest
+// first, at most q.Limit.
+func listDeadSQL(q gateway.DeadQuery) (string, []any) {
+	where, args := deadWhere(q, nil)
+	args = append(args, q.Limit)
+	return recordFrom + ` WHERE ` + where + fmt.Sprintf(` ORDER BY j.id DESC LIMIT $%d`, len(args)), args
+}
+
+// redriveSet is the SET clause that revives a dead delivery j: available at
+// once, with its group's current max_attempts as a fresh allowance on top of
+// the attempts already made (River counts attempts per job, and discards a
+// job whose attempt reaches max_attempts).
+const redriveSet = `SET state = 'available', finalized_at = NULL, scheduled_at = now(),
+	max_attempts = j.attempt + COALESCE((SELECT l.max_attempts FROM lightbus_listener l
+		WHERE l.service = j.args->>'service' AND l.name = j.args->>'listener'), j.max_attempts)`
+
+// redriveDeliverySQL revives delivery $1 if it is dead; $2 is
+// dispatch.DeliveryKind.
+const redriveDeliverySQL = `UPDATE river_job j ` + redriveSet + `
+		WHERE j.id = $1 AND j.kind = $2 AND j.state = 'discarded'`
+
+// redriveDeadSQL revives up to limit of q's dead deliveries that died before
+// start, skipping those locked by a concurrent redrive. The statement is the
+// same for each batch of one bulk redrive, so it is prepared once.
+func redriveDeadSQL(q gateway.DeadQuery, start time.Time, limit int) (string, []any) {
+	where, args := deadWhere(q, []any{start, limit})
+	return `WITH batch AS (
+		SELECT j.id FROM river_job j LEFT JOIN lightbus_event e ON e.id = (j.args->>'event_id')::uuid
+		WHERE ` + where + ` AND j.finalized_at < $1
+		ORDER BY j.id LIMIT $2 FOR UPDATE OF j SKIP LOCKED)
+	UPDATE river_job j ` + redriveSet + ` FROM batch WHERE j.id = batch.id`, args
+}
+
+// listListenersSQL selects a listenerRow per group. Each group's counts come
+// from the river_job_lightbus_listener index (service, listener, state):
+// finished deliveries (completed, cancelled) are not read.
+const listListenersSQL = `
+		SELECT l.service, l.name, l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight,
+		       ARRAY(SELECT s.api || '.' || s.event FROM lightbus_subscription s
+		             WHERE s.service = l.service AND s.listener = l.name ORDER BY 1) AS events,
+		       (SELECT count(*)::int FROM lightbus_endpoint p JOIN lightbus_worker w ON w.id = p.worker_id
+		        WHERE p.service = l.service AND p.listener = l.name AND w.expires_at > now()) AS endpoints,
+		       COALESCE(c.pending, 0) AS pending, COALESCE(c.in_flight, 0) AS in_flight, COALESCE(c.dead, 0) AS dead,
+		       (SELECT e.created_at FROM lightbus_event e WHERE e.id = c.oldest_event::uuid) AS oldest,
+		       now() AS now
+		FROM lightbus_listener l
+		LEFT JOIN LATERAL (
+			SELECT count(*) FILTER (WHERE j.state IN ('available', 'pending', 'scheduled', 'retryable')) AS pending,
+			       count(*) FILTER (WHERE j.state = 'running') AS in_flight,
+			       count(*) FILTER (WHERE j.state = 'discarded') AS dead,
+			       -- Event ids are UUIDv7: the smallest is the oldest event.
+			       min(j.args->>'event_id') FILTER (WHERE j.state <> 'discarded') AS oldest_event
+			FROM river_job j
+			WHERE ` + kindIsDelivery + ` AND j.args->>'service' = l.service AND j.args->>'listener' = l.name
+			  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
+		) c ON true
+		ORDER BY l.service, l.name`
+
+// pruneEventsSQL deletes up to $2 events created before $1, oldest first
+// (lightbus_event_created_at), keeping an event while any of its deliveries
+// is unfinished or dead unless $3 is set.
+const pruneEventsSQL = `
+		WITH doomed AS (
+			SELECT e.id FROM lightbus_event e
+			WHERE e.created_at < $1
+			  AND ($3 OR NOT EXISTS (
+				SELECT 1 FROM river_job j
+				WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = e.id::text
+				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')))
+			ORDER BY e.created_at
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED)
+		DELETE FROM lightbus_event e USING doomed WHERE e.id = doomed.id`
+
+// replayPageSQL selects the next page of a replay's events, each with
+// whether it needs a delivery to the group: $1, $2 the group, $3 the cursor,
+// $4 from_id, $5 since, $6 until, $7 the page size, $8 redeliver (then only
+// an unfinished delivery makes another one unneeded).
+const replayPageSQL = `
+			SELECT e.id::text, NOT EXISTS (
+				SELECT 1 FROM river_job j
+				WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = e.id::text
+				  AND j.args->>'service' = $1 AND j.args->>'listener' = $2
+				  AND (NOT $8 OR j.state IN ` + unfinished + `)) AS needed
+			FROM lightbus_event e
+			WHERE ($3::uuid IS NULL OR e.id > $3::uuid) AND ($4::uuid IS NULL OR e.id >= $4::uuid)
+			  AND ($5::timestamptz IS NULL OR e.created_at >= $5) AND e.created_at < $6
+			  AND EXISTS (SELECT 1 FROM lightbus_subscription s
+			              WHERE s.service = $1 AND s.listener = $2 AND s.api = e.api AND s.event IN (e.name, '*'))
+			ORDER BY e.id
+			LIMIT $7`
