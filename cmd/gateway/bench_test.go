@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lightbus-go/lightbus/cmd/lightbus/bench"
+	"github.com/lightbus-go/lightbus/cmd/lightbus-bench/bench"
 )
 
 // TestBenchSmoke drives a real gateway with small bounded runs of the load

@@ -15,7 +15,6 @@
 //	lightbus dead redrive ID|--all GROUP        give dead deliveries fresh attempts
 //	lightbus replay SERVICE.LISTENER --since S  rewind a listener group
 //	lightbus listeners delete SERVICE.LISTENER  remove a listener group
-//	lightbus bench SCENARIO [flags]             measure a running gateway
 //
 // The worker process imports the service's bus package (./bus by default,
 // else --module or $LIGHTBUS_MODULE), which declares
@@ -24,6 +23,9 @@
 //
 // and registers the service's APIs and listeners on it at init. The gateway
 // is at --url, $LIGHTBUS_URL, else http://127.0.0.1:8080.
+//
+// The load tool is a command of its own, lightbus-bench (cmd/lightbus-bench),
+// so that this one links no database driver.
 package main
 
 import (
@@ -133,7 +135,7 @@ registers the service's APIs and listeners on it at init.`,
 	root.PersistentFlags().StringVar(&c.url, "url", url, "the gateway's base URL ($LIGHTBUS_URL)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
 	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.deadCmd(), c.replayCmd(),
-		c.dumpschemaCmd(), c.loadschemaCmd(), c.benchCmd())
+		c.dumpschemaCmd(), c.loadschemaCmd())
 	return root
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -142,5 +143,30 @@ func TestBusModuleChoice(t *testing.T) {
 	}
 	if got := tb.cli.busModule("example.com/x/bus"); got != "example.com/x/bus" {
 		t.Errorf("from flag = %q, want example.com/x/bus", got)
+	}
+}
+
+// TestLinksNoServerPackage keeps the CLI a client of the gateway: it
+// reaches the gateway only through clientgo, and links no database driver
+// (the load tool, with its pgx and River baselines, is cmd/lightbus-bench).
+func TestLinksNoServerPackage(t *testing.T) {
+	t.Parallel()
+
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, banned := range []string{
+			"github.com/jackc/pgx",
+			"github.com/riverqueue/river",
+			"github.com/lightbus-go/lightbus/gateway",
+			"github.com/lightbus-go/lightbus/store",
+			"github.com/lightbus-go/lightbus/cmd/lightbus-bench",
+		} {
+			if dep == banned || strings.HasPrefix(dep, banned+"/") {
+				t.Errorf("cmd/lightbus links %s", dep)
+			}
+		}
 	}
 }

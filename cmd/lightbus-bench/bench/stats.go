@@ -1,4 +1,4 @@
-// Package bench is the engine of `lightbus bench`: it drives a running
+// Package bench is the engine of lightbus-bench: it drives a running
 // gateway over loopback HTTP with bounded load, serves the listener groups
 // and RPC worker the scenarios need from inside the process, measures
 // baselines (raw Postgres transactions, plain HTTP, a bare River worker) in
