@@ -56,6 +56,7 @@ func testConfig() Config {
 		GroupMaxInFlight:    10,
 		DBConnectTimeout:    2 * time.Second,
 		DBTimeout:           30 * time.Second, // generous: a loaded machine runs the suite
+		WorkerSecretOverlap: 5 * time.Minute,
 	}
 }
 
@@ -187,27 +188,29 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("test config: %v", err)
 	}
 	for variable, mutate := range map[string]func(*Config){
-		"LIGHTBUS_ADDR":                 func(c *Config) { c.Addr = "" },
-		"LIGHTBUS_DB_MAX_CONNS":         func(c *Config) { c.DBMaxConns = 2 },
-		"LIGHTBUS_RPC_TIMEOUT":          func(c *Config) { c.RPCTimeout = 0 },
-		"LIGHTBUS_RPC_MAX_TIMEOUT":      func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
-		"LIGHTBUS_DELIVERY_WORKERS":     func(c *Config) { c.DeliveryWorkers = -1 },
-		"LIGHTBUS_LOG_LEVEL":            func(c *Config) { c.LogLevel = "loud" },
-		"LIGHTBUS_LOG_FORMAT":           func(c *Config) { c.LogFormat = "xml" },
-		"LIGHTBUS_RETRY_BASE":           func(c *Config) { c.RetryBase = 2 * c.RetryMax },
-		"LIGHTBUS_FETCH_POLL_INTERVAL":  func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
-		"LIGHTBUS_DEAD_RETENTION":       func(c *Config) { c.DeadRetention = c.EventRetention / 2 },
-		"LIGHTBUS_PRUNE_BATCH":          func(c *Config) { c.PruneBatch = 0 },
-		"LIGHTBUS_IDEMPOTENCY_WINDOW":   func(c *Config) { c.IdempotencyWindow = 0 },
-		"LIGHTBUS_RPC_TARGET_TTL":       func(c *Config) { c.RPCTargetTTL = -time.Second },
-		"LIGHTBUS_DELIVERY_TARGET_TTL":  func(c *Config) { c.DeliveryTargetTTL = -time.Second },
-		"LIGHTBUS_FIRE_BATCH_WINDOW":    func(c *Config) { c.FireBatchWindow = -time.Millisecond },
-		"LIGHTBUS_FIRE_BATCH_MAX":       func(c *Config) { c.FireBatchMax = 0 },
-		"LIGHTBUS_FIRE_BATCH_IN_FLIGHT": func(c *Config) { c.FireBatchInFlight = int(c.DBMaxConns) },
-		"LIGHTBUS_GROUP_MAX_IN_FLIGHT":  func(c *Config) { c.GroupMaxInFlight = 0 },
-		"LIGHTBUS_DB_CONNECT_TIMEOUT":   func(c *Config) { c.DBConnectTimeout = 0 },
-		"LIGHTBUS_DB_TIMEOUT":           func(c *Config) { c.DBTimeout = -1 },
-		"LIGHTBUS_RESCUE_AFTER":         func(c *Config) { c.RescueAfter = c.DeliveryTimeout + time.Second },
+		"LIGHTBUS_ADDR":                  func(c *Config) { c.Addr = "" },
+		"LIGHTBUS_DB_MAX_CONNS":          func(c *Config) { c.DBMaxConns = 2 },
+		"LIGHTBUS_RPC_TIMEOUT":           func(c *Config) { c.RPCTimeout = 0 },
+		"LIGHTBUS_RPC_MAX_TIMEOUT":       func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
+		"LIGHTBUS_DELIVERY_WORKERS":      func(c *Config) { c.DeliveryWorkers = -1 },
+		"LIGHTBUS_LOG_LEVEL":             func(c *Config) { c.LogLevel = "loud" },
+		"LIGHTBUS_LOG_FORMAT":            func(c *Config) { c.LogFormat = "xml" },
+		"LIGHTBUS_RETRY_BASE":            func(c *Config) { c.RetryBase = 2 * c.RetryMax },
+		"LIGHTBUS_FETCH_POLL_INTERVAL":   func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
+		"LIGHTBUS_DEAD_RETENTION":        func(c *Config) { c.DeadRetention = c.EventRetention / 2 },
+		"LIGHTBUS_PRUNE_BATCH":           func(c *Config) { c.PruneBatch = 0 },
+		"LIGHTBUS_IDEMPOTENCY_WINDOW":    func(c *Config) { c.IdempotencyWindow = 0 },
+		"LIGHTBUS_RPC_TARGET_TTL":        func(c *Config) { c.RPCTargetTTL = -time.Second },
+		"LIGHTBUS_DELIVERY_TARGET_TTL":   func(c *Config) { c.DeliveryTargetTTL = -time.Second },
+		"LIGHTBUS_FIRE_BATCH_WINDOW":     func(c *Config) { c.FireBatchWindow = -time.Millisecond },
+		"LIGHTBUS_FIRE_BATCH_MAX":        func(c *Config) { c.FireBatchMax = 0 },
+		"LIGHTBUS_FIRE_BATCH_IN_FLIGHT":  func(c *Config) { c.FireBatchInFlight = int(c.DBMaxConns) },
+		"LIGHTBUS_GROUP_MAX_IN_FLIGHT":   func(c *Config) { c.GroupMaxInFlight = 0 },
+		"LIGHTBUS_DB_CONNECT_TIMEOUT":    func(c *Config) { c.DBConnectTimeout = 0 },
+		"LIGHTBUS_DB_TIMEOUT":            func(c *Config) { c.DBTimeout = -1 },
+		"LIGHTBUS_RESCUE_AFTER":          func(c *Config) { c.RescueAfter = c.DeliveryTimeout + time.Second },
+		"LIGHTBUS_WORKER_NETWORKS":       func(c *Config) { c.WorkerNetworks = "10.0.0.0/33" },
+		"LIGHTBUS_WORKER_SECRET_OVERLAP": func(c *Config) { c.WorkerSecretOverlap = -time.Second },
 	} {
 		c := testConfig()
 		mutate(&c)

@@ -21,9 +21,13 @@ func registerWorker(t *testing.T, gw *testGateway, workerID, service, api, baseU
 	}
 }
 
-// rpcWorker is a test worker whose RPC endpoint runs handle.
-func rpcWorker(t *testing.T, handle http.HandlerFunc) *httptest.Server {
-	srv := httptest.NewServer(handle)
+// rpcWorker is a test worker whose RPC endpoint runs handle; it names itself
+// workerID on every answer, as the protocol wants.
+func rpcWorker(t *testing.T, workerID string, handle http.HandlerFunc) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Lightbus-Worker-Id", workerID)
+		handle(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -35,7 +39,7 @@ func TestRPC(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
 		var calls atomic.Int32
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) {
 			calls.Add(1)
 			body, _ := io.ReadAll(r.Body)
 			if r.URL.Path != "/lightbus/rpc/auth/check_password" || r.Header.Get("Lightbus-Deadline") == "" || r.Header.Get("Lightbus-Request-Id") == "" {
@@ -67,7 +71,7 @@ func TestRPC(t *testing.T) {
 	t.Run("RemoteError", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(500)
 			fmt.Fprint(w, `{"type":"urn:lightbus:problem:remote_error","title":"Remote handler error","status":500,"code":"remote_error","error_type":"InvalidPassword","message":"wrong password for admin"}`)
@@ -82,7 +86,7 @@ func TestRPC(t *testing.T) {
 	t.Run("WorkerPassesThroughInvalid", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(400)
 			fmt.Fprint(w, `{"code":"invalid","status":400,"detail":"user: expected string"}`)
@@ -97,7 +101,7 @@ func TestRPC(t *testing.T) {
 	t.Run("BadAnswer", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>hello</html>") })
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>hello</html>") })
 		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil), 502, "bad_gateway")
 	})
@@ -116,7 +120,7 @@ func TestRPC(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
 		release := make(chan struct{})
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			select {
 			case <-release:
@@ -135,7 +139,7 @@ func TestRPC(t *testing.T) {
 	t.Run("WorkerKilledMidCall", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) {
 			// The process dies with the request in hand: the connection drops.
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
@@ -161,7 +165,7 @@ func TestRPC(t *testing.T) {
 		deadURL := "http://" + ln.Addr().String()
 		ln.Close()
 		registerWorker(t, gw, "auth-0", "auth", "auth", deadURL, 60000)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":true}`) })
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":true}`) })
 		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 		for i := range 6 {
 			var out struct{ Result bool }
@@ -174,7 +178,7 @@ func TestRPC(t *testing.T) {
 	t.Run("WaitsForAWorker", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":"late but here"}`) })
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":"late but here"}`) })
 		go func() {
 			time.Sleep(400 * time.Millisecond)
 			registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
@@ -188,7 +192,7 @@ func TestRPC(t *testing.T) {
 	t.Run("LeaseExpiryLeavesRouting", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
 		// A 2 s lease leaves room for a busy machine between registering and
 		// the first call.
 		registered := time.Now()
@@ -210,7 +214,7 @@ func TestRPC(t *testing.T) {
 	t.Run("TargetCacheSavesTheLookup", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, func(c *Config) { c.RPCTargetTTL = time.Minute })
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
 		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 		if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil); resp.StatusCode != 200 {
 			t.Fatalf("first call: %d", resp.StatusCode)
