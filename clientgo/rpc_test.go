@@ -295,8 +295,12 @@ func TestRPCBeforeRegistration(t *testing.T) {
 	bus.mu.Lock()
 	bus.setRPCKey("whsec_" + base64.StdEncoding.EncodeToString(testKey))
 	bus.mu.Unlock()
+	granted := time.Now()
 	if rec := <-done; rec.Code != 200 {
 		t.Fatalf("an RPC that raced the registration answer: %d %s", rec.Code, rec.Body)
+	}
+	if d := time.Since(granted); d > rpcKeyWait/2 {
+		t.Fatalf("the waiting RPC ran %s after the key came, want at once", d)
 	}
 }
 

@@ -77,7 +77,9 @@ func TestAPIOwnership(t *testing.T) {
 	// its API.
 	var ran atomic.Int32
 	intruder := pingBus(t, gw, "intruder", "intruder-1", "auth", &ran)
-	err := intruder.Run(ctx)
+	refusedCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := intruder.Run(refusedCtx) // returns at once when refused
 	var lbErr *lightbus.Error
 	if !errors.As(err, &lbErr) || lbErr.Code != lightbus.CodeConflict || lbErr.Status != 409 {
 		t.Fatalf("another service registering the API of a stopped owner: %v, want 409 conflict", err)
