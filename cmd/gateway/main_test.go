@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,8 +73,21 @@ func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 		mutate(&cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	gw, stop := launchGateway(t, cfg, pgtest.NewURL(t), logger)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("gateway stopped with %v", err)
+		}
+	})
+	return gw
+}
+
+// launchGateway starts a gateway with cfg against the database at dbURL,
+// serving at cfg.Addr. stop shuts it down and returns how serving ended.
+func launchGateway(t *testing.T, cfg Config, dbURL string, logger *slog.Logger) (gw *testGateway, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := newApp(ctx, cfg, pgtest.NewURL(t), logger)
+	a, err := newApp(ctx, cfg, dbURL, logger)
 	if err != nil {
 		cancel()
 		t.Fatalf("start gateway: %v", err)
@@ -85,13 +99,11 @@ func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.serve(ctx, ln) }()
-	t.Cleanup(func() {
+	stop = sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway stopped with %v", err)
-		}
+		return <-done
 	})
-	return &testGateway{URL: "http://" + ln.Addr().String(), app: a}
+	return &testGateway{URL: "http://" + ln.Addr().String(), app: a}, stop
 }
 
 // testWriter sends log lines to t.Log, and drops them once the test is over.
@@ -153,18 +165,6 @@ func expectProblem(t *testing.T, resp *http.Response, status int, code string) p
 		t.Fatalf("got %d %s (%s), want %d with code %s", resp.StatusCode, data, resp.Header.Get("Content-Type"), status, code)
 	}
 	return p
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestOpenAPICopy(t *testing.T) {
