@@ -219,3 +219,47 @@ func TestRPC(t *testing.T) {
 		}
 	})
 }
+
+// An RPC runs at most once on a handler: with two live workers of an API,
+// when the chosen one dies mid-call (it took the request, then its
+// connection broke without an answer) the caller gets 502 at once, and the
+// call is not re-sent to the other worker, which would run it a second
+// time.
+func TestRPCAtMostOnceAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, nil)
+	var runs atomic.Int32
+	handle := func(w http.ResponseWriter, r *http.Request) {
+		if runs.Add(1) == 1 {
+			// The first call, on whichever worker it lands, dies mid-call.
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conn.Close()
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"result": true}`)
+	}
+	registerWorker(t, gw, "auth-1", "auth", "auth", rpcWorker(t, handle).URL, 60000)
+	registerWorker(t, gw, "auth-2", "auth", "auth", rpcWorker(t, handle).URL, 60000)
+
+	start := time.Now()
+	resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "10s"}, nil)
+	expectProblem(t, resp, http.StatusBadGateway, "bad_gateway")
+	// "At once": well within the call's 10 s deadline; the bound only
+	// guards against waiting for the deadline, not against a slow machine.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the caller waited %s for a worker that died mid-call", d)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("the handler ran %d times across both workers, want once", n)
+	}
+	// Both workers still serve: the next call succeeds, on one of them.
+	var out struct{ Result bool }
+	if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, &out); resp.StatusCode != 200 || !out.Result {
+		t.Fatalf("the next call: %d %+v", resp.StatusCode, out)
+	}
+}
