@@ -17,6 +17,7 @@ import (
 	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
@@ -24,7 +25,7 @@ import (
 // with the worker's id and counts its calls in ran.
 func pingBus(t *testing.T, gw *testGateway, service, workerID, api string, ran *atomic.Int32, opts ...lightbus.Option) *lightbus.Bus {
 	t.Helper()
-	bus, err := lightbus.Create(append(append(workerOptions(gw), lightbus.WithService(service), lightbus.WithWorkerID(workerID)), opts...)...)
+	bus, err := lightbus.Create(append(append(workerOptions(gw, 2*time.Second), lightbus.WithService(service), lightbus.WithWorkerID(workerID)), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestAPIOwnership(t *testing.T) {
 	runCtx, stopOwner := context.WithCancel(ctx)
 	ownerDone := make(chan error, 1)
 	go func() { ownerDone <- owner.Run(runCtx) }()
-	waitFor(t, 10*time.Second, "the owner's worker to register", func() bool {
+	testwait.For(t, 10*time.Second, "the owner's worker to register", func() bool {
 		var list struct{ Workers []json.RawMessage }
 		gw.do(t, "GET", "/v1/workers", "", nil, &list)
 		return len(list.Workers) == 1
@@ -199,7 +200,7 @@ func TestWorkerRejectsUnsignedRequests(t *testing.T) {
 	if resp := gw.do(t, "POST", "/v1/events/auth/user_registered", `{}`, nil, nil); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("fire: %d", resp.StatusCode)
 	}
-	waitFor(t, 10*time.Second, "the delivery", func() bool { return delivered.Load() == 1 })
+	testwait.For(t, 10*time.Second, "the delivery", func() bool { return delivered.Load() == 1 })
 }
 
 // TestRollingRestartLosesNoCall: a worker id served by two processes behind
@@ -348,7 +349,7 @@ func TestWrongWorkerAnswerRefused(t *testing.T) {
 			fmt.Fprint(w, `{"result": "impostor"}`)
 		})}
 		var ln net.Listener
-		waitFor(t, 5*time.Second, "the address to be free", func() bool {
+		testwait.For(t, 5*time.Second, "the address to be free", func() bool {
 			ln, err = net.Listen("tcp", addr)
 			return err == nil
 		})
@@ -423,7 +424,7 @@ func TestWorkerNetworkPolicy(t *testing.T) {
 		// A delivery fails its attempts without reaching the listener.
 		var fired fireResult
 		gw.do(t, "POST", "/v1/events/auth/pinged", `{}`, nil, &fired)
-		waitFor(t, 15*time.Second, "the delivery to die", func() bool {
+		testwait.For(t, 15*time.Second, "the delivery to die", func() bool {
 			var ev struct {
 				Deliveries []struct {
 					State string `json:"state"`
