@@ -213,10 +213,15 @@ type WorkerStore interface {
 // checking it (Registration.Validate) and compiling the schemas it
 // declares, so that a broken schema is refused (EInvalid) instead of
 // becoming an API's current version. The answer tells the worker to
-// heartbeat every third of its lease. Errors: EInvalid, EConflict (an API
-// of another service), EUnavailable.
+// heartbeat every third of its lease. Needs serve on every API it
+// provides and listen on the API of every event its listener groups
+// subscribe to (authorizeRegistration). Errors: EInvalid, EConflict (an API
+// of another service), EForbidden, EUnauthorized, EUnavailable.
 func (s *Service) Register(ctx context.Context, reg *Registration) (*RegistrationResult, error) {
 	if err := reg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.authorizeRegistration(ctx, reg); err != nil {
 		return nil, err
 	}
 	if err := s.compileDeclared(reg); err != nil {
@@ -254,15 +259,22 @@ func (s *Service) afterRegistration(ctx context.Context, reg *Registration, res 
 }
 
 // Deregister removes a worker; removing an unknown worker is not an error.
+// Needs a serve or listen scope (any pattern) or admin.
 func (s *Service) Deregister(ctx context.Context, id string) error {
 	if err := ValidateWorkerID(id); err != nil {
+		return err
+	}
+	if err := s.authorizeWorker(ctx); err != nil {
 		return err
 	}
 	return s.bounded(ctx, func(ctx context.Context) error { return s.cfg.Workers.DeregisterWorker(ctx, id) })
 }
 
-// Workers lists the live workers.
+// Workers lists the live workers. Needs read.
 func (s *Service) Workers(ctx context.Context) ([]Worker, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	var workers []Worker
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
 		workers, err = s.cfg.Workers.ListWorkers(ctx)

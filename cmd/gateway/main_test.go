@@ -20,9 +20,12 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // testConfig is the default configuration with retries and polling made
-// fast enough for tests.
+// fast enough for tests. Authentication is off (the auth tests turn it on):
+// the tests' gateways get their database URL directly, not through
+// DATABASE_URL, so the mode is set here rather than left to the default.
 func testConfig() Config {
 	return Config{
+		Auth:                authOff,
 		Addr:                "127.0.0.1:0",
 		LogLevel:            "debug",
 		LogFormat:           "text",
@@ -67,13 +70,20 @@ type testGateway struct {
 
 func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 	t.Helper()
+	return startGatewayOn(t, pgtest.NewURL(t), mutate)
+}
+
+// startGatewayOn starts a gateway on the database at dbURL, which other
+// gateways (replicas) may share.
+func startGatewayOn(t *testing.T, dbURL string, mutate func(*Config)) *testGateway {
+	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := newApp(ctx, cfg, pgtest.NewURL(t), logger)
+	a, err := newApp(ctx, cfg, dbURL, logger)
 	if err != nil {
 		cancel()
 		t.Fatalf("start gateway: %v", err)
