@@ -265,7 +265,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 	if p, ok := e.fresh(start); ok {
 		return principalOrUnknown(p)
 	}
-	p, err := s.lookUpKey(ctx, hash[:])
+	p, err := s.lookUpKey(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
@@ -283,15 +283,16 @@ func principalOrUnknown(p *Principal) (*Principal, error) {
 }
 
 // lookUpKey returns the principal of the live key whose token hashes to
-// hash, nil for an unknown or revoked one.
-func (s *Service) lookUpKey(ctx context.Context, hash []byte) (*Principal, error) {
+// hash, nil for an unknown or revoked one. hash is passed by value so that
+// only this slow path puts it on the heap.
+func (s *Service) lookUpKey(ctx context.Context, hash [sha256.Size]byte) (*Principal, error) {
 	if s.cfg.Keys == nil {
 		return nil, nil
 	}
 	var key *APIKey
 	var stored []byte
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
-		key, stored, err = s.cfg.Keys.KeyByHash(ctx, hash)
+		key, stored, err = s.cfg.Keys.KeyByHash(ctx, hash[:])
 		return err
 	})
 	switch {
@@ -299,7 +300,7 @@ func (s *Service) lookUpKey(ctx context.Context, hash []byte) (*Principal, error
 		return nil, nil
 	case err != nil:
 		return nil, err
-	case key.RevokedAt != nil || subtle.ConstantTimeCompare(stored, hash) != 1:
+	case key.RevokedAt != nil || subtle.ConstantTimeCompare(stored, hash[:]) != 1:
 		return nil, nil
 	}
 	p := &Principal{Key: key.Name}
