@@ -223,19 +223,28 @@ func TestServiceReadAndAdminScopes(t *testing.T) {
 
 	s := NewService(ServiceConfig{RequireAuth: true}) // no store: a refused call never gets to one
 	reads := map[string]func(context.Context) error{
-		"ListEvents":     func(ctx context.Context) error { _, _, err := s.ListEvents(ctx, EventQuery{Limit: 1}); return err },
-		"Event":          func(ctx context.Context) error { _, err := s.Event(ctx, "0193a000-0000-7000-8000-000000000000"); return err },
-		"Workers":        func(ctx context.Context) error { _, err := s.Workers(ctx); return err },
-		"Listeners":      func(ctx context.Context) error { _, err := s.Listeners(ctx); return err },
-		"Dead":           func(ctx context.Context) error { _, _, err := s.Dead(ctx, DeadQuery{Service: "a", Listener: "b", Limit: 1}); return err },
+		"ListEvents": func(ctx context.Context) error { _, _, err := s.ListEvents(ctx, EventQuery{Limit: 1}); return err },
+		"Event": func(ctx context.Context) error {
+			_, err := s.Event(ctx, "0193a000-0000-7000-8000-000000000000")
+			return err
+		},
+		"Workers":   func(ctx context.Context) error { _, err := s.Workers(ctx); return err },
+		"Listeners": func(ctx context.Context) error { _, err := s.Listeners(ctx); return err },
+		"Dead": func(ctx context.Context) error {
+			_, _, err := s.Dead(ctx, DeadQuery{Service: "a", Listener: "b", Limit: 1})
+			return err
+		},
 		"Delivery":       func(ctx context.Context) error { _, err := s.Delivery(ctx, 1); return err },
 		"Schemas":        func(ctx context.Context) error { _, err := s.Schemas(ctx); return err },
 		"Schema":         func(ctx context.Context) error { _, err := s.Schema(ctx, "a", 0); return err },
 		"SchemaVersions": func(ctx context.Context) error { _, err := s.SchemaVersions(ctx, "a"); return err },
 	}
 	admins := map[string]func(context.Context) error{
-		"DeleteListener":  func(ctx context.Context) error { return s.DeleteListener(ctx, "a", "b") },
-		"RedriveDead":     func(ctx context.Context) error { _, err := s.RedriveDead(ctx, DeadQuery{Service: "a", Listener: "b"}); return err },
+		"DeleteListener": func(ctx context.Context) error { return s.DeleteListener(ctx, "a", "b") },
+		"RedriveDead": func(ctx context.Context) error {
+			_, err := s.RedriveDead(ctx, DeadQuery{Service: "a", Listener: "b"})
+			return err
+		},
 		"RedriveDelivery": func(ctx context.Context) error { _, err := s.RedriveDelivery(ctx, 1); return err },
 		"Replay":          func(ctx context.Context) error { _, err := s.Replay(ctx, "a", "b", "earliest"); return err },
 		"PublishSchema": func(ctx context.Context) error {

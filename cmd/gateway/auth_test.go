@@ -12,6 +12,7 @@ import (
 	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
+	"github.com/lightbus-go/lightbus/cmd/lightbus-bench/bench"
 	authbus "github.com/lightbus-go/lightbus/examples/auth/bus"
 	customersbus "github.com/lightbus-go/lightbus/examples/customers/bus"
 	"github.com/lightbus-go/lightbus/gateway"
@@ -525,5 +526,32 @@ func TestKeysCommand(t *testing.T) {
 	out, err = keys("list")
 	if err != nil || strings.Count(out, "\n") != 2 || strings.HasSuffix(strings.TrimSpace(out), "-") {
 		t.Errorf("keys list after revoking:\n%s (%v)", out, err)
+	}
+}
+
+// TestAuthBench drives a gateway that requires keys with the load tool:
+// with --token its fires, calls and its worker's registration pass;
+// without, it stops at the registration.
+func TestAuthBench(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, withAuth)
+	token := createKey(t, gw, "bench", "fire:*", "call:*", "serve:*", "listen:*")
+	ctx := context.Background()
+	load := bench.Load{Concurrency: 4, Requests: 50, Duration: time.Minute}
+
+	for _, scenario := range []string{bench.ScenarioFire, bench.ScenarioRPC} {
+		r, err := bench.Run(ctx, scenario, bench.Options{URL: gw.URL, Token: token, Load: load, Groups: []int{1}})
+		if err != nil {
+			t.Fatalf("%s with a key: %v", scenario, err)
+		}
+		for _, res := range r.Results {
+			if res.Summary.Errors != 0 {
+				t.Errorf("%s %s: %d errors: %s", scenario, res.Name, res.Summary.Errors, res.Summary.FirstError)
+			}
+		}
+	}
+	_, err := bench.Run(ctx, bench.ScenarioFire, bench.Options{URL: gw.URL, Load: load, Groups: []int{1}})
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("fire without a key: %v, want the registration refused with 401", err)
 	}
 }
