@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -297,7 +299,15 @@ func TestAuthBootstrap(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || len(keys.Keys) != 1 || keys.Keys[0].Name != "bootstrap" || fmt.Sprint(keys.Keys[0].Scopes) != "[admin]" {
 		t.Fatalf("keys after two starts with a bootstrap token: %d %+v", resp.StatusCode, keys.Keys)
 	}
-	createKey(t, gw1, "made-with-bootstrap", "read")
+	admin := createKey(t, gw1, "made-with-bootstrap", "admin")
+
+	// Once revoked, the bootstrap key stays revoked, also for a replica that
+	// starts with the token afterwards.
+	if resp := gw2.do(t, "DELETE", "/v1/keys/bootstrap", "", bearer(admin), nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("revoke the bootstrap key: %d", resp.StatusCode)
+	}
+	gw3 := startGatewayOn(t, dbURL, withAuth)
+	expectUnauthorized(t, gw3.do(t, "GET", "/v1/keys", "", bearer(testBootstrapToken), nil))
 
 	// Without one, no key exists and nothing is allowed.
 	bare := startGateway(t, func(c *Config) { c.Auth = authRequired })
@@ -553,5 +563,22 @@ func TestAuthBench(t *testing.T) {
 	_, err := bench.Run(ctx, bench.ScenarioFire, bench.Options{URL: gw.URL, Load: load, Groups: []int{1}})
 	if err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("fire without a key: %v, want the registration refused with 401", err)
+	}
+}
+
+// The development bootstrap token of docker-compose.yml is one the
+// gateway accepts, and only a default: the environment overrides it.
+func TestComposeBootstrapToken(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`LIGHTBUS_BOOTSTRAP_TOKEN: \$\{LIGHTBUS_BOOTSTRAP_TOKEN:-(lb_[^}]*)\}`).FindSubmatch(data)
+	if m == nil {
+		t.Fatal("docker-compose.yml does not take LIGHTBUS_BOOTSTRAP_TOKEN from the environment with a default")
+	}
+	if err := gateway.ValidateToken(string(m[1])); err != nil {
+		t.Errorf("the default bootstrap token %q: %v", m[1], err)
 	}
 }

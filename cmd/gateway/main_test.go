@@ -218,6 +218,10 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_DB_CONNECT_TIMEOUT":   func(c *Config) { c.DBConnectTimeout = 0 },
 		"LIGHTBUS_DB_TIMEOUT":           func(c *Config) { c.DBTimeout = -1 },
 		"LIGHTBUS_RESCUE_AFTER":         func(c *Config) { c.RescueAfter = c.DeliveryTimeout + time.Second },
+		"LIGHTBUS_AUTH":                 func(c *Config) { c.Auth = "sometimes" },
+		"LIGHTBUS_BOOTSTRAP_TOKEN":      func(c *Config) { c.BootstrapToken = "lb_too-short" },
+		"LIGHTBUS_RATE_LIMIT":           func(c *Config) { c.RateLimit = -1 },
+		"LIGHTBUS_RATE_BURST":           func(c *Config) { c.RateBurst = -1 },
 	} {
 		c := testConfig()
 		mutate(&c)
