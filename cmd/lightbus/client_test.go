@@ -417,10 +417,16 @@ func TestTokenFlag(t *testing.T) {
 	}
 
 	err := tb.execute(t, "workers", "--token", "lb_revoked")
+	if err == nil {
+		t.Fatal("a revoked token: want an error")
+	}
 	if line := errorLine(err); line != "list workers: unauthorized (401): the API key is unknown or revoked (pass an API key with --token or $LIGHTBUS_TOKEN)" {
 		t.Errorf("a 401 prints %q", line)
 	}
 	err = tb.execute(t, "fire", "auth.user_registered", "{}", "--token", "lb_reader")
+	if err == nil {
+		t.Fatal("a key without the scope: want an error")
+	}
 	if line := errorLine(err); line != "fire auth.user_registered: forbidden (403): this key lacks the scope fire:auth" {
 		t.Errorf("a 403 prints %q", line)
 	}
