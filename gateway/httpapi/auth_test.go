@@ -4,13 +4,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sort"
 	"strings"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/lightbus-go/lightbus/gateway"
 )
@@ -117,13 +114,7 @@ func TestOpenAPISecurity(t *testing.T) {
 		Security []map[string][]string     `yaml:"security"`
 		Paths    map[string]map[string]any `yaml:"paths"`
 	}
-	data, err := os.ReadFile("../../openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(data, &spec); err != nil {
-		t.Fatal(err)
-	}
+	readSpec(t, &spec)
 	if len(spec.Security) != 1 || spec.Security[0]["bearer"] == nil {
 		t.Errorf("the spec's security is %v, want bearer for every operation", spec.Security)
 	}
