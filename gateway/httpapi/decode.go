@@ -43,7 +43,7 @@ type decoding struct {
 // decodeJSON reads r's body as d says and decodes it into dst. Every
 // failure is an EInvalid (or ETooLarge) error in one vocabulary: "<what>
 // is larger than N bytes", "<what> must be <want>", "<what> is not valid
-// JSON: <reason>".
+// JSON: <reason>". Nothing may follow the JSON value but white space.
 func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, d decoding, dst any) error {
 	limit := d.limit
 	if limit <= 0 {
@@ -70,6 +70,9 @@ func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, d decoding,
 			return gateway.Errorf(gateway.EInvalid, "%s must be %s", d.what, d.want)
 		}
 		return gateway.Errorf(gateway.EInvalid, "%s is not valid JSON: %s", d.what, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return gateway.Errorf(gateway.EInvalid, "%s is not valid JSON: data after the JSON value", d.what)
 	}
 	return nil
 }
