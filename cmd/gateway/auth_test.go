@@ -18,6 +18,7 @@ import (
 	authbus "github.com/lightbus-go/lightbus/examples/auth/bus"
 	customersbus "github.com/lightbus-go/lightbus/examples/customers/bus"
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
 
@@ -265,7 +266,7 @@ func TestAuthKeysAPI(t *testing.T) {
 	}
 	revoked := time.Now()
 	expectUnauthorized(t, gw1.do(t, "GET", "/v1/events", "", bearer(token), nil))
-	waitFor(t, 5*time.Second, "the other replica to refuse the revoked key", func() bool {
+	testwait.For(t, 5*time.Second, "the other replica to refuse the revoked key", func() bool {
 		return gw2.do(t, "GET", "/v1/events", "", bearer(token), nil).StatusCode == http.StatusUnauthorized
 	})
 	if took := time.Since(revoked); took > time.Second {
@@ -372,56 +373,38 @@ func TestAuthClients(t *testing.T) {
 	}
 	// A worker whose key cannot serve its API stops at its first
 	// registration.
-	wrong := authbus.New(append(workerOptions(gw), lightbus.WithToken(reader))...)
+	wrong := authbus.New(append(workerOptions(gw, 2*time.Second), lightbus.WithToken(reader))...)
 	if err := wrong.Run(ctx); !lightbus.IsCode(err, lightbus.CodeForbidden) || !strings.Contains(err.Error(), "serve:auth") {
 		t.Fatalf("a worker with the wrong key: %v, want forbidden naming serve:auth", err)
 	}
 
-	long := lightbus.WithLeaseTTL(time.Minute) // a worker left registered would stay listed
-	stopAuth := startWorker(t, authbus.New(append(workerOptions(gw), long, lightbus.WithToken(authKey))...))
-	stopCustomers := startWorker(t, customersbus.New(append(workerOptions(gw), long, lightbus.WithToken(customersKey))...))
+	// A long lease: a worker left registered would stay listed.
+	stopAuth := startBus(authbus.New(append(workerOptions(gw, time.Minute), lightbus.WithToken(authKey))...))
+	stopCustomers := startBus(customersbus.New(append(workerOptions(gw, time.Minute), lightbus.WithToken(customersKey))...))
+	t.Cleanup(func() { _, _ = stopAuth(), stopCustomers() })
 	client, err := lightbus.Create(lightbus.WithURL(gw.URL), lightbus.WithToken(reader))
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "both workers to register", func() bool {
+	testwait.For(t, 10*time.Second, "both workers to register", func() bool {
 		workers, err := client.Workers(ctx)
 		return err == nil && len(workers) == 2
 	})
 	if _, err := customersbus.NewCustomer.Fire(ctx, client, customersbus.NewCustomerParams{Name: "Sally", Email: "sally@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "auth.user_registered for sally", func() bool {
+	testwait.For(t, 15*time.Second, "auth.user_registered for sally", func() bool {
 		page, err := client.Events(ctx, lightbus.EventQuery{API: "auth", Event: "user_registered"})
 		return err == nil && len(page.Events) == 1
 	})
-	stopAuth()
-	stopCustomers()
+	for _, stop := range []func() error{stopAuth, stopCustomers} {
+		if err := stop(); err != nil {
+			t.Errorf("a worker stopped with %v", err)
+		}
+	}
 	if workers, err := client.Workers(ctx); err != nil || len(workers) != 0 {
 		t.Errorf("after the workers stopped: %d workers, %v; want them deregistered", len(workers), err)
 	}
-}
-
-// startWorker runs bus as a worker and returns the function that stops it
-// and waits for it to return.
-func startWorker(t *testing.T, bus *lightbus.Bus) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- bus.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker %s: %v", bus.WorkerID(), err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
 }
 
 // TestAuthDefault sets environment variables, so it cannot run in
@@ -530,7 +513,7 @@ func TestKeysCommand(t *testing.T) {
 	if out, err := keys("revoke", "ci"); err != nil || out != "revoked ci\n" {
 		t.Fatalf("keys revoke = %q, %v", out, err)
 	}
-	waitFor(t, time.Second, "the gateway to refuse the revoked key", func() bool {
+	testwait.For(t, time.Second, "the gateway to refuse the revoked key", func() bool {
 		return gw.do(t, "GET", "/v1/events", "", bearer(token), nil).StatusCode == http.StatusUnauthorized
 	})
 	out, err = keys("list")

@@ -82,7 +82,7 @@ func startGatewayOn(t *testing.T, dbURL string, mutate func(*Config)) *testGatew
 		mutate(&cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	gw, stop := launchGateway(t, cfg, pgtest.NewURL(t), logger)
+	gw, stop := launchGateway(t, cfg, dbURL, logger)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
 			t.Errorf("gateway stopped with %v", err)
