@@ -75,9 +75,10 @@
 // # Configuration
 //
 // [Create] reads LIGHTBUS_URL (the gateway, default http://127.0.0.1:8080),
-// LIGHTBUS_SERVICE_NAME, LIGHTBUS_WORKER_ADDR (where the worker listens,
-// default 127.0.0.1:0), LIGHTBUS_WORKER_URL (the base URL advertised to the
-// gateway) and LIGHTBUS_WORKER_ID; options override them.
+// LIGHTBUS_TOKEN (the API key sent as a bearer token on every request, see
+// [WithToken]), LIGHTBUS_SERVICE_NAME, LIGHTBUS_WORKER_ADDR (where the worker
+// listens, default 127.0.0.1:0), LIGHTBUS_WORKER_URL (the base URL advertised
+// to the gateway) and LIGHTBUS_WORKER_ID; options override them.
 //
 // # Worker security
 //

@@ -86,7 +86,7 @@ func retryable(ctx context.Context, err error) bool {
 	var lerr *Error
 	if errors.As(err, &lerr) {
 		switch lerr.Status {
-		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			return true
 		}
 		return false

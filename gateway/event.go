@@ -135,8 +135,11 @@ func (q *EventQuery) Validate() error {
 }
 
 // ListEvents lists the events matching q, newest first, and the cursor of
-// the next page ("" on the last page).
+// the next page ("" on the last page). Needs read.
 func (s *Service) ListEvents(ctx context.Context, q EventQuery) ([]Event, string, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, "", err
+	}
 	if err := q.Validate(); err != nil {
 		return nil, "", err
 	}
@@ -159,8 +162,11 @@ func (s *Service) ListEvents(ctx context.Context, q EventQuery) ([]Event, string
 }
 
 // Event returns one event with the state of each of its deliveries.
-// Errors: EInvalid (not an event id), ENotFound, EUnavailable.
+// Needs read. Errors: EInvalid (not an event id), ENotFound, EUnavailable.
 func (s *Service) Event(ctx context.Context, id string) (*EventDetail, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	if _, err := uuid.Parse(id); err != nil {
 		return nil, Errorf(EInvalid, "%q is not an event id", id)
 	}

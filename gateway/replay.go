@@ -65,8 +65,12 @@ type ReplayStore interface {
 
 // Replay rewinds a listener group: every retained event from since on
 // ("earliest", an RFC 3339 time or an event id) is delivered to it again,
-// by a job that pages through the event log. Errors: EInvalid, ENotFound.
+// by a job that pages through the event log. Needs admin. Errors:
+// EInvalid, ENotFound.
 func (s *Service) Replay(ctx context.Context, service, listener, since string) (*Replay, error) {
+	if err := s.authorize(ctx, ScopeAdmin, ""); err != nil {
+		return nil, err
+	}
 	if err := ValidateGroup(service, listener); err != nil {
 		return nil, err
 	}

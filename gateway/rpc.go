@@ -52,10 +52,14 @@ type Forwarder interface {
 
 // Call checks call (names, parameters against the RPC's schema), forwards
 // it to a live worker and checks the worker's result against the result
-// schema. Errors: those of Forwarder.Forward, EValidation for parameters,
-// EBadGateway for a result that does not match.
+// schema. Needs call on its API. Errors: those of Forwarder.Forward,
+// EValidation for parameters, EBadGateway for a result that does not
+// match, EForbidden, EUnauthorized.
 func (s *Service) Call(ctx context.Context, call *Call) (json.RawMessage, error) {
 	if err := call.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, ScopeCall, call.API); err != nil {
 		return nil, err
 	}
 	api, err := s.validateCall(ctx, call)

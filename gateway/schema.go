@@ -191,8 +191,11 @@ type SchemaStore interface {
 	SchemaConflicts(ctx context.Context, api string) ([]SchemaConflict, error)
 }
 
-// Schemas returns the current version of every API's schema.
+// Schemas returns the current version of every API's schema. Needs read.
 func (s *Service) Schemas(ctx context.Context) ([]SchemaVersion, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	if s.cfg.Schemas == nil {
 		return []SchemaVersion{}, nil
 	}
@@ -211,9 +214,12 @@ func (s *Service) Schemas(ctx context.Context) ([]SchemaVersion, error) {
 }
 
 // Schema returns one version of an API's schema (version 0: the current
-// one, with the live workers that declare another). Errors: EInvalid,
-// ENotFound, EUnavailable.
+// one, with the live workers that declare another). Needs read. Errors:
+// EInvalid, ENotFound, EUnavailable.
 func (s *Service) Schema(ctx context.Context, api string, version int) (*SchemaVersion, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	if err := ValidateAPIName(api); err != nil {
 		return nil, err
 	}
@@ -247,8 +253,11 @@ func (s *Service) Schema(ctx context.Context, api string, version int) (*SchemaV
 }
 
 // SchemaVersions lists an API's schema versions, newest first, without
-// their documents. Errors: EInvalid, ENotFound, EUnavailable.
+// their documents. Needs read. Errors: EInvalid, ENotFound, EUnavailable.
 func (s *Service) SchemaVersions(ctx context.Context, api string) ([]SchemaVersion, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	if err := ValidateAPIName(api); err != nil {
 		return nil, err
 	}
@@ -272,8 +281,12 @@ func (s *Service) SchemaVersions(ctx context.Context, api string) ([]SchemaVersi
 // PublishSchema publishes doc as api's next schema version, on behalf of
 // service (may be empty), unless the current version means the same. It
 // returns the current version and whether it is new. The document must be
-// of api, and its schemas must compile. Errors: EInvalid, EUnavailable.
+// of api, and its schemas must compile. Needs admin. Errors: EInvalid,
+// EUnavailable.
 func (s *Service) PublishSchema(ctx context.Context, api string, doc *SchemaDocument, service string) (*SchemaVersion, bool, error) {
+	if err := s.authorize(ctx, ScopeAdmin, ""); err != nil {
+		return nil, false, err
+	}
 	if err := ValidateAPIName(api); err != nil {
 		return nil, false, err
 	}

@@ -235,11 +235,16 @@ type WorkerStore interface {
 // checking it (Registration.Validate) and compiling the schemas it
 // declares, so that a broken schema is refused (EInvalid) instead of
 // becoming an API's current version. The answer tells the worker to
-// heartbeat every third of its lease. Errors: EInvalid, EForbidden (a base
-// URL the worker network policy refuses), EConflict (an API owned by
-// another service), EUnavailable.
+// heartbeat every third of its lease. Needs serve on every API it
+// provides and listen on the API of every event its listener groups
+// subscribe to (authorizeRegistration). Errors: EInvalid, EUnauthorized,
+// EForbidden (a missing scope, or a base URL the worker network policy
+// refuses), EConflict (an API owned by another service), EUnavailable.
 func (s *Service) Register(ctx context.Context, reg *Registration) (*RegistrationResult, error) {
 	if err := reg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.authorizeRegistration(ctx, reg); err != nil {
 		return nil, err
 	}
 	if err := s.cfg.WorkerNetworks.CheckBaseURL(reg.BaseURL); err != nil {
@@ -280,26 +285,37 @@ func (s *Service) afterRegistration(ctx context.Context, reg *Registration, res 
 }
 
 // Deregister removes a worker; removing an unknown worker is not an error.
+// Needs a serve or listen scope (any pattern) or admin.
 func (s *Service) Deregister(ctx context.Context, id string) error {
 	if err := ValidateWorkerID(id); err != nil {
+		return err
+	}
+	if err := s.authorizeWorker(ctx); err != nil {
 		return err
 	}
 	return s.bounded(ctx, func(ctx context.Context) error { return s.cfg.Workers.DeregisterWorker(ctx, id) })
 }
 
 // ReleaseAPI removes the owner of api, so that another service can
-// register workers providing it. Errors: EInvalid, ENotFound (no owner),
-// EConflict (a live worker of the owner still provides it: stop it first,
-// or its next heartbeat would claim the API again), EUnavailable.
+// register workers providing it. Needs admin. Errors: EInvalid,
+// EUnauthorized, EForbidden, ENotFound (no owner), EConflict (a live worker
+// of the owner still provides it: stop it first, or its next heartbeat
+// would claim the API again), EUnavailable.
 func (s *Service) ReleaseAPI(ctx context.Context, api string) error {
+	if err := s.authorize(ctx, ScopeAdmin, ""); err != nil {
+		return err
+	}
 	if err := ValidateAPIName(api); err != nil {
 		return err
 	}
 	return s.bounded(ctx, func(ctx context.Context) error { return s.cfg.Workers.ReleaseAPI(ctx, api) })
 }
 
-// Workers lists the live workers.
+// Workers lists the live workers. Needs read.
 func (s *Service) Workers(ctx context.Context) ([]Worker, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	var workers []Worker
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
 		workers, err = s.cfg.Workers.ListWorkers(ctx)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -126,6 +127,22 @@ type Config struct {
 	// signs requests after a new registration of the worker (a new
 	// process with the same id) replaced it; 0 stops it at once.
 	WorkerSecretOverlap time.Duration `envconfig:"LIGHTBUS_WORKER_SECRET_OVERLAP" default:"5m"`
+
+	// Auth is "required" (every request but /healthz, /readyz and
+	// /openapi.yaml needs an API key with the scope it asks for) or "off"
+	// (anyone who can reach the gateway may do anything). Empty means
+	// required with DATABASE_URL, off with the development Postgres; see
+	// authRequired.
+	Auth string `envconfig:"LIGHTBUS_AUTH"`
+	// BootstrapToken, when set, makes sure an admin key named "bootstrap"
+	// with this token exists at start: the first key, to make the others
+	// with.
+	BootstrapToken string `envconfig:"LIGHTBUS_BOOTSTRAP_TOKEN"`
+	// RateLimit is how many requests a second each API key may make to one
+	// replica (0: no limit); RateBurst how many at once (0: a second's
+	// worth). Requests without a key (authentication off) are not limited.
+	RateLimit float64 `envconfig:"LIGHTBUS_RATE_LIMIT" default:"0"`
+	RateBurst int     `envconfig:"LIGHTBUS_RATE_BURST" default:"0"`
 }
 
 // workerNetworks parses WorkerNetworks.
@@ -135,6 +152,22 @@ func (c *Config) workerNetworks() (*gateway.WorkerNetworks, error) {
 		return nil, fmt.Errorf("LIGHTBUS_WORKER_NETWORKS: %w", err)
 	}
 	return networks, nil
+}
+
+// Authentication modes (LIGHTBUS_AUTH).
+const (
+	authRequired = "required"
+	authOff      = "off"
+)
+
+// authRequired reports whether requests need API keys: LIGHTBUS_AUTH, or
+// by default whenever DATABASE_URL is set (production), not with the
+// development Postgres.
+func (c *Config) authRequired() bool {
+	if c.Auth == "" {
+		return c.DatabaseURL != ""
+	}
+	return c.Auth == authRequired
 }
 
 // rescueAfter returns the effective RescueAfter: by default a minute more
@@ -223,6 +256,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_FETCH_COOLDOWN (%s) exceeds LIGHTBUS_FETCH_POLL_INTERVAL (%s)", c.FetchCooldown, c.FetchPollInterval)
 	case c.WorkerSecretOverlap < 0:
 		return fmt.Errorf("LIGHTBUS_WORKER_SECRET_OVERLAP must not be negative")
+	case c.Auth != "" && c.Auth != authRequired && c.Auth != authOff:
+		return fmt.Errorf("LIGHTBUS_AUTH %q: want required or off", c.Auth)
+	case c.BootstrapToken != "" && gateway.ValidateToken(c.BootstrapToken) != nil:
+		return fmt.Errorf("LIGHTBUS_BOOTSTRAP_TOKEN: %s", gateway.ErrorMessage(gateway.ValidateToken(c.BootstrapToken)))
+	case !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0):
+		return fmt.Errorf("LIGHTBUS_RATE_LIMIT must be a number of requests a second, 0 for no limit")
+	case c.RateBurst < 0:
+		return fmt.Errorf("LIGHTBUS_RATE_BURST must not be negative")
 	}
 	if _, err := c.workerNetworks(); err != nil {
 		return err

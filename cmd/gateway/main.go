@@ -6,6 +6,7 @@
 //
 //	gateway            serve (applies migrations first)
 //	gateway migrate    apply migrations and exit
+//	gateway keys ...   create, list and revoke API keys (see keys.go)
 //
 // Configuration comes from the environment; see the README. With no
 // DATABASE_URL the gateway starts a private development Postgres.
@@ -62,18 +63,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cmd = args[0]
 	}
 	switch cmd {
-	case "serve", "migrate":
+	case "serve", "migrate", "keys":
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: gateway [serve|migrate]\n\nConfiguration comes from the environment; see the README.")
+		fmt.Fprintln(stdout, "usage: gateway [serve|migrate|keys]\n\n"+keysUsage+"\n\nConfiguration comes from the environment; see the README.")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q: want serve or migrate", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate or keys", cmd)
 	}
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	if cmd == "keys" {
+		return runKeys(ctx, args[1:], cfg, logger, stdout)
+	}
 
 	dbURL, stopDB, err := database(ctx, cfg, logger)
 	if err != nil {
@@ -286,6 +290,8 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		ValidateResults: cfg.ValidateResults,
 		StoreTimeout:    cfg.DBTimeout,
 		WorkerNetworks:  networks,
+		Keys:            store,
+		RequireAuth:     cfg.authRequired(),
 		Forwarder: dispatch.NewForwarder(dispatch.ForwarderConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,
@@ -302,7 +308,22 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		MaxBodyBytes:  cfg.MaxBodyBytes,
 		MaxBatchBytes: cfg.MaxBatchBytes,
 		OpenAPI:       openAPI,
+		RateLimit:     cfg.RateLimit,
+		RateBurst:     cfg.RateBurst,
 	})
+	if cfg.BootstrapToken != "" {
+		if err := service.Bootstrap(ctx, cfg.BootstrapToken); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("bootstrap key: %w", err)
+		}
+	}
+	if !cfg.authRequired() {
+		reason := "LIGHTBUS_AUTH=off"
+		if cfg.Auth == "" {
+			reason = "no DATABASE_URL: the development Postgres (set LIGHTBUS_AUTH=required to require keys)"
+		}
+		logger.WarnContext(ctx, "authentication is off: the bus is open to anyone who can reach it", slog.String("reason", reason))
+	}
 	var handler http.Handler = server
 	if cfg.DebugVars {
 		handler = withDebugVars(server)

@@ -20,9 +20,12 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // testConfig is the default configuration with retries and polling made
-// fast enough for tests.
+// fast enough for tests. Authentication is off (the auth tests turn it on):
+// the tests' gateways get their database URL directly, not through
+// DATABASE_URL, so the mode is set here rather than left to the default.
 func testConfig() Config {
 	return Config{
+		Auth:                authOff,
 		Addr:                "127.0.0.1:0",
 		LogLevel:            "debug",
 		LogFormat:           "text",
@@ -68,12 +71,19 @@ type testGateway struct {
 
 func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 	t.Helper()
+	return startGatewayOn(t, pgtest.NewURL(t), mutate)
+}
+
+// startGatewayOn starts a gateway on the database at dbURL, which other
+// gateways (replicas) may share.
+func startGatewayOn(t *testing.T, dbURL string, mutate func(*Config)) *testGateway {
+	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	gw, stop := launchGateway(t, cfg, pgtest.NewURL(t), logger)
+	gw, stop := launchGateway(t, cfg, dbURL, logger)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
 			t.Errorf("gateway stopped with %v", err)
@@ -174,6 +184,10 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_RESCUE_AFTER":          func(c *Config) { c.RescueAfter = c.DeliveryTimeout + time.Second },
 		"LIGHTBUS_WORKER_NETWORKS":       func(c *Config) { c.WorkerNetworks = "10.0.0.0/33" },
 		"LIGHTBUS_WORKER_SECRET_OVERLAP": func(c *Config) { c.WorkerSecretOverlap = -time.Second },
+		"LIGHTBUS_AUTH":                  func(c *Config) { c.Auth = "sometimes" },
+		"LIGHTBUS_BOOTSTRAP_TOKEN":       func(c *Config) { c.BootstrapToken = "lb_too-short" },
+		"LIGHTBUS_RATE_LIMIT":            func(c *Config) { c.RateLimit = -1 },
+		"LIGHTBUS_RATE_BURST":            func(c *Config) { c.RateBurst = -1 },
 	} {
 		c := testConfig()
 		mutate(&c)

@@ -35,6 +35,9 @@ type Peer struct {
 	Service, API string
 	// URL is the peer's base URL.
 	URL string
+	// Token is the API key its registrations and deregistration send to
+	// the gateway (empty: none).
+	Token string
 
 	gateway  string
 	client   *http.Client
@@ -132,6 +135,7 @@ func (p *Peer) Register(ctx context.Context, groups int, rpc bool) error {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		p.authorize(req)
 		resp, err := p.client.Do(req)
 		if err != nil {
 			return fmt.Errorf("register the bench worker: %w", err)
@@ -209,6 +213,7 @@ func (p *Peer) Close(ctx context.Context) error {
 	var err error
 	req, rerr := http.NewRequestWithContext(ctx, http.MethodDelete, p.gateway+"/v1/workers/"+p.workerID, nil)
 	if rerr == nil {
+		p.authorize(req)
 		resp, derr := p.client.Do(req)
 		if derr != nil {
 			err = derr
@@ -218,6 +223,13 @@ func (p *Peer) Close(ctx context.Context) error {
 	}
 	_ = p.srv.Shutdown(ctx)
 	return err
+}
+
+// authorize adds the peer's token to a request to the gateway.
+func (p *Peer) authorize(req *http.Request) {
+	if p.Token != "" {
+		req.Header["Authorization"] = bearer(p.Token)
+	}
 }
 
 func randomHex(n int) string {
