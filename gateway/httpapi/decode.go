@@ -40,10 +40,11 @@ type decoding struct {
 	optional bool
 }
 
-// decodeJSON reads r's body as d says and decodes it into dst. Every
-// failure is an EInvalid (or ETooLarge) error in one vocabulary: "<what>
-// is larger than N bytes", "<what> must be <want>", "<what> is not valid
-// JSON: <reason>".
+// decodeJSON reads r's body as d says and decodes it into dst. The body
+// is one JSON value within the bounds of gateway.CheckJSON. Every failure
+// is an EInvalid (or ETooLarge) error in one vocabulary: "<what> is larger
+// than N bytes", "<what> must be <want>", "<what> is not valid JSON:
+// <reason>", "<what> nests deeper than N levels" and the like.
 func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, d decoding, dst any) error {
 	limit := d.limit
 	if limit <= 0 {
@@ -71,5 +72,8 @@ func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, d decoding,
 		}
 		return gateway.Errorf(gateway.EInvalid, "%s is not valid JSON: %s", d.what, strings.TrimPrefix(err.Error(), "json: "))
 	}
-	return nil
+	if rest := bytes.TrimLeft(trimmed[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return gateway.Errorf(gateway.EInvalid, "%s is not valid JSON: data after the value", d.what)
+	}
+	return gateway.CheckJSON(d.what, trimmed)
 }

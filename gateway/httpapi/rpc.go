@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -55,6 +56,10 @@ func parseTimeout(h string) (time.Duration, error) {
 		secs, ferr := strconv.ParseFloat(h, 64)
 		if ferr != nil {
 			return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q: want a duration such as 2s or 500ms", h)
+		}
+		// NaN, infinities and seconds beyond a Duration do not convert.
+		if !(secs > 0 && secs < float64(math.MaxInt64/int64(time.Second))) {
+			return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q must be a positive number of seconds below %d", h, math.MaxInt64/int64(time.Second))
 		}
 		d = time.Duration(secs * float64(time.Second))
 	}
