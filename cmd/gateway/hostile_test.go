@@ -83,6 +83,7 @@ func hostileCases() map[string]hostileCase {
 		"fire: UTF-8 idempotency key":   {method: "POST", path: event, body: `{}`, header: map[string]string{"Idempotency-Key": "clé"}},
 		"fire: body over the limit":     {method: "POST", path: event, body: `{"a":"` + strings.Repeat("x", 1<<20) + `"}`, status: 413},
 		"typed fire: integer too large": {method: "POST", path: typed, body: `{"n":1e1000}`},
+		"typed fire: beyond big.Rat":    {method: "POST", path: typed, body: `{"m":1e10000000}`},
 
 		// Batches.
 		"batch: empty":               {method: "POST", path: "/v1/events", body: `[]`},
@@ -262,7 +263,7 @@ func TestHostileInput(t *testing.T) {
 	if resp := gw.do(t, "PUT", "/v1/workers/w1", body, nil, nil); resp.StatusCode != 200 {
 		t.Fatalf("register: %d", resp.StatusCode)
 	}
-	schema := `{"events":{"counted":{"params_schema":{"type":"object","properties":{"n":{"type":"integer","maximum":10}}}}}}`
+	schema := `{"events":{"counted":{"params_schema":{"type":"object","properties":{"n":{"type":"integer","maximum":10},"m":{"maximum":10}}}}}}`
 	if resp := gw.do(t, "PUT", "/v1/schema/typed", schema, nil, nil); resp.StatusCode != 201 {
 		t.Fatalf("publish schema: %d", resp.StatusCode)
 	}

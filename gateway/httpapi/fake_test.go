@@ -123,7 +123,7 @@ func (m *memStore) counts() string {
 // typedSchema is the schema the in-memory handler publishes for API
 // "typed", so that fires of typed.counted are validated.
 const typedSchema = `{"events":{"counted":{"params_schema":{"type":"object","properties":{
-	"n":{"type":"integer","maximum":10,"multipleOf":0.5},"s":{"type":"string","pattern":"^[a-z]*$"},
+	"n":{"type":"integer","maximum":10,"multipleOf":0.5},"m":{"maximum":10},"s":{"type":"string","pattern":"^[a-z]*$"},
 	"a":{"type":"array","items":{"type":"number"},"uniqueItems":true}}}}}}`
 
 // newMemHandler returns the HTTP API over a service on a memStore, with

@@ -67,7 +67,7 @@ func FuzzFireHandler(f *testing.F) {
 	for _, b := range hostileBodies {
 		f.Add("auth", "user_registered", "", []byte(b))
 	}
-	for _, b := range []string{`{"n":5}`, `{"n":11}`, `{"n":1e1000}`, `{"n":1e400}`, `{"n":2.25}`, `{"s":"ab"}`, `{"a":[1,1.0]}`, `{"a":[1e-400,2]}`} {
+	for _, b := range []string{`{"n":5}`, `{"n":11}`, `{"n":1e1000}`, `{"n":1e400}`, `{"n":2.25}`, `{"s":"ab"}`, `{"a":[1,1.0]}`, `{"a":[1e-400,2]}`, `{"m":1e10000000}`, `{"m":-1e-10000000}`} {
 		f.Add("typed", "counted", "k1", []byte(b))
 	}
 	f.Add("9auth", "x", "", []byte(`{}`))
