@@ -58,10 +58,11 @@ func parseTimeout(h string) (time.Duration, error) {
 			return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q: want a duration such as 2s or 500ms", h)
 		}
 		// NaN, infinities and seconds beyond a Duration do not convert.
-		if !(secs > 0 && secs < float64(math.MaxInt64/int64(time.Second))) {
-			return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q must be a positive number of seconds below %d", h, math.MaxInt64/int64(time.Second))
+		ns := secs * float64(time.Second)
+		if !(ns >= 1 && ns < math.MaxInt64) {
+			return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q: want a positive number of seconds that fits a duration (under 292 years)", h)
 		}
-		d = time.Duration(secs * float64(time.Second))
+		d = time.Duration(ns)
 	}
 	if d <= 0 {
 		return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q must be positive", h)

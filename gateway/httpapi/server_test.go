@@ -89,3 +89,24 @@ func TestWriteResult(t *testing.T) {
 		}
 	}
 }
+
+// A Lightbus-Timeout in seconds is a positive, finite number that fits a
+// duration; anything else is refused explicitly, not by how a float
+// happens to convert on this machine.
+func TestParseTimeout(t *testing.T) {
+	t.Parallel()
+	for h, want := range map[string]time.Duration{"": 0, "2s": 2 * time.Second, "1.5": 1500 * time.Millisecond, "9223372036": 9223372036 * time.Second} {
+		if got, err := parseTimeout(h); err != nil || got != want {
+			t.Errorf("parseTimeout(%q) = %s, %v; want %s", h, got, err, want)
+		}
+	}
+	for _, h := range []string{"NaN", "Inf", "-Inf", "1e300", "9223372037", "-0", "0", "-1", "soon", "0x10"} {
+		_, err := parseTimeout(h)
+		if gateway.ErrorCode(err) != gateway.EInvalid || !strings.Contains(err.Error(), h) {
+			t.Errorf("parseTimeout(%q) = %v, want invalid naming it", h, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "must be positive") && h != "-0" && h != "0" && h != "-1" {
+			t.Errorf("parseTimeout(%q) = %v: refused by an accident of float conversion", h, err)
+		}
+	}
+}
