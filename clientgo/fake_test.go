@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightbus-go/lightbus/internal/testwait"
 	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
@@ -375,16 +376,23 @@ func newTestBus(t testing.TB, gatewayURL string, opts ...Option) *Bus {
 	return b
 }
 
-// waitFor polls cond until it holds or a few seconds pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
+// poll checks conditions often: the fake gateway runs in the test process.
+var poll = testwait.Poller{Interval: 5 * time.Millisecond}
+
+// waitTimeout bounds each wait for the fake gateway to see something.
+const waitTimeout = 5 * time.Second
+
+// waitRegistered waits until worker id is registered and returns its
+// registration.
+func (f *fakeGateway) waitRegistered(t testing.TB, id string) registrationBody {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var reg registrationBody
+	poll.For(t, waitTimeout, "the worker to register", func() bool {
+		var ok bool
+		reg, ok = f.registered(id)
+		return ok
+	})
+	return reg
 }
 
 func (f *fakeGateway) putSchema(w http.ResponseWriter, r *http.Request) {

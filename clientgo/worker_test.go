@@ -82,13 +82,7 @@ func (rb *runBundle) stop(t *testing.T) error {
 
 func (rb *runBundle) waitRegistered(t *testing.T) registrationBody {
 	t.Helper()
-	var reg registrationBody
-	waitFor(t, "the worker to register", func() bool {
-		var ok bool
-		reg, ok = rb.gw.registered(rb.bus.WorkerID())
-		return ok
-	})
-	return reg
+	return rb.gw.waitRegistered(t, rb.bus.WorkerID())
 }
 
 func TestRun(t *testing.T) {
@@ -144,7 +138,7 @@ func TestRun(t *testing.T) {
 
 	// The worker heartbeats.
 	puts, _ := gw.counts()
-	waitFor(t, "heartbeats", func() bool { p, _ := gw.counts(); return p >= puts+2 })
+	poll.For(t, waitTimeout, "heartbeats", func() bool { p, _ := gw.counts(); return p >= puts+2 })
 
 	// A gateway that lost the registration gets it back at the next heartbeat.
 	gw.forget()
@@ -179,7 +173,7 @@ func TestRunDrainsBeforeDeregistering(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- bus.Run(ctx) }()
-	waitFor(t, "the worker to register", func() bool { _, ok := gw.registered(bus.WorkerID()); return ok })
+	gw.waitRegistered(t, bus.WorkerID())
 
 	client := newTestBus(t, gw.URL())
 	result := make(chan error, 1)
@@ -284,7 +278,7 @@ func TestRunRegistration(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- bus.RunRegistration(ctx, srv.URL) }()
-	waitFor(t, "the worker to register", func() bool { _, ok := gw.registered(bus.WorkerID()); return ok })
+	gw.waitRegistered(t, bus.WorkerID())
 
 	var n int
 	if err := bus.Call(t.Context(), "orders.count", nil, &n); err != nil || n != 7 {

@@ -58,6 +58,11 @@ func (hangingStores) DeleteListener(ctx context.Context, service, listener strin
 	return ctx.Err()
 }
 
+func (hangingStores) CurrentSchemaRef(ctx context.Context, api string) (SchemaRef, error) {
+	<-ctx.Done()
+	return SchemaRef{}, ctx.Err()
+}
+
 func (hangingStores) ListSchemas(ctx context.Context) ([]SchemaVersion, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
@@ -70,13 +75,19 @@ func TestServiceBoundsStoreCalls(t *testing.T) {
 
 	st := hangingStores{}
 	s := NewService(ServiceConfig{Events: st, Workers: st, Listeners: st, Schemas: st, StoreTimeout: 50 * time.Millisecond})
+	validating := NewService(ServiceConfig{Events: st, SchemaCache: NewSchemaCache(SchemaCacheConfig{Store: st}), StoreTimeout: 50 * time.Millisecond})
 	ctx := context.Background()
 	ev, err := NewEvent("auth", "user_registered", json.RawMessage(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, call := range map[string]func() error{
-		"Fire":      func() error { _, err := s.Fire(ctx, ev); return err },
+		"Fire":       func() error { _, err := s.Fire(ctx, ev); return err },
+		"FireSchema": func() error { _, err := validating.Fire(ctx, ev); return err },
+		"CallSchema": func() error {
+			_, err := validating.Call(ctx, &Call{API: "auth", Method: "m", Params: json.RawMessage(`{}`)})
+			return err
+		},
 		"Event":     func() error { _, err := s.Event(ctx, ev.ID); return err },
 		"Workers":   func() error { _, err := s.Workers(ctx); return err },
 		"Listeners": func() error { _, err := s.Listeners(ctx); return err },

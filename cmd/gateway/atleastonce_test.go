@@ -11,6 +11,7 @@ import (
 	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
 
@@ -47,13 +48,20 @@ func (d *dedupListener) counts() (map[string]int, int) {
 	return m, d.requests
 }
 
+// resetConnection drops the request's connection with a reset, without an
+// answer.
+func resetConnection(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err == nil {
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+	}
+}
+
 // fireMany fires n events of shop.order_placed in batches and returns their ids.
 func fireMany(t *testing.T, gw *testGateway, n int) []string {
 	t.Helper()
-	bus, err := lightbus.Create(lightbus.WithURL(gw.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bus := newBus(t, gw.URL)
 	var ids []string
 	for len(ids) < n {
 		batch := make([]lightbus.BatchEvent, min(500, n-len(ids)))
@@ -74,11 +82,8 @@ func fireMany(t *testing.T, gw *testGateway, n int) []string {
 // waitCaughtUp waits until the group has nothing pending, in flight or dead.
 func waitCaughtUp(t *testing.T, gw *testGateway, group string, timeout time.Duration) {
 	t.Helper()
-	bus, err := lightbus.Create(lightbus.WithURL(gw.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, timeout, group+" to receive every event", func() bool {
+	bus := newBus(t, gw.URL)
+	testwait.For(t, timeout, group+" to receive every event", func() bool {
 		groups, err := bus.Listeners(context.Background())
 		if err != nil {
 			return false
@@ -121,11 +126,7 @@ func TestAtLeastOnceConnectionLostAfterHandling(t *testing.T) {
 	h := newHook(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if d.handle(r.Header.Get("Webhook-Id")) {
 			// Handled, then the connection dies without an answer.
-			conn, _, err := http.NewResponseController(w).Hijack()
-			if err == nil {
-				conn.(*net.TCPConn).SetLinger(0)
-				conn.Close()
-			}
+			resetConnection(w)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent) // a duplicate: acknowledge it
@@ -147,23 +148,10 @@ func TestAtLeastOnceGatewayStoppedMidDelivery(t *testing.T) {
 	dbURL := pgtest.NewURL(t)
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	start := func(shutdown time.Duration) (*testGateway, context.CancelFunc, chan error) {
+	start := func(shutdown time.Duration) (*testGateway, func() error) {
 		cfg := testConfig()
 		cfg.ShutdownTimeout = shutdown
-		ctx, cancel := context.WithCancel(context.Background())
-		a, err := newApp(ctx, cfg, dbURL, logger)
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- a.serve(ctx, ln) }()
-		return &testGateway{URL: "http://" + ln.Addr().String(), app: a}, cancel, done
+		return launchGateway(t, cfg, dbURL, logger)
 	}
 
 	d := newDedupListener()
@@ -183,24 +171,22 @@ func TestAtLeastOnceGatewayStoppedMidDelivery(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 
-	gw1, stop1, done1 := start(300 * time.Millisecond)
+	gw1, stop1 := start(300 * time.Millisecond)
 	registerGroup(t, gw1, "w1", "audit", "log", h.srv.URL, "", "shop.order_placed")
 	ids := fireMany(t, gw1, 50)
-	waitFor(t, 15*time.Second, "deliveries in flight", func() bool {
+	testwait.For(t, 15*time.Second, "deliveries in flight", func() bool {
 		n := 0
 		stalled.Range(func(any, any) bool { n++; return true })
 		return n >= 10
 	})
-	stop1()
-	if err := <-done1; err != nil {
+	if err := stop1(); err != nil {
 		t.Fatalf("first gateway: %v", err)
 	}
 	close(stall)
 
-	gw2, stop2, done2 := start(5 * time.Second)
+	gw2, stop2 := start(5 * time.Second)
 	t.Cleanup(func() {
-		stop2()
-		if err := <-done2; err != nil {
+		if err := stop2(); err != nil {
 			t.Errorf("second gateway: %v", err)
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
 type batchAnswer struct {
@@ -33,7 +34,7 @@ func TestFireBatch(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, func(c *Config) { c.MaxBatchBytes = 64 << 10 })
 	l := newListener(t)
-	registerListener(t, gw, "w1", "audit", "log", l.srv.URL, "shop.*")
+	registerGroup(t, gw, "w1", "audit", "log", l.srv.URL, "", "shop.*")
 
 	gw.do(t, "POST", "/v1/events/shop/order_placed", `{"n":0}`, map[string]string{"Idempotency-Key": "k0"}, nil)
 	var res batchAnswer
@@ -53,7 +54,7 @@ func TestFireBatch(t *testing.T) {
 	if n := countEvents(t, gw); n != 3 {
 		t.Fatalf("%d events stored, want 3", n)
 	}
-	waitFor(t, 10*time.Second, "the batch's delivery", func() bool { return len(l.received()) == 2 })
+	testwait.For(t, 10*time.Second, "the batch's delivery", func() bool { return len(l.received()) == 2 })
 
 	// Any invalid item rejects the whole batch, naming each bad item.
 	p := expectProblem(t, gw.do(t, "POST", "/v1/events", `[

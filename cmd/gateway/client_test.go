@@ -3,18 +3,24 @@ package main
 import (
 	"errors"
 	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
 // newClient returns a Go client of gw.
 func newClient(t *testing.T, gw *testGateway) *lightbus.Bus {
 	t.Helper()
-	bus, err := lightbus.Create(lightbus.WithURL(gw.URL), lightbus.WithService("tests"))
+	return newBus(t, gw.URL, lightbus.WithService("tests"))
+}
+
+// newBus returns a Go client of the gateway at url.
+func newBus(t *testing.T, url string, opts ...lightbus.Option) *lightbus.Bus {
+	t.Helper()
+	bus, err := lightbus.Create(append([]lightbus.Option{lightbus.WithURL(url)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,14 +33,7 @@ func TestClientDeadLetters(t *testing.T) {
 	bus := newClient(t, gw)
 	ctx := t.Context()
 
-	var healthy atomic.Bool
-	h := newHook(t, func(n int, w http.ResponseWriter, r *http.Request) {
-		if healthy.Load() {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		w.WriteHeader(http.StatusTeapot)
-	})
+	h, healthy := newFailingHook(t, func(w http.ResponseWriter) { w.WriteHeader(http.StatusTeapot) })
 	registerGroup(t, gw, "w1", "support.case", "notify", h.srv.URL, `{"max_attempts":1}`, "shop.*")
 	var ids []string
 	for _, name := range []string{"shop.order_placed", "shop.order_placed", "shop.order_cancelled"} {
@@ -121,7 +120,7 @@ func TestListenerStatus(t *testing.T) {
 		return m
 	}
 	var groups map[string]lightbus.ListenerStatus
-	waitFor(t, 15*time.Second, "one delivery in flight, two pending, three dead", func() bool {
+	testwait.For(t, 15*time.Second, "one delivery in flight, two pending, three dead", func() bool {
 		groups = byName()
 		s, b := groups["audit.slow"], groups["audit.broken"]
 		return s.InFlight == 1 && s.Pending == 2 && s.Dead == 0 && b.Dead == 3 && b.Pending == 0 && b.InFlight == 0
@@ -139,7 +138,7 @@ func TestListenerStatus(t *testing.T) {
 	}
 
 	close(release)
-	waitFor(t, 15*time.Second, "the slow group to catch up", func() bool {
+	testwait.For(t, 15*time.Second, "the slow group to catch up", func() bool {
 		s := byName()["audit.slow"]
 		return s.Pending == 0 && s.InFlight == 0 && s.LagMS == 0 && s.OldestUndelivered.IsZero()
 	})

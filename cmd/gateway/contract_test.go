@@ -8,14 +8,16 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
-// hook is a test listener whose answers a function decides, recording when
-// each request arrived.
+// hook is a test listener whose answers a function decides, recording each
+// request and when it arrived.
 type hook struct {
 	srv *httptest.Server
 
@@ -27,15 +29,16 @@ type hookRequest struct {
 	at     time.Time
 	path   string
 	header http.Header
+	body   string
 }
 
 // newHook serves answer(n, w, r) for the n-th request (from 1).
 func newHook(t *testing.T, answer func(n int, w http.ResponseWriter, r *http.Request)) *hook {
 	h := &hook{}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
-		h.requests = append(h.requests, hookRequest{at: time.Now(), path: r.URL.Path, header: r.Header.Clone()})
+		h.requests = append(h.requests, hookRequest{at: time.Now(), path: r.URL.Path, header: r.Header.Clone(), body: string(body)})
 		n := len(h.requests)
 		h.mu.Unlock()
 		answer(n, w, r)
@@ -50,19 +53,62 @@ func (h *hook) received() []hookRequest {
 	return append([]hookRequest(nil), h.requests...)
 }
 
+// newListener is a hook that answers its first requests with statuses, in
+// turn, and the later ones with 204.
+func newListener(t *testing.T, statuses ...int) *hook {
+	return newHook(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		status := http.StatusNoContent
+		if n <= len(statuses) {
+			status = statuses[n-1]
+		}
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "answer %d", status)
+	})
+}
+
+// newFailingHook is a hook that answers with fail until healthy is set, and
+// then with 204.
+func newFailingHook(t *testing.T, fail func(w http.ResponseWriter)) (h *hook, healthy *atomic.Bool) {
+	healthy = new(atomic.Bool)
+	h = newHook(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if healthy.Load() {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		fail(w)
+	})
+	return h, healthy
+}
+
+// deadURL returns a loopback URL at which nothing listens.
+func deadURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
 // registerGroup registers a worker serving the group service.name at
-// baseURL+"/hook" with the given policy JSON (empty for none).
-func registerGroup(t *testing.T, gw *testGateway, workerID, service, name, baseURL, policy string, events ...string) {
+// baseURL+"/hook" with the given policy JSON (empty for none), and returns
+// the group's secret.
+func registerGroup(t *testing.T, gw *testGateway, workerID, service, name, baseURL, policy string, events ...string) string {
 	t.Helper()
 	l := fmt.Sprintf(`{"name":%q,"events":["%s"],"path":"/hook"`, name, strings.Join(events, `","`))
 	if policy != "" {
 		l += `,"policy":` + policy
 	}
 	body := fmt.Sprintf(`{"service":%q,"base_url":%q,"lease_ttl_ms":60000,"listeners":[%s}]}`, service, baseURL, l)
-	if resp := gw.do(t, "PUT", "/v1/workers/"+workerID, body, nil, nil); resp.StatusCode != 200 {
+	var res struct {
+		Listeners []struct{ Secret string } `json:"listeners"`
+	}
+	if resp := gw.do(t, "PUT", "/v1/workers/"+workerID, body, nil, &res); resp.StatusCode != 200 {
 		body, _ := io.ReadAll(resp.Body)
 		t.Fatalf("register %s: %d %s", workerID, resp.StatusCode, body)
 	}
+	return res.Listeners[0].Secret
 }
 
 // fireOne fires api.event with empty parameters and returns the event id.
@@ -79,13 +125,34 @@ func fireOne(t *testing.T, gw *testGateway, api, event string) string {
 // the event.
 func waitState(t *testing.T, gw *testGateway, id, state string) eventDetail {
 	t.Helper()
+	return waitStateWithin(t, gw, id, state, 15*time.Second)
+}
+
+// waitStateWithin is waitState with its own timeout.
+func waitStateWithin(t *testing.T, gw *testGateway, id, state string, timeout time.Duration) eventDetail {
+	t.Helper()
 	var detail eventDetail
-	waitFor(t, 15*time.Second, "delivery of "+id+" to be "+state, func() bool {
+	testwait.For(t, timeout, "delivery of "+id+" to be "+state, func() bool {
 		detail = eventDetail{}
 		gw.do(t, "GET", "/v1/events/"+id, "", nil, &detail)
 		return len(detail.Deliveries) == 1 && detail.Deliveries[0].State == state
 	})
 	return detail
+}
+
+// deliverOne registers h as the group service.name, with policy, for
+// shop.order_placed, fires one such event and waits until its delivery
+// completes. It checks that h got requests requests, and returns the event
+// and the requests.
+func deliverOne(t *testing.T, gw *testGateway, h *hook, service, name, policy string, requests int) (eventDetail, []hookRequest) {
+	t.Helper()
+	registerGroup(t, gw, "w1", service, name, h.srv.URL, policy, "shop.order_placed")
+	detail := waitState(t, gw, fireOne(t, gw, "shop", "order_placed"), gateway.DeliveryCompleted)
+	got := h.received()
+	if len(got) != requests {
+		t.Fatalf("listener got %d requests, want %d", len(got), requests)
+	}
+	return detail, got
 }
 
 func TestContractRetryAfter(t *testing.T) {
@@ -104,14 +171,7 @@ func TestContractRetryAfter(t *testing.T) {
 			w.WriteHeader(http.StatusOK)
 		}
 	})
-	registerGroup(t, gw, "w1", "billing", "charge", h.srv.URL, "", "shop.order_placed")
-	id := fireOne(t, gw, "shop", "order_placed")
-	detail := waitState(t, gw, id, gateway.DeliveryCompleted)
-
-	got := h.received()
-	if len(got) != 3 {
-		t.Fatalf("listener got %d requests, want 3", len(got))
-	}
+	detail, got := deliverOne(t, gw, h, "billing", "charge", "", 3)
 	// The test backoff is 20ms: only Retry-After explains these gaps. An HTTP
 	// date has whole seconds, so "now + 2s" is at least one second away.
 	for i := 1; i < 3; i++ {
@@ -151,7 +211,7 @@ func TestContractGoneRemovesEndpoint(t *testing.T) {
 	ok := newHook(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	registerGroup(t, gw, "old", "mail", "welcome", gone.srv.URL, "", "auth.user_registered")
 	id := fireOne(t, gw, "auth", "user_registered")
-	waitFor(t, 10*time.Second, "the 410 answer", func() bool { return len(gone.received()) == 1 })
+	testwait.For(t, 10*time.Second, "the 410 answer", func() bool { return len(gone.received()) == 1 })
 
 	// The only endpoint is gone: the delivery waits for another one.
 	time.Sleep(300 * time.Millisecond)
@@ -200,13 +260,7 @@ func TestContractFailuresRetried(t *testing.T) {
 			w.WriteHeader(http.StatusAccepted)
 		}
 	})
-	registerGroup(t, gw, "w1", "audit", "log", h.srv.URL, "", "shop.order_placed")
-	id := fireOne(t, gw, "shop", "order_placed")
-	detail := waitState(t, gw, id, gateway.DeliveryCompleted)
-	got := h.received()
-	if len(got) != 5 {
-		t.Fatalf("listener got %d requests, want 5", len(got))
-	}
+	detail, got := deliverOne(t, gw, h, "audit", "log", "", 5)
 	for _, r := range got {
 		if r.path != "/hook" {
 			t.Errorf("request to %s: redirects must not be followed", r.path)
@@ -228,13 +282,7 @@ func TestContractTimeoutAndConnectionErrors(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, nil)
 
-	// Nothing listens at this address.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	dead := deadURL(t) // nothing listens at this address
 
 	h := newHook(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if n == 1 {
@@ -248,7 +296,7 @@ func TestContractTimeoutAndConnectionErrors(t *testing.T) {
 	})
 	registerGroup(t, gw, "w1", "audit", "log", dead, `{"timeout_ms":200}`, "shop.order_placed")
 	id := fireOne(t, gw, "shop", "order_placed")
-	waitFor(t, 10*time.Second, "a failed connection attempt", func() bool {
+	testwait.For(t, 10*time.Second, "a failed connection attempt", func() bool {
 		var detail eventDetail
 		gw.do(t, "GET", "/v1/events/"+id, "", nil, &detail)
 		return len(detail.Deliveries) == 1 && len(detail.Deliveries[0].Errors) > 0
@@ -278,12 +326,7 @@ func TestPolicyBackoffPerGroup(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	registerGroup(t, gw, "w1", "audit", "log", h.srv.URL, `{"backoff":{"base_ms":400,"max_ms":5000}}`, "shop.order_placed")
-	waitState(t, gw, fireOne(t, gw, "shop", "order_placed"), gateway.DeliveryCompleted)
-	got := h.received()
-	if len(got) != 3 {
-		t.Fatalf("listener got %d requests, want 3", len(got))
-	}
+	_, got := deliverOne(t, gw, h, "audit", "log", `{"backoff":{"base_ms":400,"max_ms":5000}}`, 3)
 	if gap := got[1].at.Sub(got[0].at); gap < 400*time.Millisecond {
 		t.Errorf("first retry after %s, want at least the group's base 400ms", gap)
 	}

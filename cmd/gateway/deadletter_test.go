@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
 type deliveryRecord struct {
@@ -38,12 +39,7 @@ func TestDeadLetters(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, nil)
 
-	var healthy atomic.Bool
-	h := newHook(t, func(n int, w http.ResponseWriter, r *http.Request) {
-		if healthy.Load() {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
+	h, healthy := newFailingHook(t, func(w http.ResponseWriter) {
 		w.WriteHeader(http.StatusInternalServerError)
 		fmt.Fprint(w, "boom")
 	})
@@ -166,7 +162,7 @@ func TestDeadLetters(t *testing.T) {
 func waitDelivery(t *testing.T, gw *testGateway, id int64, state string) deliveryRecord {
 	t.Helper()
 	var d deliveryRecord
-	waitFor(t, 15*time.Second, "delivery "+strconv.FormatInt(id, 10)+" to be "+state, func() bool {
+	testwait.For(t, 15*time.Second, "delivery "+strconv.FormatInt(id, 10)+" to be "+state, func() bool {
 		d = deliveryRecord{}
 		gw.do(t, "GET", fmt.Sprintf("/v1/deliveries/%d", id), "", nil, &d)
 		return d.State == state
@@ -200,7 +196,7 @@ func TestRedriveManyInBatches(t *testing.T) {
 			t.Fatalf("batch fire: %d", resp.StatusCode)
 		}
 	}
-	waitFor(t, 120*time.Second, "every delivery to be dead", func() bool {
+	testwait.For(t, 120*time.Second, "every delivery to be dead", func() bool {
 		var page deadPage
 		gw.do(t, "GET", "/v1/listeners/billing/charge/dead?limit=1000&before=9223372036854775807", "", nil, &page)
 		if len(page.Deliveries) < 1000 {
@@ -215,5 +211,5 @@ func TestRedriveManyInBatches(t *testing.T) {
 	if res.Redriven != n {
 		t.Fatalf("redriven %d, want %d", res.Redriven, n)
 	}
-	waitFor(t, 120*time.Second, "every redriven delivery to arrive", func() bool { return delivered.Load() >= n })
+	testwait.For(t, 120*time.Second, "every redriven delivery to arrive", func() bool { return delivered.Load() >= n })
 }

@@ -37,3 +37,23 @@ func TestDebugOffByDefault(t *testing.T) {
 		t.Errorf("GET /debug/pprof/ on the API address: %d, want 404", resp.StatusCode)
 	}
 }
+
+func TestDebugVarsOptIn(t *testing.T) {
+	t.Parallel()
+
+	off := startGateway(t, nil)
+	expectProblem(t, off.do(t, "GET", "/debug/vars", "", nil, nil), 404, "not_found")
+
+	on := startGateway(t, func(c *Config) { c.DebugVars = true })
+	var vars struct {
+		Goroutines int            `json:"goroutines"`
+		Memstats   map[string]any `json:"memstats"`
+	}
+	if resp := on.do(t, "GET", "/debug/vars", "", nil, &vars); resp.StatusCode != 200 || vars.Goroutines <= 0 || vars.Memstats == nil {
+		t.Fatalf("debug vars: %d %+v", resp.StatusCode, vars)
+	}
+	var status map[string]string
+	if resp := on.do(t, "GET", "/healthz", "", nil, &status); resp.StatusCode != 200 {
+		t.Fatalf("healthz behind the debug mux: %d", resp.StatusCode)
+	}
+}

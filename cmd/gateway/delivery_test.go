@@ -1,73 +1,14 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/internal/webhook"
 )
-
-// listener is a test listener endpoint that records what it receives and
-// answers with scripted statuses.
-type listener struct {
-	srv *httptest.Server
-
-	mu       sync.Mutex
-	requests []delivered
-	statuses []int // answers for the first requests; then 204
-}
-
-type delivered struct {
-	header http.Header
-	body   string
-}
-
-func newListener(t *testing.T, statuses ...int) *listener {
-	l := &listener{statuses: statuses}
-	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		l.mu.Lock()
-		l.requests = append(l.requests, delivered{header: r.Header.Clone(), body: string(body)})
-		status := http.StatusNoContent
-		if n := len(l.requests); n <= len(l.statuses) {
-			status = l.statuses[n-1]
-		}
-		l.mu.Unlock()
-		w.WriteHeader(status)
-		fmt.Fprintf(w, "answer %d", status)
-	}))
-	t.Cleanup(l.srv.Close)
-	return l
-}
-
-func (l *listener) received() []delivered {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]delivered(nil), l.requests...)
-}
-
-// registerListener registers a worker serving one listener group and returns
-// the group's secret.
-func registerListener(t *testing.T, gw *testGateway, workerID, service, name, baseURL string, events ...string) string {
-	t.Helper()
-	body := fmt.Sprintf(`{"service":%q,"base_url":%q,"lease_ttl_ms":60000,"listeners":[{"name":%q,"events":[%s],"path":"/hook"}]}`,
-		service, baseURL, name, `"`+strings.Join(events, `","`)+`"`)
-	var res struct {
-		Listeners []struct{ Secret string } `json:"listeners"`
-	}
-	if resp := gw.do(t, "PUT", "/v1/workers/"+workerID, body, nil, &res); resp.StatusCode != 200 {
-		t.Fatalf("register %s: %d", workerID, resp.StatusCode)
-	}
-	return res.Listeners[0].Secret
-}
 
 type eventDetail struct {
 	ID         string `json:"id"`
@@ -88,7 +29,7 @@ func TestDeliveryRetriedAfterFailures(t *testing.T) {
 	gw := startGateway(t, nil)
 
 	l := newListener(t, 500, 503)
-	secret := registerListener(t, gw, "auth-1", "auth", "create_user", l.srv.URL, "customers.new_customer")
+	secret := registerGroup(t, gw, "auth-1", "auth", "create_user", l.srv.URL, "", "customers.new_customer")
 
 	params := `{"name":  "Sally"}`
 	var res fireResult
@@ -96,11 +37,7 @@ func TestDeliveryRetriedAfterFailures(t *testing.T) {
 	if res.Deliveries != 1 {
 		t.Fatalf("deliveries = %d, want 1", res.Deliveries)
 	}
-	var detail eventDetail
-	waitFor(t, 10*time.Second, "the delivery to complete", func() bool {
-		gw.do(t, "GET", "/v1/events/"+res.ID, "", nil, &detail)
-		return len(detail.Deliveries) == 1 && detail.Deliveries[0].State == gateway.DeliveryCompleted
-	})
+	detail := waitStateWithin(t, gw, res.ID, gateway.DeliveryCompleted, 10*time.Second)
 	got := l.received()
 	if len(got) != 3 {
 		t.Fatalf("listener got %d requests, want 3 (two failures, then success)", len(got))
@@ -130,7 +67,7 @@ func TestDeliveryWaitsForAnEndpoint(t *testing.T) {
 	gw := startGateway(t, nil)
 
 	l := newListener(t)
-	registerListener(t, gw, "mail-1", "mail", "welcome", l.srv.URL, "auth.*")
+	registerGroup(t, gw, "mail-1", "mail", "welcome", l.srv.URL, "", "auth.*")
 	// The group outlives its last worker: events keep being queued for it.
 	gw.do(t, "DELETE", "/v1/workers/mail-1", "", nil, nil)
 
@@ -150,11 +87,8 @@ func TestDeliveryWaitsForAnEndpoint(t *testing.T) {
 		t.Fatalf("listener got %d requests while deregistered", n)
 	}
 
-	registerListener(t, gw, "mail-2", "mail", "welcome", l.srv.URL, "auth.*")
-	waitFor(t, 10*time.Second, "the delivery to complete", func() bool {
-		gw.do(t, "GET", "/v1/events/"+res.ID, "", nil, &detail)
-		return detail.Deliveries[0].State == gateway.DeliveryCompleted
-	})
+	registerGroup(t, gw, "mail-2", "mail", "welcome", l.srv.URL, "", "auth.*")
+	waitStateWithin(t, gw, res.ID, gateway.DeliveryCompleted, 10*time.Second)
 	if got := l.received(); len(got) != 1 || got[0].header.Get("Lightbus-Attempt") != "1" {
 		t.Fatalf("listener requests %+v, want one first attempt", got)
 	}
@@ -165,14 +99,10 @@ func TestDeliveryDeadAfterMaxAttempts(t *testing.T) {
 	gw := startGateway(t, func(c *Config) { c.DeliveryMaxAttempts = 3 })
 
 	l := newListener(t, 500, 500, 500, 500, 500)
-	registerListener(t, gw, "a-1", "audit", "log", l.srv.URL, "shop.order_placed")
+	registerGroup(t, gw, "a-1", "audit", "log", l.srv.URL, "", "shop.order_placed")
 	var res fireResult
 	gw.do(t, "POST", "/v1/events/shop/order_placed", `{}`, nil, &res)
-	var detail eventDetail
-	waitFor(t, 10*time.Second, "the delivery to be dead", func() bool {
-		gw.do(t, "GET", "/v1/events/"+res.ID, "", nil, &detail)
-		return detail.Deliveries[0].State == gateway.DeliveryDead
-	})
+	waitStateWithin(t, gw, res.ID, gateway.DeliveryDead, 10*time.Second)
 	if n := len(l.received()); n != 3 {
 		t.Fatalf("listener got %d requests, want 3 attempts", n)
 	}

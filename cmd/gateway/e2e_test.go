@@ -4,33 +4,61 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
 	authbus "github.com/lightbus-go/lightbus/examples/auth/bus"
 	customersbus "github.com/lightbus-go/lightbus/examples/customers/bus"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
-// runWorker runs bus as a worker against gw until the test ends.
-func runWorker(t *testing.T, bus *lightbus.Bus) {
-	t.Helper()
+// startBus runs bus as a worker against its gateway until stop is called;
+// stop returns what Run returned.
+func startBus(bus *lightbus.Bus) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- bus.Run(ctx) }()
-	t.Cleanup(func() {
+	return sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
+		return <-done
+	})
+}
+
+// runWorker runs bus as a worker until the test ends.
+func runWorker(t *testing.T, bus *lightbus.Bus) {
+	t.Helper()
+	stop := startBus(bus)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("worker %s: %v", bus.WorkerID(), err)
 		}
 	})
 }
 
-func workerOptions(gw *testGateway) []lightbus.Option {
+// runBus runs bus as a worker until the test ends, and waits until it is
+// registered.
+func runBus(t *testing.T, bus *lightbus.Bus) {
+	t.Helper()
+	runWorker(t, bus)
+	testwait.For(t, 10*time.Second, bus.WorkerID()+" to register", func() bool {
+		workers, err := bus.Workers(context.Background())
+		if err != nil {
+			return false
+		}
+		return slices.ContainsFunc(workers, func(w lightbus.Worker) bool { return w.ID == bus.WorkerID() })
+	})
+}
+
+// workerOptions configure a worker of gw serving on loopback with the given
+// lease.
+func workerOptions(gw *testGateway, lease time.Duration) []lightbus.Option {
 	return []lightbus.Option{
 		lightbus.WithURL(gw.URL),
 		lightbus.WithWorkerAddr("127.0.0.1:0"),
-		lightbus.WithLeaseTTL(2 * time.Second),
+		lightbus.WithLeaseTTL(lease),
 	}
 }
 
@@ -42,13 +70,10 @@ func TestSeedScenario(t *testing.T) {
 	gw := startGateway(t, nil)
 	ctx := context.Background()
 
-	runWorker(t, authbus.New(workerOptions(gw)...))
-	runWorker(t, customersbus.New(workerOptions(gw)...))
-	client, err := lightbus.Create(lightbus.WithURL(gw.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "both workers to register", func() bool {
+	runWorker(t, authbus.New(workerOptions(gw, 2*time.Second)...))
+	runWorker(t, customersbus.New(workerOptions(gw, 2*time.Second)...))
+	client := newBus(t, gw.URL)
+	testwait.For(t, 10*time.Second, "both workers to register", func() bool {
 		workers, err := client.Workers(ctx)
 		return err == nil && len(workers) == 2
 	})
@@ -71,7 +96,7 @@ func TestSeedScenario(t *testing.T) {
 		t.Fatalf("fire new_customer: %d %+v", resp.StatusCode, fired)
 	}
 	var registered *lightbus.EventPage
-	waitFor(t, 15*time.Second, "auth.user_registered for sally", func() bool {
+	testwait.For(t, 15*time.Second, "auth.user_registered for sally", func() bool {
 		registered, err = client.Events(ctx, lightbus.EventQuery{API: "auth", Event: "user_registered"})
 		return err == nil && len(registered.Events) == 1
 	})
@@ -85,7 +110,7 @@ func TestSeedScenario(t *testing.T) {
 	if len(ev.Deliveries) != 1 || ev.Deliveries[0].Service != "customers" || ev.Deliveries[0].Listener != "create_user" {
 		t.Fatalf("new_customer deliveries = %+v", ev.Deliveries)
 	}
-	waitFor(t, 10*time.Second, "the new_customer delivery to complete", func() bool {
+	testwait.For(t, 10*time.Second, "the new_customer delivery to complete", func() bool {
 		ev, err = client.Event(ctx, fired.ID)
 		return err == nil && ev.Deliveries[0].State == "completed"
 	})
@@ -109,21 +134,14 @@ func TestWorkerShutdownDeregisters(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, nil)
 	ctx := context.Background()
-	client, err := lightbus.Create(lightbus.WithURL(gw.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := newBus(t, gw.URL)
 
-	first := authbus.New(workerOptions(gw)...)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- first.Run(runCtx) }()
-	waitFor(t, 10*time.Second, "the worker to register", func() bool {
+	stop := startBus(authbus.New(workerOptions(gw, 2*time.Second)...))
+	testwait.For(t, 10*time.Second, "the worker to register", func() bool {
 		workers, err := client.Workers(ctx)
 		return err == nil && len(workers) == 1
 	})
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("worker stopped with %v", err)
 	}
 	workers, err := client.Workers(ctx)
@@ -134,7 +152,7 @@ func TestWorkerShutdownDeregisters(t *testing.T) {
 	// A call now waits for a worker; one starts a moment later.
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		runWorker(t, authbus.New(workerOptions(gw)...))
+		runWorker(t, authbus.New(workerOptions(gw, 2*time.Second)...))
 	}()
 	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

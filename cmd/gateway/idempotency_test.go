@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -11,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	lightbus "github.com/lightbus-go/lightbus/clientgo"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
 func TestFireIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, nil)
 	l := newListener(t)
-	registerListener(t, gw, "w1", "audit", "log", l.srv.URL, "shop.order_placed")
+	registerGroup(t, gw, "w1", "audit", "log", l.srv.URL, "", "shop.order_placed")
 
 	key := map[string]string{"Idempotency-Key": "order-42"}
 	var first, again fireResultRepeat
@@ -31,7 +30,7 @@ func TestFireIdempotencyKey(t *testing.T) {
 		resp.Header.Get("Idempotency-Replayed") != "true" {
 		t.Fatalf("repeat: %d %+v (%v), want 200 with the first event %s", resp.StatusCode, again, resp.Header, first.ID)
 	}
-	waitFor(t, 10*time.Second, "the delivery", func() bool { return len(l.received()) == 1 })
+	testwait.For(t, 10*time.Second, "the delivery", func() bool { return len(l.received()) == 1 })
 	if got := l.received()[0].header.Get("Idempotency-Key"); got != "order-42" {
 		t.Errorf("delivery Idempotency-Key = %q", got)
 	}
@@ -74,20 +73,13 @@ func TestClientFireRetriesWithOneKey(t *testing.T) {
 				// Forward, then lose the answer.
 				rec := &discardWriter{header: http.Header{}}
 				proxy.ServeHTTP(rec, r)
-				conn, _, err := http.NewResponseController(w).Hijack()
-				if err == nil {
-					conn.(*net.TCPConn).SetLinger(0)
-					conn.Close()
-				}
+				resetConnection(w)
 				return
 			}
 		}
 		proxy.ServeHTTP(w, r)
 	})
-	bus, err := lightbus.Create(lightbus.WithURL(front.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bus := newBus(t, front.srv.URL)
 	res, err := bus.Fire(context.Background(), "shop.order_placed", map[string]int{"n": 1})
 	if err != nil {
 		t.Fatal(err)

@@ -14,13 +14,10 @@ func TestDeleteListener(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, nil)
 	ctx := context.Background()
-	client, err := lightbus.Create(lightbus.WithURL(gw.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := newBus(t, gw.URL)
 
 	l := newListener(t)
-	registerListener(t, gw, "audit-1", "audit", "log", l.srv.URL, "shop.*")
+	registerGroup(t, gw, "audit-1", "audit", "log", l.srv.URL, "", "shop.*")
 	// A live worker serves the group: its next heartbeat would re-create it.
 	var lbErr *lightbus.Error
 	if err := client.DeleteListener(ctx, "audit", "log"); !errors.As(err, &lbErr) || lbErr.Code != lightbus.CodeConflict {
@@ -44,11 +41,7 @@ func TestDeleteListener(t *testing.T) {
 		t.Fatalf("after the delete: %d deliveries, want 0", fired.Deliveries)
 	}
 	// The delivery queued before the delete ends cancelled, never sent.
-	var detail eventDetail
-	waitFor(t, 10*time.Second, "the queued delivery to be cancelled", func() bool {
-		gw.do(t, "GET", "/v1/events/"+queued.ID, "", nil, &detail)
-		return len(detail.Deliveries) == 1 && detail.Deliveries[0].State == gateway.DeliveryCancelled
-	})
+	waitStateWithin(t, gw, queued.ID, gateway.DeliveryCancelled, 10*time.Second)
 	if n := len(l.received()); n != 0 {
 		t.Fatalf("the listener got %d requests", n)
 	}

@@ -271,10 +271,9 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		MaxAttempts:       cfg.DeliveryMaxAttempts,
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		SchemaCache: gateway.NewSchemaCache(gateway.SchemaCacheConfig{
-			Store:   store,
-			Logger:  logger,
-			TTL:     cfg.SchemaCacheTTL,
-			Timeout: cfg.DBTimeout,
+			Store:  store,
+			Logger: logger,
+			TTL:    cfg.SchemaCacheTTL,
 		}),
 		StrictSchemas:   cfg.StrictSchemas,
 		ValidateResults: cfg.ValidateResults,

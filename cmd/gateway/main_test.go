@@ -3,17 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/testhttp"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
 
@@ -76,8 +76,21 @@ func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 		mutate(&cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	gw, stop := launchGateway(t, cfg, pgtest.NewURL(t), logger)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("gateway stopped with %v", err)
+		}
+	})
+	return gw
+}
+
+// launchGateway starts a gateway with cfg against the database at dbURL,
+// serving at cfg.Addr. stop shuts it down and returns how serving ended.
+func launchGateway(t *testing.T, cfg Config, dbURL string, logger *slog.Logger) (gw *testGateway, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := newApp(ctx, cfg, pgtest.NewURL(t), logger)
+	a, err := newApp(ctx, cfg, dbURL, logger)
 	if err != nil {
 		cancel()
 		t.Fatalf("start gateway: %v", err)
@@ -89,13 +102,11 @@ func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.serve(ctx, ln) }()
-	t.Cleanup(func() {
+	stop = sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway stopped with %v", err)
-		}
+		return <-done
 	})
-	return &testGateway{URL: "http://" + ln.Addr().String(), app: a}
+	return &testGateway{URL: "http://" + ln.Addr().String(), app: a}, stop
 }
 
 // testWriter sends log lines to t.Log, and drops them once the test is over.
@@ -107,68 +118,20 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// do sends a request and decodes a JSON answer into out (when not nil).
+// do sends a request to the gateway and decodes a JSON answer into out
+// (when not nil).
 func (g *testGateway) do(t *testing.T, method, path string, body string, header map[string]string, out any) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, g.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out != nil && len(data) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
-		}
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(data))
-	return resp
+	return testhttp.Do(t, method, g.URL+path, body, header, out)
 }
 
-type problem struct {
-	Type      string              `json:"type"`
-	Status    int                 `json:"status"`
-	Code      string              `json:"code"`
-	Detail    string              `json:"detail"`
-	ErrorType string              `json:"error_type"`
-	Message   string              `json:"message"`
-	Errors    []gateway.Violation `json:"errors"`
-}
+// problem is a problem document as the gateway writes it.
+type problem = testhttp.Problem
 
 // expectProblem checks that resp is a problem document with status and code.
 func expectProblem(t *testing.T, resp *http.Response, status int, code string) problem {
 	t.Helper()
-	var p problem
-	data, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(data, &p); err != nil {
-		t.Fatalf("answer %d %s is not a problem document: %v", resp.StatusCode, data, err)
-	}
-	if resp.StatusCode != status || p.Code != code || p.Status != status || resp.Header.Get("Content-Type") != "application/problem+json" {
-		t.Fatalf("got %d %s (%s), want %d with code %s", resp.StatusCode, data, resp.Header.Get("Content-Type"), status, code)
-	}
-	return p
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testhttp.ExpectProblem(t, resp, status, code)
 }
 
 func TestOpenAPICopy(t *testing.T) {
@@ -265,4 +228,22 @@ func TestRunBadDatabaseURL(t *testing.T) {
 	if d := time.Since(start); d > startupRetry/2 {
 		t.Fatalf("a malformed DATABASE_URL took %s to report: it must not be retried", d)
 	}
+}
+
+type fireResult struct {
+	ID         string `json:"id"`
+	API        string `json:"api"`
+	Event      string `json:"event"`
+	CreatedAt  string `json:"created_at"`
+	Deliveries int    `json:"deliveries"`
+}
+
+type eventPage struct {
+	Events []struct {
+		ID     string         `json:"id"`
+		API    string         `json:"api"`
+		Event  string         `json:"event"`
+		Params map[string]any `json:"params"`
+	} `json:"events"`
+	NextCursor string `json:"next_cursor"`
 }

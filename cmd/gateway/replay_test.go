@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	lightbus "github.com/lightbus-go/lightbus/clientgo"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
 type replayDoc struct {
@@ -64,7 +64,7 @@ func TestNewGroupSince(t *testing.T) {
 	want := map[*hook][]string{hNow: {after}, hEarliest: append(append([]string{}, ids...), after),
 		hTime: append(append([]string{}, ids[5:]...), after), hID: {ids[6], ids[7], after}}
 	for h, ids := range want {
-		waitFor(t, 15*time.Second, "the replayed deliveries", func() bool { return len(deliveredIDs(h)) == len(ids) })
+		testwait.For(t, 15*time.Second, "the replayed deliveries", func() bool { return len(deliveredIDs(h)) == len(ids) })
 	}
 	time.Sleep(300 * time.Millisecond) // nothing more arrives
 	for h, ids := range want {
@@ -111,15 +111,12 @@ func TestReplayRewindsAGroup(t *testing.T) {
 		t.Fatalf("%d events delivered before the replay", n)
 	}
 
-	bus, err := lightbus.Create(lightbus.WithURL(gw.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bus := newBus(t, gw.URL)
 	rp, err := bus.Replay(t.Context(), "audit", "log", ids[200])
 	if err != nil || rp.ID == 0 || !rp.Redeliver || rp.FromID != ids[200] || rp.State != "running" {
 		t.Fatalf("replay: %+v, %v", rp, err)
 	}
-	waitFor(t, 60*time.Second, "the replay to finish", func() bool {
+	testwait.For(t, 60*time.Second, "the replay to finish", func() bool {
 		var out struct {
 			Listeners []struct {
 				Replay *replayDoc `json:"replay"`

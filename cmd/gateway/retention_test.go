@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
 func TestRetentionPrunesDeliveredEvents(t *testing.T) {
@@ -27,7 +28,7 @@ func TestRetentionPrunesDeliveredEvents(t *testing.T) {
 	dead := fireOne(t, gw, "shop", "order_cancelled")
 	waitState(t, gw, dead, gateway.DeliveryDead)
 	for _, id := range delivered {
-		waitFor(t, 20*time.Second, "event "+id+" to be pruned", func() bool {
+		testwait.For(t, 20*time.Second, "event "+id+" to be pruned", func() bool {
 			return gw.do(t, "GET", "/v1/events/"+id, "", nil, nil).StatusCode == http.StatusNotFound
 		})
 	}

@@ -3,12 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
 // registerWorker registers baseURL as a worker of service providing api.
@@ -28,6 +29,13 @@ func rpcWorker(t *testing.T, handle http.HandlerFunc) *httptest.Server {
 	return srv
 }
 
+// serveAuth starts a test worker whose RPC endpoint runs handle, and
+// registers it with gw as auth-1, serving API auth with a one-minute lease.
+func serveAuth(t *testing.T, gw *testGateway, handle http.HandlerFunc) {
+	t.Helper()
+	registerWorker(t, gw, "auth-1", "auth", "auth", rpcWorker(t, handle).URL, 60000)
+}
+
 func TestRPC(t *testing.T) {
 	t.Parallel()
 
@@ -35,7 +43,7 @@ func TestRPC(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
 		var calls atomic.Int32
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		serveAuth(t, gw, func(w http.ResponseWriter, r *http.Request) {
 			calls.Add(1)
 			body, _ := io.ReadAll(r.Body)
 			if r.URL.Path != "/lightbus/rpc/auth/check_password" || r.Header.Get("Lightbus-Deadline") == "" || r.Header.Get("Lightbus-Request-Id") == "" {
@@ -45,7 +53,6 @@ func TestRPC(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, `{"result":{"echo":%s}}`, body)
 		})
-		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 
 		var out struct {
 			Result struct {
@@ -67,12 +74,11 @@ func TestRPC(t *testing.T) {
 	t.Run("RemoteError", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		serveAuth(t, gw, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(500)
 			fmt.Fprint(w, `{"type":"urn:lightbus:problem:remote_error","title":"Remote handler error","status":500,"code":"remote_error","error_type":"InvalidPassword","message":"wrong password for admin"}`)
 		})
-		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 		p := expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil), 500, "remote_error")
 		if p.ErrorType != "InvalidPassword" || p.Message != "wrong password for admin" {
 			t.Fatalf("remote error not preserved: %+v", p)
@@ -82,12 +88,11 @@ func TestRPC(t *testing.T) {
 	t.Run("WorkerPassesThroughInvalid", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		serveAuth(t, gw, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(400)
 			fmt.Fprint(w, `{"code":"invalid","status":400,"detail":"user: expected string"}`)
 		})
-		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 		p := expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{"user":1}`, nil, nil), 400, "invalid")
 		if p.Detail != "user: expected string" {
 			t.Fatalf("detail = %q", p.Detail)
@@ -97,8 +102,7 @@ func TestRPC(t *testing.T) {
 	t.Run("BadAnswer", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>hello</html>") })
-		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		serveAuth(t, gw, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>hello</html>") })
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil), 502, "bad_gateway")
 	})
 
@@ -116,7 +120,7 @@ func TestRPC(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
 		release := make(chan struct{})
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		serveAuth(t, gw, func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			select {
 			case <-release:
@@ -124,7 +128,6 @@ func TestRPC(t *testing.T) {
 			}
 		})
 		t.Cleanup(func() { close(release) }) // runs before the server's Close
-		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 		start := time.Now()
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "300ms"}, nil), 504, "timeout")
 		if d := time.Since(start); d > 3*time.Second {
@@ -135,14 +138,13 @@ func TestRPC(t *testing.T) {
 	t.Run("WorkerKilledMidCall", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+		serveAuth(t, gw, func(w http.ResponseWriter, r *http.Request) {
 			// The process dies with the request in hand: the connection drops.
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
 				conn.Close()
 			}
 		})
-		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 		start := time.Now()
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "10s"}, nil), 502, "bad_gateway")
 		if d := time.Since(start); d > 2*time.Second {
@@ -154,15 +156,8 @@ func TestRPC(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
 		// A registered worker whose port no longer accepts connections.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		deadURL := "http://" + ln.Addr().String()
-		ln.Close()
-		registerWorker(t, gw, "auth-0", "auth", "auth", deadURL, 60000)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":true}`) })
-		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		registerWorker(t, gw, "auth-0", "auth", "auth", deadURL(t), 60000)
+		serveAuth(t, gw, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":true}`) })
 		for i := range 6 {
 			var out struct{ Result bool }
 			if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, &out); resp.StatusCode != 200 || !out.Result {
@@ -197,7 +192,7 @@ func TestRPC(t *testing.T) {
 			t.Fatalf("call while live (%s after registering): %d", time.Since(registered), resp.StatusCode)
 		}
 		// No heartbeat: the lease runs out and calls find no worker.
-		waitFor(t, 15*time.Second, "the worker to leave routing", func() bool {
+		testwait.For(t, 15*time.Second, "the worker to leave routing", func() bool {
 			resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "200ms"}, nil)
 			return resp.StatusCode == 503
 		})
@@ -210,8 +205,7 @@ func TestRPC(t *testing.T) {
 	t.Run("TargetCacheSavesTheLookup", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, func(c *Config) { c.RPCTargetTTL = time.Minute })
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
-		registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
+		serveAuth(t, gw, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
 		if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, nil); resp.StatusCode != 200 {
 			t.Fatalf("first call: %d", resp.StatusCode)
 		}
@@ -224,4 +218,48 @@ func TestRPC(t *testing.T) {
 			t.Fatalf("second call within the TTL: %d, want 200 from the cached target", resp.StatusCode)
 		}
 	})
+}
+
+// An RPC runs at most once on a handler: with two live workers of an API,
+// when the chosen one dies mid-call (it took the request, then its
+// connection broke without an answer) the caller gets 502 at once, and the
+// call is not re-sent to the other worker, which would run it a second
+// time.
+func TestRPCAtMostOnceAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, nil)
+	var runs atomic.Int32
+	handle := func(w http.ResponseWriter, r *http.Request) {
+		if runs.Add(1) == 1 {
+			// The first call, on whichever worker it lands, dies mid-call.
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conn.Close()
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"result": true}`)
+	}
+	registerWorker(t, gw, "auth-1", "auth", "auth", rpcWorker(t, handle).URL, 60000)
+	registerWorker(t, gw, "auth-2", "auth", "auth", rpcWorker(t, handle).URL, 60000)
+
+	start := time.Now()
+	resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "10s"}, nil)
+	expectProblem(t, resp, http.StatusBadGateway, "bad_gateway")
+	// "At once": well within the call's 10 s deadline; the bound only
+	// guards against waiting for the deadline, not against a slow machine.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the caller waited %s for a worker that died mid-call", d)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("the handler ran %d times across both workers, want once", n)
+	}
+	// Both workers still serve: the next call succeeds, on one of them.
+	var out struct{ Result bool }
+	if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, &out); resp.StatusCode != 200 || !out.Result {
+		t.Fatalf("the next call: %d %+v", resp.StatusCode, out)
+	}
 }

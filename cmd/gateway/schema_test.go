@@ -16,6 +16,7 @@ import (
 	authbus "github.com/lightbus-go/lightbus/examples/auth/bus"
 	customersbus "github.com/lightbus-go/lightbus/examples/customers/bus"
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
 // billingSchema is a schema document for the billing API.
@@ -234,39 +235,17 @@ func TestRPCResultValidation(t *testing.T) {
 	}
 }
 
-// runBus runs bus as a worker against gw until the test ends, and waits
-// until it is registered.
-func runBus(t *testing.T, gw *testGateway, bus *lightbus.Bus) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- bus.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker %s: %v", bus.WorkerID(), err)
-		}
-	})
-	waitFor(t, 10*time.Second, bus.WorkerID()+" to register", func() bool {
-		workers, err := bus.Workers(context.Background())
-		if err != nil {
-			return false
-		}
-		return slices.ContainsFunc(workers, func(w lightbus.Worker) bool { return w.ID == bus.WorkerID() })
-	})
-}
-
 // TestSchemaEndToEnd runs the example services as real workers: their typed
 // APIs publish schemas, and bad fires and calls are refused by the gateway
 // (422 with pointers) and by the Go client before sending.
 func TestSchemaEndToEnd(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, nil)
-	opts := []lightbus.Option{lightbus.WithURL(gw.URL), lightbus.WithWorkerAddr("127.0.0.1:0"), lightbus.WithLeaseTTL(30 * time.Second)}
+	opts := workerOptions(gw, 30*time.Second)
 	auth := authbus.New(opts...)
 	customers := customersbus.New(opts...)
-	runBus(t, gw, auth)
-	runBus(t, gw, customers)
+	runBus(t, auth)
+	runBus(t, customers)
 	ctx := context.Background()
 
 	schemas, err := auth.Schemas(ctx)
@@ -315,7 +294,7 @@ func TestSchemaEndToEnd(t *testing.T) {
 	if err != nil || res.Deliveries != 1 {
 		t.Fatalf("NewCustomer.Fire = %+v, %v", res, err)
 	}
-	waitFor(t, 10*time.Second, "the customer's user account", func() bool {
+	testwait.For(t, 10*time.Second, "the customer's user account", func() bool {
 		r, err := authbus.CreateUser.Call(ctx, client, authbus.CreateUserParams{Username: "sally_jones", Email: "sally@example.com"})
 		return err == nil && !r.Created
 	})

@@ -324,37 +324,44 @@ func TestFireBatching(t *testing.T) {
 	})
 }
 
-func TestFireBatchingDatabaseDown(t *testing.T) {
+// With no database answering, a fire fails unavailable, alone or in a
+// shared transaction: every fire of a batch gets the error (no crash, no
+// hang).
+func TestFireDatabaseDown(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-
-	// No database answers: the shared transaction fails before anything is
-	// staged, and every fire gets the error (no crash, no hang).
-	pool, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	db, err := postgres.New(pool, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.EnableFireBatching(postgres.FireBatchConfig{Window: 10 * time.Millisecond, MaxSize: 10, MaxInFlight: 1})
-	defer db.Close()
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for i := range errs {
-		ev, err := gateway.NewEvent("customers", "new_customer", json.RawMessage(`{}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() { _, errs[i] = db.FireEvent(ctx, ev, time.Hour) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if gateway.ErrorCode(err) != gateway.EUnavailable {
-			t.Errorf("fire %d with the database down: %v, want unavailable", i, err)
-		}
+	for _, batching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Batching=%v", batching), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			pool, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			db, err := postgres.New(pool, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if batching {
+				db.EnableFireBatching(postgres.FireBatchConfig{Window: 10 * time.Millisecond, MaxSize: 10, MaxInFlight: 1})
+			}
+			defer db.Close()
+			var wg sync.WaitGroup
+			errs := make([]error, 3)
+			for i := range errs {
+				ev, err := gateway.NewEvent("customers", "new_customer", json.RawMessage(`{}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				wg.Go(func() { _, errs[i] = db.FireEvent(ctx, ev, time.Hour) })
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if gateway.ErrorCode(err) != gateway.EUnavailable {
+					t.Errorf("fire %d with the database down: %v, want unavailable", i, err)
+				}
+			}
+		})
 	}
 }
 

@@ -125,25 +125,6 @@ func TestFireEvent(t *testing.T) {
 			t.Fatalf("the event was not stored: %v", err)
 		}
 	})
-
-	t.Run("DatabaseDown", func(t *testing.T) {
-		t.Parallel()
-		ctx := context.Background()
-
-		pool, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pool.Close()
-		db, err := postgres.New(pool, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, _ := gateway.NewEvent("auth", "x", json.RawMessage(`{}`))
-		if _, err := db.FireEvent(ctx, ev, time.Hour); gateway.ErrorCode(err) != gateway.EUnavailable {
-			t.Fatalf("FireEvent with the database down: got %v, want unavailable", err)
-		}
-	})
 }
 
 func TestListEvents(t *testing.T) {

@@ -34,7 +34,7 @@ func inProcessRPCWorker(t *testing.T, gw *gatewayProc) {
 		"service": "work", "base_url": srv.URL, "lease_ttl_ms": 600000,
 		"apis": []map[string]any{{"name": "work", "rpcs": []map[string]any{{"name": "echo"}}}},
 	}
-	waitFor(t, 30*time.Second, "the RPC worker's registration", func() bool { // a busy database may be slow
+	poll.For(t, 30*time.Second, "the RPC worker's registration", func() bool { // a busy database may be slow
 		status, _, err := doJSON(context.Background(), http.MethodPut, gw.URL+"/v1/workers/work-inproc", reg, nil, nil)
 		return err == nil && status == http.StatusOK
 	})
@@ -43,7 +43,7 @@ func inProcessRPCWorker(t *testing.T, gw *gatewayProc) {
 // waitLeftRouting waits until gw no longer lists worker id as live.
 func waitLeftRouting(t *testing.T, gw *gatewayProc, id string) {
 	t.Helper()
-	waitFor(t, 15*time.Second, "worker "+id+" to leave routing", func() bool {
+	poll.For(t, 15*time.Second, "worker "+id+" to leave routing", func() bool {
 		var list struct {
 			Workers []struct {
 				ID string `json:"id"`
@@ -173,7 +173,7 @@ func TestPostgresRestart(t *testing.T) {
 	var readyStatus int
 	var readyCode string
 	var readyTook time.Duration
-	waitFor(t, 8*time.Second, "/readyz to report the outage", func() bool {
+	poll.For(t, 8*time.Second, "/readyz to report the outage", func() bool {
 		start := time.Now()
 		status, body, err := doJSON(context.Background(), http.MethodGet, gw.URL+"/readyz", nil, nil, nil)
 		readyTook = time.Since(start)
@@ -196,18 +196,12 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
-	waitFor(t, 30*time.Second, "/readyz after the database is back", func() bool {
+	poll.For(t, 30*time.Second, "/readyz after the database is back", func() bool {
 		status, _, err := doJSON(context.Background(), http.MethodGet, gw.URL+"/readyz", nil, nil, nil)
 		return err == nil && status == http.StatusOK
 	})
 	recovered := time.Since(restarted)
-	var after int
-	waitFor(t, 30*time.Second, "fires to succeed again", func() bool {
-		if lg.fire(gw.URL) {
-			after++
-		}
-		return after >= 5
-	})
+	lg.waitRecovered(t, gw.URL)
 	rpcStatus, rpcCode, _, rpcErr := call(gw.URL, "echo", map[string]any{"after": "outage"}, "3s")
 	if rpcErr != nil || rpcStatus != http.StatusOK {
 		t.Errorf("RPC after the outage: %d %s %v", rpcStatus, rpcCode, rpcErr)
@@ -222,17 +216,7 @@ func TestPostgresRestart(t *testing.T) {
 	if fireTook > 3*time.Second {
 		t.Errorf("a fire during the outage took %s, want at most 3s", fireTook)
 	}
-	lg.mu.Lock()
-	slowFail := lg.slowFail
-	for kind, n := range lg.errors {
-		if kind != "503 unavailable" {
-			t.Errorf("%d fires failed with %q during the outage, want only 503 unavailable", n, kind)
-		}
-	}
-	lg.mu.Unlock()
-	if slowFail > 3*time.Second {
-		t.Errorf("the slowest failed fire took %s, want at most 3s", slowFail)
-	}
+	lg.expectOnlyUnavailable(t, "during the outage", 3*time.Second)
 	// Deliveries of events fired after the outage prove River recovered too.
 	r := audit(t, "postgres-restart", pg.URL, lg, 60*time.Second, l)
 	summary(t, "postgres-restart", "lost=%d; outage fire answered %s (503 unavailable); /readyz %d %s in %s; ready again %s after the database restart",
@@ -608,13 +592,7 @@ func TestFlakyDatabaseConnections(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	lg.mu.Lock()
-	for kind, n := range lg.errors {
-		if kind != "503 unavailable" {
-			t.Errorf("%d fires failed with %q on a cut connection, want 503 unavailable", n, kind)
-		}
-	}
-	lg.mu.Unlock()
+	lg.expectOnlyUnavailable(t, "on a cut connection", 0)
 	r := audit(t, "flaky-db", dbURL, lg, 60*time.Second, l)
 	summary(t, "flaky-db", "lost=%d duplicates=%d stored_unacknowledged=%d after %d connection cuts", r.lost, r.duplicates, r.storedUnacked, proxy.cutCount())
 }
@@ -674,13 +652,7 @@ func TestDatabaseBlackhole(t *testing.T) {
 	proxy.thaw()
 	thawed := time.Now()
 
-	var after int
-	waitFor(t, 30*time.Second, "fires to succeed again", func() bool {
-		if lg.fire(gw.URL) {
-			after++
-		}
-		return after >= 5
-	})
+	lg.waitRecovered(t, gw.URL)
 	recovered := time.Since(thawed)
 	time.Sleep(time.Second)
 	cancel()
@@ -695,17 +667,7 @@ func TestDatabaseBlackhole(t *testing.T) {
 	if readyErr != nil || readyStatus != http.StatusServiceUnavailable || readyTook > 5*time.Second {
 		t.Errorf("/readyz during the blackhole: %d %s %v in %s, want 503 within 5s", readyStatus, readyBody, readyErr, readyTook)
 	}
-	lg.mu.Lock()
-	slowFail := lg.slowFail
-	for kind, n := range lg.errors {
-		if kind != "503 unavailable" {
-			t.Errorf("%d fires failed with %q during the blackhole, want only 503 unavailable", n, kind)
-		}
-	}
-	lg.mu.Unlock()
-	if slowFail > 5*time.Second {
-		t.Errorf("the slowest failed fire took %s, want at most 5s", slowFail)
-	}
+	lg.expectOnlyUnavailable(t, "during the blackhole", 5*time.Second)
 	r := audit(t, "db-blackhole", dbURL, lg, 90*time.Second, l)
 	summary(t, "db-blackhole", "lost=%d; during 8 s without answers: fire %d in %s, RPC %d %s in %s, /readyz %d in %s; fires succeed again %s after",
 		r.lost, fireStatus, fireTook.Round(time.Millisecond), rpcStatus, rpcCode, rpcTook.Round(time.Millisecond),
@@ -718,7 +680,7 @@ func TestDatabaseBlackhole(t *testing.T) {
 func worstDeliveryWait(t *testing.T, l *listener, acked map[string]time.Time, timeout time.Duration, what string) time.Duration {
 	t.Helper()
 	var worst time.Duration
-	waitFor(t, timeout, what, func() bool {
+	poll.For(t, timeout, what, func() bool {
 		got := map[string]time.Time{}
 		for _, d := range l.snapshot() {
 			if _, ok := got[d.eventID]; !ok {

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
 // gatewayProc is a gateway process; restart runs it again at the same
@@ -263,17 +265,9 @@ func openFDs(pid int) int {
 	return len(entries)
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// poll checks the suite's conditions, which mostly ask busy gateways, no
+// more often than every 50 ms.
+var poll = testwait.Poller{Interval: 50 * time.Millisecond}
 
 // httpClient is the load generator's client: a request never waits more than
 // its timeout, which is how the suite notices a hanging gateway.
@@ -453,17 +447,9 @@ func (l *listener) register(gws ...*gatewayProc) {
 		decl = append(decl, map[string]any{"name": g, "events": []string{"load.*"}, "path": "/events/" + g})
 	}
 	reg := map[string]any{"service": l.service, "base_url": "http://" + l.addr, "lease_ttl_ms": 60000, "listeners": decl}
-	put := func(gw *gatewayProc) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		status, body, err := doJSON(ctx, http.MethodPut, gw.URL+"/v1/workers/"+l.service+"-1", reg, nil, nil)
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("register: %d %s", status, body)
-		}
-		return err
-	}
+	put := func(gw *gatewayProc) error { return putWorker(gw.URL, l.service+"-1", reg) }
 	var err error
-	waitFor(l.t, 30*time.Second, "the listener's registration", func() bool { // a busy database may be slow
+	poll.For(l.t, 30*time.Second, "the listener's registration", func() bool { // a busy database may be slow
 		err = put(gws[0])
 		return err == nil
 	})
@@ -481,6 +467,18 @@ func (l *listener) register(gws ...*gatewayProc) {
 		}
 	}()
 	l.t.Cleanup(func() { cancel(); <-done })
+}
+
+// putWorker registers worker id, described by reg, with the gateway at base,
+// or renews its lease.
+func putWorker(base, id string, reg any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	status, body, err := doJSON(ctx, http.MethodPut, base+"/v1/workers/"+id, reg, nil, nil)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("register: %d %s", status, body)
+	}
+	return err
 }
 
 // loadGen fires events (and optionally calls RPCs) and records what was
@@ -592,6 +590,36 @@ func (lg *loadGen) ackedIDs() map[string]time.Time {
 		out[k] = v
 	}
 	return out
+}
+
+// waitRecovered fires at base until five fires have succeeded, for at most
+// 30 s.
+func (lg *loadGen) waitRecovered(t *testing.T, base string) {
+	t.Helper()
+	var succeeded int
+	poll.For(t, 30*time.Second, "fires to succeed again", func() bool {
+		if lg.fire(base) {
+			succeeded++
+		}
+		return succeeded >= 5
+	})
+}
+
+// expectOnlyUnavailable fails t for every kind of failed fire other than 503
+// unavailable, saying when they failed, and, unless slowest is 0, when a
+// failed fire took longer than slowest.
+func (lg *loadGen) expectOnlyUnavailable(t *testing.T, when string, slowest time.Duration) {
+	t.Helper()
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	for kind, n := range lg.errors {
+		if kind != "503 unavailable" {
+			t.Errorf("%d fires failed with %q %s, want only 503 unavailable", n, kind, when)
+		}
+	}
+	if slowest > 0 && lg.slowFail > slowest {
+		t.Errorf("the slowest failed fire took %s, want at most %s", lg.slowFail, slowest)
+	}
 }
 
 // auditResult is what a scenario's audit found.

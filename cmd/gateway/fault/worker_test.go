@@ -55,15 +55,7 @@ func workerMain() int {
 		"service": "work", "base_url": "http://" + ln.Addr().String(), "lease_ttl_ms": lease.Milliseconds(),
 		"apis": []map[string]any{{"name": "work", "rpcs": []map[string]any{{"name": "echo"}, {"name": "sleep"}}}},
 	}
-	put := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		status, body, err := doJSON(ctx, http.MethodPut, gw+"/v1/workers/"+id, reg, nil, nil)
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("register: %d %s", status, body)
-		}
-		return err
-	}
+	put := func() error { return putWorker(gw, id, reg) }
 	if err := put(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
