@@ -42,6 +42,9 @@ type Bus struct {
 
 	slots chan struct{} // one token per running handler
 	mux   *http.ServeMux
+	// instanceID names this process to the gateway: a PUT with a new
+	// instance is a registration, which gets a new RPC secret.
+	instanceID string
 
 	mu        sync.RWMutex
 	apis      map[string]*apiState    // by API name
@@ -49,6 +52,10 @@ type Bus struct {
 	listeners map[string]*listenerSet // by listener name
 	onStart   []func(context.Context) error
 	onStop    []func(context.Context) error
+	// rpcKey verifies the gateway's RPC requests; from the latest
+	// registration answer. rpcKeyReady is closed when the first arrives.
+	rpcKey      []byte
+	rpcKeyReady chan struct{}
 }
 
 // apiState is what this worker declares about one API.
@@ -134,6 +141,8 @@ func Create(opts ...Option) (*Bus, error) {
 		apis:            map[string]*apiState{},
 		rpcs:            map[string]HandlerFunc{},
 		listeners:       map[string]*listenerSet{},
+		instanceID:      randomHex(16),
+		rpcKeyReady:     make(chan struct{}),
 	}
 	b.mux = http.NewServeMux()
 	b.mux.HandleFunc("POST /lightbus/rpc/{api}/{method}", b.serveRPC)

@@ -122,7 +122,7 @@ func (f *fakeGateway) register(w http.ResponseWriter, r *http.Request) {
 	}
 	fw.reg = reg
 	f.workers[id] = fw
-	res := Registration{Worker: f.worker(id, fw, now), Listeners: []ListenerGrant{}, HeartbeatIntervalMS: f.heartbeatMS}
+	res := Registration{Worker: f.worker(id, fw, now), Listeners: []ListenerGrant{}, HeartbeatIntervalMS: f.heartbeatMS, RPCSecret: f.secret}
 	for _, l := range reg.Listeners {
 		res.Listeners = append(res.Listeners, ListenerGrant{Service: reg.Service, Name: l.Name, Events: l.Events, Secret: f.secret})
 	}
@@ -276,11 +276,11 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
-	base := ""
-	for _, fw := range f.workers {
+	base, workerID := "", ""
+	for id, fw := range f.workers {
 		for _, a := range fw.reg.APIs {
 			if a.Name == api {
-				base = fw.reg.BaseURL
+				base, workerID = fw.reg.BaseURL, id
 			}
 		}
 	}
@@ -295,7 +295,12 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/lightbus/rpc/"+api+"/"+method, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Lightbus-Deadline", deadline.UTC().Format(time.RFC3339Nano))
-	req.Header.Set("Lightbus-Request-Id", newUUID())
+	reqID := newUUID()
+	req.Header.Set("Lightbus-Request-Id", reqID)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set("webhook-id", api+"/"+method+"/"+reqID)
+	req.Header.Set("webhook-timestamp", ts)
+	req.Header.Set("webhook-signature", webhook.Sign(f.key, api+"/"+method+"/"+reqID, ts, body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -307,6 +312,10 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
+	if resp.Header.Get("Lightbus-Worker-Id") != workerID {
+		writeProblem(w, 502, CodeBadGateway, "the answer is not from worker "+workerID, nil)
+		return
+	}
 	var p problemDoc
 	_ = json.Unmarshal(out, &p)
 	if resp.StatusCode == 200 || p.Code == CodeRemoteError || p.Code == CodeInvalid || p.Code == CodeNotFound {

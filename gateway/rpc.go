@@ -33,6 +33,11 @@ type RPCTarget struct {
 	// ExpiresAt is the end of the worker's lease; zero when unknown. A
 	// cached target is not called after it.
 	ExpiresAt time.Time
+	// Secrets are the worker's RPC signing secrets ("whsec_..."): the
+	// current one first, then the previous one while its overlap lasts.
+	// None for a worker registered before secrets were issued: its calls
+	// go unsigned until its next heartbeat gives it one.
+	Secrets []string
 }
 
 // Forwarder sends an RPC to a live worker that provides its API.

@@ -22,6 +22,9 @@ type ServiceConfig struct {
 	SchemaCache *SchemaCache
 	// Forwarder sends RPCs to live workers.
 	Forwarder Forwarder
+	// WorkerNetworks is where workers' base URLs may point; a registration
+	// with another is refused (EForbidden). Nil is the default policy.
+	WorkerNetworks *WorkerNetworks
 	// Ready reports whether the gateway can serve (database up, schema
 	// current); nil is always ready.
 	Ready  func(ctx context.Context) error

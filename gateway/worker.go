@@ -49,6 +49,12 @@ type Registration struct {
 	LeaseTTLMS int                   `json:"lease_ttl_ms"`
 	APIs       []APIDeclaration      `json:"apis"`
 	Listeners  []ListenerDeclaration `json:"listeners"`
+	// InstanceID identifies the worker process: a random id it picks when
+	// it starts and sends on every PUT. A PUT whose instance differs from
+	// the stored one (or that creates the worker) is a registration and
+	// rotates the worker's RPC secret; one with the stored instance, or
+	// with none, is a heartbeat.
+	InstanceID string `json:"instance_id,omitempty"`
 }
 
 // APIDeclaration is an API a worker provides.
@@ -102,6 +108,9 @@ func (r *Registration) LeaseTTL() time.Duration {
 func (r *Registration) Validate() error {
 	if err := ValidateWorkerID(r.WorkerID); err != nil {
 		return err
+	}
+	if r.InstanceID != "" && !workerIDRE.MatchString(r.InstanceID) {
+		return Errorf(EInvalid, "invalid instance_id %q: want 1 to 128 of A-Z a-z 0-9 . _ -", r.InstanceID)
 	}
 	if err := ValidateAPIName(r.Service); err != nil {
 		return Errorf(EInvalid, "invalid service name %q: want identifiers joined by dots", r.Service)
@@ -219,8 +228,12 @@ type ListenerGrant struct {
 // workers (this one included) whose declared schema for one of the
 // registered APIs differs from the API's current version.
 type RegistrationResult struct {
-	Worker              Worker           `json:"worker"`
-	Listeners           []ListenerGrant  `json:"listeners"`
+	Worker    Worker          `json:"worker"`
+	Listeners []ListenerGrant `json:"listeners"`
+	// RPCSecret is the worker's current Standard Webhooks secret: the
+	// gateway signs the RPC requests it sends the worker with it (and,
+	// for a while after a rotation, with the previous one too).
+	RPCSecret           string           `json:"rpc_secret"`
 	HeartbeatIntervalMS int64            `json:"heartbeat_interval_ms"`
 	SchemaConflicts     []SchemaConflict `json:"schema_conflicts,omitempty"`
 	// Published names the APIs whose schema got a new version.
@@ -238,9 +251,18 @@ type WorkerStore interface {
 	// previous registration (or it is new), publishes it as the API's next
 	// schema version unless the current one has the same hash; the result
 	// lists the live workers that disagree with the current versions.
-	// Returns an EConflict error when an API is provided by a live worker
-	// of another service.
+	// The first service to register an API owns it: returns an EConflict
+	// error when an API is owned by another service, whether or not a
+	// worker of that service is live. The worker's RPC secret is issued
+	// with newSecret when the worker is created, and replaced (the
+	// previous one kept for an overlap) when reg.InstanceID differs from
+	// the stored instance; a heartbeat keeps it.
 	RegisterWorker(ctx context.Context, reg *Registration, newSecret func() string, maxAttempts int) (*RegistrationResult, error)
+
+	// ReleaseAPI removes an API's owner, so that any service can register
+	// it. Errors: ENotFound when the API has no owner, EConflict while a
+	// live worker of the owner provides it.
+	ReleaseAPI(ctx context.Context, api string) error
 
 	// DeregisterWorker removes a worker; removing an unknown worker is not
 	// an error.
@@ -254,10 +276,14 @@ type WorkerStore interface {
 // checking it (Registration.Validate) and compiling the schemas it
 // declares, so that a broken schema is refused (EInvalid) instead of
 // becoming an API's current version. The answer tells the worker to
-// heartbeat every third of its lease. Errors: EInvalid, EConflict (an API
-// of another service), EUnavailable.
+// heartbeat every third of its lease. Errors: EInvalid, EForbidden (a base
+// URL the worker network policy refuses), EConflict (an API owned by
+// another service), EUnavailable.
 func (s *Service) Register(ctx context.Context, reg *Registration) (*RegistrationResult, error) {
 	if err := reg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.WorkerNetworks.CheckBaseURL(reg.BaseURL); err != nil {
 		return nil, err
 	}
 	if err := s.compileDeclared(reg); err != nil {
@@ -300,6 +326,17 @@ func (s *Service) Deregister(ctx context.Context, id string) error {
 		return err
 	}
 	return s.bounded(ctx, func(ctx context.Context) error { return s.cfg.Workers.DeregisterWorker(ctx, id) })
+}
+
+// ReleaseAPI removes the owner of api, so that another service can
+// register workers providing it. Errors: EInvalid, ENotFound (no owner),
+// EConflict (a live worker of the owner still provides it: stop it first,
+// or its next heartbeat would claim the API again), EUnavailable.
+func (s *Service) ReleaseAPI(ctx context.Context, api string) error {
+	if err := ValidateAPIName(api); err != nil {
+		return err
+	}
+	return s.bounded(ctx, func(ctx context.Context) error { return s.cfg.Workers.ReleaseAPI(ctx, api) })
 }
 
 // Workers lists the live workers.

@@ -133,6 +133,25 @@ type Config struct {
 	// DebugVars serves GET /debug/vars (expvar: memory statistics and the
 	// goroutine count). Off by default.
 	DebugVars bool `envconfig:"LIGHTBUS_DEBUG_VARS"`
+	// WorkerNetworks is where the gateway may send RPCs and deliveries: a
+	// comma-separated list of CIDRs and host names (gateway.WorkerNetworks)
+	// checked on a registration's base URL and on every connection's
+	// resolved address. Empty: anywhere but link-local and cloud metadata
+	// addresses.
+	WorkerNetworks string `envconfig:"LIGHTBUS_WORKER_NETWORKS"`
+	// WorkerSecretOverlap is how long a worker's previous RPC secret still
+	// signs requests after a new registration of the worker (a new
+	// process with the same id) replaced it; 0 stops it at once.
+	WorkerSecretOverlap time.Duration `envconfig:"LIGHTBUS_WORKER_SECRET_OVERLAP" default:"5m"`
+}
+
+// workerNetworks parses WorkerNetworks.
+func (c *Config) workerNetworks() (*gateway.WorkerNetworks, error) {
+	networks, err := gateway.ParseWorkerNetworks(c.WorkerNetworks)
+	if err != nil {
+		return nil, fmt.Errorf("LIGHTBUS_WORKER_NETWORKS: %w", err)
+	}
+	return networks, nil
 }
 
 // rescueAfter returns the effective RescueAfter: by default a minute more
@@ -253,6 +272,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_RESCUE_AFTER (%s) must exceed LIGHTBUS_DELIVERY_TIMEOUT (%s) plus 5s", c.RescueAfter, c.DeliveryTimeout)
 	case c.FetchCooldown > c.FetchPollInterval:
 		return fmt.Errorf("LIGHTBUS_FETCH_COOLDOWN (%s) exceeds LIGHTBUS_FETCH_POLL_INTERVAL (%s)", c.FetchCooldown, c.FetchPollInterval)
+	case c.WorkerSecretOverlap < 0:
+		return fmt.Errorf("LIGHTBUS_WORKER_SECRET_OVERLAP must not be negative")
+	}
+	if _, err := c.workerNetworks(); err != nil {
+		return err
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

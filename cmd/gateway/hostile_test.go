@@ -128,6 +128,8 @@ func hostileCases() map[string]hostileCase {
 		"registration: long base URL":  {method: "PUT", path: worker, body: `{"service":"hostile","base_url":"http://h/` + long + `"}`},
 		"registration: NUL base URL":   {method: "PUT", path: worker, body: `{"service":"hostile","base_url":"http://h/\u0000"}`},
 		"registration: NUL service":    {method: "PUT", path: worker, body: `{"service":"hostile\u0000","base_url":"http://h"}`},
+		"registration: NUL instance":   {method: "PUT", path: worker, body: `{"service":"hostile","base_url":"http://h","instance_id":"a\u0000"}`},
+		"registration: long instance":  {method: "PUT", path: worker, body: `{"service":"hostile","base_url":"http://h","instance_id":"` + long + `"}`},
 		"registration: lease overflow": {method: "PUT", path: worker, body: `{"service":"hostile","base_url":"http://h","lease_ttl_ms":288230376151726488}`},
 		"registration: lease negative": {method: "PUT", path: worker, body: `{"service":"hostile","base_url":"http://h","lease_ttl_ms":-1}`},
 		"registration: lease float":    {method: "PUT", path: worker, body: `{"service":"hostile","base_url":"http://h","lease_ttl_ms":1e30}`},
@@ -157,6 +159,10 @@ func hostileCases() map[string]hostileCase {
 			body: `{"service":"hostile","base_url":"http://h","apis":[{"name":"hostile","events":[{"name":"e","params_schema":` + deep(60) + `}]}]}`},
 		"registration: schema huge number": {method: "PUT", path: worker,
 			body: `{"service":"hostile","base_url":"http://h","apis":[{"name":"hostile","events":[{"name":"e","params_schema":{"maximum":1e999999}}]}]}`},
+
+		// API owners.
+		"owner: NUL API":  {method: "DELETE", path: "/v1/apis/a%00/owner"},
+		"owner: long API": {method: "DELETE", path: "/v1/apis/" + long + "/owner"},
 
 		// Listener groups, dead letters, replays, deliveries.
 		"listener: delete NUL":        {method: "DELETE", path: "/v1/listeners/hostile/a%00"},
@@ -256,7 +262,7 @@ func TestHostileInput(t *testing.T) {
 	gw := startGateway(t, func(c *Config) { c.MaxBodyBytes = 1 << 20; c.MaxBatchBytes = 4 << 20 })
 
 	var reached atomic.Int32
-	w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+	w := rpcWorker(t, "w1", func(w http.ResponseWriter, r *http.Request) {
 		reached.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"result":{}}`)
@@ -372,12 +378,11 @@ func TestServerTimeouts(t *testing.T) {
 		c.DBTimeout = time.Second
 		c.RPCMaxTimeout = 5 * time.Second
 	})
-	w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+	serveAuth(t, gw, func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(3 * time.Second) // longer than the read and database timeouts together
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"result":"slow"}`)
 	})
-	registerWorker(t, gw, "slow-1", "auth", "auth", w.URL, 60000)
 	if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "4s"}, nil); resp.StatusCode != 200 {
 		t.Fatalf("an RPC of 3s with a read timeout of 1s: %d, want 200", resp.StatusCode)
 	}

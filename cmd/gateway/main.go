@@ -205,8 +205,14 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
+	networks, err := cfg.workerNetworks()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	logger.Info("worker network policy", slog.String("allowed", networks.String()))
 	store, err := postgres.New(pool, logger, postgres.WithInsertNotifyCooldown(cfg.FetchCooldown),
-		postgres.WithDeliveryTargetTTL(cfg.DeliveryTargetTTL))
+		postgres.WithDeliveryTargetTTL(cfg.DeliveryTargetTTL), postgres.WithRPCSecretOverlap(cfg.WorkerSecretOverlap))
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -228,6 +234,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Snooze:     cfg.NoEndpointSnooze,
 		Store:      store,
 		Timeout:    cfg.DeliveryTimeout,
+		Networks:   networks,
 	}))
 	river.AddWorker(workers, dispatch.NewPruner(dispatch.PrunerConfig{
 		Batch:       cfg.PruneBatch,
@@ -278,6 +285,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		StrictSchemas:   cfg.StrictSchemas,
 		ValidateResults: cfg.ValidateResults,
 		StoreTimeout:    cfg.DBTimeout,
+		WorkerNetworks:  networks,
 		Forwarder: dispatch.NewForwarder(dispatch.ForwarderConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,
@@ -285,6 +293,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Store:          store,
 			TargetTTL:      cfg.RPCTargetTTL,
 			StoreTimeout:   cfg.DBTimeout,
+			Networks:       networks,
 		}),
 	})
 	server := httpapi.New(httpapi.Config{

@@ -144,6 +144,7 @@ func FuzzRegistrationHandler(f *testing.F) {
 	f.Add("w1", []byte(`{"service":"hostile","base_url":"http://h","listeners":[{"name":"log","path":"/\u0000","events":["a.b"]}]}`))
 	f.Add("w1", []byte(`{"service":"hostile","base_url":"http://h","apis":[{"name":"a","events":[{"name":"e","params_schema":{"pattern":"("}}]}]}`))
 	f.Add("w1", []byte(`{"service":"hostile","base_url":"http://h","apis":[{"name":"a","rpcs":[{"name":"r","timeout_ms":9223372036854}]}]}`))
+	f.Add("w1", []byte(`{"service":"audit","base_url":"http://h","instance_id":"i-1","lease_ttl_ms":500}`))
 	f.Add("a b", []byte(`{}`))
 	for _, b := range hostileBodies {
 		f.Add("w1", []byte(b))

@@ -26,6 +26,7 @@ func inProcessRPCWorker(t *testing.T, gw *gatewayProc) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var params json.RawMessage
 		_ = json.NewDecoder(r.Body).Decode(&params)
+		w.Header().Set("Lightbus-Worker-Id", "work-inproc")
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"result": %s}`, params)
 	}))

@@ -45,6 +45,7 @@ func workerMain() int {
 			_ = json.Unmarshal(body, &p)
 			time.Sleep(time.Duration(p.SleepMS) * time.Millisecond)
 		}
+		w.Header().Set("Lightbus-Worker-Id", id)
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"result": %s}`, body)
 	})

@@ -79,6 +79,8 @@ func NewPeer(gatewayURL string, client *http.Client) (*Peer, error) {
 func (p *Peer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	if strings.HasPrefix(r.URL.Path, "/lightbus/rpc/") {
+		// The gateway takes an RPC answer only from the worker it called.
+		w.Header()["Lightbus-Worker-Id"] = []string{p.workerID}
 		w.Header()["Content-Type"] = []string{"application/json"}
 		_, _ = w.Write(peerRPCResult)
 		return
