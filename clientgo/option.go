@@ -139,7 +139,9 @@ func IdempotencyKey(key string) CallOption { return func(c *callConfig) { c.idem
 type HandleOption func(*rpcDecl)
 
 // RPCTimeout declares the RPC's default deadline (timeout_ms), used by the
-// gateway when a caller does not send one.
+// gateway when a caller does not send one. The gateway takes up to 24 hours
+// (and caps every call at its LIGHTBUS_RPC_MAX_TIMEOUT); a longer one fails
+// the registration.
 func RPCTimeout(d time.Duration) HandleOption {
 	return func(r *rpcDecl) { r.TimeoutMS = max(1, d.Milliseconds()) }
 }

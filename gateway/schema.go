@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 )
 
@@ -44,6 +45,9 @@ func (d *SchemaDocument) Validates() bool { return d.Validate == nil || *d.Valid
 func (d *SchemaDocument) Check() error {
 	if err := ValidateAPIName(d.API); err != nil {
 		return err
+	}
+	if len(d.Events) > MaxAPIMembers || len(d.RPCs) > MaxAPIMembers {
+		return Errorf(EInvalid, "the schema of API %q has %d events and %d RPCs: at most %d of each", d.API, len(d.Events), len(d.RPCs), MaxAPIMembers)
 	}
 	isSchema := func(what string, raw json.RawMessage) error {
 		t := bytes.TrimLeft(raw, " \t\r\n")
@@ -146,6 +150,10 @@ type SchemaVersion struct {
 	Conflicts []SchemaConflict `json:"conflicts,omitempty"`
 }
 
+// MaxSchemaVersion is the highest version number an API's schema can
+// have (versions are stored as 32-bit integers).
+const MaxSchemaVersion = math.MaxInt32
+
 // SchemaRef names a version of an API's schema cheaply.
 type SchemaRef struct {
 	Version int
@@ -223,8 +231,8 @@ func (s *Service) Schema(ctx context.Context, api string, version int) (*SchemaV
 	if err := ValidateAPIName(api); err != nil {
 		return nil, err
 	}
-	if version < 0 {
-		return nil, Errorf(EInvalid, "version %d: want a positive integer", version)
+	if version < 0 || version > MaxSchemaVersion {
+		return nil, Errorf(EInvalid, "version %d: want a positive integer up to %d", version, MaxSchemaVersion)
 	}
 	if s.cfg.Schemas == nil {
 		return nil, Errorf(ENotFound, "API %q has no schema", api)

@@ -91,8 +91,13 @@ func (s *Service) validateResult(api *CompiledAPI, call *Call, result json.RawMe
 		return nil
 	}
 	_, sch, ok := api.RPC(call.Method)
-	if !ok {
+	if !ok || sch == nil {
 		return nil
+	}
+	// The validator is safe on what the JSON bounds allow (a number beyond
+	// them can make it panic); a worker's result is held to them too.
+	if err := CheckJSON("the result", result); err != nil {
+		return WrapError(EBadGateway, err, fmt.Sprintf("the result of %s.%s is beyond the gateway's JSON limits: %s", call.API, call.Method, ErrorMessage(err)))
 	}
 	vs, err := ValidateJSON(sch, result)
 	if err != nil {

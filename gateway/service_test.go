@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -261,6 +262,20 @@ func TestServiceCallValidates(t *testing.T) {
 	fw.result = `true`
 	if res, err := s.Call(ctx, &Call{API: "auth", Method: "check_password", Params: json.RawMessage(`{"username": "x"}`)}); err != nil || string(res) != "true" {
 		t.Fatalf("a valid call: %s, %v", res, err)
+	}
+}
+
+// A worker's result beyond the JSON limits is the worker's fault (502),
+// and never reaches the validator, which can panic on such numbers.
+func TestServiceCallResultBeyondLimits(t *testing.T) {
+	t.Parallel()
+	doc := &SchemaDocument{API: "stats", RPCs: map[string]RPCSchema{"count": {ResultSchema: json.RawMessage(`{"maximum":10}`)}}}
+	cache := NewSchemaCache(SchemaCacheConfig{Store: newSchemaStore(t, doc)})
+	for _, result := range []string{`1e10000000`, `[` + strings.Repeat(`[`, MaxJSONDepth) + strings.Repeat(`]`, MaxJSONDepth+1)} {
+		s := NewService(ServiceConfig{SchemaCache: cache, Forwarder: &forwarder{result: result}, ValidateResults: true})
+		if _, err := s.Call(t.Context(), &Call{API: "stats", Method: "count", Params: json.RawMessage(`{}`)}); ErrorCode(err) != EBadGateway {
+			t.Errorf("result %.40s: %v, want bad_gateway", result, err)
+		}
 	}
 }
 

@@ -19,6 +19,28 @@ const (
 	DefaultLeaseTTL = 15 * time.Second
 )
 
+// Bounds on what one registration may declare, so that registering stays
+// one short transaction.
+const (
+	// MaxBaseURLLen is the longest base_url, and MaxListenerPathLen the
+	// longest listener path, in bytes.
+	MaxBaseURLLen      = 2048
+	MaxListenerPathLen = 2048
+	// MaxRegistrationAPIs is the most APIs one worker may provide.
+	MaxRegistrationAPIs = 100
+	// MaxAPIMembers is the most events, and the most RPCs, one API may
+	// declare (in a registration or a schema document).
+	MaxAPIMembers = 1000
+	// MaxRegistrationListeners is the most listener groups one worker may
+	// serve, and MaxListenerEvents the most events one group may subscribe
+	// to.
+	MaxRegistrationListeners = 100
+	MaxListenerEvents        = 100
+	// MaxRPCTimeout is the longest timeout_ms an RPC may declare; the
+	// gateway caps every call at its configured maximum anyway.
+	MaxRPCTimeout = 24 * time.Hour
+)
+
 // Registration is what a worker declares when it registers or heartbeats.
 type Registration struct {
 	WorkerID   string                `json:"-"`
@@ -93,12 +115,23 @@ func (r *Registration) Validate() error {
 	if err := ValidateAPIName(r.Service); err != nil {
 		return Errorf(EInvalid, "invalid service name %q: want identifiers joined by dots", r.Service)
 	}
+	if len(r.BaseURL) > MaxBaseURLLen {
+		return Errorf(EInvalid, "base_url is longer than %d bytes", MaxBaseURLLen)
+	}
 	u, err := url.Parse(r.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return Errorf(EInvalid, "invalid base_url %q: want an absolute http or https URL without query", r.BaseURL)
 	}
-	if ttl := r.LeaseTTL(); ttl < MinLeaseTTL || ttl > MaxLeaseTTL {
+	// Bounded in milliseconds before LeaseTTL converts: a huge value would
+	// overflow the conversion into range.
+	if ms := r.LeaseTTLMS; ms != 0 && (ms < int(MinLeaseTTL.Milliseconds()) || ms > int(MaxLeaseTTL.Milliseconds())) {
 		return Errorf(EInvalid, "lease_ttl_ms %d out of range: want %d to %d", r.LeaseTTLMS, MinLeaseTTL.Milliseconds(), MaxLeaseTTL.Milliseconds())
+	}
+	if len(r.APIs) > MaxRegistrationAPIs {
+		return Errorf(EInvalid, "the registration declares %d APIs: at most %d", len(r.APIs), MaxRegistrationAPIs)
+	}
+	if len(r.Listeners) > MaxRegistrationListeners {
+		return Errorf(EInvalid, "the registration declares %d listeners: at most %d", len(r.Listeners), MaxRegistrationListeners)
 	}
 	seenAPI := map[string]bool{}
 	for _, a := range r.APIs {
@@ -109,6 +142,9 @@ func (r *Registration) Validate() error {
 			return Errorf(EInvalid, "API %q declared twice", a.Name)
 		}
 		seenAPI[a.Name] = true
+		if len(a.Events) > MaxAPIMembers || len(a.RPCs) > MaxAPIMembers {
+			return Errorf(EInvalid, "API %q declares %d events and %d RPCs: at most %d of each", a.Name, len(a.Events), len(a.RPCs), MaxAPIMembers)
+		}
 		for _, e := range a.Events {
 			if err := ValidateIdent("event", e.Name); err != nil {
 				return err
@@ -118,8 +154,8 @@ func (r *Registration) Validate() error {
 			if err := ValidateIdent("rpc", m.Name); err != nil {
 				return err
 			}
-			if m.TimeoutMS < 0 {
-				return Errorf(EInvalid, "rpc %s.%s: timeout_ms must not be negative", a.Name, m.Name)
+			if m.TimeoutMS < 0 || m.TimeoutMS > int(MaxRPCTimeout.Milliseconds()) {
+				return Errorf(EInvalid, "rpc %s.%s: timeout_ms %d: want 0 to %d", a.Name, m.Name, m.TimeoutMS, MaxRPCTimeout.Milliseconds())
 			}
 		}
 		if d := a.SchemaDocument(); d != nil {
@@ -137,16 +173,21 @@ func (r *Registration) Validate() error {
 			return Errorf(EInvalid, "listener %q declared twice", l.Name)
 		}
 		seenListener[l.Name] = true
-		if len(l.Events) == 0 {
-			return Errorf(EInvalid, "listener %q subscribes to no events", l.Name)
+		if len(l.Events) == 0 || len(l.Events) > MaxListenerEvents {
+			return Errorf(EInvalid, "listener %q subscribes to %d events: want 1 to %d", l.Name, len(l.Events), MaxListenerEvents)
 		}
 		for _, e := range l.Events {
 			if _, _, err := SplitQualified("event", e); err != nil {
 				return err
 			}
 		}
-		if !strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#") {
-			return Errorf(EInvalid, "listener %q: path %q must start with / and have no query", l.Name, l.Path)
+		if len(l.Path) > MaxListenerPathLen {
+			return Errorf(EInvalid, "listener %q: path is longer than %d bytes", l.Name, MaxListenerPathLen)
+		}
+		// Deliveries go to base_url followed by the path: together they
+		// must make a URL (no control characters, valid escapes).
+		if _, err := url.Parse(r.BaseURL + l.Path); err != nil || !strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#") {
+			return Errorf(EInvalid, "listener %q: path %q must start with /, have no query and make a URL after base_url", l.Name, l.Path)
 		}
 		if _, err := ParseSince(l.Since); err != nil {
 			return Errorf(EInvalid, "listener %q: %s", l.Name, ErrorMessage(err))

@@ -28,6 +28,23 @@ type Config struct {
 	// MaxBatchBytes bounds the body of a batch fire (POST /v1/events).
 	MaxBatchBytes   int64         `envconfig:"LIGHTBUS_MAX_BATCH_BYTES" default:"10485760"`
 	ShutdownTimeout time.Duration `envconfig:"LIGHTBUS_SHUTDOWN_TIMEOUT" default:"30s"`
+	// MaxHeaderBytes bounds a request's line and header fields; net/http
+	// answers a larger one 431 and closes the connection.
+	MaxHeaderBytes int `envconfig:"LIGHTBUS_MAX_HEADER_BYTES" default:"65536"`
+	// ReadHeaderTimeout bounds reading a request's line and header fields,
+	// ReadTimeout the whole request with its body: a client that sends
+	// slowly is cut off instead of holding a connection.
+	ReadHeaderTimeout time.Duration `envconfig:"LIGHTBUS_READ_HEADER_TIMEOUT" default:"10s"`
+	ReadTimeout       time.Duration `envconfig:"LIGHTBUS_READ_TIMEOUT" default:"1m"`
+	// WriteTimeout bounds a request from the end of its header to the end
+	// of its answer: reading the body, the work and writing the answer. 0
+	// derives it as LIGHTBUS_READ_TIMEOUT + LIGHTBUS_DB_TIMEOUT +
+	// LIGHTBUS_RPC_MAX_TIMEOUT + 30 s, so that no RPC is cut short; a set
+	// value must exceed the sum of those three.
+	WriteTimeout time.Duration `envconfig:"LIGHTBUS_WRITE_TIMEOUT"`
+	// IdleTimeout is how long a kept-alive connection may wait for its next
+	// request.
+	IdleTimeout time.Duration `envconfig:"LIGHTBUS_IDLE_TIMEOUT" default:"2m"`
 
 	RPCTimeout    time.Duration `envconfig:"LIGHTBUS_RPC_TIMEOUT" default:"10s"`
 	RPCMaxTimeout time.Duration `envconfig:"LIGHTBUS_RPC_MAX_TIMEOUT" default:"5m"`
@@ -179,6 +196,27 @@ func (c *Config) rescueAfter() time.Duration {
 	return max(c.DeliveryTimeout, gateway.MaxDeliveryTimeout) + time.Minute
 }
 
+// writeTimeoutMargin is what the derived write timeout allows beyond the
+// longest request an RPC can make: writing the answer, a slow scheduler.
+const writeTimeoutMargin = 30 * time.Second
+
+// longestRPC is the longest an RPC's request can take from the end of its
+// header to its result: its body arrives within the read timeout, its
+// schema look-up within the database timeout, its worker answers within
+// the RPC maximum.
+func (c *Config) longestRPC() time.Duration {
+	return c.ReadTimeout + c.DBTimeout + c.RPCMaxTimeout
+}
+
+// writeTimeout returns the effective WriteTimeout: by default the longest
+// RPC plus a margin.
+func (c *Config) writeTimeout() time.Duration {
+	if c.WriteTimeout > 0 {
+		return c.WriteTimeout
+	}
+	return c.longestRPC() + writeTimeoutMargin
+}
+
 // loadConfig reads the configuration from the environment and validates it.
 func loadConfig() (Config, error) {
 	var cfg Config
@@ -200,6 +238,9 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_MAX_BODY_BYTES", c.MaxBodyBytes > 0},
 		{"LIGHTBUS_MAX_BATCH_BYTES", c.MaxBatchBytes > 0},
 		{"LIGHTBUS_SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
+		{"LIGHTBUS_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout > 0},
+		{"LIGHTBUS_READ_TIMEOUT", c.ReadTimeout > 0},
+		{"LIGHTBUS_IDLE_TIMEOUT", c.IdleTimeout > 0},
 		{"LIGHTBUS_RPC_TIMEOUT", c.RPCTimeout > 0},
 		{"LIGHTBUS_RPC_MAX_TIMEOUT", c.RPCMaxTimeout > 0},
 		{"LIGHTBUS_DELIVERY_TIMEOUT", c.DeliveryTimeout > 0},
@@ -242,6 +283,16 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_FIRE_BATCH_IN_FLIGHT (%d) must be below LIGHTBUS_DB_MAX_CONNS (%d)", c.FireBatchInFlight, c.DBMaxConns)
 	case c.Addr == "":
 		return fmt.Errorf("LIGHTBUS_ADDR must not be empty")
+	case c.MaxHeaderBytes < 4096:
+		return fmt.Errorf("LIGHTBUS_MAX_HEADER_BYTES must be at least 4096")
+	case c.ReadHeaderTimeout > c.ReadTimeout:
+		return fmt.Errorf("LIGHTBUS_READ_HEADER_TIMEOUT (%s) exceeds LIGHTBUS_READ_TIMEOUT (%s)", c.ReadHeaderTimeout, c.ReadTimeout)
+	case c.WriteTimeout < 0:
+		return fmt.Errorf("LIGHTBUS_WRITE_TIMEOUT must not be negative")
+	case c.WriteTimeout > 0 && c.WriteTimeout <= c.longestRPC():
+		// The write deadline starts when the header is read: it covers the
+		// body, the call and the answer. A shorter one cuts RPCs short.
+		return fmt.Errorf("LIGHTBUS_WRITE_TIMEOUT (%s) must exceed LIGHTBUS_READ_TIMEOUT + LIGHTBUS_DB_TIMEOUT + LIGHTBUS_RPC_MAX_TIMEOUT (%s)", c.WriteTimeout, c.longestRPC())
 	case c.RPCTimeout > c.RPCMaxTimeout:
 		return fmt.Errorf("LIGHTBUS_RPC_TIMEOUT (%s) exceeds LIGHTBUS_RPC_MAX_TIMEOUT (%s)", c.RPCTimeout, c.RPCMaxTimeout)
 	case c.RetryBase > c.RetryMax:

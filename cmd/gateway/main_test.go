@@ -33,6 +33,10 @@ func testConfig() Config {
 		MaxBodyBytes:        64 << 10,
 		MaxBatchBytes:       1 << 20,
 		ShutdownTimeout:     5 * time.Second,
+		MaxHeaderBytes:      64 << 10,
+		ReadHeaderTimeout:   10 * time.Second,
+		ReadTimeout:         time.Minute,
+		IdleTimeout:         2 * time.Minute,
 		RPCTimeout:          5 * time.Second,
 		RPCMaxTimeout:       time.Minute,
 		DeliveryTimeout:     5 * time.Second,
@@ -188,6 +192,11 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_BOOTSTRAP_TOKEN":       func(c *Config) { c.BootstrapToken = "lb_too-short" },
 		"LIGHTBUS_RATE_LIMIT":            func(c *Config) { c.RateLimit = -1 },
 		"LIGHTBUS_RATE_BURST":            func(c *Config) { c.RateBurst = -1 },
+		"LIGHTBUS_MAX_HEADER_BYTES":      func(c *Config) { c.MaxHeaderBytes = 100 },
+		"LIGHTBUS_READ_HEADER_TIMEOUT":   func(c *Config) { c.ReadHeaderTimeout = 2 * c.ReadTimeout },
+		"LIGHTBUS_READ_TIMEOUT":          func(c *Config) { c.ReadTimeout = 0 },
+		"LIGHTBUS_IDLE_TIMEOUT":          func(c *Config) { c.IdleTimeout = 0 },
+		"LIGHTBUS_WRITE_TIMEOUT":         func(c *Config) { c.WriteTimeout = c.RPCMaxTimeout },
 	} {
 		c := testConfig()
 		mutate(&c)
