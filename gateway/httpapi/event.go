@@ -14,9 +14,11 @@ import (
 func (h *Handler) fireEvent(w http.ResponseWriter, r *http.Request) error {
 	start := time.Now()
 	ev, res, err := h.fire(w, r)
-	var api, event string // labels: the names once NewEvent validated them
+	var api, event string // labels: the names, once valid
 	if ev != nil {
 		api, event = ev.API, ev.Name
+	} else {
+		api, event = nameLabels(chi.URLParam(r, "api"), "event", chi.URLParam(r, "event"))
 	}
 	h.rec.EventFired(api, event, fireOutcome(res, err))
 	h.rec.FireDone(api, time.Since(start))
@@ -33,7 +35,7 @@ func (h *Handler) fireEvent(w http.ResponseWriter, r *http.Request) error {
 }
 
 // fire reads the request of fireEvent and fires its event. The event is
-// returned once its names are valid, whatever comes after.
+// returned once made (its names valid), whatever comes after.
 func (h *Handler) fire(w http.ResponseWriter, r *http.Request) (*gateway.Event, *gateway.FireResult, error) {
 	body, err := readBody(w, r, h.cfg.MaxBodyBytes, "the body")
 	if err != nil {

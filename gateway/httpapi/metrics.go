@@ -48,13 +48,13 @@ func fireOutcome(res *gateway.FireResult, err error) string {
 	return outcomeAccepted
 }
 
-// callLabels returns the API and method names of an RPC call as metric
-// labels: "" unless both are valid names.
-func callLabels(api, method string) (string, string) {
-	if gateway.ValidateAPIName(api) != nil || gateway.ValidateIdent("rpc", method) != nil {
+// nameLabels returns an API name and the name of one of its events or
+// RPCs (kind "event" or "rpc") as metric labels: "" unless both are valid.
+func nameLabels(api, kind, name string) (string, string) {
+	if gateway.ValidateAPIName(api) != nil || gateway.ValidateIdent(kind, name) != nil {
 		return "", ""
 	}
-	return api, method
+	return api, name
 }
 
 // metrics serves the gateway's metrics (Config.Metrics); they need read.

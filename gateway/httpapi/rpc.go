@@ -21,7 +21,7 @@ func (h *Handler) callRPC(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		outcome = errorCode(err)
 	}
-	api, method = callLabels(api, method)
+	api, method = nameLabels(api, "rpc", method)
 	h.rec.CallDone(api, method, outcome, time.Since(start))
 	if err != nil {
 		return err
