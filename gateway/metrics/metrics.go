@@ -188,6 +188,13 @@ func (f *family[T]) get(a, b, c string) T {
 	if ok {
 		return child
 	}
+	return f.add(key)
+}
+
+// add makes the child of key, a new label set (or Other's once the family
+// is full). It takes key by value, apart from get, so that the lookup that
+// finds a child allocates nothing.
+func (f *family[T]) add(key [3]string) T {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if child, ok := f.children[key]; ok {
@@ -201,7 +208,7 @@ func (f *family[T]) get(a, b, c string) T {
 			return child
 		}
 	}
-	child = f.with(key[:f.labels]...)
+	child := f.with(key[:f.labels]...)
 	f.children[key] = child
 	return child
 }
