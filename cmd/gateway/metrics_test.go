@@ -17,18 +17,7 @@ import (
 // each series, as written ("name{label=\"value\",...}"), to its value.
 func scrape(t *testing.T, gw *testGateway, header map[string]string) map[string]float64 {
 	t.Helper()
-	req, err := http.NewRequest("GET", gw.URL+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := gw.do(t, "GET", "/metrics", "", header, nil)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
