@@ -1,10 +1,8 @@
 package lightbusapi_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -12,11 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	lightbusapi "github.com/lightbus-go/lightbus/examples/openapi-go"
+	"github.com/lightbus-go/lightbus/internal/gatewayproc"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
 
@@ -41,8 +36,8 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func TestGeneratedClient(t *testing.T) {
 	t.Parallel()
 
-	token := newToken(t)
-	url := startGateway(t, token)
+	token := gatewayproc.NewToken(t)
+	url := gatewayproc.Start(t, token, "LIGHTBUS_MAX_BODY_BYTES=65536")
 	ctx := context.Background()
 	client := newClient(t, url, token)
 
@@ -203,80 +198,6 @@ func newClient(t *testing.T, url, token string) *lightbusapi.ClientWithResponses
 		t.Fatal(err)
 	}
 	return client
-}
-
-// newToken is a fresh bootstrap token: lb_ and 43 base64url characters.
-func newToken(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return "lb_" + base64.RawURLEncoding.EncodeToString(b)
-}
-
-// startGateway builds cmd/gateway and runs it on a fresh database with
-// authentication required and token as its bootstrap admin key. It returns
-// the gateway's URL once it is ready.
-func startGateway(t *testing.T, token string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/lightbus-go/lightbus/cmd/gateway").CombinedOutput(); err != nil {
-		t.Fatalf("build the gateway: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin)
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+pgtest.NewURL(t),
-		"LIGHTBUS_ADDR=127.0.0.1:0",
-		"LIGHTBUS_AUTH=required",
-		"LIGHTBUS_BOOTSTRAP_TOKEN="+token,
-		"LIGHTBUS_MAX_BODY_BYTES=65536",
-		"LIGHTBUS_RETRY_BASE=50ms",
-		"LIGHTBUS_RETRY_MAX=500ms",
-		"LIGHTBUS_LOG_FORMAT=text",
-	)
-	logs, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-	addr := make(chan string, 1)
-	go func() {
-		listening := regexp.MustCompile(`msg="gateway listening" addr=(\S+)`)
-		scanner := bufio.NewScanner(logs)
-		for scanner.Scan() {
-			if m := listening.FindStringSubmatch(scanner.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-			logLine(t, scanner.Text())
-		}
-	}()
-	select {
-	case a := <-addr:
-		return "http://" + a
-	case <-time.After(60 * time.Second):
-		t.Fatal("the gateway did not start listening within 60s")
-		return ""
-	}
-}
-
-// logLine logs a gateway line, and drops it once the test is over.
-func logLine(t *testing.T, line string) {
-	defer func() { _ = recover() }()
-	t.Log(line)
 }
 
 // fakeWorker is a worker written without any Lightbus library.
