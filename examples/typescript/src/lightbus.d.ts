@@ -114,9 +114,15 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The listener group's service. */
+                /**
+                 * @description The listener group's service.
+                 * @example customers
+                 */
                 service: components["parameters"]["ServicePath"];
-                /** @description The listener group's name. */
+                /**
+                 * @description The listener group's name.
+                 * @example create_user
+                 */
                 listener: components["parameters"]["ListenerPath"];
             };
             cookie?: never;
@@ -143,9 +149,15 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The listener group's service. */
+                /**
+                 * @description The listener group's service.
+                 * @example customers
+                 */
                 service: components["parameters"]["ServicePath"];
-                /** @description The listener group's name. */
+                /**
+                 * @description The listener group's name.
+                 * @example create_user
+                 */
                 listener: components["parameters"]["ListenerPath"];
             };
             cookie?: never;
@@ -170,9 +182,15 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The listener group's service. */
+                /**
+                 * @description The listener group's service.
+                 * @example customers
+                 */
                 service: components["parameters"]["ServicePath"];
-                /** @description The listener group's name. */
+                /**
+                 * @description The listener group's name.
+                 * @example create_user
+                 */
                 listener: components["parameters"]["ListenerPath"];
             };
             cookie?: never;
@@ -198,9 +216,15 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The listener group's service. */
+                /**
+                 * @description The listener group's service.
+                 * @example customers
+                 */
                 service: components["parameters"]["ServicePath"];
-                /** @description The listener group's name. */
+                /**
+                 * @description The listener group's name.
+                 * @example create_user
+                 */
                 listener: components["parameters"]["ListenerPath"];
             };
             cookie?: never;
@@ -228,7 +252,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The delivery's id. */
+                /**
+                 * @description The delivery's id.
+                 * @example 17
+                 */
                 delivery_id: components["parameters"]["DeliveryIDPath"];
             };
             cookie?: never;
@@ -248,7 +275,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The delivery's id. */
+                /**
+                 * @description The delivery's id.
+                 * @example 17
+                 */
                 delivery_id: components["parameters"]["DeliveryIDPath"];
             };
             cookie?: never;
@@ -321,7 +351,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The worker's id, chosen by the worker. */
+                /**
+                 * @description The worker's id, chosen by the worker.
+                 * @example auth-1
+                 */
                 worker_id: components["parameters"]["WorkerIDPath"];
             };
             cookie?: never;
@@ -376,7 +409,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The API name. */
+                /**
+                 * @description The API name.
+                 * @example auth
+                 */
                 api: components["parameters"]["APIPath"];
             };
             cookie?: never;
@@ -421,7 +457,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The API name. */
+                /**
+                 * @description The API name.
+                 * @example auth
+                 */
                 api: components["parameters"]["APIPath"];
             };
             cookie?: never;
@@ -456,7 +495,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The API name. */
+                /**
+                 * @description The API name.
+                 * @example auth
+                 */
                 api: components["parameters"]["APIPath"];
             };
             cookie?: never;
@@ -503,7 +545,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The key's name. */
+                /**
+                 * @description The key's name.
+                 * @example billing-service
+                 */
                 name: components["schemas"]["KeyName"];
             };
             cookie?: never;
@@ -1439,17 +1484,35 @@ export interface components {
         };
     };
     parameters: {
-        /** @description The API name. */
+        /**
+         * @description The API name.
+         * @example auth
+         */
         APIPath: components["schemas"]["APIName"];
-        /** @description The event name. */
+        /**
+         * @description The event name.
+         * @example user_registered
+         */
         EventPath: components["schemas"]["Identifier"];
-        /** @description The worker's id, chosen by the worker. */
+        /**
+         * @description The worker's id, chosen by the worker.
+         * @example auth-1
+         */
         WorkerIDPath: components["schemas"]["WorkerID"];
-        /** @description The delivery's id. */
+        /**
+         * @description The delivery's id.
+         * @example 17
+         */
         DeliveryIDPath: components["schemas"]["DeliveryID"];
-        /** @description The listener group's service. */
+        /**
+         * @description The listener group's service.
+         * @example customers
+         */
         ServicePath: components["schemas"]["ServiceName"];
-        /** @description The listener group's name. */
+        /**
+         * @description The listener group's name.
+         * @example create_user
+         */
         ListenerPath: components["schemas"]["Identifier"];
         /**
          * @description Optional idempotency key, 1 to 255 printable ASCII characters, scoped to the
@@ -1502,9 +1565,15 @@ export interface operations {
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKeyHeader"];
             };
             path: {
-                /** @description The API name. */
+                /**
+                 * @description The API name.
+                 * @example auth
+                 */
                 api: components["parameters"]["APIPath"];
-                /** @description The event name. */
+                /**
+                 * @description The event name.
+                 * @example user_registered
+                 */
                 event: components["parameters"]["EventPath"];
             };
             cookie?: never;
@@ -1518,8 +1587,12 @@ export interface operations {
              */
             200: {
                 headers: {
+                    /** @description `true`. */
+                    "Idempotency-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
                     /**
-                     * @description `true`.
                      * @example {
                      *       "id": "01936f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
                      *       "api": "auth",
@@ -1529,10 +1602,6 @@ export interface operations {
                      *       "repeat": true
                      *     }
                      */
-                    "Idempotency-Replayed"?: "true";
-                    [name: string]: unknown;
-                };
-                content: {
                     "application/json": components["schemas"]["FireResult"];
                 };
             };
@@ -1829,9 +1898,15 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The listener group's service. */
+                /**
+                 * @description The listener group's service.
+                 * @example customers
+                 */
                 service: components["parameters"]["ServicePath"];
-                /** @description The listener group's name. */
+                /**
+                 * @description The listener group's name.
+                 * @example create_user
+                 */
                 listener: components["parameters"]["ListenerPath"];
             };
             cookie?: never;
@@ -1873,9 +1948,15 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The listener group's service. */
+                /**
+                 * @description The listener group's service.
+                 * @example customers
+                 */
                 service: components["parameters"]["ServicePath"];
-                /** @description The listener group's name. */
+                /**
+                 * @description The listener group's name.
+                 * @example create_user
+                 */
                 listener: components["parameters"]["ListenerPath"];
             };
             cookie?: never;
@@ -1934,9 +2015,15 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The listener group's service. */
+                /**
+                 * @description The listener group's service.
+                 * @example customers
+                 */
                 service: components["parameters"]["ServicePath"];
-                /** @description The listener group's name. */
+                /**
+                 * @description The listener group's name.
+                 * @example create_user
+                 */
                 listener: components["parameters"]["ListenerPath"];
             };
             cookie?: never;
@@ -1982,9 +2069,15 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The listener group's service. */
+                /**
+                 * @description The listener group's service.
+                 * @example customers
+                 */
                 service: components["parameters"]["ServicePath"];
-                /** @description The listener group's name. */
+                /**
+                 * @description The listener group's name.
+                 * @example create_user
+                 */
                 listener: components["parameters"]["ListenerPath"];
             };
             cookie?: never;
@@ -2037,7 +2130,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The delivery's id. */
+                /**
+                 * @description The delivery's id.
+                 * @example 17
+                 */
                 delivery_id: components["parameters"]["DeliveryIDPath"];
             };
             cookie?: never;
@@ -2091,7 +2187,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The delivery's id. */
+                /**
+                 * @description The delivery's id.
+                 * @example 17
+                 */
                 delivery_id: components["parameters"]["DeliveryIDPath"];
             };
             cookie?: never;
@@ -2149,7 +2248,10 @@ export interface operations {
                 "Lightbus-Timeout"?: string;
             };
             path: {
-                /** @description The API name. */
+                /**
+                 * @description The API name.
+                 * @example auth
+                 */
                 api: components["parameters"]["APIPath"];
                 /** @description The RPC name. */
                 method: components["schemas"]["Identifier"];
@@ -2257,7 +2359,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The worker's id, chosen by the worker. */
+                /**
+                 * @description The worker's id, chosen by the worker.
+                 * @example auth-1
+                 */
                 worker_id: components["parameters"]["WorkerIDPath"];
             };
             cookie?: never;
@@ -2376,7 +2481,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The worker's id, chosen by the worker. */
+                /**
+                 * @description The worker's id, chosen by the worker.
+                 * @example auth-1
+                 */
                 worker_id: components["parameters"]["WorkerIDPath"];
             };
             cookie?: never;
@@ -2403,7 +2511,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The API name. */
+                /**
+                 * @description The API name.
+                 * @example auth
+                 */
                 api: components["parameters"]["APIPath"];
             };
             cookie?: never;
@@ -2505,7 +2616,10 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The API name. */
+                /**
+                 * @description The API name.
+                 * @example auth
+                 */
                 api: components["parameters"]["APIPath"];
             };
             cookie?: never;
@@ -2569,7 +2683,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The API name. */
+                /**
+                 * @description The API name.
+                 * @example auth
+                 */
                 api: components["parameters"]["APIPath"];
             };
             cookie?: never;
@@ -2705,7 +2822,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The API name. */
+                /**
+                 * @description The API name.
+                 * @example auth
+                 */
                 api: components["parameters"]["APIPath"];
             };
             cookie?: never;
@@ -2823,8 +2943,12 @@ export interface operations {
             /** @description The key, with its token. Shown once; store it now. */
             201: {
                 headers: {
+                    /** @description `no-store`. */
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
                     /**
-                     * @description `no-store`.
                      * @example {
                      *       "name": "billing-service",
                      *       "scopes": [
@@ -2835,10 +2959,6 @@ export interface operations {
                      *       "token": "lb_3q2-7wdQPbQ9V1hQWnCzXGk0X3p2f8sE1yTqZbM4cRk"
                      *     }
                      */
-                    "Cache-Control"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
                     "application/json": components["schemas"]["CreatedKey"];
                 };
             };
@@ -2857,7 +2977,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The key's name. */
+                /**
+                 * @description The key's name.
+                 * @example billing-service
+                 */
                 name: components["schemas"]["KeyName"];
             };
             cookie?: never;
@@ -2946,6 +3069,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "openapi": "3.1.0",
+                     *       "info": {
+                     *         "title": "Lightbus gateway",
+                     *         "version": "1.0.0"
+                     *       }
+                     *     }
+                     */
                     "application/yaml": components["schemas"]["OpenAPIDocument"];
                 };
             };
