@@ -144,7 +144,7 @@ async function main(): Promise<void> {
       setTimeout(() => reject(new Error("no delivery within 20s")), 20_000).unref();
     });
     const fired = await client.POST("/v1/events/{api}/{event}", {
-      params: { path: { api: "ts", event: "waved" }, header: { "Idempotency-Key": "wave-1" } },
+      params: { path: { api: "ts", event: "waved" }, header: { "Idempotency-Key": `wave-${workerId}` } },
       body: { who: "node" },
     });
     check(fired.response.status === 202 && fired.data !== undefined, "fire", fired.error);
@@ -153,9 +153,9 @@ async function main(): Promise<void> {
 
     // Read it back.
     const event = await client.GET("/v1/events/{id}", { params: { path: { id: fired.data!.id } } });
-    check(event.data?.params["who"] === "node" && event.data.idempotency_key === "wave-1", "get event", event.data ?? event.error);
-    const page = await client.GET("/v1/events", { params: { query: { api: "ts", limit: 10 } } });
-    check(page.data?.events.length === 1 && page.data.next_cursor === "", "list events", page.data ?? page.error);
+    check(event.data?.params["who"] === "node" && event.data.idempotency_key === `wave-${workerId}`, "get event", event.data ?? event.error);
+    const page = await client.GET("/v1/events", { params: { query: { api: "ts", event: "waved", limit: 1 } } });
+    check(page.data?.events[0]?.id === fired.data!.id && typeof page.data.next_cursor === "string", "list events", page.data ?? page.error);
 
     // A batch: params are any JSON object.
     const batch = await client.POST("/v1/events", {
