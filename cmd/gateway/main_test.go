@@ -108,6 +108,7 @@ func launchGateway(t *testing.T, cfg Config, dbURL string, logger *slog.Logger) 
 		cancel()
 		t.Fatalf("start gateway: %v", err)
 	}
+	a.handler = specChecked(t, a.handler)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		cancel()
