@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -135,6 +136,7 @@ func TestGatewaySIGKILL(t *testing.T) {
 	cancel()
 	wg.Wait()
 
+	lg.resendFailed(gw.URL)
 	r := audit(t, "sigkill", db, lg, 90*time.Second, l)
 	summary(t, "sigkill", "lost=%d duplicates=%d (redeliveries after the crash); all delivered %s after the kill",
 		r.lost, r.duplicates, time.Since(killed).Round(time.Second))
@@ -218,6 +220,7 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	lg.expectOnlyUnavailable(t, "during the outage", 3*time.Second)
 	// Deliveries of events fired after the outage prove River recovered too.
+	lg.resendFailed(gw.URL)
 	r := audit(t, "postgres-restart", pg.URL, lg, 60*time.Second, l)
 	summary(t, "postgres-restart", "lost=%d; outage fire answered %s (503 unavailable); /readyz %d %s in %s; ready again %s after the database restart",
 		r.lost, fireTook.Round(time.Millisecond), readyStatus, readyCode, readyTook.Round(time.Millisecond), recovered.Round(100*time.Millisecond))
@@ -298,14 +301,21 @@ func TestSlowListener(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	probe, pwg := runRPCProbe(ctx, func() []string { return []string{gw.URL} })
 	lg := newLoadGen()
+	// Single fires only: the bound below is set by their number. (Each
+	// event over the cap cycles through the database, snoozed, until a slot
+	// of its group is free: with 70 events, a batch-heavy mix, the fast
+	// group waited up to 4.7 s on a busy machine.)
 	for range 30 {
-		lg.fire(gw.URL)
+		lg.fireKind(gw.URL, keyed)
 	}
 	acked := lg.ackedIDs()
 	worst := worstDeliveryWait(t, fast, acked, 30*time.Second, "the fast group's deliveries")
 	cancel()
 	pwg.Wait()
-	if worst > 4*time.Second { // without the cap: ~7 s (30 × 1 s over 4 workers)
+	// Without the cap: ~7 s (30 × 1 s over 4 workers); with it: 0.6 s on a
+	// quiet machine, 0.9 s on a busy one. 4 s tells the two apart with
+	// room for a slow machine.
+	if worst > 4*time.Second {
 		t.Errorf("the fast group waited up to %s behind the slow group", worst)
 	}
 	if probe.failed() > 0 {
@@ -355,6 +365,7 @@ func TestReplicas(t *testing.T) {
 	wg.Wait()
 	pwg.Wait()
 
+	lg.resendFailed(gws[0].URL)
 	r := audit(t, "replicas", dbURL, lg, 90*time.Second, l)
 	// Requests racing with the kill may fail; every other RPC must succeed.
 	if n := probe.failed(); n > 2 {
@@ -363,32 +374,48 @@ func TestReplicas(t *testing.T) {
 	summary(t, "replicas", "lost=%d duplicates=%d (redeliveries after the kill only: none worked twice); %s", r.lost, r.duplicates, probe)
 }
 
-// TestWorkerFailures kills a worker process while it handles an RPC (the
-// caller gets 502 at once), and freezes another (it leaves routing when its
-// lease runs out, and calls do not hang on it).
+// TestWorkerFailures kills a worker process while it handles RPCs under
+// load, with a second worker live: the caller of the call it was running
+// gets 502 at once, every call either succeeds or fails with an error, and
+// no call's handler runs more than once across the workers (a call is
+// re-sent only after a refused connection). Then it freezes a worker: it
+// leaves routing when its lease runs out, and calls do not hang on it.
 func TestWorkerFailures(t *testing.T) {
 	t.Parallel()
 	dbURL := newDatabase(t)
 	gw := startGateway(t, "gateway", baseEnv(dbURL))
+	runs := filepath.Join(t.TempDir(), "runs")
 
-	w1 := startWorker(t, gw.URL, "w1")
-	type answer struct {
-		status int
-		code   string
-		err    error
-		at     time.Time
+	w1 := startWorker(t, gw.URL, "w1", runs)
+	w3 := startWorker(t, gw.URL, "w3", runs)
+	calls := newCallLog()
+	ctx, cancel := context.WithCancel(context.Background())
+	var lwg sync.WaitGroup
+	for range 4 { // short calls on both workers, some running on w1 when it dies
+		lwg.Go(func() {
+			for ctx.Err() == nil {
+				calls.call(gw.URL, rpcParams{SleepMS: 100}, "5s")
+			}
+		})
 	}
-	done := make(chan answer, 1)
-	go func() {
-		status, code, _, err := call(gw.URL, "sleep", map[string]any{"sleep_ms": 20000}, "30s")
-		done <- answer{status, code, err, time.Now()}
-	}()
-	w1.expect(t, "HANDLING", 10*time.Second)
+
+	// A long call on w1: round robin may send it to w3, which answers it at
+	// once; then it is tried again, until w1 announces that it runs one.
+	long := make(chan callOutcome, 1)
+	for try := 0; ; try++ {
+		if try == 20 {
+			t.Fatal("20 long calls in a row went to w3, none to w1")
+		}
+		go func() { long <- calls.call(gw.URL, rpcParams{SleepMS: 20000, On: "w1", Announce: true}, "30s") }()
+		if w1.handling(t, long, 10*time.Second) {
+			break
+		}
+	}
 	_ = w1.cmd.Process.Kill()
 	killed := time.Now()
-	var a answer
+	var a callOutcome
 	select {
-	case a = <-done:
+	case a = <-long:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the call did not return after its worker was killed")
 	}
@@ -399,12 +426,19 @@ func TestWorkerFailures(t *testing.T) {
 	if afterKill > 3*time.Second {
 		t.Errorf("the caller learnt of the killed worker after %s, want at once", afterKill)
 	}
+	// Calls go on until the killed worker has left routing: until then
+	// some are sent to its address, refused, and re-sent to w3.
+	waitLeftRouting(t, gw, "w1")
+	cancel()
+	lwg.Wait()
+	count := calls.check(t, runs)
 
 	// The killed worker's address may be taken by another process of the
 	// suite before its lease ends; a live worker is called once it has left
 	// routing.
-	waitLeftRouting(t, gw, "w1")
-	w2 := startWorker(t, gw.URL, "w2")
+	_ = w3.cmd.Process.Kill()
+	waitLeftRouting(t, gw, "w3")
+	w2 := startWorker(t, gw.URL, "w2", runs)
 	if status, code, _, err := call(gw.URL, "echo", map[string]any{"x": 1}, "3s"); err != nil || status != http.StatusOK {
 		t.Fatalf("call to a live worker: %d %s %v", status, code, err)
 	}
@@ -419,8 +453,8 @@ func TestWorkerFailures(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("call with a 1s deadline took %s", took)
 	}
-	summary(t, "worker-failures", "killed mid-RPC: caller got %d %s %s after the kill (deadline 30s); frozen worker left routing after %s (lease 1.5s); call then %d %s in %s",
-		a.status, a.code, afterKill.Round(time.Millisecond), left.Round(100*time.Millisecond), status, code, took.Round(time.Millisecond))
+	summary(t, "worker-failures", "killed mid-RPC: caller got %d %s %s after the kill (deadline 30s); %s; frozen worker left routing after %s (lease 1.5s); call then %d %s in %s",
+		a.status, a.code, afterKill.Round(time.Millisecond), count, left.Round(100*time.Millisecond), status, code, took.Round(time.Millisecond))
 }
 
 // TestGracefulShutdown sends SIGTERM mid-load: the gateway exits cleanly
@@ -460,13 +494,12 @@ func TestGracefulShutdown(t *testing.T) {
 	if exitErr != nil {
 		t.Errorf("the gateway exited with %v after SIGTERM, want status 0", exitErr)
 	}
-	lg.mu.Lock()
-	for kind, n := range lg.errors {
-		if kind != "connection refused" && kind != "reset before accept" {
-			t.Errorf("%d fires failed with %q during shutdown (last: %v); only new connections may be refused", n, kind, lg.lastTransportErr)
-		}
-	}
-	lg.mu.Unlock()
+	// Only requests the gateway never read may fail: new connections
+	// refused or reset in the listen backlog, and requests without a key
+	// sent on a kept-alive connection the gateway closed as idle (a keyed
+	// fire is resent by the HTTP client; the audit checks below that none
+	// of these was stored).
+	lg.expectErrors(t, "during shutdown", "connection refused", "reset before accept", "kept-alive connection closed")
 
 	conn, err := pgx.Connect(context.Background(), dbURL)
 	if err != nil {
@@ -483,7 +516,11 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 
 	gw.start() // deliver what was still queued
+	lg.resendFailed(gw.URL)
 	r := audit(t, "sigterm", dbURL, lg, 60*time.Second, l)
+	if r.storedUnacked > 0 {
+		t.Errorf("%d events stored whose fire failed during a graceful shutdown, want none: every request read is answered", r.storedUnacked)
+	}
 	summary(t, "sigterm", "lost=%d; exited with status 0 after %s; %d deliveries finished after SIGTERM, %d abandoned, %d left running",
 		r.lost, exitTook.Round(time.Millisecond), drained, aborted, running)
 }
@@ -578,9 +615,7 @@ func TestFlakyDatabaseConnections(t *testing.T) {
 	// At least 5 s and 300 fires (a busy machine fires slowly), at most 20 s.
 	chaosStart := time.Now()
 	for time.Since(chaosStart) < 20*time.Second {
-		lg.mu.Lock()
-		fires := lg.fires
-		lg.mu.Unlock()
+		fires := lg.fireCount()
 		if time.Since(chaosStart) >= 5*time.Second && fires >= 300 {
 			break
 		}
@@ -593,6 +628,7 @@ func TestFlakyDatabaseConnections(t *testing.T) {
 	wg.Wait()
 
 	lg.expectOnlyUnavailable(t, "on a cut connection", 0)
+	lg.resendFailed(gw.URL)
 	r := audit(t, "flaky-db", dbURL, lg, 60*time.Second, l)
 	summary(t, "flaky-db", "lost=%d duplicates=%d stored_unacknowledged=%d after %d connection cuts", r.lost, r.duplicates, r.storedUnacked, proxy.cutCount())
 }
@@ -668,6 +704,7 @@ func TestDatabaseBlackhole(t *testing.T) {
 		t.Errorf("/readyz during the blackhole: %d %s %v in %s, want 503 within 5s", readyStatus, readyBody, readyErr, readyTook)
 	}
 	lg.expectOnlyUnavailable(t, "during the blackhole", 5*time.Second)
+	lg.resendFailed(gw.URL)
 	r := audit(t, "db-blackhole", dbURL, lg, 90*time.Second, l)
 	summary(t, "db-blackhole", "lost=%d; during 8 s without answers: fire %d in %s, RPC %d %s in %s, /readyz %d in %s; fires succeed again %s after",
 		r.lost, fireStatus, fireTook.Round(time.Millisecond), rpcStatus, rpcCode, rpcTook.Round(time.Millisecond),
