@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -523,73 +522,6 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	summary(t, "sigterm", "lost=%d; exited with status 0 after %s; %d deliveries finished after SIGTERM, %d abandoned, %d left running",
 		r.lost, exitTook.Round(time.Millisecond), drained, aborted, running)
-}
-
-// TestSoak runs load for LIGHTBUS_SOAK (default 5s) and checks that the
-// gateway's memory, goroutines and open files stay flat.
-func TestSoak(t *testing.T) {
-	t.Parallel()
-	length := 5 * time.Second
-	if s := os.Getenv("LIGHTBUS_SOAK"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("LIGHTBUS_SOAK=%q: %v", s, err)
-		}
-		length = d
-	}
-	dbURL := newDatabase(t)
-	env := baseEnv(dbURL)
-	env["LIGHTBUS_DEBUG_VARS"] = "true"
-	gw := startGateway(t, "gateway", env)
-	l := newListener(t, "soak", "a", "b")
-	l.register(gw)
-	inProcessRPCWorker(t, gw)
-
-	type sample struct{ rssKB, goroutines, fds int }
-	take := func() sample {
-		var vars struct {
-			Goroutines int `json:"goroutines"`
-		}
-		_, _, _ = doJSON(context.Background(), http.MethodGet, gw.URL+"/debug/vars", nil, nil, &vars)
-		return sample{procStatus(gw.pid(), "VmRSS"), vars.Goroutines, openFDs(gw.pid())}
-	}
-
-	lg := newLoadGen()
-	ctx, cancel := context.WithCancel(context.Background())
-	wg := lg.run(ctx, 4, 10*time.Millisecond, func() []string { return []string{gw.URL} })
-	probe, pwg := runRPCProbe(ctx, func() []string { return []string{gw.URL} })
-	time.Sleep(2 * time.Second) // warm up: pools and caches fill
-	base := take()
-	var series []sample
-	end := time.Now().Add(length)
-	for time.Now().Before(end) {
-		time.Sleep(min(time.Second, time.Until(end)+time.Millisecond))
-		series = append(series, take())
-	}
-	cancel()
-	wg.Wait()
-	pwg.Wait()
-	r := audit(t, "soak", dbURL, lg, 60*time.Second, l)
-	time.Sleep(time.Second)
-	final := take()
-	t.Logf("soak samples (rss_kb, goroutines, fds): base %v, during %v, final %v", base, series, final)
-	if base.goroutines == 0 {
-		t.Errorf("GET /debug/vars gave no goroutine count")
-	}
-	if final.goroutines > base.goroutines+50 {
-		t.Errorf("goroutines grew from %d to %d", base.goroutines, final.goroutines)
-	}
-	if final.fds > base.fds+30 {
-		t.Errorf("open files grew from %d to %d", base.fds, final.fds)
-	}
-	if final.rssKB > 2*base.rssKB+20<<10 {
-		t.Errorf("RSS grew from %d kB to %d kB", base.rssKB, final.rssKB)
-	}
-	if probe.failed() > 0 {
-		t.Errorf("RPCs failed during the soak: %s", probe)
-	}
-	summary(t, "soak", "%s of load, %d events acknowledged, lost=%d; rss %d→%d kB, goroutines %d→%d, fds %d→%d; %s",
-		length, r.acked, r.lost, base.rssKB, final.rssKB, base.goroutines, final.goroutines, base.fds, final.fds, probe)
 }
 
 // TestFlakyDatabaseConnections cuts the gateway's database connections at
