@@ -165,8 +165,15 @@ func TestSoak(t *testing.T) {
 	if idle.fds > start.fds+soakFDsMore {
 		t.Errorf("open files grew from %d to %d (bound: +%d)", start.fds, idle.fds, soakFDsMore)
 	}
-	if idle.rssKB > start.rssKB+soakRSSMoreKB {
-		t.Errorf("RSS grew from %d kB to %d kB (bound: +%d kB)", start.rssKB, idle.rssKB, soakRSSMoreKB)
+	rssMore := soakRSSMoreKB
+	if raceBuild {
+		// The race detector keeps shadow memory for the heap and a history
+		// per goroutine: RSS starts near 100 MiB and grew by 21 MiB in a 5 s
+		// soak of a CI run.
+		rssMore *= 4
+	}
+	if idle.rssKB > start.rssKB+rssMore {
+		t.Errorf("RSS grew from %d kB to %d kB (bound: +%d kB)", start.rssKB, idle.rssKB, rssMore)
 	}
 	half := len(samples) / 2
 	lowest := func(ss []soakSample) int {
