@@ -23,9 +23,19 @@ import (
 // registered through gw with a long lease.
 func inProcessRPCWorker(t *testing.T, gw *gatewayProc) {
 	t.Helper()
+	inProcessRPCWorkerWith(t, gw, nil)
+}
+
+// inProcessRPCWorkerWith is inProcessRPCWorker that calls before, when not
+// nil, ahead of each answer.
+func inProcessRPCWorkerWith(t *testing.T, gw *gatewayProc, before func()) {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var params json.RawMessage
 		_ = json.NewDecoder(r.Body).Decode(&params)
+		if before != nil {
+			before()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"result": %s}`, params)
 	}))
@@ -466,17 +476,44 @@ func TestGracefulShutdown(t *testing.T) {
 	l := newListener(t, "term", "a", "b")
 	l.setDelay("a", 300*time.Millisecond)
 	l.register(gw)
+	// An RPC in flight when SIGTERM comes: its worker holds it for a
+	// second, well within the shutdown timeout, so it must be answered.
+	// (Fires are answered in milliseconds: few are in flight at the signal.)
+	arrived := make(chan struct{}, 1)
+	inProcessRPCWorkerWith(t, gw, func() {
+		arrived <- struct{}{}
+		time.Sleep(time.Second)
+	})
 
 	lg := newLoadGen()
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := lg.run(ctx, 4, 20*time.Millisecond, func() []string { return []string{gw.URL} })
 	time.Sleep(1500 * time.Millisecond)
+	type rpcAnswer struct {
+		status int
+		code   string
+		err    error
+	}
+	inFlight := make(chan rpcAnswer, 1)
+	go func() {
+		status, code, _, err := call(gw.URL, "echo", map[string]any{"during": "shutdown"}, "10s")
+		inFlight <- rpcAnswer{status, code, err}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the RPC did not reach its worker")
+	}
 	gw.signal(syscall.SIGTERM)
 	termed := time.Now()
 	if !gw.wait(15 * time.Second) {
 		t.Fatal("the gateway did not exit within 15s of SIGTERM (shutdown timeout 5s)")
 	}
 	exitTook := time.Since(termed)
+	rpc := <-inFlight
+	if rpc.err != nil || rpc.status != http.StatusOK {
+		t.Errorf("an RPC in flight at SIGTERM: %d %s %v, want it answered 200", rpc.status, rpc.code, rpc.err)
+	}
 	exitErr := gw.exitErr()
 	aborted := l.abortedCount()
 	var drained int // deliveries answered after SIGTERM, before the exit
@@ -520,8 +557,8 @@ func TestGracefulShutdown(t *testing.T) {
 	if r.storedUnacked > 0 {
 		t.Errorf("%d events stored whose fire failed during a graceful shutdown, want none: every request read is answered", r.storedUnacked)
 	}
-	summary(t, "sigterm", "lost=%d; exited with status 0 after %s; %d deliveries finished after SIGTERM, %d abandoned, %d left running",
-		r.lost, exitTook.Round(time.Millisecond), drained, aborted, running)
+	summary(t, "sigterm", "lost=%d; exited with status 0 after %s; the RPC in flight at SIGTERM answered %d; %d deliveries finished after SIGTERM, %d abandoned, %d left running",
+		r.lost, exitTook.Round(time.Millisecond), rpc.status, drained, aborted, running)
 }
 
 // TestFlakyDatabaseConnections cuts the gateway's database connections at
