@@ -605,7 +605,9 @@ func audit(t *testing.T, scenario, dbURL string, lg *loadGen, timeout time.Durat
 		scenario, fires, r.acked, r.stored, r.storedUnacked, len(groups), r.delivered, r.duplicates, r.lost, notStored, undelivered, phantom,
 		r.doubleAttempts, r.stuck, settled.Round(100*time.Millisecond), errs, slowest.Round(time.Millisecond), slowFail.Round(time.Millisecond))
 	for k := range numKinds {
-		line += fmt.Sprintf(" | %s: %s", k, r.kinds[k])
+		if r.kinds[k].requests > 0 {
+			line += fmt.Sprintf(" | %s: %s", k, r.kinds[k])
+		}
 	}
 	report(t, line)
 
