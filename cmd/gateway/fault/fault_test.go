@@ -416,7 +416,7 @@ func TestWorkerFailures(t *testing.T) {
 			t.Fatal("20 long calls in a row went to w3, none to w1")
 		}
 		go func() { long <- calls.call(gw.URL, rpcParams{SleepMS: 20000, On: "w1", Announce: true}, "30s") }()
-		if w1.handling(t, long, 10*time.Second) {
+		if w1.await(t, "HANDLING", long, 10*time.Second) {
 			break
 		}
 	}

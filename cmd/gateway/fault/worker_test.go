@@ -139,20 +139,7 @@ func startWorker(t *testing.T, gw, id, runs string) *workerProc {
 // expect waits for a line from the worker.
 func (w *workerProc) expect(t *testing.T, want string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case line, ok := <-w.lines:
-			if !ok {
-				t.Fatalf("worker exited before printing %s", want)
-			}
-			if line == want {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("worker did not print %s within %s", want, timeout)
-		}
-	}
+	w.await(t, want, nil, timeout)
 }
 
 // call makes an RPC and returns its status, problem code and duration.
@@ -166,25 +153,25 @@ func call(base, method string, params any, timeout string) (int, string, time.Du
 	return status, problemCode(body), time.Since(start), err
 }
 
-// handling waits until the worker prints HANDLING, and reports true, or
-// until an answer arrives on answered first (the call went elsewhere), and
-// reports false.
-func (w *workerProc) handling(t *testing.T, answered <-chan callOutcome, timeout time.Duration) bool {
+// await waits until the worker prints want, and reports true, or until an
+// answer arrives on answered first (the call went elsewhere; nil: never),
+// and reports false.
+func (w *workerProc) await(t *testing.T, want string, answered <-chan callOutcome, timeout time.Duration) bool {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
 		select {
 		case line, ok := <-w.lines:
 			if !ok {
-				t.Fatal("the worker exited before it handled a call")
+				t.Fatalf("worker exited before printing %s", want)
 			}
-			if line == "HANDLING" {
+			if line == want {
 				return true
 			}
 		case <-answered:
 			return false
 		case <-deadline:
-			t.Fatalf("neither HANDLING nor an answer within %s", timeout)
+			t.Fatalf("worker did not print %s within %s", want, timeout)
 		}
 	}
 }
