@@ -25,7 +25,8 @@ import (
 // service's RPCs and listeners. Create one per service, in its bus package,
 // and share it: a Bus is safe for concurrent use.
 type Bus struct {
-	gateway         string // base URL without trailing slash
+	gateway         string   // base URL without trailing slash
+	authorization   []string // the Authorization header's value; nil without a token
 	hc              *http.Client
 	log             *slog.Logger
 	service         string
@@ -42,6 +43,9 @@ type Bus struct {
 
 	slots chan struct{} // one token per running handler
 	mux   *http.ServeMux
+	// instanceID names this process to the gateway: a PUT with a new
+	// instance is a registration, which gets a new RPC secret.
+	instanceID string
 
 	mu        sync.RWMutex
 	apis      map[string]*apiState    // by API name
@@ -49,6 +53,10 @@ type Bus struct {
 	listeners map[string]*listenerSet // by listener name
 	onStart   []func(context.Context) error
 	onStop    []func(context.Context) error
+	// rpcKey verifies the gateway's RPC requests; from the latest
+	// registration answer. rpcKeyReady is closed when the first arrives.
+	rpcKey      []byte
+	rpcKeyReady chan struct{}
 }
 
 // apiState is what this worker declares about one API.
@@ -58,12 +66,14 @@ type apiState struct {
 }
 
 // Create returns a Bus configured from the environment ($LIGHTBUS_URL,
-// $LIGHTBUS_SERVICE_NAME, $LIGHTBUS_WORKER_ADDR, $LIGHTBUS_WORKER_URL,
-// $LIGHTBUS_WORKER_ID) and opts, which take precedence. It makes no request:
+// $LIGHTBUS_TOKEN, $LIGHTBUS_SERVICE_NAME, $LIGHTBUS_WORKER_ADDR,
+// $LIGHTBUS_WORKER_URL, $LIGHTBUS_WORKER_ID) and opts, which take
+// precedence. It makes no request:
 // the gateway need not be up yet. It fails only on a bad setting.
 func Create(opts ...Option) (*Bus, error) {
 	c := config{
 		url:             os.Getenv(EnvURL),
+		token:           os.Getenv(EnvToken),
 		service:         os.Getenv(EnvServiceName),
 		workerAddr:      os.Getenv(EnvWorkerAddr),
 		workerURL:       os.Getenv(EnvWorkerURL),
@@ -98,6 +108,9 @@ func Create(opts ...Option) (*Bus, error) {
 			return nil, fmt.Errorf("lightbus: worker URL: %w", err)
 		}
 	}
+	if strings.ContainsAny(c.token, " \t\r\n") {
+		return nil, errors.New("lightbus: the token must not contain spaces or line breaks")
+	}
 	if c.service != "" && !isAPIName(c.service) {
 		return nil, fmt.Errorf("lightbus: invalid service name %q: want identifiers joined by dots", c.service)
 	}
@@ -117,6 +130,7 @@ func Create(opts ...Option) (*Bus, error) {
 	}
 	b := &Bus{
 		gateway:         strings.TrimRight(c.url, "/"),
+		authorization:   bearer(c.token),
 		hc:              c.httpClient,
 		log:             c.logger,
 		service:         c.service,
@@ -134,11 +148,21 @@ func Create(opts ...Option) (*Bus, error) {
 		apis:            map[string]*apiState{},
 		rpcs:            map[string]HandlerFunc{},
 		listeners:       map[string]*listenerSet{},
+		instanceID:      randomHex(16),
+		rpcKeyReady:     make(chan struct{}),
 	}
 	b.mux = http.NewServeMux()
 	b.mux.HandleFunc("POST /lightbus/rpc/{api}/{method}", b.serveRPC)
 	b.mux.HandleFunc("POST /lightbus/events/{listener}", b.serveDelivery)
 	return b, nil
+}
+
+// bearer returns the Authorization header's value for token, nil for none.
+func bearer(token string) []string {
+	if token == "" {
+		return nil
+	}
+	return []string{"Bearer " + token}
 }
 
 // MustCreate is like [Create] but panics on a bad setting; it suits the
@@ -243,6 +267,9 @@ func (b *Bus) do(ctx context.Context, method, path string, query url.Values, bod
 	}
 	req.Header.Set("Accept", "application/json, application/problem+json")
 	req.Header.Set("User-Agent", "lightbus-go")
+	if b.authorization != nil {
+		req.Header["Authorization"] = b.authorization
+	}
 	resp, err := b.hc.Do(req)
 	if err != nil {
 		return err

@@ -400,3 +400,55 @@ func TestInspect(t *testing.T) {
 		t.Errorf("unknown event: err = %v, want not_found", err)
 	}
 }
+
+// The token goes with every request, as a bearer token, from WithToken or
+// else $LIGHTBUS_TOKEN. It sets an environment variable, so it cannot run
+// in parallel.
+func TestToken(t *testing.T) {
+	gw := newScripted(t, http.StatusOK, "application/json", `{"workers": []}`)
+	ctx := context.Background()
+
+	t.Setenv(EnvToken, "lb_from_the_environment")
+	fromEnv, err := Create(WithURL(gw.srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fromEnv.Workers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := gw.last(t); r.Header.Get("Authorization") != "Bearer lb_from_the_environment" {
+		t.Errorf("Authorization %q, want the token of $LIGHTBUS_TOKEN", r.Header.Get("Authorization"))
+	}
+	withOption, err := Create(WithURL(gw.srv.URL), WithToken("lb_from_the_option"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := withOption.Workers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := gw.last(t); r.Header.Get("Authorization") != "Bearer lb_from_the_option" {
+		t.Errorf("Authorization %q, want WithToken's", r.Header.Get("Authorization"))
+	}
+	// The worker's registration and deregistration carry it too.
+	if err := withOption.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := gw.last(t); r.Method != http.MethodDelete || r.Header.Get("Authorization") != "Bearer lb_from_the_option" {
+		t.Errorf("%s with Authorization %q, want DELETE with the token", r.Method, r.Header.Get("Authorization"))
+	}
+
+	t.Setenv(EnvToken, "")
+	none, err := Create(WithURL(gw.srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := none.Workers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := gw.last(t); r.Header.Values("Authorization") != nil {
+		t.Errorf("Authorization %q sent without a token", r.Header.Values("Authorization"))
+	}
+	if _, err := Create(WithToken("lb_a b")); err == nil {
+		t.Error("a token with a space: want an error")
+	}
+}

@@ -75,9 +75,22 @@
 // # Configuration
 //
 // [Create] reads LIGHTBUS_URL (the gateway, default http://127.0.0.1:8080),
-// LIGHTBUS_SERVICE_NAME, LIGHTBUS_WORKER_ADDR (where the worker listens,
-// default 127.0.0.1:0), LIGHTBUS_WORKER_URL (the base URL advertised to the
-// gateway) and LIGHTBUS_WORKER_ID; options override them.
+// LIGHTBUS_TOKEN (the API key sent as a bearer token on every request, see
+// [WithToken]), LIGHTBUS_SERVICE_NAME, LIGHTBUS_WORKER_ADDR (where the worker
+// listens, default 127.0.0.1:0), LIGHTBUS_WORKER_URL (the base URL advertised
+// to the gateway) and LIGHTBUS_WORKER_ID; options override them.
+//
+// # Worker security
+//
+// The worker runs only requests the gateway signed: each RPC with the
+// worker's own secret and each delivery with its listener group's, both
+// granted at registration (Standard Webhooks signatures, checked over the
+// body, within five minutes of the worker's clock, and for an RPC bound to
+// the procedure called). Anything else is answered 401 unauthorized without
+// running a handler. Every answer names the worker in a Lightbus-Worker-Id
+// header; the gateway takes an RPC answer only from the worker it called.
+// Each process registers with a new instance id, which gives it a new RPC
+// secret; its heartbeats keep it.
 //
 // # Errors
 //

@@ -16,8 +16,8 @@ import (
 // workers answer with. Switch on them with [IsCode] or [ErrorCode].
 const (
 	CodeInvalid      = "invalid"      // 400: malformed JSON, a body that is not an object, a bad name, header or query parameter
-	CodeUnauthorized = "unauthorized" // 401: missing or bad credentials (or a bad delivery signature)
-	CodeForbidden    = "forbidden"    // 403: the credentials lack the permission
+	CodeUnauthorized = "unauthorized" // 401: no API key, or an unknown or revoked one (or a bad delivery signature)
+	CodeForbidden    = "forbidden"    // 403: the API key lacks the scope; Error.Detail names it
 	CodeNotFound     = "not_found"    // 404: no such resource, or an RPC nobody serves
 	CodeConflict     = "conflict"     // 409: conflicts with current state, e.g. an API owned by another service
 	CodeTooLarge     = "too_large"    // 413: the body is over the configured limit
@@ -28,6 +28,7 @@ const (
 	CodeNoWorker     = "no_worker"    // 503: no live worker provided the API before the RPC deadline
 	CodeUnavailable  = "unavailable"  // 503: the gateway cannot serve now; retry later
 	CodeTimeout      = "timeout"      // 504: the RPC deadline passed before the worker answered
+	CodeRateLimited  = "rate_limited" // 429: the API key is over its rate limit; retry after Retry-After
 )
 
 // problemTypePrefix starts the `type` member of every Lightbus problem.

@@ -86,7 +86,7 @@ func retryable(ctx context.Context, err error) bool {
 	var lerr *Error
 	if errors.As(err, &lerr) {
 		switch lerr.Status {
-		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			return true
 		}
 		return false
@@ -175,7 +175,7 @@ func (b *Bus) declareEvent(name string, decl eventDecl) {
 // hook. It panics on a bad name or when the group already listens to event.
 //
 // The worker verifies each delivery's Standard Webhooks signature (401 when
-// wrong), then answers 204 when fn returns nil, 400 invalid when its error
+// missing, wrong or older than webhook.DefaultTolerance), then answers 204 when fn returns nil, 400 invalid when its error
 // wraps [ErrInvalidParams], and 500 remote_error when it fails or panics.
 //
 // Options such as [WithPolicy] apply to the whole group; the latest Listen
@@ -259,6 +259,7 @@ func WithPolicy(p Policy) ListenOption {
 
 // serveDelivery answers POST /lightbus/events/{listener}.
 func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(headerWorkerID, b.workerID)
 	listener := r.PathValue("listener")
 	body, ok := readBody(w, r)
 	if !ok {
@@ -283,16 +284,7 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("this worker has no listener %q", listener), nil)
 		return
 	}
-	if key == nil {
-		// Deliveries reach a group's endpoints only after registration; this
-		// one raced the registration's answer.
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, http.StatusServiceUnavailable, CodeUnavailable, "the worker has not received the listener's signing secret yet", nil)
-		return
-	}
-	if err := webhook.Verify(key, r.Header, body, time.Now(), webhook.DefaultTolerance); err != nil {
-		b.log.Warn("lightbus: rejected a delivery", "listener", listener, "event_id", r.Header.Get(webhook.HeaderID), "error", err)
-		writeProblem(w, http.StatusUnauthorized, CodeUnauthorized, "bad delivery signature: "+err.Error(), nil)
+	if !b.verifyGateway(w, r, body, key, "", "delivery", "listener", listener, "event_id", r.Header.Get(webhook.HeaderID)) {
 		return
 	}
 	api, event, err := splitName("event", ceType, false)

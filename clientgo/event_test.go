@@ -121,6 +121,9 @@ func TestDelivery(t *testing.T) {
 		if rec.Code != http.StatusNoContent {
 			t.Fatalf("answer = %d %s", rec.Code, rec.Body)
 		}
+		if got := rec.Header().Get("Lightbus-Worker-Id"); got != tb.bus.WorkerID() {
+			t.Errorf("the answer names worker %q, want %q", got, tb.bus.WorkerID())
+		}
 		want := EventMessage{ID: "01936f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", API: "customers", Event: "new_customer",
 			Time: time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC), Attempt: 3, Params: json.RawMessage(`{"name":"Sally","email":"sally@example.com"}`)}
 		if len(tb.got) != 1 || !tb.got[0].Time.Equal(want.Time) || tb.got[0].ID != want.ID || tb.got[0].API != want.API ||
@@ -165,6 +168,16 @@ func TestDelivery(t *testing.T) {
 		tb.bus.Handler().ServeHTTP(rec, req)
 		if rec.Code != 401 {
 			t.Errorf("tampered body: answer = %d", rec.Code)
+		}
+		// No signature at all.
+		req = delivery{listener: "create_user", ceType: "customers.new_customer", body: body, key: testKey}.request(t.Context())
+		for _, h := range []string{"webhook-id", "webhook-timestamp", "webhook-signature"} {
+			req.Header.Del(h)
+		}
+		rec = httptest.NewRecorder()
+		tb.bus.Handler().ServeHTTP(rec, req)
+		if rec.Code != 401 || rec.Header().Get("Lightbus-Worker-Id") != tb.bus.WorkerID() {
+			t.Errorf("unsigned: answer = %d naming %q", rec.Code, rec.Header().Get("Lightbus-Worker-Id"))
 		}
 		if len(tb.got) != 0 {
 			t.Errorf("the listener ran for %d unsigned deliveries", len(tb.got))
@@ -264,9 +277,11 @@ func TestConcurrencyLimit(t *testing.T) {
 		t.Errorf("a delivery over the limit: answer = %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 
+	grantRPCKey(bus, testKey)
 	rpc := func(deadline time.Time) *http.Request {
 		req := httptest.NewRequest(http.MethodPost, "/lightbus/rpc/auth/ping", strings.NewReader(`{}`))
 		req.Header.Set("Lightbus-Deadline", deadline.UTC().Format(time.RFC3339Nano))
+		signRPCRequest(req, `{}`, time.Now(), testKey)
 		return req
 	}
 	if resp := post(rpc(time.Now().Add(50 * time.Millisecond))); resp.StatusCode != 503 {

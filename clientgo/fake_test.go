@@ -127,7 +127,7 @@ func (f *fakeGateway) register(w http.ResponseWriter, r *http.Request) {
 	}
 	fw.reg = reg
 	f.workers[id] = fw
-	res := Registration{Worker: f.worker(id, fw, now), Listeners: []ListenerGrant{}, HeartbeatIntervalMS: f.heartbeatMS}
+	res := Registration{Worker: f.worker(id, fw, now), Listeners: []ListenerGrant{}, HeartbeatIntervalMS: f.heartbeatMS, RPCSecret: f.secret}
 	for _, l := range reg.Listeners {
 		res.Listeners = append(res.Listeners, ListenerGrant{Service: reg.Service, Name: l.Name, Events: l.Events, Secret: f.secret})
 	}
@@ -285,8 +285,8 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	// As the gateway does, a call waits for a live worker until its
 	// deadline.
-	var base string
-	for base = f.workerFor(api); base == ""; base = f.workerFor(api) {
+	var base, workerID string
+	for base, workerID = f.workerFor(api); base == ""; base, workerID = f.workerFor(api) {
 		select {
 		case <-ctx.Done():
 			writeProblem(w, 503, CodeNoWorker, "no live worker provides API "+strconv.Quote(api), nil)
@@ -297,7 +297,12 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/lightbus/rpc/"+api+"/"+method, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Lightbus-Deadline", deadline.UTC().Format(time.RFC3339Nano))
-	req.Header.Set("Lightbus-Request-Id", newUUID())
+	reqID := newUUID()
+	req.Header.Set("Lightbus-Request-Id", reqID)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set("webhook-id", api+"/"+method+"/"+reqID)
+	req.Header.Set("webhook-timestamp", ts)
+	req.Header.Set("webhook-signature", webhook.Sign(f.key, api+"/"+method+"/"+reqID, ts, body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -309,6 +314,10 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
+	if resp.Header.Get("Lightbus-Worker-Id") != workerID {
+		writeProblem(w, 502, CodeBadGateway, "the answer is not from worker "+workerID, nil)
+		return
+	}
 	var p problemDoc
 	_ = json.Unmarshal(out, &p)
 	if resp.StatusCode == 200 || p.Code == CodeRemoteError || p.Code == CodeInvalid || p.Code == CodeNotFound {
@@ -320,19 +329,19 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 	writeProblem(w, 502, CodeBadGateway, "the worker answered "+resp.Status, nil)
 }
 
-// workerFor returns the base URL of a registered worker providing api, or
-// "".
-func (f *fakeGateway) workerFor(api string) string {
+// workerFor returns the base URL and id of a registered worker providing
+// api, or "".
+func (f *fakeGateway) workerFor(api string) (baseURL, id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, fw := range f.workers {
+	for id, fw := range f.workers {
 		for _, a := range fw.reg.APIs {
 			if a.Name == api {
-				return fw.reg.BaseURL
+				return fw.reg.BaseURL, id
 			}
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // counts returns how many PUTs and DELETEs the fake received.

@@ -14,6 +14,7 @@ const (
 	EnvWorkerAddr  = "LIGHTBUS_WORKER_ADDR"  // where Run listens
 	EnvWorkerURL   = "LIGHTBUS_WORKER_URL"   // the base URL Run advertises to the gateway
 	EnvWorkerID    = "LIGHTBUS_WORKER_ID"    // the worker's id
+	EnvToken       = "LIGHTBUS_TOKEN"        // the API key sent to the gateway
 )
 
 // Defaults used by [Create].
@@ -30,6 +31,7 @@ type Option func(*config)
 
 type config struct {
 	url             string
+	token           string
 	httpClient      *http.Client
 	service         string
 	logger          *slog.Logger
@@ -51,6 +53,14 @@ type config struct {
 // WithURL sets the gateway's base URL (default $LIGHTBUS_URL, else
 // http://127.0.0.1:8080). A path is kept as a prefix of every route.
 func WithURL(url string) Option { return func(c *config) { c.url = url } }
+
+// WithToken sets the API key's token (lb_...) sent to the gateway as
+// "Authorization: Bearer <token>" on every request, the worker's
+// registrations, heartbeats and deregistration included (default
+// $LIGHTBUS_TOKEN). A gateway that requires keys answers requests without
+// one with CodeUnauthorized, and those of a key without the scope they need
+// with CodeForbidden.
+func WithToken(token string) Option { return func(c *config) { c.token = token } }
 
 // WithHTTPClient sets the client used for every request to the gateway
 // (default: a client without timeout; calls are bounded by their context).
@@ -129,7 +139,9 @@ func IdempotencyKey(key string) CallOption { return func(c *callConfig) { c.idem
 type HandleOption func(*rpcDecl)
 
 // RPCTimeout declares the RPC's default deadline (timeout_ms), used by the
-// gateway when a caller does not send one.
+// gateway when a caller does not send one. The gateway takes up to 24 hours
+// (and caps every call at its LIGHTBUS_RPC_MAX_TIMEOUT); a longer one fails
+// the registration.
 func RPCTimeout(d time.Duration) HandleOption {
 	return func(r *rpcDecl) { r.TimeoutMS = max(1, d.Milliseconds()) }
 }

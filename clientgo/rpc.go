@@ -133,7 +133,11 @@ func trimSpace(p []byte) []byte {
 // name is not api.method or already has a handler: registering is set-up
 // code, and a mistake there is a programming error.
 //
-// The worker answers the gateway:
+// The worker first checks the request's Standard Webhooks signature with
+// the secret the gateway granted at registration, and answers 401 when it
+// is missing, wrong, for another procedure or older than
+// webhook.DefaultTolerance. It names itself on every answer
+// (Lightbus-Worker-Id). It answers the gateway:
 //   - 200 {"result": ...} with what h returned;
 //   - 400 invalid when the parameters are not a JSON object, or h's error
 //     wraps [ErrInvalidParams];
@@ -177,9 +181,19 @@ func (b *Bus) api(name string) *apiState {
 	return a
 }
 
-// serveRPC answers POST /lightbus/rpc/{api}/{method}.
+// serveRPC answers POST /lightbus/rpc/{api}/{method}, after checking that
+// the gateway signed it for this procedure.
 func (b *Bus) serveRPC(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("api") + "." + r.PathValue("method")
+	w.Header().Set(headerWorkerID, b.workerID)
+	api, method := r.PathValue("api"), r.PathValue("method")
+	name := api + "." + method
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	if !b.verifyGateway(w, r, body, b.rpcSigningKey(r.Context()), api+"/"+method+"/", "rpc", "rpc", name, "request_id", r.Header.Get("Lightbus-Request-Id")) {
+		return
+	}
 	b.mu.RLock()
 	h := b.rpcs[name]
 	b.mu.RUnlock()
@@ -198,7 +212,7 @@ func (b *Bus) serveRPC(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithDeadline(ctx, dl)
 		defer cancel()
 	}
-	params, ok := readParams(w, r)
+	params, ok := objectParams(w, body)
 	if !ok {
 		return
 	}

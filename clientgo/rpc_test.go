@@ -2,6 +2,7 @@ package lightbus
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,17 +10,41 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
-// postRPC sends one RPC request to bus's endpoints as the gateway does.
+// grantRPCKey gives bus the RPC signing key, as a registration would.
+func grantRPCKey(bus *Bus, key []byte) {
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	bus.rpcKey = key
+}
+
+// signRPCRequest signs req, an RPC request with body, as the gateway does:
+// webhook-id "{api}/{method}/{request id}", signed at at with each of keys.
+func signRPCRequest(req *http.Request, body string, at time.Time, keys ...[]byte) {
+	id := strings.TrimPrefix(req.URL.Path, "/lightbus/rpc/") + "/req-1"
+	ts := strconv.FormatInt(at.Unix(), 10)
+	req.Header.Set("webhook-id", id)
+	req.Header.Set("webhook-timestamp", ts)
+	req.Header.Set("webhook-signature", webhook.SignAll(keys, id, ts, []byte(body)))
+}
+
+// postRPC sends one RPC request to bus's endpoints as the gateway does,
+// signed with testKey (which bus is granted); header is set last.
 func postRPC(t *testing.T, bus *Bus, path, body string, header map[string]string) (*httptest.ResponseRecorder, problemDoc) {
 	t.Helper()
+	grantRPCKey(bus, testKey)
 	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Lightbus-Request-Id", "req-1")
+	signRPCRequest(req, body, time.Now(), testKey)
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
@@ -151,6 +176,132 @@ func TestHandleRPC(t *testing.T) {
 			t.Errorf("the handler's context does not end at Lightbus-Deadline: %d %s", rec.Code, rec.Body)
 		}
 	})
+}
+
+// TestRPCSignature: the worker runs only RPCs the gateway signed for that
+// procedure with the worker's secret, recently; it names itself on every
+// answer.
+func TestRPCSignature(t *testing.T) {
+	t.Parallel()
+	bus := newTestBus(t, "http://127.0.0.1:1", WithService("auth"))
+	var ran int
+	var mu sync.Mutex
+	bus.Handle("auth.ping", func(ctx context.Context, params json.RawMessage) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		ran++
+		return "pong", nil
+	})
+	bus.Handle("auth.delete_everything", func(ctx context.Context, params json.RawMessage) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		ran++
+		return "deleted", nil
+	})
+	grantRPCKey(bus, testKey)
+	other := []byte("some other key that is 32 bytes.")
+	send := func(path string, prepare func(*http.Request)) (*httptest.ResponseRecorder, problemDoc) {
+		t.Helper()
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, path, strings.NewReader(`{}`))
+		req.Header.Set("Lightbus-Request-Id", "req-1")
+		prepare(req)
+		rec := httptest.NewRecorder()
+		bus.Handler().ServeHTTP(rec, req)
+		if got := rec.Header().Get("Lightbus-Worker-Id"); got != bus.WorkerID() {
+			t.Errorf("%s answered %d naming worker %q, want %q", path, rec.Code, got, bus.WorkerID())
+		}
+		var p problemDoc
+		if rec.Code != 200 {
+			_ = json.Unmarshal(rec.Body.Bytes(), &p)
+		}
+		return rec, p
+	}
+
+	for name, prepare := range map[string]func(*http.Request){
+		"unsigned": func(req *http.Request) {},
+		"forged":   func(req *http.Request) { signRPCRequest(req, `{}`, time.Now(), other) },
+		"stale": func(req *http.Request) {
+			signRPCRequest(req, `{}`, time.Now().Add(-webhook.DefaultTolerance-time.Minute), testKey)
+		},
+		"future": func(req *http.Request) {
+			signRPCRequest(req, `{}`, time.Now().Add(webhook.DefaultTolerance+time.Minute), testKey)
+		},
+		"other body": func(req *http.Request) {
+			signRPCRequest(req, `{"a":1}`, time.Now(), testKey)
+		},
+		"another procedure's signature": func(req *http.Request) {
+			// A request signed for auth.ping, replayed to auth.delete_everything.
+			ts := strconv.FormatInt(time.Now().Unix(), 10)
+			req.Header.Set("webhook-id", "auth/ping/req-1")
+			req.Header.Set("webhook-timestamp", ts)
+			req.Header.Set("webhook-signature", webhook.Sign(testKey, "auth/ping/req-1", ts, []byte(`{}`)))
+		},
+	} {
+		rec, p := send("/lightbus/rpc/auth/delete_everything", prepare)
+		if rec.Code != 401 || p.Code != CodeUnauthorized || rec.Header().Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: answer = %d %s, want 401 unauthorized", name, rec.Code, rec.Body)
+		}
+	}
+	// An unsigned request learns nothing, not even which RPCs exist.
+	if rec, p := send("/lightbus/rpc/auth/nothing_here", func(*http.Request) {}); rec.Code != 401 || p.Code != CodeUnauthorized {
+		t.Errorf("unsigned call of an unknown rpc: answer = %d %+v, want 401", rec.Code, p)
+	}
+	if ran != 0 {
+		t.Fatalf("%d rejected requests ran their handler", ran)
+	}
+
+	// During a rotation the gateway signs with the new and the previous
+	// secret: a worker holding either accepts.
+	rec, _ := send("/lightbus/rpc/auth/ping", func(req *http.Request) { signRPCRequest(req, `{}`, time.Now(), other, testKey) })
+	if rec.Code != 200 || rec.Body.String() != `{"result":"pong"}` {
+		t.Errorf("signed with another key and the worker's: answer = %d %s", rec.Code, rec.Body)
+	}
+	rec, _ = send("/lightbus/rpc/auth/ping", func(req *http.Request) {
+		signRPCRequest(req, `{}`, time.Now().Add(-webhook.DefaultTolerance+time.Minute), testKey)
+	})
+	if rec.Code != 200 {
+		t.Errorf("signed within the tolerance: answer = %d %s", rec.Code, rec.Body)
+	}
+	if rec, p := send("/lightbus/rpc/auth/nothing_here", func(req *http.Request) { signRPCRequest(req, `{}`, time.Now(), testKey) }); rec.Code != 404 || p.Code != CodeNotFound {
+		t.Errorf("signed call of an unknown rpc: answer = %d %+v, want 404", rec.Code, p)
+	}
+}
+
+// TestRPCBeforeRegistration: an RPC that arrives before the worker has its
+// key waits for the registration answer briefly, then gets 503.
+func TestRPCBeforeRegistration(t *testing.T) {
+	t.Parallel()
+	bus := newTestBus(t, "http://127.0.0.1:1", WithService("auth"))
+	bus.Handle("auth.ping", func(ctx context.Context, params json.RawMessage) (any, error) { return "pong", nil })
+	newRequest := func(ctx context.Context) *http.Request {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/lightbus/rpc/auth/ping", strings.NewReader(`{}`))
+		signRPCRequest(req, `{}`, time.Now(), testKey)
+		return req
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	rec := httptest.NewRecorder()
+	bus.Handler().ServeHTTP(rec, newRequest(ctx))
+	if rec.Code != 503 || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("an RPC before any registration: answer = %d %s", rec.Code, rec.Body)
+	}
+	done := make(chan *httptest.ResponseRecorder)
+	go func() {
+		rec := httptest.NewRecorder()
+		bus.Handler().ServeHTTP(rec, newRequest(t.Context()))
+		done <- rec
+	}()
+	time.Sleep(20 * time.Millisecond)
+	bus.mu.Lock()
+	bus.setRPCKey("whsec_" + base64.StdEncoding.EncodeToString(testKey))
+	bus.mu.Unlock()
+	granted := time.Now()
+	if rec := <-done; rec.Code != 200 {
+		t.Fatalf("an RPC that raced the registration answer: %d %s", rec.Code, rec.Body)
+	}
+	if d := time.Since(granted); d > rpcKeyWait/2 {
+		t.Fatalf("the waiting RPC ran %s after the key came, want at once", d)
+	}
 }
 
 func TestHandlePanicsOnMistakes(t *testing.T) {

@@ -45,6 +45,10 @@ type Registration struct {
 	Worker Worker `json:"worker"`
 	// Listeners are the listener groups the worker joined.
 	Listeners []ListenerGrant `json:"listeners"`
+	// RPCSecret is the worker's Standard Webhooks secret ("whsec_..."):
+	// the gateway signs the RPC requests it sends the worker with it. A new
+	// one comes with each registration of a new process; heartbeats keep it.
+	RPCSecret string `json:"rpc_secret"`
 	// HeartbeatIntervalMS is how often, in milliseconds, to register again.
 	HeartbeatIntervalMS int64 `json:"heartbeat_interval_ms"`
 	// SchemaConflicts lists the live workers (this one included) whose
@@ -84,6 +88,7 @@ type listenerDecl struct {
 }
 
 type registrationBody struct {
+	InstanceID string         `json:"instance_id"`
 	Service    string         `json:"service"`
 	BaseURL    string         `json:"base_url"`
 	LeaseTTLMS int64          `json:"lease_ttl_ms"`
@@ -125,8 +130,9 @@ func (b *Bus) Handler() http.Handler { return b.mux }
 // Register registers the worker with the gateway once (PUT
 // /v1/workers/{id}), declaring the APIs and listener groups set up so far,
 // with baseURL as the address the gateway reaches the worker at, and keeps
-// the groups' signing secrets. Sending it again renews the lease and
-// re-creates a registration the gateway lost; [Bus.Run] and
+// the signing secrets of its RPCs and listener groups. Sending it again (a
+// heartbeat: the same process, so the same instance id) renews the lease
+// and re-creates a registration the gateway lost; [Bus.Run] and
 // [Bus.RunRegistration] do that on their own. Gateway answers are *Error,
 // e.g. CodeConflict when another service owns one of the APIs.
 func (b *Bus) Register(ctx context.Context, baseURL string) (*Registration, error) {
@@ -143,6 +149,7 @@ func (b *Bus) Register(ctx context.Context, baseURL string) (*Registration, erro
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.setRPCKey(reg.RPCSecret)
 	for _, g := range reg.Listeners {
 		ls := b.listeners[g.Name]
 		if ls == nil {
@@ -174,6 +181,7 @@ func (b *Bus) registrationBody(baseURL string) registrationBody {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	body := registrationBody{
+		InstanceID: b.instanceID,
 		Service:    b.service,
 		BaseURL:    baseURL,
 		LeaseTTLMS: b.leaseTTL.Milliseconds(),

@@ -318,3 +318,17 @@ func TestCreate(t *testing.T) {
 		t.Errorf("bus = %s %s %s", bus.URL(), bus.Service(), bus.WorkerID())
 	}
 }
+
+// TestInstanceID: a Bus sends the same instance id on every PUT (its
+// heartbeats), and another Bus (a new process) another one, so that the
+// gateway tells a registration from a heartbeat.
+func TestInstanceID(t *testing.T) {
+	t.Parallel()
+	a := newTestBus(t, "http://127.0.0.1:1", WithService("auth"), WithWorkerID("auth-1"))
+	b := newTestBus(t, "http://127.0.0.1:1", WithService("auth"), WithWorkerID("auth-1"))
+	first, again := a.registrationBody("http://127.0.0.1:2"), a.registrationBody("http://127.0.0.1:2")
+	other := b.registrationBody("http://127.0.0.1:2")
+	if first.InstanceID == "" || first.InstanceID != again.InstanceID || other.InstanceID == first.InstanceID {
+		t.Fatalf("instance ids %q, %q (same bus), %q (another bus)", first.InstanceID, again.InstanceID, other.InstanceID)
+	}
+}

@@ -33,3 +33,13 @@ func BenchmarkNewEvent(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckJSON is what the JSON bounds add to ValidateParams.
+func BenchmarkCheckJSON(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckJSON("the body", benchParams); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -75,9 +75,12 @@ func ParseDeliveryID(s string) (int64, error) {
 	return id, nil
 }
 
-// Delivery returns one delivery with its attempts. Errors: ENotFound,
-// EUnavailable.
+// Delivery returns one delivery with its attempts. Needs read. Errors:
+// ENotFound, EUnavailable.
 func (s *Service) Delivery(ctx context.Context, id int64) (*DeliveryRecord, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	var d *DeliveryRecord
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
 		d, err = s.cfg.Listeners.GetDelivery(ctx, id)
@@ -87,8 +90,11 @@ func (s *Service) Delivery(ctx context.Context, id int64) (*DeliveryRecord, erro
 }
 
 // RedriveDelivery gives a dead delivery a fresh allowance of attempts.
-// Errors: ENotFound, EConflict (not dead), EUnavailable.
+// Needs admin. Errors: ENotFound, EConflict (not dead), EUnavailable.
 func (s *Service) RedriveDelivery(ctx context.Context, id int64) (*DeliveryRecord, error) {
+	if err := s.authorize(ctx, ScopeAdmin, ""); err != nil {
+		return nil, err
+	}
 	var d *DeliveryRecord
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
 		d, err = s.cfg.Listeners.RedriveDelivery(ctx, id)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/lightbus-go/lightbus/internal/schemacheck"
 )
@@ -24,6 +25,7 @@ const (
 	ENoWorker     = "no_worker"    // no live worker provides the API
 	EUnavailable  = "unavailable"  // the gateway cannot serve now
 	ETimeout      = "timeout"      // the RPC deadline passed
+	ERateLimited  = "rate_limited" // the API key is over its rate limit
 )
 
 // Error is the gateway's one error type. Code says what kind of failure it is;
@@ -38,6 +40,10 @@ type Error struct {
 
 	// Violations lists what failed validation (EValidation).
 	Violations []Violation
+
+	// RetryAfter, when positive, is how long the caller should wait before
+	// trying again (ERateLimited).
+	RetryAfter time.Duration
 
 	// Err is the underlying cause, if any; it is logged, never sent.
 	Err error

@@ -48,7 +48,7 @@ func (e *Event) Validate() error {
 }
 
 // ValidateParams returns an EInvalid error unless params is one well-formed
-// JSON object.
+// JSON object within the bounds of CheckJSON.
 func ValidateParams(params json.RawMessage) error {
 	trimmed := bytes.TrimLeft(params, " \t\r\n")
 	if len(trimmed) == 0 {
@@ -60,7 +60,7 @@ func ValidateParams(params json.RawMessage) error {
 	if trimmed[0] != '{' {
 		return Errorf(EInvalid, "the body must be a JSON object of parameters")
 	}
-	return nil
+	return CheckJSON("the body", trimmed)
 }
 
 // FireResult is the answer to a fire: the stored event's id and how many
@@ -111,7 +111,8 @@ type EventQuery struct {
 // MaxListLimit is the most items one page of a listing may hold.
 const MaxListLimit = 1000
 
-// Validate checks the query's names, cursor and limit (1 to MaxListLimit).
+// Validate checks the query's names, cursor and limit (1 to MaxListLimit),
+// and puts the cursor in canonical form.
 func (q *EventQuery) Validate() error {
 	if q.API != "" {
 		if err := ValidateAPIName(q.API); err != nil {
@@ -124,9 +125,11 @@ func (q *EventQuery) Validate() error {
 		}
 	}
 	if q.Before != "" {
-		if _, err := uuid.Parse(q.Before); err != nil {
+		id, err := uuid.Parse(q.Before)
+		if err != nil {
 			return Errorf(EInvalid, "before %q is not an event id", q.Before)
 		}
+		q.Before = id.String() // in the form Postgres reads
 	}
 	if q.Limit < 1 || q.Limit > MaxListLimit {
 		return Errorf(EInvalid, "limit %d: want 1 to %d", q.Limit, MaxListLimit)
@@ -135,8 +138,11 @@ func (q *EventQuery) Validate() error {
 }
 
 // ListEvents lists the events matching q, newest first, and the cursor of
-// the next page ("" on the last page).
+// the next page ("" on the last page). Needs read.
 func (s *Service) ListEvents(ctx context.Context, q EventQuery) ([]Event, string, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, "", err
+	}
 	if err := q.Validate(); err != nil {
 		return nil, "", err
 	}
@@ -159,13 +165,18 @@ func (s *Service) ListEvents(ctx context.Context, q EventQuery) ([]Event, string
 }
 
 // Event returns one event with the state of each of its deliveries.
-// Errors: EInvalid (not an event id), ENotFound, EUnavailable.
+// Needs read. Errors: EInvalid (not an event id), ENotFound, EUnavailable.
 func (s *Service) Event(ctx context.Context, id string) (*EventDetail, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
 		return nil, Errorf(EInvalid, "%q is not an event id", id)
 	}
+	id = u.String() // the forms uuid.Parse accepts and Postgres does not (urn:uuid:)
 	var ev *EventDetail
-	err := s.bounded(ctx, func(ctx context.Context) (err error) {
+	err = s.bounded(ctx, func(ctx context.Context) (err error) {
 		ev, err = s.cfg.Events.GetEvent(ctx, id)
 		return err
 	})

@@ -26,9 +26,13 @@ type BatchResult struct {
 
 // Fire stores ev, made by NewEvent, and queues its deliveries, after
 // checking its idempotency key and its parameters against the API's schema
-// (validateEvent). Errors: EInvalid, EValidation, ENotFound (strict
-// schemas), EConflict (a key reused with other parameters), EUnavailable.
+// (validateEvent). Needs fire on its API. Errors: EInvalid, EValidation,
+// ENotFound (strict schemas), EConflict (a key reused with other
+// parameters), EForbidden, EUnauthorized, EUnavailable.
 func (s *Service) Fire(ctx context.Context, ev *Event) (*FireResult, error) {
+	if err := s.authorize(ctx, ScopeFire, ev.API); err != nil {
+		return nil, err
+	}
 	if ev.IdempotencyKey != "" {
 		if err := ValidateIdempotencyKey(ev.IdempotencyKey); err != nil {
 			return nil, err
@@ -48,11 +52,16 @@ func (s *Service) Fire(ctx context.Context, ev *Event) (*FireResult, error) {
 // FireBatch stores every item's event and queues their deliveries in one
 // transaction: all are stored or none. Every item is checked first, and
 // the error lists each bad item with a pointer into the batch
-// ("/3/event", "/2/params/email").
+// ("/3/event", "/2/params/email"). Needs fire on every event's API.
 func (s *Service) FireBatch(ctx context.Context, items []BatchItem) ([]BatchResult, error) {
 	events, err := NewBatch(items)
 	if err != nil {
 		return nil, err
+	}
+	for _, ev := range events {
+		if err := s.authorize(ctx, ScopeFire, ev.API); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.validateBatch(ctx, events); err != nil {
 		return nil, err

@@ -112,8 +112,11 @@ type ListenerStore interface {
 }
 
 // Listeners lists every listener group with its delivery counts, lag and
-// replay progress.
+// replay progress. Needs read.
 func (s *Service) Listeners(ctx context.Context) ([]ListenerStatus, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	var groups []ListenerStatus
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
 		groups, err = s.cfg.Listeners.ListListeners(ctx)
@@ -128,9 +131,13 @@ func (s *Service) Listeners(ctx context.Context) ([]ListenerStatus, error) {
 	return groups, nil
 }
 
-// DeleteListener removes a listener group that is gone for good. Errors:
-// EInvalid, ENotFound, EConflict (a live worker serves it), EUnavailable.
+// DeleteListener removes a listener group that is gone for good. Needs
+// admin. Errors: EInvalid, ENotFound, EConflict (a live worker serves it),
+// EUnavailable.
 func (s *Service) DeleteListener(ctx context.Context, service, listener string) error {
+	if err := s.authorize(ctx, ScopeAdmin, ""); err != nil {
+		return err
+	}
 	if err := ValidateGroup(service, listener); err != nil {
 		return err
 	}
@@ -140,8 +147,11 @@ func (s *Service) DeleteListener(ctx context.Context, service, listener string) 
 }
 
 // Dead lists a group's dead deliveries matching q, newest first, and the
-// cursor of the next page ("" on the last page).
+// cursor of the next page ("" on the last page). Needs read.
 func (s *Service) Dead(ctx context.Context, q DeadQuery) ([]DeliveryRecord, string, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, "", err
+	}
 	if err := q.Validate(); err != nil {
 		return nil, "", err
 	}
@@ -165,8 +175,11 @@ func (s *Service) Dead(ctx context.Context, q DeadQuery) ([]DeliveryRecord, stri
 
 // RedriveDead redrives every dead delivery of q's group matching its
 // filters. It is not bounded by the store timeout: a large group's
-// redrive takes as long as it takes, in batches.
+// redrive takes as long as it takes, in batches. Needs admin.
 func (s *Service) RedriveDead(ctx context.Context, q DeadQuery) (*RedriveResult, error) {
+	if err := s.authorize(ctx, ScopeAdmin, ""); err != nil {
+		return nil, err
+	}
 	q.Before, q.Limit = 0, MaxListLimit
 	if err := q.Validate(); err != nil {
 		return nil, err

@@ -26,12 +26,41 @@ func ParseSince(s string) (Since, error) {
 		return Since{Earliest: true}, nil
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if err := checkTimeRange("since", s, t); err != nil {
+			return Since{}, err
+		}
 		return Since{Time: t}, nil
 	}
 	if id, err := uuid.Parse(s); err == nil {
 		return Since{EventID: id.String()}, nil
 	}
 	return Since{}, Errorf(EInvalid, "since %q: want now, earliest, an RFC 3339 time or an event id", s)
+}
+
+// The times a request may carry: years 1 to 9999 in UTC. An RFC 3339 time
+// with an offset can fall outside them (0000-01-01T00:00:00+01:00), and
+// such a time can be stored but not written back as JSON.
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// ParseTime reads the RFC 3339 time s, named what ("since") in errors,
+// from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z. Errors:
+// EInvalid.
+func ParseTime(what, s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, Errorf(EInvalid, "%s %q is not an RFC 3339 time", what, s)
+	}
+	return t, checkTimeRange(what, s, t)
+}
+
+func checkTimeRange(what, s string, t time.Time) error {
+	if t.Before(minTime) || !t.Before(maxTime) {
+		return Errorf(EInvalid, "%s %q is out of range: want a time from year 1 to 9999 in UTC", what, s)
+	}
+	return nil
 }
 
 // Replay is a re-queuing of a group's deliveries from a point in the event
@@ -65,8 +94,12 @@ type ReplayStore interface {
 
 // Replay rewinds a listener group: every retained event from since on
 // ("earliest", an RFC 3339 time or an event id) is delivered to it again,
-// by a job that pages through the event log. Errors: EInvalid, ENotFound.
+// by a job that pages through the event log. Needs admin. Errors:
+// EInvalid, ENotFound.
 func (s *Service) Replay(ctx context.Context, service, listener, since string) (*Replay, error) {
+	if err := s.authorize(ctx, ScopeAdmin, ""); err != nil {
+		return nil, err
+	}
 	if err := ValidateGroup(service, listener); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,11 @@ type RPCTarget struct {
 	// ExpiresAt is the end of the worker's lease; zero when unknown. A
 	// cached target is not called after it.
 	ExpiresAt time.Time
+	// Secrets are the worker's RPC signing secrets ("whsec_..."): the
+	// current one first, then the previous one while its overlap lasts.
+	// None for a worker registered before secrets were issued: its calls
+	// go unsigned until its next heartbeat gives it one.
+	Secrets []string
 }
 
 // Forwarder sends an RPC to a live worker that provides its API.
@@ -47,10 +52,14 @@ type Forwarder interface {
 
 // Call checks call (names, parameters against the RPC's schema), forwards
 // it to a live worker and checks the worker's result against the result
-// schema. Errors: those of Forwarder.Forward, EValidation for parameters,
-// EBadGateway for a result that does not match.
+// schema. Needs call on its API. Errors: those of Forwarder.Forward,
+// EValidation for parameters, EBadGateway for a result that does not
+// match, EForbidden, EUnauthorized.
 func (s *Service) Call(ctx context.Context, call *Call) (json.RawMessage, error) {
 	if err := call.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, ScopeCall, call.API); err != nil {
 		return nil, err
 	}
 	api, err := s.validateCall(ctx, call)

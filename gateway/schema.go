@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 )
 
@@ -44,6 +45,9 @@ func (d *SchemaDocument) Validates() bool { return d.Validate == nil || *d.Valid
 func (d *SchemaDocument) Check() error {
 	if err := ValidateAPIName(d.API); err != nil {
 		return err
+	}
+	if len(d.Events) > MaxAPIMembers || len(d.RPCs) > MaxAPIMembers {
+		return Errorf(EInvalid, "the schema of API %q has %d events and %d RPCs: at most %d of each", d.API, len(d.Events), len(d.RPCs), MaxAPIMembers)
 	}
 	isSchema := func(what string, raw json.RawMessage) error {
 		t := bytes.TrimLeft(raw, " \t\r\n")
@@ -146,6 +150,10 @@ type SchemaVersion struct {
 	Conflicts []SchemaConflict `json:"conflicts,omitempty"`
 }
 
+// MaxSchemaVersion is the highest version number an API's schema can
+// have (versions are stored as 32-bit integers).
+const MaxSchemaVersion = math.MaxInt32
+
 // SchemaRef names a version of an API's schema cheaply.
 type SchemaRef struct {
 	Version int
@@ -191,8 +199,11 @@ type SchemaStore interface {
 	SchemaConflicts(ctx context.Context, api string) ([]SchemaConflict, error)
 }
 
-// Schemas returns the current version of every API's schema.
+// Schemas returns the current version of every API's schema. Needs read.
 func (s *Service) Schemas(ctx context.Context) ([]SchemaVersion, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	if s.cfg.Schemas == nil {
 		return []SchemaVersion{}, nil
 	}
@@ -211,14 +222,17 @@ func (s *Service) Schemas(ctx context.Context) ([]SchemaVersion, error) {
 }
 
 // Schema returns one version of an API's schema (version 0: the current
-// one, with the live workers that declare another). Errors: EInvalid,
-// ENotFound, EUnavailable.
+// one, with the live workers that declare another). Needs read. Errors:
+// EInvalid, ENotFound, EUnavailable.
 func (s *Service) Schema(ctx context.Context, api string, version int) (*SchemaVersion, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	if err := ValidateAPIName(api); err != nil {
 		return nil, err
 	}
-	if version < 0 {
-		return nil, Errorf(EInvalid, "version %d: want a positive integer", version)
+	if version < 0 || version > MaxSchemaVersion {
+		return nil, Errorf(EInvalid, "version %d: want a positive integer up to %d", version, MaxSchemaVersion)
 	}
 	if s.cfg.Schemas == nil {
 		return nil, Errorf(ENotFound, "API %q has no schema", api)
@@ -247,8 +261,11 @@ func (s *Service) Schema(ctx context.Context, api string, version int) (*SchemaV
 }
 
 // SchemaVersions lists an API's schema versions, newest first, without
-// their documents. Errors: EInvalid, ENotFound, EUnavailable.
+// their documents. Needs read. Errors: EInvalid, ENotFound, EUnavailable.
 func (s *Service) SchemaVersions(ctx context.Context, api string) ([]SchemaVersion, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	if err := ValidateAPIName(api); err != nil {
 		return nil, err
 	}
@@ -272,8 +289,12 @@ func (s *Service) SchemaVersions(ctx context.Context, api string) ([]SchemaVersi
 // PublishSchema publishes doc as api's next schema version, on behalf of
 // service (may be empty), unless the current version means the same. It
 // returns the current version and whether it is new. The document must be
-// of api, and its schemas must compile. Errors: EInvalid, EUnavailable.
+// of api, and its schemas must compile. Needs admin. Errors: EInvalid,
+// EUnavailable.
 func (s *Service) PublishSchema(ctx context.Context, api string, doc *SchemaDocument, service string) (*SchemaVersion, bool, error) {
+	if err := s.authorize(ctx, ScopeAdmin, ""); err != nil {
+		return nil, false, err
+	}
 	if err := ValidateAPIName(api); err != nil {
 		return nil, false, err
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -161,5 +162,32 @@ func BenchmarkValidateJSON(b *testing.B) {
 		if vs, err := ValidateJSON(s, params); err != nil || vs != nil {
 			b.Fatal(vs, err)
 		}
+	}
+}
+
+func TestSchemaDocumentBounds(t *testing.T) {
+	t.Parallel()
+
+	doc := &SchemaDocument{API: "auth", Events: map[string]EventSchema{}, RPCs: map[string]RPCSchema{}}
+	for i := range MaxAPIMembers {
+		doc.Events[fmt.Sprintf("e%d", i)] = EventSchema{}
+		doc.RPCs[fmt.Sprintf("r%d", i)] = RPCSchema{}
+	}
+	if err := doc.Check(); err != nil {
+		t.Fatalf("%d events and RPCs: %v", MaxAPIMembers, err)
+	}
+	doc.Events["one_more"] = EventSchema{}
+	if err := doc.Check(); ErrorCode(err) != EInvalid {
+		t.Fatalf("%d events: %v, want invalid", MaxAPIMembers+1, err)
+	}
+	delete(doc.Events, "one_more")
+	doc.RPCs["one_more"] = RPCSchema{}
+	if err := doc.Check(); ErrorCode(err) != EInvalid {
+		t.Fatalf("%d RPCs: %v, want invalid", MaxAPIMembers+1, err)
+	}
+
+	s := NewService(ServiceConfig{Schemas: hangingStores{}})
+	if _, err := s.Schema(t.Context(), "auth", MaxSchemaVersion+1); ErrorCode(err) != EInvalid {
+		t.Fatalf("version %d: %v, want invalid", MaxSchemaVersion+1, err)
 	}
 }

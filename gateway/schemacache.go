@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -33,10 +32,6 @@ type SchemaCacheConfig struct {
 	// store is asked again (one cheap query per API per TTL). Another
 	// replica's new version is seen within it; this replica's own at once.
 	TTL time.Duration
-	// Timeout bounds the store calls of one lookup, so that a database that
-	// stops answering gives 503 unavailable rather than a hanging request.
-	// 0 means no bound beyond the caller's context.
-	Timeout time.Duration
 }
 
 // SchemaCache looks up and compiles the current schema of each API. A
@@ -79,9 +74,22 @@ func (c *SchemaCache) Invalidate(api string) {
 	c.mu.Unlock()
 }
 
+// Fresh returns the compiled current schema of api (nil when it has none)
+// and true when the cache holds it and it was checked within the TTL: then
+// no store call is needed.
+func (c *SchemaCache) Fresh(api string) (*CompiledAPI, bool) {
+	c.mu.Lock()
+	e, ok := c.byAPI[api]
+	c.mu.Unlock()
+	if ok && time.Since(e.checked) < c.cfg.TTL {
+		return e.api, true
+	}
+	return nil, false
+}
+
 // Lookup returns the compiled current schema of api, or nil when it has
-// none.
-func (c *SchemaCache) Lookup(ctx context.Context, api string) (_ *CompiledAPI, err error) {
+// none, asking the store when the cache's answer is older than the TTL.
+func (c *SchemaCache) Lookup(ctx context.Context, api string) (*CompiledAPI, error) {
 	c.mu.Lock()
 	e, ok := c.byAPI[api]
 	c.mu.Unlock()
@@ -89,17 +97,6 @@ func (c *SchemaCache) Lookup(ctx context.Context, api string) (_ *CompiledAPI, e
 		return e.api, nil
 	}
 	checked := time.Now()
-	if c.cfg.Timeout > 0 {
-		parent := ctx
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
-		defer func() {
-			if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
-				err = WrapError(EUnavailable, err, fmt.Sprintf("the database did not answer within %s", c.cfg.Timeout))
-			}
-		}()
-	}
 	ref, err := c.cfg.Store.CurrentSchemaRef(ctx, api)
 	if errors.Is(err, ErrNotFound) {
 		c.put(api, cachedAPI{checked: checked})

@@ -14,7 +14,7 @@ func (s *Service) validateEvent(ctx context.Context, ev *Event) error {
 	if s.cfg.SchemaCache == nil {
 		return nil
 	}
-	api, err := s.cfg.SchemaCache.Lookup(ctx, ev.API)
+	api, err := s.schemaOf(ctx, ev.API)
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func (s *Service) validateCall(ctx context.Context, call *Call) (*CompiledAPI, e
 	if s.cfg.SchemaCache == nil {
 		return nil, nil
 	}
-	api, err := s.cfg.SchemaCache.Lookup(ctx, call.API)
+	api, err := s.schemaOf(ctx, call.API)
 	if err != nil {
 		return nil, err
 	}
@@ -91,8 +91,13 @@ func (s *Service) validateResult(api *CompiledAPI, call *Call, result json.RawMe
 		return nil
 	}
 	_, sch, ok := api.RPC(call.Method)
-	if !ok {
+	if !ok || sch == nil {
 		return nil
+	}
+	// The validator is safe on what the JSON bounds allow (a number beyond
+	// them can make it panic); a worker's result is held to them too.
+	if err := CheckJSON("the result", result); err != nil {
+		return WrapError(EBadGateway, err, fmt.Sprintf("the result of %s.%s is beyond the gateway's JSON limits: %s", call.API, call.Method, ErrorMessage(err)))
 	}
 	vs, err := ValidateJSON(sch, result)
 	if err != nil {
@@ -126,4 +131,19 @@ func (s *Service) compileDeclared(reg *Registration) error {
 		}
 	}
 	return nil
+}
+
+// schemaOf returns the compiled current schema of api (nil when it has
+// none): from the cache when it is fresh, else from the store, bounded by
+// the store timeout like every store call.
+func (s *Service) schemaOf(ctx context.Context, api string) (*CompiledAPI, error) {
+	if compiled, ok := s.cfg.SchemaCache.Fresh(api); ok {
+		return compiled, nil
+	}
+	var compiled *CompiledAPI
+	err := s.bounded(ctx, func(ctx context.Context) (err error) {
+		compiled, err = s.cfg.SchemaCache.Lookup(ctx, api)
+		return err
+	})
+	return compiled, err
 }

@@ -22,6 +22,15 @@ type ServiceConfig struct {
 	SchemaCache *SchemaCache
 	// Forwarder sends RPCs to live workers.
 	Forwarder Forwarder
+	// WorkerNetworks is where workers' base URLs may point; a registration
+	// with another is refused (EForbidden). Nil is the default policy.
+	WorkerNetworks *WorkerNetworks
+	// Keys stores API keys; nil knows none.
+	Keys KeyStore
+	// RequireAuth makes every operation need a principal in its context
+	// (WithPrincipal, from Authenticate) whose scopes allow it; without it
+	// every caller may do everything (LIGHTBUS_AUTH=off).
+	RequireAuth bool
 	// Ready reports whether the gateway can serve (database up, schema
 	// current); nil is always ready.
 	Ready  func(ctx context.Context) error
@@ -43,11 +52,15 @@ type ServiceConfig struct {
 }
 
 // Service holds the gateway's rules: fire, call, register, inspect,
-// redrive, replay and schemas. Each method takes and returns domain values;
-// its errors are *Error values (or wrap one), never transport details.
+// redrive, replay, schemas and API keys, and who may do each: every method
+// checks the caller's principal (WithPrincipal) against the scope it needs
+// (auth.go), unless authentication is off. Each method takes and returns
+// domain values; its errors are *Error values (or wrap one), never
+// transport details.
 type Service struct {
 	cfg    ServiceConfig
 	logger *slog.Logger
+	keys   *keyCache
 }
 
 // NewService returns the service for cfg, filling in defaults.
@@ -64,7 +77,7 @@ func NewService(cfg ServiceConfig) *Service {
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = 5 * time.Second
 	}
-	return &Service{cfg: cfg, logger: cfg.Logger}
+	return &Service{cfg: cfg, logger: cfg.Logger, keys: newKeyCache()}
 }
 
 // bounded runs one store call bounded by StoreTimeout. A call cut short by

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,6 +58,11 @@ func (hangingStores) DeleteListener(ctx context.Context, service, listener strin
 	return ctx.Err()
 }
 
+func (hangingStores) CurrentSchemaRef(ctx context.Context, api string) (SchemaRef, error) {
+	<-ctx.Done()
+	return SchemaRef{}, ctx.Err()
+}
+
 func (hangingStores) ListSchemas(ctx context.Context) ([]SchemaVersion, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
@@ -69,13 +75,19 @@ func TestServiceBoundsStoreCalls(t *testing.T) {
 
 	st := hangingStores{}
 	s := NewService(ServiceConfig{Events: st, Workers: st, Listeners: st, Schemas: st, StoreTimeout: 50 * time.Millisecond})
+	validating := NewService(ServiceConfig{Events: st, SchemaCache: NewSchemaCache(SchemaCacheConfig{Store: st}), StoreTimeout: 50 * time.Millisecond})
 	ctx := context.Background()
 	ev, err := NewEvent("auth", "user_registered", json.RawMessage(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, call := range map[string]func() error{
-		"Fire":      func() error { _, err := s.Fire(ctx, ev); return err },
+		"Fire":       func() error { _, err := s.Fire(ctx, ev); return err },
+		"FireSchema": func() error { _, err := validating.Fire(ctx, ev); return err },
+		"CallSchema": func() error {
+			_, err := validating.Call(ctx, &Call{API: "auth", Method: "m", Params: json.RawMessage(`{}`)})
+			return err
+		},
 		"Event":     func() error { _, err := s.Event(ctx, ev.ID); return err },
 		"Workers":   func() error { _, err := s.Workers(ctx); return err },
 		"Listeners": func() error { _, err := s.Listeners(ctx); return err },
@@ -250,6 +262,20 @@ func TestServiceCallValidates(t *testing.T) {
 	fw.result = `true`
 	if res, err := s.Call(ctx, &Call{API: "auth", Method: "check_password", Params: json.RawMessage(`{"username": "x"}`)}); err != nil || string(res) != "true" {
 		t.Fatalf("a valid call: %s, %v", res, err)
+	}
+}
+
+// A worker's result beyond the JSON limits is the worker's fault (502),
+// and never reaches the validator, which can panic on such numbers.
+func TestServiceCallResultBeyondLimits(t *testing.T) {
+	t.Parallel()
+	doc := &SchemaDocument{API: "stats", RPCs: map[string]RPCSchema{"count": {ResultSchema: json.RawMessage(`{"maximum":10}`)}}}
+	cache := NewSchemaCache(SchemaCacheConfig{Store: newSchemaStore(t, doc)})
+	for _, result := range []string{`1e10000000`, `[` + strings.Repeat(`[`, MaxJSONDepth) + strings.Repeat(`]`, MaxJSONDepth+1)} {
+		s := NewService(ServiceConfig{SchemaCache: cache, Forwarder: &forwarder{result: result}, ValidateResults: true})
+		if _, err := s.Call(t.Context(), &Call{API: "stats", Method: "count", Params: json.RawMessage(`{}`)}); ErrorCode(err) != EBadGateway {
+			t.Errorf("result %.40s: %v, want bad_gateway", result, err)
+		}
 	}
 }
 

@@ -19,6 +19,28 @@ const (
 	DefaultLeaseTTL = 15 * time.Second
 )
 
+// Bounds on what one registration may declare, so that registering stays
+// one short transaction.
+const (
+	// MaxBaseURLLen is the longest base_url, and MaxListenerPathLen the
+	// longest listener path, in bytes.
+	MaxBaseURLLen      = 2048
+	MaxListenerPathLen = 2048
+	// MaxRegistrationAPIs is the most APIs one worker may provide.
+	MaxRegistrationAPIs = 100
+	// MaxAPIMembers is the most events, and the most RPCs, one API may
+	// declare (in a registration or a schema document).
+	MaxAPIMembers = 1000
+	// MaxRegistrationListeners is the most listener groups one worker may
+	// serve, and MaxListenerEvents the most events one group may subscribe
+	// to.
+	MaxRegistrationListeners = 100
+	MaxListenerEvents        = 100
+	// MaxRPCTimeout is the longest timeout_ms an RPC may declare; the
+	// gateway caps every call at its configured maximum anyway.
+	MaxRPCTimeout = 24 * time.Hour
+)
+
 // Registration is what a worker declares when it registers or heartbeats.
 type Registration struct {
 	WorkerID   string                `json:"-"`
@@ -27,6 +49,12 @@ type Registration struct {
 	LeaseTTLMS int                   `json:"lease_ttl_ms"`
 	APIs       []APIDeclaration      `json:"apis"`
 	Listeners  []ListenerDeclaration `json:"listeners"`
+	// InstanceID identifies the worker process: a random id it picks when
+	// it starts and sends on every PUT. A PUT whose instance differs from
+	// the stored one (or that creates the worker) is a registration and
+	// rotates the worker's RPC secret; one with the stored instance, or
+	// with none, is a heartbeat.
+	InstanceID string `json:"instance_id,omitempty"`
 }
 
 // APIDeclaration is an API a worker provides.
@@ -81,15 +109,29 @@ func (r *Registration) Validate() error {
 	if err := ValidateWorkerID(r.WorkerID); err != nil {
 		return err
 	}
+	if r.InstanceID != "" && !workerIDRE.MatchString(r.InstanceID) {
+		return Errorf(EInvalid, "invalid instance_id %q: want 1 to 128 of A-Z a-z 0-9 . _ -", r.InstanceID)
+	}
 	if err := ValidateAPIName(r.Service); err != nil {
 		return Errorf(EInvalid, "invalid service name %q: want identifiers joined by dots", r.Service)
+	}
+	if len(r.BaseURL) > MaxBaseURLLen {
+		return Errorf(EInvalid, "base_url is longer than %d bytes", MaxBaseURLLen)
 	}
 	u, err := url.Parse(r.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return Errorf(EInvalid, "invalid base_url %q: want an absolute http or https URL without query", r.BaseURL)
 	}
-	if ttl := r.LeaseTTL(); ttl < MinLeaseTTL || ttl > MaxLeaseTTL {
+	// Bounded in milliseconds before LeaseTTL converts: a huge value would
+	// overflow the conversion into range.
+	if ms := r.LeaseTTLMS; ms != 0 && (ms < int(MinLeaseTTL.Milliseconds()) || ms > int(MaxLeaseTTL.Milliseconds())) {
 		return Errorf(EInvalid, "lease_ttl_ms %d out of range: want %d to %d", r.LeaseTTLMS, MinLeaseTTL.Milliseconds(), MaxLeaseTTL.Milliseconds())
+	}
+	if len(r.APIs) > MaxRegistrationAPIs {
+		return Errorf(EInvalid, "the registration declares %d APIs: at most %d", len(r.APIs), MaxRegistrationAPIs)
+	}
+	if len(r.Listeners) > MaxRegistrationListeners {
+		return Errorf(EInvalid, "the registration declares %d listeners: at most %d", len(r.Listeners), MaxRegistrationListeners)
 	}
 	seenAPI := map[string]bool{}
 	for _, a := range r.APIs {
@@ -100,6 +142,9 @@ func (r *Registration) Validate() error {
 			return Errorf(EInvalid, "API %q declared twice", a.Name)
 		}
 		seenAPI[a.Name] = true
+		if len(a.Events) > MaxAPIMembers || len(a.RPCs) > MaxAPIMembers {
+			return Errorf(EInvalid, "API %q declares %d events and %d RPCs: at most %d of each", a.Name, len(a.Events), len(a.RPCs), MaxAPIMembers)
+		}
 		for _, e := range a.Events {
 			if err := ValidateIdent("event", e.Name); err != nil {
 				return err
@@ -109,8 +154,8 @@ func (r *Registration) Validate() error {
 			if err := ValidateIdent("rpc", m.Name); err != nil {
 				return err
 			}
-			if m.TimeoutMS < 0 {
-				return Errorf(EInvalid, "rpc %s.%s: timeout_ms must not be negative", a.Name, m.Name)
+			if m.TimeoutMS < 0 || m.TimeoutMS > int(MaxRPCTimeout.Milliseconds()) {
+				return Errorf(EInvalid, "rpc %s.%s: timeout_ms %d: want 0 to %d", a.Name, m.Name, m.TimeoutMS, MaxRPCTimeout.Milliseconds())
 			}
 		}
 		if d := a.SchemaDocument(); d != nil {
@@ -128,16 +173,21 @@ func (r *Registration) Validate() error {
 			return Errorf(EInvalid, "listener %q declared twice", l.Name)
 		}
 		seenListener[l.Name] = true
-		if len(l.Events) == 0 {
-			return Errorf(EInvalid, "listener %q subscribes to no events", l.Name)
+		if len(l.Events) == 0 || len(l.Events) > MaxListenerEvents {
+			return Errorf(EInvalid, "listener %q subscribes to %d events: want 1 to %d", l.Name, len(l.Events), MaxListenerEvents)
 		}
 		for _, e := range l.Events {
 			if _, _, err := SplitQualified("event", e); err != nil {
 				return err
 			}
 		}
-		if !strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#") {
-			return Errorf(EInvalid, "listener %q: path %q must start with / and have no query", l.Name, l.Path)
+		if len(l.Path) > MaxListenerPathLen {
+			return Errorf(EInvalid, "listener %q: path is longer than %d bytes", l.Name, MaxListenerPathLen)
+		}
+		// Deliveries go to base_url followed by the path: together they
+		// must make a URL (no control characters, valid escapes).
+		if _, err := url.Parse(r.BaseURL + l.Path); err != nil || !strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#") {
+			return Errorf(EInvalid, "listener %q: path %q must start with /, have no query and make a URL after base_url", l.Name, l.Path)
 		}
 		if _, err := ParseSince(l.Since); err != nil {
 			return Errorf(EInvalid, "listener %q: %s", l.Name, ErrorMessage(err))
@@ -178,8 +228,12 @@ type ListenerGrant struct {
 // workers (this one included) whose declared schema for one of the
 // registered APIs differs from the API's current version.
 type RegistrationResult struct {
-	Worker              Worker           `json:"worker"`
-	Listeners           []ListenerGrant  `json:"listeners"`
+	Worker    Worker          `json:"worker"`
+	Listeners []ListenerGrant `json:"listeners"`
+	// RPCSecret is the worker's current Standard Webhooks secret: the
+	// gateway signs the RPC requests it sends the worker with it (and,
+	// for a while after a rotation, with the previous one too).
+	RPCSecret           string           `json:"rpc_secret"`
 	HeartbeatIntervalMS int64            `json:"heartbeat_interval_ms"`
 	SchemaConflicts     []SchemaConflict `json:"schema_conflicts,omitempty"`
 	// Published names the APIs whose schema got a new version.
@@ -197,9 +251,18 @@ type WorkerStore interface {
 	// previous registration (or it is new), publishes it as the API's next
 	// schema version unless the current one has the same hash; the result
 	// lists the live workers that disagree with the current versions.
-	// Returns an EConflict error when an API is provided by a live worker
-	// of another service.
+	// The first service to register an API owns it: returns an EConflict
+	// error when an API is owned by another service, whether or not a
+	// worker of that service is live. The worker's RPC secret is issued
+	// with newSecret when the worker is created, and replaced (the
+	// previous one kept for an overlap) when reg.InstanceID differs from
+	// the stored instance; a heartbeat keeps it.
 	RegisterWorker(ctx context.Context, reg *Registration, newSecret func() string, maxAttempts int) (*RegistrationResult, error)
+
+	// ReleaseAPI removes an API's owner, so that any service can register
+	// it. Errors: ENotFound when the API has no owner, EConflict while a
+	// live worker of the owner provides it.
+	ReleaseAPI(ctx context.Context, api string) error
 
 	// DeregisterWorker removes a worker; removing an unknown worker is not
 	// an error.
@@ -213,10 +276,19 @@ type WorkerStore interface {
 // checking it (Registration.Validate) and compiling the schemas it
 // declares, so that a broken schema is refused (EInvalid) instead of
 // becoming an API's current version. The answer tells the worker to
-// heartbeat every third of its lease. Errors: EInvalid, EConflict (an API
-// of another service), EUnavailable.
+// heartbeat every third of its lease. Needs serve on every API it
+// provides and listen on the API of every event its listener groups
+// subscribe to (authorizeRegistration). Errors: EInvalid, EUnauthorized,
+// EForbidden (a missing scope, or a base URL the worker network policy
+// refuses), EConflict (an API owned by another service), EUnavailable.
 func (s *Service) Register(ctx context.Context, reg *Registration) (*RegistrationResult, error) {
 	if err := reg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.authorizeRegistration(ctx, reg); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.WorkerNetworks.CheckBaseURL(reg.BaseURL); err != nil {
 		return nil, err
 	}
 	if err := s.compileDeclared(reg); err != nil {
@@ -254,15 +326,37 @@ func (s *Service) afterRegistration(ctx context.Context, reg *Registration, res 
 }
 
 // Deregister removes a worker; removing an unknown worker is not an error.
+// Needs a serve or listen scope (any pattern) or admin.
 func (s *Service) Deregister(ctx context.Context, id string) error {
 	if err := ValidateWorkerID(id); err != nil {
+		return err
+	}
+	if err := s.authorizeWorker(ctx); err != nil {
 		return err
 	}
 	return s.bounded(ctx, func(ctx context.Context) error { return s.cfg.Workers.DeregisterWorker(ctx, id) })
 }
 
-// Workers lists the live workers.
+// ReleaseAPI removes the owner of api, so that another service can
+// register workers providing it. Needs admin. Errors: EInvalid,
+// EUnauthorized, EForbidden, ENotFound (no owner), EConflict (a live worker
+// of the owner still provides it: stop it first, or its next heartbeat
+// would claim the API again), EUnavailable.
+func (s *Service) ReleaseAPI(ctx context.Context, api string) error {
+	if err := s.authorize(ctx, ScopeAdmin, ""); err != nil {
+		return err
+	}
+	if err := ValidateAPIName(api); err != nil {
+		return err
+	}
+	return s.bounded(ctx, func(ctx context.Context) error { return s.cfg.Workers.ReleaseAPI(ctx, api) })
+}
+
+// Workers lists the live workers. Needs read.
 func (s *Service) Workers(ctx context.Context) ([]Worker, error) {
+	if err := s.authorize(ctx, ScopeRead, ""); err != nil {
+		return nil, err
+	}
 	var workers []Worker
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
 		workers, err = s.cfg.Workers.ListWorkers(ctx)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -47,12 +48,61 @@ func TestRegistrationValidate(t *testing.T) {
 		"unqualified event": func(r *Registration) { r.Listeners[0].Events = []string{"new_customer"} },
 		"relative path":     func(r *Registration) { r.Listeners[0].Path = "events" },
 		"path with query":   func(r *Registration) { r.Listeners[0].Path = "/e?x=1" },
+		"lease overflow":    func(r *Registration) { r.LeaseTTLMS = 1<<58 + 15000 }, // ×1e6 wraps to 15 s
+		"timeout overflow":  func(r *Registration) { r.APIs[0].RPCs[0].TimeoutMS = int(MaxRPCTimeout.Milliseconds()) + 1 },
+		"long base url":     func(r *Registration) { r.BaseURL = "http://h/" + strings.Repeat("a", MaxBaseURLLen) },
+		"NUL in base url":   func(r *Registration) { r.BaseURL = "http://h/\x00" },
+		"long path":         func(r *Registration) { r.Listeners[0].Path = "/" + strings.Repeat("a", MaxListenerPathLen) },
+		"NUL in path":       func(r *Registration) { r.Listeners[0].Path = "/a\x00" },
+		"DEL in path":       func(r *Registration) { r.Listeners[0].Path = "/a\x7f" },
+		"bad escape path":   func(r *Registration) { r.Listeners[0].Path = "/%zz" },
+		"since year 10000":  func(r *Registration) { r.Listeners[0].Since = "9999-12-31T23:59:59-01:00" },
+		"too many apis": func(r *Registration) {
+			for i := range MaxRegistrationAPIs {
+				r.APIs = append(r.APIs, APIDeclaration{Name: fmt.Sprintf("api%d", i)})
+			}
+		},
+		"too many events": func(r *Registration) {
+			r.APIs[0].Events = make([]EventDeclaration, MaxAPIMembers+1)
+			for i := range r.APIs[0].Events {
+				r.APIs[0].Events[i].Name = fmt.Sprintf("e%d", i)
+			}
+		},
+		"too many rpcs": func(r *Registration) {
+			r.APIs[0].RPCs = make([]RPCDeclaration, MaxAPIMembers+1)
+			for i := range r.APIs[0].RPCs {
+				r.APIs[0].RPCs[i].Name = fmt.Sprintf("r%d", i)
+			}
+		},
+		"too many listeners": func(r *Registration) {
+			for i := range MaxRegistrationListeners {
+				r.Listeners = append(r.Listeners, ListenerDeclaration{Name: fmt.Sprintf("l%d", i), Events: []string{"a.b"}, Path: "/l"})
+			}
+		},
+		"too many subscriptions": func(r *Registration) {
+			for i := range MaxListenerEvents {
+				r.Listeners[0].Events = append(r.Listeners[0].Events, fmt.Sprintf("a.e%d", i))
+			}
+		},
 	} {
 		r := validRegistration()
 		mutate(r)
 		if err := r.Validate(); ErrorCode(err) != EInvalid {
 			t.Errorf("%s: got %v, want invalid", name, err)
 		}
+	}
+
+	// Each bound itself is accepted.
+	r := validRegistration()
+	r.LeaseTTLMS = int(MaxLeaseTTL.Milliseconds())
+	r.APIs[0].RPCs[0].TimeoutMS = int(MaxRPCTimeout.Milliseconds())
+	r.BaseURL = "http://h/" + strings.Repeat("a", MaxBaseURLLen-len("http://h/"))
+	r.Listeners[0].Path = "/" + strings.Repeat("é", (MaxListenerPathLen-1)/2)
+	for i := len(r.Listeners[0].Events); i < MaxListenerEvents; i++ {
+		r.Listeners[0].Events = append(r.Listeners[0].Events, fmt.Sprintf("a.e%d", i))
+	}
+	if err := r.Validate(); err != nil {
+		t.Errorf("a registration at the bounds: %v", err)
 	}
 }
 

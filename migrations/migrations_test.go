@@ -3,10 +3,16 @@ package migrations_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/lightbus-go/lightbus/migrations"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
@@ -69,5 +75,49 @@ func TestUpConcurrently(t *testing.T) {
 	}
 	if tables != 2 {
 		t.Fatalf("found %d of lightbus_event and river_job in the new schema", tables)
+	}
+}
+
+// TestAPIOwnersBackfilled: migration 4 gives every API registered before it
+// an owner, the service that registered it.
+func TestAPIOwnersBackfilled(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := emptySchemaPools(t, 1)[0]
+
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		t.Fatal(err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS,
+		goose.WithTableName("lightbus_goose_version"), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.UpTo(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO lightbus_api (name, service, definition) VALUES
+		('auth', 'auth', '{}'), ('support.case', 'support', '{}')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Up(ctx, pool, nil); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `SELECT api || '=' || service FROM lightbus_api_owner ORDER BY api`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(owners, ",") != "auth=auth,support.case=support" {
+		t.Fatalf("owners after the migration: %q", owners)
 	}
 }

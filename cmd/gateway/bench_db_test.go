@@ -61,6 +61,7 @@ func BenchmarkFireHandler(b *testing.B) {
 func BenchmarkRouterCall(b *testing.B) {
 	worker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Lightbus-Worker-Id", "auth-1")
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"result":{"ok":true}}`)
 	}))

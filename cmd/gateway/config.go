@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -27,6 +28,23 @@ type Config struct {
 	// MaxBatchBytes bounds the body of a batch fire (POST /v1/events).
 	MaxBatchBytes   int64         `envconfig:"LIGHTBUS_MAX_BATCH_BYTES" default:"10485760"`
 	ShutdownTimeout time.Duration `envconfig:"LIGHTBUS_SHUTDOWN_TIMEOUT" default:"30s"`
+	// MaxHeaderBytes bounds a request's line and header fields; net/http
+	// answers a larger one 431 and closes the connection.
+	MaxHeaderBytes int `envconfig:"LIGHTBUS_MAX_HEADER_BYTES" default:"65536"`
+	// ReadHeaderTimeout bounds reading a request's line and header fields,
+	// ReadTimeout the whole request with its body: a client that sends
+	// slowly is cut off instead of holding a connection.
+	ReadHeaderTimeout time.Duration `envconfig:"LIGHTBUS_READ_HEADER_TIMEOUT" default:"10s"`
+	ReadTimeout       time.Duration `envconfig:"LIGHTBUS_READ_TIMEOUT" default:"1m"`
+	// WriteTimeout bounds a request from the end of its header to the end
+	// of its answer: reading the body, the work and writing the answer. 0
+	// derives it as LIGHTBUS_READ_TIMEOUT + LIGHTBUS_DB_TIMEOUT +
+	// LIGHTBUS_RPC_MAX_TIMEOUT + 30 s, so that no RPC is cut short; a set
+	// value must exceed the sum of those three.
+	WriteTimeout time.Duration `envconfig:"LIGHTBUS_WRITE_TIMEOUT"`
+	// IdleTimeout is how long a kept-alive connection may wait for its next
+	// request.
+	IdleTimeout time.Duration `envconfig:"LIGHTBUS_IDLE_TIMEOUT" default:"2m"`
 
 	RPCTimeout    time.Duration `envconfig:"LIGHTBUS_RPC_TIMEOUT" default:"10s"`
 	RPCMaxTimeout time.Duration `envconfig:"LIGHTBUS_RPC_MAX_TIMEOUT" default:"5m"`
@@ -116,6 +134,57 @@ type Config struct {
 	// DebugVars serves GET /debug/vars (expvar: memory statistics and the
 	// goroutine count). Off by default.
 	DebugVars bool `envconfig:"LIGHTBUS_DEBUG_VARS"`
+	// WorkerNetworks is where the gateway may send RPCs and deliveries: a
+	// comma-separated list of CIDRs and host names (gateway.WorkerNetworks)
+	// checked on a registration's base URL and on every connection's
+	// resolved address. Empty: anywhere but link-local and cloud metadata
+	// addresses.
+	WorkerNetworks string `envconfig:"LIGHTBUS_WORKER_NETWORKS"`
+	// WorkerSecretOverlap is how long a worker's previous RPC secret still
+	// signs requests after a new registration of the worker (a new
+	// process with the same id) replaced it; 0 stops it at once.
+	WorkerSecretOverlap time.Duration `envconfig:"LIGHTBUS_WORKER_SECRET_OVERLAP" default:"5m"`
+
+	// Auth is "required" (every request but /healthz, /readyz and
+	// /openapi.yaml needs an API key with the scope it asks for) or "off"
+	// (anyone who can reach the gateway may do anything). Empty means
+	// required with DATABASE_URL, off with the development Postgres; see
+	// authRequired.
+	Auth string `envconfig:"LIGHTBUS_AUTH"`
+	// BootstrapToken, when set, makes sure an admin key named "bootstrap"
+	// with this token exists at start: the first key, to make the others
+	// with.
+	BootstrapToken string `envconfig:"LIGHTBUS_BOOTSTRAP_TOKEN"`
+	// RateLimit is how many requests a second each API key may make to one
+	// replica (0: no limit); RateBurst how many at once (0: a second's
+	// worth). Requests without a key (authentication off) are not limited.
+	RateLimit float64 `envconfig:"LIGHTBUS_RATE_LIMIT" default:"0"`
+	RateBurst int     `envconfig:"LIGHTBUS_RATE_BURST" default:"0"`
+}
+
+// workerNetworks parses WorkerNetworks.
+func (c *Config) workerNetworks() (*gateway.WorkerNetworks, error) {
+	networks, err := gateway.ParseWorkerNetworks(c.WorkerNetworks)
+	if err != nil {
+		return nil, fmt.Errorf("LIGHTBUS_WORKER_NETWORKS: %w", err)
+	}
+	return networks, nil
+}
+
+// Authentication modes (LIGHTBUS_AUTH).
+const (
+	authRequired = "required"
+	authOff      = "off"
+)
+
+// authRequired reports whether requests need API keys: LIGHTBUS_AUTH, or
+// by default whenever DATABASE_URL is set (production), not with the
+// development Postgres.
+func (c *Config) authRequired() bool {
+	if c.Auth == "" {
+		return c.DatabaseURL != ""
+	}
+	return c.Auth == authRequired
 }
 
 // rescueAfter returns the effective RescueAfter: by default a minute more
@@ -125,6 +194,27 @@ func (c *Config) rescueAfter() time.Duration {
 		return c.RescueAfter
 	}
 	return max(c.DeliveryTimeout, gateway.MaxDeliveryTimeout) + time.Minute
+}
+
+// writeTimeoutMargin is what the derived write timeout allows beyond the
+// longest request an RPC can make: writing the answer, a slow scheduler.
+const writeTimeoutMargin = 30 * time.Second
+
+// longestRPC is the longest an RPC's request can take from the end of its
+// header to its result: its body arrives within the read timeout, its
+// schema look-up within the database timeout, its worker answers within
+// the RPC maximum.
+func (c *Config) longestRPC() time.Duration {
+	return c.ReadTimeout + c.DBTimeout + c.RPCMaxTimeout
+}
+
+// writeTimeout returns the effective WriteTimeout: by default the longest
+// RPC plus a margin.
+func (c *Config) writeTimeout() time.Duration {
+	if c.WriteTimeout > 0 {
+		return c.WriteTimeout
+	}
+	return c.longestRPC() + writeTimeoutMargin
 }
 
 // loadConfig reads the configuration from the environment and validates it.
@@ -148,6 +238,9 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_MAX_BODY_BYTES", c.MaxBodyBytes > 0},
 		{"LIGHTBUS_MAX_BATCH_BYTES", c.MaxBatchBytes > 0},
 		{"LIGHTBUS_SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
+		{"LIGHTBUS_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout > 0},
+		{"LIGHTBUS_READ_TIMEOUT", c.ReadTimeout > 0},
+		{"LIGHTBUS_IDLE_TIMEOUT", c.IdleTimeout > 0},
 		{"LIGHTBUS_RPC_TIMEOUT", c.RPCTimeout > 0},
 		{"LIGHTBUS_RPC_MAX_TIMEOUT", c.RPCMaxTimeout > 0},
 		{"LIGHTBUS_DELIVERY_TIMEOUT", c.DeliveryTimeout > 0},
@@ -190,6 +283,16 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_FIRE_BATCH_IN_FLIGHT (%d) must be below LIGHTBUS_DB_MAX_CONNS (%d)", c.FireBatchInFlight, c.DBMaxConns)
 	case c.Addr == "":
 		return fmt.Errorf("LIGHTBUS_ADDR must not be empty")
+	case c.MaxHeaderBytes < 4096:
+		return fmt.Errorf("LIGHTBUS_MAX_HEADER_BYTES must be at least 4096")
+	case c.ReadHeaderTimeout > c.ReadTimeout:
+		return fmt.Errorf("LIGHTBUS_READ_HEADER_TIMEOUT (%s) exceeds LIGHTBUS_READ_TIMEOUT (%s)", c.ReadHeaderTimeout, c.ReadTimeout)
+	case c.WriteTimeout < 0:
+		return fmt.Errorf("LIGHTBUS_WRITE_TIMEOUT must not be negative")
+	case c.WriteTimeout > 0 && c.WriteTimeout <= c.longestRPC():
+		// The write deadline starts when the header is read: it covers the
+		// body, the call and the answer. A shorter one cuts RPCs short.
+		return fmt.Errorf("LIGHTBUS_WRITE_TIMEOUT (%s) must exceed LIGHTBUS_READ_TIMEOUT + LIGHTBUS_DB_TIMEOUT + LIGHTBUS_RPC_MAX_TIMEOUT (%s)", c.WriteTimeout, c.longestRPC())
 	case c.RPCTimeout > c.RPCMaxTimeout:
 		return fmt.Errorf("LIGHTBUS_RPC_TIMEOUT (%s) exceeds LIGHTBUS_RPC_MAX_TIMEOUT (%s)", c.RPCTimeout, c.RPCMaxTimeout)
 	case c.RetryBase > c.RetryMax:
@@ -202,6 +305,19 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_RESCUE_AFTER (%s) must exceed LIGHTBUS_DELIVERY_TIMEOUT (%s) plus 5s", c.RescueAfter, c.DeliveryTimeout)
 	case c.FetchCooldown > c.FetchPollInterval:
 		return fmt.Errorf("LIGHTBUS_FETCH_COOLDOWN (%s) exceeds LIGHTBUS_FETCH_POLL_INTERVAL (%s)", c.FetchCooldown, c.FetchPollInterval)
+	case c.WorkerSecretOverlap < 0:
+		return fmt.Errorf("LIGHTBUS_WORKER_SECRET_OVERLAP must not be negative")
+	case c.Auth != "" && c.Auth != authRequired && c.Auth != authOff:
+		return fmt.Errorf("LIGHTBUS_AUTH %q: want required or off", c.Auth)
+	case c.BootstrapToken != "" && gateway.ValidateToken(c.BootstrapToken) != nil:
+		return fmt.Errorf("LIGHTBUS_BOOTSTRAP_TOKEN: %s", gateway.ErrorMessage(gateway.ValidateToken(c.BootstrapToken)))
+	case !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0):
+		return fmt.Errorf("LIGHTBUS_RATE_LIMIT must be a number of requests a second, 0 for no limit")
+	case c.RateBurst < 0:
+		return fmt.Errorf("LIGHTBUS_RATE_BURST must not be negative")
+	}
+	if _, err := c.workerNetworks(); err != nil {
+		return err
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

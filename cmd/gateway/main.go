@@ -6,6 +6,7 @@
 //
 //	gateway            serve (applies migrations first)
 //	gateway migrate    apply migrations and exit
+//	gateway keys ...   create, list and revoke API keys (see keys.go)
 //
 // Configuration comes from the environment; see the README. With no
 // DATABASE_URL the gateway starts a private development Postgres.
@@ -62,18 +63,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cmd = args[0]
 	}
 	switch cmd {
-	case "serve", "migrate":
+	case "serve", "migrate", "keys":
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: gateway [serve|migrate]\n\nConfiguration comes from the environment; see the README.")
+		fmt.Fprintln(stdout, "usage: gateway [serve|migrate|keys]\n\n"+keysUsage+"\n\nConfiguration comes from the environment; see the README.")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q: want serve or migrate", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate or keys", cmd)
 	}
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	if cmd == "keys" {
+		return runKeys(ctx, args[1:], cfg, logger, stdout)
+	}
 
 	dbURL, stopDB, err := database(ctx, cfg, logger)
 	if err != nil {
@@ -205,8 +209,14 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
+	networks, err := cfg.workerNetworks()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	logger.Info("worker network policy", slog.String("allowed", networks.String()))
 	store, err := postgres.New(pool, logger, postgres.WithInsertNotifyCooldown(cfg.FetchCooldown),
-		postgres.WithDeliveryTargetTTL(cfg.DeliveryTargetTTL))
+		postgres.WithDeliveryTargetTTL(cfg.DeliveryTargetTTL), postgres.WithRPCSecretOverlap(cfg.WorkerSecretOverlap))
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -228,6 +238,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Snooze:     cfg.NoEndpointSnooze,
 		Store:      store,
 		Timeout:    cfg.DeliveryTimeout,
+		Networks:   networks,
 	}))
 	river.AddWorker(workers, dispatch.NewPruner(dispatch.PrunerConfig{
 		Batch:       cfg.PruneBatch,
@@ -271,14 +282,16 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		MaxAttempts:       cfg.DeliveryMaxAttempts,
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		SchemaCache: gateway.NewSchemaCache(gateway.SchemaCacheConfig{
-			Store:   store,
-			Logger:  logger,
-			TTL:     cfg.SchemaCacheTTL,
-			Timeout: cfg.DBTimeout,
+			Store:  store,
+			Logger: logger,
+			TTL:    cfg.SchemaCacheTTL,
 		}),
 		StrictSchemas:   cfg.StrictSchemas,
 		ValidateResults: cfg.ValidateResults,
 		StoreTimeout:    cfg.DBTimeout,
+		WorkerNetworks:  networks,
+		Keys:            store,
+		RequireAuth:     cfg.authRequired(),
 		Forwarder: dispatch.NewForwarder(dispatch.ForwarderConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,
@@ -286,6 +299,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Store:          store,
 			TargetTTL:      cfg.RPCTargetTTL,
 			StoreTimeout:   cfg.DBTimeout,
+			Networks:       networks,
 		}),
 	})
 	server := httpapi.New(httpapi.Config{
@@ -294,7 +308,22 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		MaxBodyBytes:  cfg.MaxBodyBytes,
 		MaxBatchBytes: cfg.MaxBatchBytes,
 		OpenAPI:       openAPI,
+		RateLimit:     cfg.RateLimit,
+		RateBurst:     cfg.RateBurst,
 	})
+	if cfg.BootstrapToken != "" {
+		if err := service.Bootstrap(ctx, cfg.BootstrapToken); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("bootstrap key: %w", err)
+		}
+	}
+	if !cfg.authRequired() {
+		reason := "LIGHTBUS_AUTH=off"
+		if cfg.Auth == "" {
+			reason = "no DATABASE_URL: the development Postgres (set LIGHTBUS_AUTH=required to require keys)"
+		}
+		logger.WarnContext(ctx, "authentication is off: the bus is open to anyone who can reach it", slog.String("reason", reason))
+	}
 	var handler http.Handler = server
 	if cfg.DebugVars {
 		handler = withDebugVars(server)
@@ -324,8 +353,11 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	}
 	srv := &http.Server{
 		Handler:           a.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    a.cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: a.cfg.ReadHeaderTimeout,
+		ReadTimeout:       a.cfg.ReadTimeout,
+		WriteTimeout:      a.cfg.writeTimeout(),
+		IdleTimeout:       a.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)

@@ -20,9 +20,12 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // testConfig is the default configuration with retries and polling made
-// fast enough for tests.
+// fast enough for tests. Authentication is off (the auth tests turn it on):
+// the tests' gateways get their database URL directly, not through
+// DATABASE_URL, so the mode is set here rather than left to the default.
 func testConfig() Config {
 	return Config{
+		Auth:                authOff,
 		Addr:                "127.0.0.1:0",
 		LogLevel:            "debug",
 		LogFormat:           "text",
@@ -30,6 +33,10 @@ func testConfig() Config {
 		MaxBodyBytes:        64 << 10,
 		MaxBatchBytes:       1 << 20,
 		ShutdownTimeout:     5 * time.Second,
+		MaxHeaderBytes:      64 << 10,
+		ReadHeaderTimeout:   10 * time.Second,
+		ReadTimeout:         time.Minute,
+		IdleTimeout:         2 * time.Minute,
 		RPCTimeout:          5 * time.Second,
 		RPCMaxTimeout:       time.Minute,
 		DeliveryTimeout:     5 * time.Second,
@@ -56,6 +63,7 @@ func testConfig() Config {
 		GroupMaxInFlight:    10,
 		DBConnectTimeout:    2 * time.Second,
 		DBTimeout:           30 * time.Second, // generous: a loaded machine runs the suite
+		WorkerSecretOverlap: 5 * time.Minute,
 	}
 }
 
@@ -67,12 +75,19 @@ type testGateway struct {
 
 func startGateway(t *testing.T, mutate func(*Config)) *testGateway {
 	t.Helper()
+	return startGatewayOn(t, pgtest.NewURL(t), mutate)
+}
+
+// startGatewayOn starts a gateway on the database at dbURL, which other
+// gateways (replicas) may share.
+func startGatewayOn(t *testing.T, dbURL string, mutate func(*Config)) *testGateway {
+	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	gw, stop := launchGateway(t, cfg, pgtest.NewURL(t), logger)
+	gw, stop := launchGateway(t, cfg, dbURL, logger)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
 			t.Errorf("gateway stopped with %v", err)
@@ -150,27 +165,38 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("test config: %v", err)
 	}
 	for variable, mutate := range map[string]func(*Config){
-		"LIGHTBUS_ADDR":                 func(c *Config) { c.Addr = "" },
-		"LIGHTBUS_DB_MAX_CONNS":         func(c *Config) { c.DBMaxConns = 2 },
-		"LIGHTBUS_RPC_TIMEOUT":          func(c *Config) { c.RPCTimeout = 0 },
-		"LIGHTBUS_RPC_MAX_TIMEOUT":      func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
-		"LIGHTBUS_DELIVERY_WORKERS":     func(c *Config) { c.DeliveryWorkers = -1 },
-		"LIGHTBUS_LOG_LEVEL":            func(c *Config) { c.LogLevel = "loud" },
-		"LIGHTBUS_LOG_FORMAT":           func(c *Config) { c.LogFormat = "xml" },
-		"LIGHTBUS_RETRY_BASE":           func(c *Config) { c.RetryBase = 2 * c.RetryMax },
-		"LIGHTBUS_FETCH_POLL_INTERVAL":  func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
-		"LIGHTBUS_DEAD_RETENTION":       func(c *Config) { c.DeadRetention = c.EventRetention / 2 },
-		"LIGHTBUS_PRUNE_BATCH":          func(c *Config) { c.PruneBatch = 0 },
-		"LIGHTBUS_IDEMPOTENCY_WINDOW":   func(c *Config) { c.IdempotencyWindow = 0 },
-		"LIGHTBUS_RPC_TARGET_TTL":       func(c *Config) { c.RPCTargetTTL = -time.Second },
-		"LIGHTBUS_DELIVERY_TARGET_TTL":  func(c *Config) { c.DeliveryTargetTTL = -time.Second },
-		"LIGHTBUS_FIRE_BATCH_WINDOW":    func(c *Config) { c.FireBatchWindow = -time.Millisecond },
-		"LIGHTBUS_FIRE_BATCH_MAX":       func(c *Config) { c.FireBatchMax = 0 },
-		"LIGHTBUS_FIRE_BATCH_IN_FLIGHT": func(c *Config) { c.FireBatchInFlight = int(c.DBMaxConns) },
-		"LIGHTBUS_GROUP_MAX_IN_FLIGHT":  func(c *Config) { c.GroupMaxInFlight = 0 },
-		"LIGHTBUS_DB_CONNECT_TIMEOUT":   func(c *Config) { c.DBConnectTimeout = 0 },
-		"LIGHTBUS_DB_TIMEOUT":           func(c *Config) { c.DBTimeout = -1 },
-		"LIGHTBUS_RESCUE_AFTER":         func(c *Config) { c.RescueAfter = c.DeliveryTimeout + time.Second },
+		"LIGHTBUS_ADDR":                  func(c *Config) { c.Addr = "" },
+		"LIGHTBUS_DB_MAX_CONNS":          func(c *Config) { c.DBMaxConns = 2 },
+		"LIGHTBUS_RPC_TIMEOUT":           func(c *Config) { c.RPCTimeout = 0 },
+		"LIGHTBUS_RPC_MAX_TIMEOUT":       func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },
+		"LIGHTBUS_DELIVERY_WORKERS":      func(c *Config) { c.DeliveryWorkers = -1 },
+		"LIGHTBUS_LOG_LEVEL":             func(c *Config) { c.LogLevel = "loud" },
+		"LIGHTBUS_LOG_FORMAT":            func(c *Config) { c.LogFormat = "xml" },
+		"LIGHTBUS_RETRY_BASE":            func(c *Config) { c.RetryBase = 2 * c.RetryMax },
+		"LIGHTBUS_FETCH_POLL_INTERVAL":   func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
+		"LIGHTBUS_DEAD_RETENTION":        func(c *Config) { c.DeadRetention = c.EventRetention / 2 },
+		"LIGHTBUS_PRUNE_BATCH":           func(c *Config) { c.PruneBatch = 0 },
+		"LIGHTBUS_IDEMPOTENCY_WINDOW":    func(c *Config) { c.IdempotencyWindow = 0 },
+		"LIGHTBUS_RPC_TARGET_TTL":        func(c *Config) { c.RPCTargetTTL = -time.Second },
+		"LIGHTBUS_DELIVERY_TARGET_TTL":   func(c *Config) { c.DeliveryTargetTTL = -time.Second },
+		"LIGHTBUS_FIRE_BATCH_WINDOW":     func(c *Config) { c.FireBatchWindow = -time.Millisecond },
+		"LIGHTBUS_FIRE_BATCH_MAX":        func(c *Config) { c.FireBatchMax = 0 },
+		"LIGHTBUS_FIRE_BATCH_IN_FLIGHT":  func(c *Config) { c.FireBatchInFlight = int(c.DBMaxConns) },
+		"LIGHTBUS_GROUP_MAX_IN_FLIGHT":   func(c *Config) { c.GroupMaxInFlight = 0 },
+		"LIGHTBUS_DB_CONNECT_TIMEOUT":    func(c *Config) { c.DBConnectTimeout = 0 },
+		"LIGHTBUS_DB_TIMEOUT":            func(c *Config) { c.DBTimeout = -1 },
+		"LIGHTBUS_RESCUE_AFTER":          func(c *Config) { c.RescueAfter = c.DeliveryTimeout + time.Second },
+		"LIGHTBUS_WORKER_NETWORKS":       func(c *Config) { c.WorkerNetworks = "10.0.0.0/33" },
+		"LIGHTBUS_WORKER_SECRET_OVERLAP": func(c *Config) { c.WorkerSecretOverlap = -time.Second },
+		"LIGHTBUS_AUTH":                  func(c *Config) { c.Auth = "sometimes" },
+		"LIGHTBUS_BOOTSTRAP_TOKEN":       func(c *Config) { c.BootstrapToken = "lb_too-short" },
+		"LIGHTBUS_RATE_LIMIT":            func(c *Config) { c.RateLimit = -1 },
+		"LIGHTBUS_RATE_BURST":            func(c *Config) { c.RateBurst = -1 },
+		"LIGHTBUS_MAX_HEADER_BYTES":      func(c *Config) { c.MaxHeaderBytes = 100 },
+		"LIGHTBUS_READ_HEADER_TIMEOUT":   func(c *Config) { c.ReadHeaderTimeout = 2 * c.ReadTimeout },
+		"LIGHTBUS_READ_TIMEOUT":          func(c *Config) { c.ReadTimeout = 0 },
+		"LIGHTBUS_IDLE_TIMEOUT":          func(c *Config) { c.IdleTimeout = 0 },
+		"LIGHTBUS_WRITE_TIMEOUT":         func(c *Config) { c.WriteTimeout = c.RPCMaxTimeout },
 	} {
 		c := testConfig()
 		mutate(&c)

@@ -22,9 +22,13 @@ func registerWorker(t *testing.T, gw *testGateway, workerID, service, api, baseU
 	}
 }
 
-// rpcWorker is a test worker whose RPC endpoint runs handle.
-func rpcWorker(t *testing.T, handle http.HandlerFunc) *httptest.Server {
-	srv := httptest.NewServer(handle)
+// rpcWorker is a test worker whose RPC endpoint runs handle; it names itself
+// workerID on every answer, as the protocol wants.
+func rpcWorker(t *testing.T, workerID string, handle http.HandlerFunc) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Lightbus-Worker-Id", workerID)
+		handle(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -33,7 +37,7 @@ func rpcWorker(t *testing.T, handle http.HandlerFunc) *httptest.Server {
 // registers it with gw as auth-1, serving API auth with a one-minute lease.
 func serveAuth(t *testing.T, gw *testGateway, handle http.HandlerFunc) {
 	t.Helper()
-	registerWorker(t, gw, "auth-1", "auth", "auth", rpcWorker(t, handle).URL, 60000)
+	registerWorker(t, gw, "auth-1", "auth", "auth", rpcWorker(t, "auth-1", handle).URL, 60000)
 }
 
 func TestRPC(t *testing.T) {
@@ -173,7 +177,7 @@ func TestRPC(t *testing.T) {
 	t.Run("WaitsForAWorker", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":"late but here"}`) })
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":"late but here"}`) })
 		go func() {
 			time.Sleep(400 * time.Millisecond)
 			registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
@@ -187,7 +191,7 @@ func TestRPC(t *testing.T) {
 	t.Run("LeaseExpiryLeavesRouting", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
-		w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
+		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":1}`) })
 		// A 2 s lease leaves room for a busy machine between registering and
 		// the first call.
 		registered := time.Now()
@@ -247,8 +251,8 @@ func TestRPCAtMostOnceAcrossWorkers(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"result": true}`)
 	}
-	registerWorker(t, gw, "auth-1", "auth", "auth", rpcWorker(t, handle).URL, 60000)
-	registerWorker(t, gw, "auth-2", "auth", "auth", rpcWorker(t, handle).URL, 60000)
+	registerWorker(t, gw, "auth-1", "auth", "auth", rpcWorker(t, "auth-1", handle).URL, 60000)
+	registerWorker(t, gw, "auth-2", "auth", "auth", rpcWorker(t, "auth-2", handle).URL, 60000)
 
 	start := time.Now()
 	resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "10s"}, nil)

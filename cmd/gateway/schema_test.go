@@ -207,7 +207,7 @@ func TestRPCResultValidation(t *testing.T) {
 			t.Parallel()
 			gw := startGateway(t, func(c *Config) { c.ValidateResults = validate })
 			var calls atomic.Int32
-			w := rpcWorker(t, func(w http.ResponseWriter, r *http.Request) {
+			w := rpcWorker(t, "billing-1", func(w http.ResponseWriter, r *http.Request) {
 				calls.Add(1)
 				w.Header().Set("Content-Type", "application/json")
 				fmt.Fprint(w, `{"result": {"refunded": "yes"}}`)

@@ -13,7 +13,8 @@
 //
 // It is a command of its own, apart from the lightbus CLI, because its
 // baselines link the Postgres driver and River, which the CLI must not. The
-// gateway is at --url, $LIGHTBUS_URL, else http://127.0.0.1:8080. The
+// gateway is at --url, $LIGHTBUS_URL, else http://127.0.0.1:8080, and the
+// API key sent to it --token, else $LIGHTBUS_TOKEN. The
 // engine is package bench; docs/PERFORMANCE.md has the method and figures.
 package main
 
@@ -106,6 +107,8 @@ settings you know (the gateway's development Postgres), never a shared server.`,
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&o.URL, "url", url, "the gateway's base URL ($LIGHTBUS_URL)")
+	// The token's default is read when it is used, not shown in --help.
+	f.StringVar(&o.Token, "token", "", "the API key sent to the gateway (default $LIGHTBUS_TOKEN): fire:*, call:*, serve:* and listen:*, or admin")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	f.IntVarP(&o.Load.Concurrency, "concurrency", "c", 64, "requests in flight at most")
 	f.Float64Var(&o.Load.Rate, "rate", 0, "operations a second (open loop); 0 sends as fast as --concurrency allows")
@@ -127,6 +130,9 @@ settings you know (the gateway's development Postgres), never a shared server.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				o.Progress = stderr
+				if o.Token == "" {
+					o.Token = getenv("LIGHTBUS_TOKEN")
+				}
 				gs, err := parseGroups(groups)
 				if err != nil {
 					return err

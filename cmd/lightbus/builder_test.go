@@ -41,6 +41,7 @@ func Main(b *Bus) {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "env" {
 		fmt.Println("LIGHTBUS_URL=" + os.Getenv("LIGHTBUS_URL"))
+		fmt.Println("LIGHTBUS_TOKEN=" + os.Getenv("LIGHTBUS_TOKEN"))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "wait" {
 		ch := make(chan os.Signal, 1)
@@ -350,14 +351,14 @@ func TestRunWorker(t *testing.T) {
 		t.Errorf("stdout = %q, want %q", got, want)
 	}
 
-	// --url reaches the worker as $LIGHTBUS_URL.
+	// --url and --token reach the worker as $LIGHTBUS_URL and $LIGHTBUS_TOKEN.
 	tb3 := newTestBundle(t, dir)
 	tb3.cli.builder.clientImport = tb.cli.builder.clientImport
 	tb3.cli.cacheDir = tb.cli.cacheDir
-	if err := tb3.execute(t, "--url", "http://gateway.test:9", "run", "--", "env"); err != nil {
-		t.Fatalf("run --url: %v", err)
+	if err := tb3.execute(t, "--url", "http://gateway.test:9", "--token", "lb_worker", "run", "--", "env"); err != nil {
+		t.Fatalf("run --url --token: %v", err)
 	}
-	if got, want := tb3.stdout.String(), "bus svc args env\nLIGHTBUS_URL=http://gateway.test:9\n"; got != want {
+	if got, want := tb3.stdout.String(), "bus svc args env\nLIGHTBUS_URL=http://gateway.test:9\nLIGHTBUS_TOKEN=lb_worker\n"; got != want {
 		t.Errorf("stdout = %q, want %q", got, want)
 	}
 

@@ -12,9 +12,18 @@ import (
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
 )
 
-// bus returns a client of the gateway at --url.
+// bus returns a client of the gateway at --url, with the API key of
+// --token or $LIGHTBUS_TOKEN.
 func (c *cli) bus() (*lightbus.Bus, error) {
-	return lightbus.Create(lightbus.WithURL(c.url))
+	return lightbus.Create(lightbus.WithURL(c.url), lightbus.WithToken(c.apiToken()))
+}
+
+// apiToken returns --token, else $LIGHTBUS_TOKEN.
+func (c *cli) apiToken() string {
+	if c.token != "" {
+		return c.token
+	}
+	return c.getenv(lightbus.EnvToken)
 }
 
 // params returns the JSON parameters of fire and call: args[0], or standard

@@ -74,6 +74,13 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, doc)
 	}
 	switch {
+	case r.Header.Get("Authorization") == "Bearer lb_revoked":
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lightbus"`)
+		answer(http.StatusUnauthorized, `{"type": "urn:lightbus:problem:unauthorized", "title": "Unauthorized", "status": 401,
+			"code": "unauthorized", "detail": "the API key is unknown or revoked"}`)
+	case r.Header.Get("Authorization") == "Bearer lb_reader" && r.Method != http.MethodGet:
+		answer(http.StatusForbidden, `{"type": "urn:lightbus:problem:forbidden", "title": "Forbidden", "status": 403,
+			"code": "forbidden", "detail": "this key lacks the scope fire:auth"}`)
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/events/auth/user_registered":
 		answer(http.StatusAccepted, `{"id": "`+fakeEventID+`", "api": "auth", "event": "user_registered",
 			"created_at": "2026-11-25T10:00:00.123456Z", "deliveries": 2}`)
@@ -380,5 +387,55 @@ func TestURLFlag(t *testing.T) {
 	}
 	if err := tb.execute(t, "workers", "--url", "ftp://x"); err == nil {
 		t.Error("a bad --url was accepted")
+	}
+}
+
+// Every command sends --token, else $LIGHTBUS_TOKEN, and a 401 or 403 is
+// one line that says what to do or which scope is missing.
+func TestTokenFlag(t *testing.T) {
+	t.Parallel()
+
+	tb, g := gatewayBundle(t)
+	if err := tb.execute(t, "workers"); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.last().Header.Values("Authorization"); got != nil {
+		t.Errorf("Authorization %q without a token", got)
+	}
+	tb.env["LIGHTBUS_TOKEN"] = "lb_from_env"
+	if err := tb.execute(t, "events", "list"); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.last().Header.Get("Authorization"); got != "Bearer lb_from_env" {
+		t.Errorf("Authorization %q, want $LIGHTBUS_TOKEN's", got)
+	}
+	if err := tb.execute(t, "fire", "auth.user_registered", "{}", "--token", "lb_from_flag"); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.last().Header.Get("Authorization"); got != "Bearer lb_from_flag" {
+		t.Errorf("Authorization %q, want --token's", got)
+	}
+
+	err := tb.execute(t, "workers", "--token", "lb_revoked")
+	if err == nil {
+		t.Fatal("a revoked token: want an error")
+	}
+	if line := errorLine(err); line != "list workers: unauthorized (401): the API key is unknown or revoked (pass an API key with --token or $LIGHTBUS_TOKEN)" {
+		t.Errorf("a 401 prints %q", line)
+	}
+	err = tb.execute(t, "fire", "auth.user_registered", "{}", "--token", "lb_reader")
+	if err == nil {
+		t.Fatal("a key without the scope: want an error")
+	}
+	if line := errorLine(err); line != "fire auth.user_registered: forbidden (403): this key lacks the scope fire:auth" {
+		t.Errorf("a 403 prints %q", line)
+	}
+	// The token is not shown by --help.
+	tb.env["LIGHTBUS_TOKEN"] = "lb_secret"
+	if err := tb.execute(t, "--help"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(tb.stdout.String(), "lb_secret") {
+		t.Error("--help shows $LIGHTBUS_TOKEN")
 	}
 }

@@ -22,7 +22,8 @@
 //	var Bus = lightbus.MustCreate(...)
 //
 // and registers the service's APIs and listeners on it at init. The gateway
-// is at --url, $LIGHTBUS_URL, else http://127.0.0.1:8080.
+// is at --url, $LIGHTBUS_URL, else http://127.0.0.1:8080; the API key sent
+// to it is --token, else $LIGHTBUS_TOKEN.
 //
 // The load tool is a command of its own, lightbus-bench (cmd/lightbus-bench),
 // so that this one links no database driver.
@@ -39,6 +40,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	lightbus "github.com/lightbus-go/lightbus/clientgo"
 )
 
 func main() {
@@ -87,6 +90,7 @@ type cli struct {
 
 	// Global flags.
 	url     string
+	token   string
 	jsonOut bool
 }
 
@@ -133,6 +137,8 @@ registers the service's APIs and listeners on it at init.`,
 		url = "http://127.0.0.1:8080"
 	}
 	root.PersistentFlags().StringVar(&c.url, "url", url, "the gateway's base URL ($LIGHTBUS_URL)")
+	// The token's default is read when it is used, not shown in --help.
+	root.PersistentFlags().StringVar(&c.token, "token", "", "the API key sent to the gateway (default $LIGHTBUS_TOKEN)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
 	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.deadCmd(), c.replayCmd(),
 		c.dumpschemaCmd(), c.loadschemaCmd())
@@ -166,9 +172,14 @@ func (c *cli) busModule(flag string) string {
 	return defaultBusModule
 }
 
-// errorLine renders err as the one line printed after "lightbus: ".
+// errorLine renders err as the one line printed after "lightbus: ". A
+// gateway's 401 says how to pass a key; its 403 names the missing scope.
 func errorLine(err error) string {
-	return strings.TrimPrefix(oneLine(err.Error()), "lightbus: ")
+	line := strings.TrimPrefix(oneLine(err.Error()), "lightbus: ")
+	if lightbus.IsCode(err, lightbus.CodeUnauthorized) {
+		line += " (pass an API key with --token or $LIGHTBUS_TOKEN)"
+	}
+	return line
 }
 
 // oneLine joins the lines of a message so that an error prints on one line.

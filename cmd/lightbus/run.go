@@ -31,7 +31,7 @@ your module, without writing to your source tree, and keeps the binary in the
 user cache directory; it is rebuilt only when the module's Go files, go.mod,
 go.sum, the toolchain or the build flags change.
 
-Arguments after -- are passed to the worker, and --url as $LIGHTBUS_URL. SIGINT and SIGTERM are passed on
+Arguments after -- are passed to the worker, --url as $LIGHTBUS_URL and --token as $LIGHTBUS_TOKEN. SIGINT and SIGTERM are passed on
 to it, and run exits with its exit code.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dash := cmd.ArgsLenAtDash(); len(args) > 0 && dash != 0 {
@@ -56,9 +56,16 @@ to it, and run exits with its exit code.`,
 			if !built && verbose {
 				c.progress("using cached worker %s\n", bin)
 			}
-			var env []string // nil: lightbus's own environment
+			var set []string
 			if cmd.Flags().Changed("url") {
-				env = append(os.Environ(), "LIGHTBUS_URL="+c.url)
+				set = append(set, "LIGHTBUS_URL="+c.url)
+			}
+			if cmd.Flags().Changed("token") {
+				set = append(set, "LIGHTBUS_TOKEN="+c.token)
+			}
+			var env []string // nil: lightbus's own environment
+			if set != nil {
+				env = append(os.Environ(), set...)
 			}
 			return c.runWorker(bin, dir, args, env)
 		},

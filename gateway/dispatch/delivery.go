@@ -9,11 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -112,6 +115,9 @@ type DelivererConfig struct {
 	Store  DeliveryStore
 	// Timeout bounds one delivery request, for groups that set no timeout.
 	Timeout time.Duration
+	// Networks is where the default Client may connect (checked on each
+	// resolved address); nil is the default policy. Unused with Client.
+	Networks *gateway.WorkerNetworks
 }
 
 // NewDeliverer returns the worker of delivery jobs.
@@ -129,7 +135,7 @@ func NewDeliverer(cfg DelivererConfig) *Deliverer {
 		slotWait:   inFlightWait,
 	}
 	if w.client == nil {
-		w.client = newHTTPClient()
+		w.client = newHTTPClient(cfg.Networks)
 	}
 	if w.logger == nil {
 		w.logger = slog.New(slog.DiscardHandler)
@@ -452,8 +458,35 @@ func (p *ClientRetryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
 	return time.Now().Add(p.Policy.Delay(job.Attempt))
 }
 
-func newHTTPClient() *http.Client {
+// errAddressNotAllowed is the error of a connection the worker network
+// policy refused.
+var errAddressNotAllowed = errors.New("address not allowed by the worker network policy")
+
+// dialControl returns a net.Dialer Control function that refuses to
+// connect to an address networks does not allow. It runs on the resolved
+// address, just before each connection attempt, so a host name that
+// resolves somewhere else than at registration (DNS rebinding) is caught.
+func dialControl(networks *gateway.WorkerNetworks) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("%w: %s", errAddressNotAllowed, address)
+		}
+		if !networks.AllowAddr(ap.Addr()) {
+			return fmt.Errorf("%w: %s", errAddressNotAllowed, ap.Addr())
+		}
+		return nil
+	}
+}
+
+// newHTTPClient returns the client that calls workers: connections only
+// where networks allows (never through a proxy, whose address is all a
+// check could see), no redirects followed.
+func newHTTPClient(networks *gateway.WorkerNetworks) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl(networks)}
+	t.DialContext = dialer.DialContext
 	t.MaxIdleConns = 1024
 	t.MaxIdleConnsPerHost = 256
 	t.IdleConnTimeout = 90 * time.Second

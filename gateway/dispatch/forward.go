@@ -14,11 +14,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
 var _ gateway.Forwarder = (*Forwarder)(nil)
@@ -50,6 +52,9 @@ type ForwarderConfig struct {
 	// Lightbus-Timeout bounds it too), so a database that stops answering
 	// gives 503 unavailable instead of a hanging call. 0 means 5 s.
 	StoreTimeout time.Duration
+	// Networks is where the default Client may connect (checked on each
+	// resolved address); nil is the default policy. Unused with Client.
+	Networks *gateway.WorkerNetworks
 }
 
 // Forwarder forwards RPCs to live workers, round robin.
@@ -69,7 +74,7 @@ type targetEntry struct {
 // NewForwarder returns a Forwarder, filling in defaults.
 func NewForwarder(cfg ForwarderConfig) *Forwarder {
 	if cfg.Client == nil {
-		cfg.Client = newHTTPClient()
+		cfg.Client = newHTTPClient(cfg.Networks)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -94,6 +99,15 @@ func NewForwarder(cfg ForwarderConfig) *Forwarder {
 
 // errRefused marks a request that provably never reached the worker.
 var errRefused = errors.New("connection refused")
+
+// errSignatureRefused marks a worker's 401 answer: it did not run the call
+// because the signature did not verify, e.g. it holds a secret newer than
+// the one this gateway cached.
+var errSignatureRefused = errors.New("the worker refused the request's signature")
+
+// HeaderWorkerID is the header a worker echoes its own id in on every
+// answer; the gateway takes an RPC answer only from the worker it called.
+const HeaderWorkerID = "Lightbus-Worker-Id"
 
 // Forward implements gateway.Forwarder: it sends call to a live worker
 // providing its API and returns the worker's result. While no worker is
@@ -130,6 +144,8 @@ func (r *Forwarder) Forward(ctx context.Context, call *gateway.Call) (json.RawMe
 
 	reqID := newRequestID()
 	refused := map[string]bool{}
+	var blocked error // a worker's address the network policy refused
+	resigned := false // the call was re-sent after a signature refusal
 	for {
 		live := targets[:0:0]
 		now := time.Now()
@@ -146,10 +162,33 @@ func (r *Forwarder) Forward(ctx context.Context, call *gateway.Call) (json.RawMe
 				refused[t.WorkerID] = true
 				continue
 			}
+			if errors.Is(err, errAddressNotAllowed) {
+				// Another worker may be reachable; this one never will be.
+				r.cfg.Logger.WarnContext(ctx, "worker address refused by the worker network policy", slog.String("worker_id", t.WorkerID), slog.String("error", err.Error()))
+				refused[t.WorkerID] = true
+				blocked = gateway.WrapError(gateway.EBadGateway, err, fmt.Sprintf("worker %s is at an address the gateway's worker network policy does not allow", t.WorkerID))
+				continue
+			}
+			if errors.Is(err, errSignatureRefused) && !resigned {
+				// The worker ran nothing. Its secret may have been rotated
+				// since this gateway cached it: read it again, send once more.
+				resigned = true
+				r.cfg.Logger.InfoContext(ctx, "worker refused the signature; sending again with fresh secrets", slog.String("worker_id", t.WorkerID))
+				if targets, _, err = r.targets(ctx, call.API, call.Method, true); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if errors.Is(err, errSignatureRefused) {
+				return nil, gateway.WrapError(gateway.EBadGateway, err, fmt.Sprintf("worker %s refused the gateway's signature", t.WorkerID))
+			}
 			if err != nil && ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
 				return nil, gateway.Errorf(gateway.ETimeout, "worker %s did not answer %s.%s within %s", t.WorkerID, call.API, call.Method, timeout)
 			}
 			return result, err
+		}
+		if blocked != nil {
+			return nil, blocked
 		}
 		select {
 		case <-ctx.Done():
@@ -211,8 +250,12 @@ func (r *Forwarder) forward(ctx context.Context, t gateway.RPCTarget, call *gate
 	req.Header["Content-Type"] = []string{"application/json"}
 	req.Header["Lightbus-Deadline"] = []string{deadline.UTC().Format(time.RFC3339Nano)}
 	req.Header["Lightbus-Request-Id"] = []string{reqID}
+	signRPC(req.Header, t.Secrets, call, reqID, time.Now())
 	resp, err := r.cfg.Client.Do(req)
 	if err != nil {
+		if errors.Is(err, errAddressNotAllowed) {
+			return nil, err
+		}
 		var opErr *net.OpError
 		if errors.As(err, &opErr) && opErr.Op == "dial" {
 			return nil, errRefused
@@ -233,7 +276,49 @@ func (r *Forwarder) forward(ctx context.Context, t gateway.RPCTarget, call *gate
 	if int64(len(body)) > r.cfg.MaxResultBytes {
 		return nil, gateway.Errorf(gateway.EBadGateway, "worker %s answered more than %d bytes", t.WorkerID, r.cfg.MaxResultBytes)
 	}
+	// Whatever answered must be the worker called: another process at its
+	// address (it died and the port was reused) is never taken at its word.
+	// The call may have run, so it is not sent elsewhere.
+	if got := resp.Header.Get(HeaderWorkerID); got != t.WorkerID {
+		if got == "" {
+			return nil, gateway.Errorf(gateway.EBadGateway, "the answer from worker %s's address carries no %s header: it is not from the worker (the call may have run)", t.WorkerID, HeaderWorkerID)
+		}
+		return nil, gateway.Errorf(gateway.EBadGateway, "the answer from worker %s's address names worker %q: it is not from the worker called (the call may have run)", t.WorkerID, truncate(got, 128))
+	}
+	if resp.StatusCode == http.StatusUnauthorized && len(t.Secrets) > 0 {
+		return nil, errSignatureRefused
+	}
 	return decodeWorkerAnswer(t.WorkerID, resp, body)
+}
+
+// signRPC signs an RPC request the Standard Webhooks way with each of the
+// worker's secrets (the current one and, during an overlap, the previous
+// one). The webhook-id names the procedure and the call, so that a signed
+// request cannot be replayed to another procedure: "{api}/{method}/{request
+// id}". A worker without secrets gets the request unsigned.
+func signRPC(h http.Header, secrets []string, call *gateway.Call, reqID string, now time.Time) {
+	keys := make([][]byte, 0, len(secrets))
+	for _, s := range secrets {
+		if key, err := webhook.DecodeSecret(s); err == nil {
+			keys = append(keys, key)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	id := call.API + "/" + call.Method + "/" + reqID
+	ts := strconv.FormatInt(now.Unix(), 10)
+	h[webhook.HeaderID] = []string{id}
+	h[webhook.HeaderTimestamp] = []string{ts}
+	h[webhook.HeaderSignature] = []string{webhook.SignAll(keys, id, ts, call.Params)}
+}
+
+// truncate shortens s to at most n bytes, for quoting what a peer sent.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 // decodeWorkerAnswer maps a worker's answer to a result or a gateway error.

@@ -43,7 +43,9 @@ type decoding struct {
 // decodeJSON reads r's body as d says and decodes it into dst. Every
 // failure is an EInvalid (or ETooLarge) error in one vocabulary: "<what>
 // is larger than N bytes", "<what> must be <want>", "<what> is not valid
-// JSON: <reason>".
+// JSON: <reason>", or one of gateway.CheckJSON's ("<what> nests deeper
+// than N levels"...). Nothing may follow the JSON value but white space,
+// and the body must keep the bounds of gateway.CheckJSON.
 func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, d decoding, dst any) error {
 	limit := d.limit
 	if limit <= 0 {
@@ -71,5 +73,8 @@ func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, d decoding,
 		}
 		return gateway.Errorf(gateway.EInvalid, "%s is not valid JSON: %s", d.what, strings.TrimPrefix(err.Error(), "json: "))
 	}
-	return nil
+	if _, err := dec.Token(); err != io.EOF {
+		return gateway.Errorf(gateway.EInvalid, "%s is not valid JSON: data after the JSON value", d.what)
+	}
+	return gateway.CheckJSON(d.what, trimmed)
 }

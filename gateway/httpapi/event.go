@@ -92,11 +92,7 @@ func parseTime(v url.Values, name string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, gateway.Errorf(gateway.EInvalid, "%s %q is not an RFC 3339 time", name, s)
-	}
-	return t, nil
+	return gateway.ParseTime(name, s)
 }
 
 // parseLimit reads the limit query parameter, def when absent; its range

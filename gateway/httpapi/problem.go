@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/lightbus-go/lightbus/gateway"
 )
@@ -26,6 +28,7 @@ var statusByCode = map[string]int{
 	gateway.ENoWorker:     http.StatusServiceUnavailable,
 	gateway.EUnavailable:  http.StatusServiceUnavailable,
 	gateway.ETimeout:      http.StatusGatewayTimeout,
+	gateway.ERateLimited:  http.StatusTooManyRequests,
 }
 
 var titleByCode = map[string]string{
@@ -42,6 +45,7 @@ var titleByCode = map[string]string{
 	gateway.ENoWorker:     "No worker available",
 	gateway.EUnavailable:  "Service unavailable",
 	gateway.ETimeout:      "Timeout",
+	gateway.ERateLimited:  "Too many requests",
 }
 
 // ErrorStatus returns the HTTP status for err's code.
@@ -88,7 +92,12 @@ func ProblemFor(err error) *Problem {
 	return p
 }
 
-// writeError writes err as problem+json, logging internal errors.
+// authChallenge is the WWW-Authenticate header of every 401.
+const authChallenge = `Bearer realm="lightbus"`
+
+// writeError writes err as problem+json, logging internal errors. A 401
+// carries the WWW-Authenticate challenge, and an error with a RetryAfter
+// the Retry-After header in whole seconds (rounded up).
 func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the caller went away: there is no one to answer
@@ -100,6 +109,13 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		logger.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	case p.Status >= 500:
 		logger.WarnContext(r.Context(), "request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("code", p.Code), slog.String("error", err.Error()))
+	}
+	if p.Code == gateway.EUnauthorized {
+		w.Header().Set("WWW-Authenticate", authChallenge)
+	}
+	var e *gateway.Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(e.RetryAfter.Seconds())), 10))
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)

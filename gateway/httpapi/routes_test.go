@@ -17,13 +17,7 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 	var spec struct {
 		Paths map[string]map[string]any `yaml:"paths"`
 	}
-	data, err := os.ReadFile("../../openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(data, &spec); err != nil {
-		t.Fatal(err)
-	}
+	readSpec(t, &spec)
 	inSpec := map[string]bool{}
 	for path, item := range spec.Paths {
 		for method := range item {
@@ -35,7 +29,7 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 	}
 	routes := New(Config{}).Routes() // the route table needs no service
 	inRouter := map[string]bool{}
-	err = chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+	err := chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		inRouter[method+" "+route] = true
 		return nil
 	})
@@ -54,5 +48,17 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 	}
 	if len(inRouter) == 0 {
 		t.Fatal("no routes found")
+	}
+}
+
+// readSpec decodes the repository's openapi.yaml into spec.
+func readSpec(t *testing.T, spec any) {
+	t.Helper()
+	data, err := os.ReadFile("../../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, spec); err != nil {
+		t.Fatal(err)
 	}
 }

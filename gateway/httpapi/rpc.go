@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -56,7 +57,12 @@ func parseTimeout(h string) (time.Duration, error) {
 		if ferr != nil {
 			return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q: want a duration such as 2s or 500ms", h)
 		}
-		d = time.Duration(secs * float64(time.Second))
+		// NaN, infinities and seconds beyond a Duration do not convert.
+		ns := secs * float64(time.Second)
+		if !(ns >= 1 && ns < math.MaxInt64) {
+			return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q: want a positive number of seconds that fits a duration (under 292 years)", h)
+		}
+		d = time.Duration(ns)
 	}
 	if d <= 0 {
 		return 0, gateway.Errorf(gateway.EInvalid, "Lightbus-Timeout %q must be positive", h)

@@ -23,7 +23,7 @@ func (h *Handler) getSchema(w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query().Get("version"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return gateway.Errorf(gateway.EInvalid, "version %q: want a positive integer", v)
+			return gateway.Errorf(gateway.EInvalid, "version %q: want a positive integer up to %d", v, gateway.MaxSchemaVersion)
 		}
 		version = n
 	}

@@ -25,6 +25,11 @@ type Config struct {
 	MaxBatchBytes int64
 	// OpenAPI is served at GET /openapi.yaml.
 	OpenAPI []byte
+	// RateLimit is the requests a second each API key may make to this
+	// replica, with bursts of RateBurst (0: a second's worth); 0 is no
+	// limit. Requests without a key (authentication off) are not limited.
+	RateLimit float64
+	RateBurst int
 }
 
 // Handler is the gateway's HTTP API.
@@ -33,6 +38,7 @@ type Handler struct {
 	svc    *gateway.Service
 	logger *slog.Logger
 	routes chi.Router
+	limits *limiter // nil: no rate limit
 }
 
 // New returns the HTTP API for cfg.
@@ -46,7 +52,7 @@ func New(cfg Config) *Handler {
 	if cfg.MaxBatchBytes <= 0 {
 		cfg.MaxBatchBytes = 10 << 20
 	}
-	h := &Handler{cfg: cfg, svc: cfg.Service, logger: cfg.Logger}
+	h := &Handler{cfg: cfg, svc: cfg.Service, logger: cfg.Logger, limits: newLimiter(cfg.RateLimit, cfg.RateBurst)}
 	h.routes = h.newRoutes()
 	return h
 }
@@ -60,6 +66,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.routes.S
 func (h *Handler) newRoutes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
+	if h.svc != nil && h.svc.AuthRequired() {
+		r.Use(h.authenticate)
+	}
 	r.NotFound(h.handle(notFound))
 	r.MethodNotAllowed(h.handle(methodNotAllowed))
 
@@ -71,6 +80,7 @@ func (h *Handler) newRoutes() chi.Router {
 	r.Get("/v1/workers", h.handle(h.listWorkers))                                   // list live workers
 	r.Put("/v1/workers/{worker_id}", h.handle(h.putWorker))                         // register or heartbeat a worker
 	r.Delete("/v1/workers/{worker_id}", h.handle(h.deleteWorker))                   // deregister a worker
+	r.Delete("/v1/apis/{api}/owner", h.handle(h.releaseAPI))                        // release an API's owner (admin)
 	r.Get("/v1/listeners", h.handle(h.listListeners))                               // listener groups with delivery counts and lag
 	r.Delete("/v1/listeners/{service}/{listener}", h.handle(h.deleteListener))      // remove a listener group
 	r.Get("/v1/listeners/{service}/{listener}/dead", h.handle(h.listDead))          // a group's dead deliveries
@@ -82,6 +92,9 @@ func (h *Handler) newRoutes() chi.Router {
 	r.Get("/v1/schema/{api}", h.handle(h.getSchema))                                // an API's current (or ?version=N) schema
 	r.Put("/v1/schema/{api}", h.handle(h.putSchema))                                // publish an API's schema without a worker
 	r.Get("/v1/schema/{api}/versions", h.handle(h.schemaVersions))                  // an API's schema versions, newest first
+	r.Get("/v1/keys", h.handle(h.listKeys))                                         // list API keys, never their tokens
+	r.Post("/v1/keys", h.handle(h.createKey))                                       // create an API key; its token is shown once
+	r.Delete("/v1/keys/{name}", h.handle(h.revokeKey))                              // revoke an API key
 	r.Get("/healthz", h.handle(healthz))                                            // the process is up
 	r.Get("/readyz", h.handle(h.readyz))                                            // the database answers and the schema is current
 	r.Get("/openapi.yaml", h.handle(h.openAPI))                                     // this API's OpenAPI document

@@ -40,3 +40,11 @@ func (h *Handler) deleteWorker(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+func (h *Handler) releaseAPI(w http.ResponseWriter, r *http.Request) error {
+	if err := h.svc.ReleaseAPI(r.Context(), chi.URLParam(r, "api")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -39,6 +39,9 @@ type DB struct {
 	batcher *fireBatcher // nil: every fire commits alone
 	groups  *groupCache  // nil: DeliveryTarget reads every group
 	events  *eventLoader // reads the events of concurrent deliveries together
+	// secretOverlap is how long a worker's previous RPC secret keeps
+	// signing after a registration replaced it.
+	secretOverlap time.Duration
 }
 
 // Option configures New.
@@ -47,6 +50,18 @@ type Option func(*options)
 type options struct {
 	notifyCooldown time.Duration
 	targetTTL      time.Duration
+	secretOverlap  time.Duration
+}
+
+// DefaultRPCSecretOverlap is how long a worker's previous RPC secret is
+// still used to sign, unless WithRPCSecretOverlap says otherwise.
+const DefaultRPCSecretOverlap = 5 * time.Minute
+
+// WithRPCSecretOverlap sets how long a worker's previous RPC secret is still
+// returned by RPCTargets (so requests are signed with it too) after a new
+// registration of the worker replaced it.
+func WithRPCSecretOverlap(d time.Duration) Option {
+	return func(o *options) { o.secretOverlap = d }
 }
 
 // WithInsertNotifyCooldown sets how often at most a fire notifies River's
@@ -64,7 +79,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, opts ...Option) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	var o options
+	o := options{secretOverlap: DefaultRPCSecretOverlap}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -72,7 +87,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("river insert client: %w", err)
 	}
-	db := &DB{logger: logger, pool: pool, river: rc}
+	db := &DB{logger: logger, pool: pool, river: rc, secretOverlap: o.secretOverlap}
 	db.events = &eventLoader{db: db}
 	if o.targetTTL > 0 {
 		db.groups = &groupCache{ttl: o.targetTTL, groups: map[groupKey]*cachedGroup{}}

@@ -44,6 +44,14 @@ func translate(err error) error {
 		case len(pgErr.Code) == 5 && (pgErr.Code[:2] == "08" || pgErr.Code[:2] == "53" || pgErr.Code[:2] == "57"):
 			// connection exception, insufficient resources, operator intervention
 			return gateway.WrapError(gateway.EUnavailable, err, gateway.ErrUnavailable.Message)
+		case len(pgErr.Code) == 5 && (pgErr.Code[:2] == "22" || pgErr.Code[:2] == "54"):
+			// Data exception (22P05 unsupported Unicode escape, 22021
+			// invalid byte sequence, 22003 numeric out of range, 22008
+			// datetime overflow...) and program limit exceeded (54001 stack
+			// depth): a value of the request Postgres cannot take. Package
+			// gateway's rules should refuse it first; this is the last line
+			// of defence, so that it is never a 500.
+			return gateway.WrapError(gateway.EInvalid, err, "the request holds a value the database cannot store")
 		}
 		return gateway.WrapError(gateway.EInternal, err, "database error")
 	}

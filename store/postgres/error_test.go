@@ -52,3 +52,24 @@ func connectTimeout(t *testing.T) error {
 	}
 	return err
 }
+
+// A value Postgres refuses (class 22, data exception; class 54, program
+// limit exceeded) is the request's fault: invalid, with a generic message.
+func TestTranslateDataException(t *testing.T) {
+	t.Parallel()
+
+	for _, code := range []string{"22P05", "22003", "22008", "22021", "22P02", "54001"} {
+		err := fmt.Errorf("insert: %w", &pgconn.PgError{Code: code, Message: "secret detail"})
+		got := translate(err)
+		var gerr *gateway.Error
+		if !errors.As(got, &gerr) || gerr.Code != gateway.EInvalid || gerr.Message != "the request holds a value the database cannot store" {
+			t.Errorf("translate(%s) = %v, want invalid with a generic message", code, got)
+		}
+	}
+	for _, code := range []string{"23503", "42P01", "XX000"} { // foreign key, undefined table, internal
+		var gerr *gateway.Error
+		if got := translate(&pgconn.PgError{Code: code}); !errors.As(got, &gerr) || gerr.Code != gateway.EInternal {
+			t.Errorf("translate(%s) = %v, want internal", code, got)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -210,11 +211,97 @@ func TestRegisterWorker(t *testing.T) {
 		if gateway.ErrorCode(err) != gateway.EConflict {
 			t.Fatalf("another service claiming a live API: got %v, want conflict", err)
 		}
-		// Once the owner has no live worker, another service may take the API over.
+		if err := bundle.db.ReleaseAPI(ctx, "auth"); gateway.ErrorCode(err) != gateway.EConflict {
+			t.Fatalf("releasing an API a live worker of its owner provides: got %v, want conflict", err)
+		}
+		// The owner having no live worker changes nothing: the API stays its.
 		if err := bundle.db.DeregisterWorker(ctx, "a1"); err != nil {
 			t.Fatal(err)
 		}
+		_, err = bundle.db.RegisterWorker(ctx, registration("x1", "intruder", authAPI), webhook.NewSecret, 7)
+		if msg := gateway.ErrorMessage(err); gateway.ErrorCode(err) != gateway.EConflict || !strings.Contains(msg, `"auth"`) || !strings.Contains(msg, "release") {
+			t.Fatalf("another service claiming an API whose owner has no live worker: got %v, want a conflict naming the owner and the release", err)
+		}
+		if n := countRows(ctx, t, bundle.pool, `SELECT count(*) FROM lightbus_worker WHERE id = 'x1'`); n != 0 {
+			t.Fatalf("a refused registration stored its worker")
+		}
+		// An admin releases it; the next service to register it owns it.
+		if err := bundle.db.ReleaseAPI(ctx, "auth"); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+		if err := bundle.db.ReleaseAPI(ctx, "auth"); gateway.ErrorCode(err) != gateway.ENotFound {
+			t.Fatalf("releasing an API without owner: got %v, want not_found", err)
+		}
 		register(ctx, t, bundle.db, registration("x1", "intruder", authAPI))
+		if err := bundle.db.DeregisterWorker(ctx, "x1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bundle.db.RegisterWorker(ctx, registration("a1", "auth", authAPI), webhook.NewSecret, 7); gateway.ErrorCode(err) != gateway.EConflict {
+			t.Fatalf("the former owner after a release and a new claim: got %v, want conflict", err)
+		}
+	})
+
+	t.Run("RPCSecretRotatesOnANewInstance", func(t *testing.T) {
+		t.Parallel()
+		ctx, bundle := setup(t)
+
+		targets := func() []string {
+			t.Helper()
+			got, _, err := bundle.db.RPCTargets(ctx, "auth", "check_password")
+			if err != nil || len(got) != 1 {
+				t.Fatalf("RPCTargets = %+v, %v", got, err)
+			}
+			return got[0].Secrets
+		}
+		put := func(instance string) *gateway.RegistrationResult {
+			reg := registration("a1", "auth", authAPI)
+			reg.InstanceID = instance
+			return register(ctx, t, bundle.db, reg)
+		}
+		first := put("p1")
+		if !strings.HasPrefix(first.RPCSecret, webhook.SecretPrefix) || !slices.Equal(targets(), []string{first.RPCSecret}) {
+			t.Fatalf("first registration: secret %q, targets %q", first.RPCSecret, targets())
+		}
+		if beat := put("p1"); beat.RPCSecret != first.RPCSecret || !beat.Worker.RegisteredAt.Equal(first.Worker.RegisteredAt) {
+			t.Fatalf("a heartbeat changed the secret or the registration: %q -> %q", first.RPCSecret, beat.RPCSecret)
+		}
+		if beat := put(""); beat.RPCSecret != first.RPCSecret {
+			t.Fatalf("a heartbeat without instance changed the secret")
+		}
+		second := put("p2")
+		if second.RPCSecret == first.RPCSecret || second.Worker.RegisteredAt.Equal(first.Worker.RegisteredAt) {
+			t.Fatalf("a new instance kept the secret or the registration time")
+		}
+		if got := targets(); !slices.Equal(got, []string{second.RPCSecret, first.RPCSecret}) {
+			t.Fatalf("during the overlap RPCTargets gives %q, want the new secret then the previous one", got)
+		}
+		if beat := put("p2"); beat.RPCSecret != second.RPCSecret || !slices.Equal(targets(), []string{second.RPCSecret, first.RPCSecret}) {
+			t.Fatalf("the new instance's heartbeat changed the secrets")
+		}
+		if _, err := bundle.pool.Exec(ctx, `UPDATE lightbus_worker SET rpc_secret_previous_until = now()`); err != nil {
+			t.Fatal(err)
+		}
+		if got := targets(); !slices.Equal(got, []string{second.RPCSecret}) {
+			t.Fatalf("after the overlap RPCTargets gives %q, want only the new secret", got)
+		}
+	})
+
+	t.Run("RPCSecretOverlapOption", func(t *testing.T) {
+		t.Parallel()
+		ctx, bundle := setup(t, postgres.WithRPCSecretOverlap(time.Hour))
+
+		reg := registration("a1", "auth", authAPI)
+		reg.InstanceID = "p1"
+		register(ctx, t, bundle.db, reg)
+		reg.InstanceID = "p2"
+		register(ctx, t, bundle.db, reg)
+		var left time.Duration
+		if err := bundle.pool.QueryRow(ctx, `SELECT EXTRACT(epoch FROM rpc_secret_previous_until - now()) * interval '1 second' FROM lightbus_worker`).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left < 59*time.Minute || left > time.Hour {
+			t.Fatalf("the previous secret signs for %s more, want the configured hour", left)
+		}
 	})
 
 	t.Run("LatestSubscriptionsWin", func(t *testing.T) {
@@ -744,4 +831,14 @@ func TestFireFindsItsOwnEvent(t *testing.T) {
 	if err != nil || !res.Repeat || res.ID != ev.ID {
 		t.Errorf("another fire with the key: %+v, %v; want a repeat of %s", res, err, ev.ID)
 	}
+}
+
+// countRows runs a count(*) query.
+func countRows(ctx context.Context, t *testing.T, pool *pgxpool.Pool, query string) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(ctx, query).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -53,6 +53,10 @@ func definitionOf(a gateway.APIDeclaration) apiDefinition {
 	return def
 }
 
+// rotates is true in RegisterWorker's upsert when the PUT comes from
+// another instance of the worker than the stored one.
+const rotates = `(EXCLUDED.instance_id <> '' AND EXCLUDED.instance_id <> lightbus_worker.instance_id)`
+
 // RegisterWorker implements gateway.WorkerStore.
 func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, newSecret func() string, maxAttempts int) (*gateway.RegistrationResult, error) {
 	// A registration can change groups' policies and endpoints, its own
@@ -80,15 +84,19 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 				return err
 			}
 		}
+		// The first service to register an API owns it until an admin
+		// releases it, whether or not its workers are live.
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO lightbus_api_owner (api, service) SELECT unnest($1::text[]), $2
+			ON CONFLICT (api) DO NOTHING`, apis, reg.Service); err != nil {
+			return err
+		}
 		var owner, ownedAPI string
 		err := tx.QueryRow(ctx, `
-			SELECT a.name, a.service FROM lightbus_api a
-			WHERE a.name = ANY($1) AND a.service <> $2 AND EXISTS (
-				SELECT 1 FROM lightbus_worker w
-				WHERE a.name = ANY(w.apis) AND w.service = a.service AND w.id <> $3 AND w.expires_at > now())
-			ORDER BY a.name LIMIT 1`, apis, reg.Service, reg.WorkerID).Scan(&ownedAPI, &owner)
+			SELECT api, service FROM lightbus_api_owner
+			WHERE api = ANY($1) AND service <> $2 ORDER BY api LIMIT 1`, apis, reg.Service).Scan(&ownedAPI, &owner)
 		if err == nil {
-			return gateway.Errorf(gateway.EConflict, "API %q is provided by service %q, which has live workers; an API belongs to one service", ownedAPI, owner)
+			return gateway.Errorf(gateway.EConflict, "API %q is owned by service %q: an API belongs to the service that first registered it, until an admin releases it (DELETE /v1/apis/%s/owner)", ownedAPI, owner, ownedAPI)
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
@@ -107,23 +115,37 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 			}
 		}
 
+		// A PUT from another instance of the worker (a new process) is a
+		// registration: it gets a new RPC secret, and the replaced one
+		// signs too for the overlap. A heartbeat (the same instance, or
+		// none sent) keeps the secret; a worker without one gets one.
 		rows, err := tx.Query(ctx, `
-			INSERT INTO lightbus_worker (id, service, base_url, apis, listeners, lease_ttl_ms, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6::integer, now() + $6::integer * interval '1 millisecond')
+			INSERT INTO lightbus_worker (id, service, base_url, apis, listeners, lease_ttl_ms, expires_at, instance_id, rpc_secret)
+			VALUES ($1, $2, $3, $4, $5, $6::integer, now() + $6::integer * interval '1 millisecond', $7, $8)
 			ON CONFLICT (id) DO UPDATE SET
 				service = EXCLUDED.service, base_url = EXCLUDED.base_url, apis = EXCLUDED.apis,
 				listeners = EXCLUDED.listeners, lease_ttl_ms = EXCLUDED.lease_ttl_ms,
-				heartbeat_at = now(), expires_at = EXCLUDED.expires_at
-			RETURNING `+workerColumns,
-			reg.WorkerID, reg.Service, reg.BaseURL, apis, listenerNames, reg.LeaseTTL().Milliseconds())
+				heartbeat_at = now(), expires_at = EXCLUDED.expires_at,
+				instance_id = CASE WHEN EXCLUDED.instance_id = '' THEN lightbus_worker.instance_id ELSE EXCLUDED.instance_id END,
+				registered_at = CASE WHEN `+rotates+` THEN now() ELSE lightbus_worker.registered_at END,
+				rpc_secret = CASE WHEN `+rotates+` OR lightbus_worker.rpc_secret = '' THEN EXCLUDED.rpc_secret ELSE lightbus_worker.rpc_secret END,
+				rpc_secret_previous = CASE WHEN `+rotates+` THEN lightbus_worker.rpc_secret ELSE lightbus_worker.rpc_secret_previous END,
+				rpc_secret_previous_until = CASE WHEN `+rotates+` THEN now() + $9::bigint * interval '1 millisecond' ELSE lightbus_worker.rpc_secret_previous_until END
+			RETURNING `+workerColumns+`, rpc_secret`,
+			reg.WorkerID, reg.Service, reg.BaseURL, apis, listenerNames, reg.LeaseTTL().Milliseconds(),
+			reg.InstanceID, newSecret(), db.secretOverlap.Milliseconds())
 		if err != nil {
 			return err
 		}
-		w, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[workerRow])
+		w, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[struct {
+			workerRow
+			RPCSecret string `db:"rpc_secret"`
+		}])
 		if err != nil {
 			return err
 		}
 		res.Worker = w.worker()
+		res.RPCSecret = w.RPCSecret
 
 		// Endpoints of groups this worker no longer serves go away.
 		if _, err := tx.Exec(ctx, `
@@ -208,6 +230,35 @@ func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration,
 	return grant, created, nil
 }
 
+// ReleaseAPI implements gateway.WorkerStore.
+func (db *DB) ReleaseAPI(ctx context.Context, api string) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		// The lock RegisterWorker takes for the API: no registration can
+		// claim it between the check and the delete.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('lightbus_api:' || $1))`, api); err != nil {
+			return err
+		}
+		var owner string
+		var live bool
+		err := tx.QueryRow(ctx, `
+			SELECT o.service, EXISTS (
+				SELECT 1 FROM lightbus_worker w
+				WHERE o.api = ANY(w.apis) AND w.service = o.service AND w.expires_at > now())
+			FROM lightbus_api_owner o WHERE o.api = $1`, api).Scan(&owner, &live)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return gateway.Errorf(gateway.ENotFound, "API %q has no owner", api)
+		}
+		if err != nil {
+			return err
+		}
+		if live {
+			return gateway.Errorf(gateway.EConflict, "API %q is provided by a live worker of its owner, service %q: stop its workers first (their next heartbeat would claim the API again)", api, owner)
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM lightbus_api_owner WHERE api = $1`, api)
+		return err
+	})
+}
+
 // DeregisterWorker implements gateway.WorkerStore.
 func (db *DB) DeregisterWorker(ctx context.Context, id string) error {
 	defer db.groups.clear()
@@ -238,13 +289,15 @@ func (db *DB) RPCTargets(ctx context.Context, api, method string) ([]gateway.RPC
 	var timeoutMS int64
 	batch := &pgx.Batch{}
 	batch.Queue(`
-		SELECT id, base_url, expires_at FROM lightbus_worker
+		SELECT id, base_url, expires_at, array_remove(ARRAY[rpc_secret,
+			CASE WHEN rpc_secret_previous_until > now() THEN rpc_secret_previous ELSE '' END], '')
+		FROM lightbus_worker
 		WHERE $1 = ANY(apis) AND expires_at > now() ORDER BY id`, api).
 		Query(func(rows pgx.Rows) error {
 			var err error
 			targets, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (gateway.RPCTarget, error) {
 				var t gateway.RPCTarget
-				err := r.Scan(&t.WorkerID, &t.BaseURL, &t.ExpiresAt)
+				err := r.Scan(&t.WorkerID, &t.BaseURL, &t.ExpiresAt, &t.Secrets)
 				return t, err
 			})
 			return err

@@ -36,6 +36,7 @@ func inProcessRPCWorkerWith(t *testing.T, gw *gatewayProc, before func()) {
 		if before != nil {
 			before()
 		}
+		w.Header().Set("Lightbus-Worker-Id", "work-inproc")
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"result": %s}`, params)
 	}))

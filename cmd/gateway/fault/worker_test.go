@@ -77,6 +77,7 @@ func workerMain() int {
 			}
 			time.Sleep(time.Duration(p.SleepMS) * time.Millisecond)
 		}
+		w.Header().Set("Lightbus-Worker-Id", id)
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"result": %s}`, body)
 	})

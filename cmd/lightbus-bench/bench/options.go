@@ -26,6 +26,10 @@ var Scenarios = []string{ScenarioFire, ScenarioFireBatch, ScenarioDeliver, Scena
 type Options struct {
 	// URL is the gateway's base URL.
 	URL string
+	// Token is the API key sent to the gateway (empty: none). The tool's
+	// worker registers a throwaway API, so it needs fire:*, call:*, serve:*
+	// and listen:* (or admin) when the gateway requires keys.
+	Token string
 	// DatabaseURL, when set, is where the database baseline (scratch tables,
 	// dropped after) and the bare River baseline run.
 	DatabaseURL string
@@ -120,7 +124,7 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 		}
 		before = rss
 	}
-	b := &runner{o: o, r: r, client: NewHTTPClient(o.Load.Concurrency)}
+	b := &runner{o: o, r: r, client: NewHTTPClient(o.Load.Concurrency), authorization: bearer(o.Token)}
 	defer b.client.CloseIdleConnections()
 	var err error
 	switch scenario {

@@ -35,6 +35,9 @@ type Peer struct {
 	Service, API string
 	// URL is the peer's base URL.
 	URL string
+	// Token is the API key its registrations and deregistration send to
+	// the gateway (empty: none).
+	Token string
 
 	gateway  string
 	client   *http.Client
@@ -79,6 +82,8 @@ func NewPeer(gatewayURL string, client *http.Client) (*Peer, error) {
 func (p *Peer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	if strings.HasPrefix(r.URL.Path, "/lightbus/rpc/") {
+		// The gateway takes an RPC answer only from the worker it called.
+		w.Header()["Lightbus-Worker-Id"] = []string{p.workerID}
 		w.Header()["Content-Type"] = []string{"application/json"}
 		_, _ = w.Write(peerRPCResult)
 		return
@@ -130,6 +135,7 @@ func (p *Peer) Register(ctx context.Context, groups int, rpc bool) error {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		p.authorize(req)
 		resp, err := p.client.Do(req)
 		if err != nil {
 			return fmt.Errorf("register the bench worker: %w", err)
@@ -207,6 +213,7 @@ func (p *Peer) Close(ctx context.Context) error {
 	var err error
 	req, rerr := http.NewRequestWithContext(ctx, http.MethodDelete, p.gateway+"/v1/workers/"+p.workerID, nil)
 	if rerr == nil {
+		p.authorize(req)
 		resp, derr := p.client.Do(req)
 		if derr != nil {
 			err = derr
@@ -216,6 +223,13 @@ func (p *Peer) Close(ctx context.Context) error {
 	}
 	_ = p.srv.Shutdown(ctx)
 	return err
+}
+
+// authorize adds the peer's token to a request to the gateway.
+func (p *Peer) authorize(req *http.Request) {
+	if p.Token != "" {
+		req.Header["Authorization"] = bearer(p.Token)
+	}
 }
 
 func randomHex(n int) string {

@@ -19,6 +19,17 @@ type runner struct {
 	o      Options
 	r      *Report
 	client *http.Client
+	// authorization is the Authorization header of requests to the
+	// gateway; nil without a token.
+	authorization []string
+}
+
+// bearer returns the Authorization header's value for token, nil for none.
+func bearer(token string) []string {
+	if token == "" {
+		return nil
+	}
+	return []string{"Bearer " + token}
 }
 
 // drainIdle is how long a run waits for a delivery before it stops
@@ -39,6 +50,9 @@ func (b *runner) postKeyed(ctx context.Context, url string, body []byte, key str
 	req.Header["Content-Type"] = []string{"application/json"}
 	if key != "" {
 		req.Header["Idempotency-Key"] = []string{key}
+	}
+	if b.authorization != nil && strings.HasPrefix(url, b.o.URL) { // not to the direct baselines
+		req.Header["Authorization"] = b.authorization
 	}
 	resp, err := b.client.Do(req)
 	if err != nil {
@@ -63,6 +77,7 @@ func (b *runner) withPeer(ctx context.Context, groups int, rpc bool, fn func(p *
 	if err != nil {
 		return err
 	}
+	p.Token = b.o.Token
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		_ = p.Close(cctx)
