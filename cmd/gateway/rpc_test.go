@@ -179,7 +179,7 @@ func TestRPC(t *testing.T) {
 		gw := startGateway(t, nil)
 		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":"late but here"}`) })
 		go func() {
-			time.Sleep(400 * time.Millisecond)
+			time.Sleep(400 * time.Millisecond) // any delay: the call must wait for the late worker
 			registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 		}()
 		var out struct{ Result string }
