@@ -24,7 +24,6 @@ import (
 // fired events and delivers them (signed) to subscribed listeners, and
 // forwards RPCs to a registered worker, following docs/PROTOCOL.md.
 type fakeGateway struct {
-	t      testing.TB
 	srv    *httptest.Server
 	secret string
 	key    []byte
@@ -60,9 +59,16 @@ type fakeDelivery struct {
 
 func newFakeGateway(t testing.TB) *fakeGateway {
 	t.Helper()
+	f := startFakeGateway()
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// startFakeGateway starts a fake gateway outside of a test (for the
+// examples, in TestMain); close its srv when done.
+func startFakeGateway() *fakeGateway {
 	key := []byte("a test signing key of 32 bytes!!")
 	f := &fakeGateway{
-		t:           t,
 		secret:      "whsec_" + base64.StdEncoding.EncodeToString(key),
 		key:         key,
 		workers:     map[string]fakeWorker{},
@@ -84,7 +90,6 @@ func newFakeGateway(t testing.TB) *fakeGateway {
 	mux.HandleFunc("GET /v1/schema/{api}/versions", f.schemaVersions)
 	mux.HandleFunc("PUT /v1/schema/{api}", f.putSchema)
 	f.srv = httptest.NewServer(mux)
-	t.Cleanup(f.srv.Close)
 	return f
 }
 
@@ -275,23 +280,20 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 		timeout = d
 	}
 	body, _ := io.ReadAll(r.Body)
-	f.mu.Lock()
-	base, workerID := "", ""
-	for id, fw := range f.workers {
-		for _, a := range fw.reg.APIs {
-			if a.Name == api {
-				base, workerID = fw.reg.BaseURL, id
-			}
-		}
-	}
-	f.mu.Unlock()
-	if base == "" {
-		writeProblem(w, 503, CodeNoWorker, "no live worker provides API "+strconv.Quote(api), nil)
-		return
-	}
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
+	// As the gateway does, a call waits for a live worker until its
+	// deadline.
+	var base, workerID string
+	for base, workerID = f.workerFor(api); base == ""; base, workerID = f.workerFor(api) {
+		select {
+		case <-ctx.Done():
+			writeProblem(w, 503, CodeNoWorker, "no live worker provides API "+strconv.Quote(api), nil)
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/lightbus/rpc/"+api+"/"+method, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Lightbus-Deadline", deadline.UTC().Format(time.RFC3339Nano))
@@ -325,6 +327,21 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeProblem(w, 502, CodeBadGateway, "the worker answered "+resp.Status, nil)
+}
+
+// workerFor returns the base URL and id of a registered worker providing
+// api, or "".
+func (f *fakeGateway) workerFor(api string) (baseURL, id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, fw := range f.workers {
+		for _, a := range fw.reg.APIs {
+			if a.Name == api {
+				return fw.reg.BaseURL, id
+			}
+		}
+	}
+	return "", ""
 }
 
 // counts returns how many PUTs and DELETEs the fake received.

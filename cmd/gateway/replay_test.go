@@ -46,7 +46,7 @@ func TestNewGroupSince(t *testing.T) {
 	}
 	fireOneAny(t, gw, "shop", "order_cancelled") // not subscribed
 	mid := time.Now().UTC()
-	time.Sleep(10 * time.Millisecond)
+	time.Sleep(10 * time.Millisecond) // later events are created after mid (the clock, not an event, is awaited)
 	for range 3 {
 		ids = append(ids, fireOneAny(t, gw, "shop", "order_placed"))
 	}

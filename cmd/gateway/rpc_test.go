@@ -115,6 +115,8 @@ func TestRPC(t *testing.T) {
 		gw := startGateway(t, nil)
 		start := time.Now()
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "300ms"}, nil), 503, "no_worker")
+		// It waits for a worker until the deadline, not longer: 3 s leaves a
+		// busy machine ten times the deadline.
 		if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
 			t.Fatalf("answered after %s, want about the 300ms deadline", d)
 		}
@@ -134,7 +136,7 @@ func TestRPC(t *testing.T) {
 		t.Cleanup(func() { close(release) }) // runs before the server's Close
 		start := time.Now()
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "300ms"}, nil), 504, "timeout")
-		if d := time.Since(start); d > 3*time.Second {
+		if d := time.Since(start); d > 3*time.Second { // the 300 ms deadline; the worker would hold it forever
 			t.Fatalf("timeout answered after %s", d)
 		}
 	})
@@ -151,6 +153,8 @@ func TestRPC(t *testing.T) {
 		})
 		start := time.Now()
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "10s"}, nil), 502, "bad_gateway")
+		// At once: milliseconds; 2 s is far from the 10 s deadline that a
+		// lost reset would wait out.
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("a dropped connection took %s to report, want at once", d)
 		}
@@ -175,7 +179,7 @@ func TestRPC(t *testing.T) {
 		gw := startGateway(t, nil)
 		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":"late but here"}`) })
 		go func() {
-			time.Sleep(400 * time.Millisecond)
+			time.Sleep(400 * time.Millisecond) // any delay: the call must wait for the late worker
 			registerWorker(t, gw, "auth-1", "auth", "auth", w.URL, 60000)
 		}()
 		var out struct{ Result string }

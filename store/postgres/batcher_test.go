@@ -12,6 +12,7 @@ import (
 
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/gateway/dispatch"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 	"github.com/lightbus-go/lightbus/store/postgres"
 )
 
@@ -196,7 +197,7 @@ func TestFireBatching(t *testing.T) {
 			_, err := bundle.db.FireEvent(ctx, slow, time.Hour)
 			slowDone <- err
 		}()
-		time.Sleep(100 * time.Millisecond) // the slow fire commits; the others gather behind it
+		waitAtCommit(t, bundle) // the slow fire commits; the others gather behind it
 
 		events := newEvents(t, 21)
 		events[0].Params = json.RawMessage(`{"refused": true}`)
@@ -240,28 +241,38 @@ func TestFireBatching(t *testing.T) {
 			_, err := bundle.db.FireEvent(fctx, ev, time.Hour)
 			return time.Since(start), err
 		}
-		slow := newEvents(t, 1)[0]
-		slow.Params = json.RawMessage(`{"slow": true}`)
-		took, err := fireBy(slow, 200*time.Millisecond)
-		if err == nil || took > 400*time.Millisecond {
-			t.Errorf("a fire whose commit outlasts its deadline: %v after %s; want an error within about 200ms", err, took)
+		// A commit that stalls for 3 s, so that a fire that waits for it
+		// (the bug) and one answered by its deadline (200 ms, 150 ms) are
+		// told apart by a bound of 1.5 s with room for a busy machine on
+		// both sides. (With a 0.5 s stall and bounds of 400 and 300 ms, the
+		// working code was 200 ms from failing.)
+		const bound = 1500 * time.Millisecond
+		stalled := newEvents(t, 1)[0]
+		stalled.Params = json.RawMessage(`{"stalled": true}`)
+		took, err := fireBy(stalled, 200*time.Millisecond)
+		if err == nil || took > bound {
+			t.Errorf("a fire whose commit outlasts its deadline: %v after %s; want an error at about 200ms (the commit stalls 3s)", err, took)
 		}
 
-		slowDone := make(chan error, 1)
+		stalledDone := make(chan error, 1)
 		go func() {
-			_, err := bundle.db.FireEvent(ctx, slow, time.Hour) // holds the only commit slot for 500ms
-			slowDone <- err
+			_, err := bundle.db.FireEvent(ctx, stalled, time.Hour) // holds the only commit slot for 3 s
+			stalledDone <- err
 		}()
-		time.Sleep(100 * time.Millisecond)
+		waitAtCommit(t, bundle)
 		waiting := newEvents(t, 1)[0]
 		took, err = fireBy(waiting, 150*time.Millisecond)
-		if err == nil || took > 300*time.Millisecond {
-			t.Errorf("a fire waiting for a batch past its deadline: %v after %s; want an error within about 150ms", err, took)
+		if err == nil || took > bound {
+			t.Errorf("a fire waiting for a batch past its deadline: %v after %s; want an error at about 150ms (the batch ahead commits for 3s)", err, took)
 		}
-		if err := <-slowDone; err != nil {
-			t.Fatalf("the slow fire: %v", err)
+		if err := <-stalledDone; err != nil {
+			t.Fatalf("the stalled fire: %v", err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		// Batches commit one at a time, in order: once a fire sent now is
+		// stored, so would be the one that gave up, had a batch kept it.
+		if _, err := bundle.db.FireEvent(ctx, newEvents(t, 1)[0], time.Hour); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := bundle.db.GetEvent(ctx, waiting.ID); gateway.ErrorCode(err) != gateway.ENotFound {
 			t.Errorf("the fire that gave up: %v, want not found", err)
 		}
@@ -366,14 +377,15 @@ func TestFireDatabaseDown(t *testing.T) {
 }
 
 // checkAtCommit adds a deferred trigger to bundle's database: at COMMIT it
-// sleeps 0.5 s for an event whose parameters say "slow" and refuses one
-// whose parameters say "refused".
+// sleeps 0.5 s for an event whose parameters say "slow", 3 s for one that
+// says "stalled", and refuses one whose parameters say "refused".
 func checkAtCommit(t *testing.T, bundle *testBundle) {
 	t.Helper()
 	for _, sql := range []string{
 		`CREATE FUNCTION check_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
 			IF NEW.params::text LIKE '%"slow"%' THEN PERFORM pg_sleep(0.5); END IF;
+			IF NEW.params::text LIKE '%"stalled"%' THEN PERFORM pg_sleep(3); END IF;
 			IF NEW.params::text LIKE '%"refused"%' THEN RAISE EXCEPTION 'refused at commit'; END IF;
 			RETURN NULL;
 		END $$`,
@@ -384,4 +396,19 @@ func checkAtCommit(t *testing.T, bundle *testBundle) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// waitAtCommit waits until a transaction of bundle's database sleeps in
+// checkAtCommit's trigger: a slow fire is committing.
+func waitAtCommit(t *testing.T, bundle *testBundle) {
+	t.Helper()
+	testwait.For(t, 30*time.Second, "a fire to sleep at COMMIT", func() bool {
+		var sleeping bool
+		err := bundle.pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event = 'PgSleep')`).Scan(&sleeping)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sleeping
+	})
 }

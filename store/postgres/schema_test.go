@@ -238,7 +238,7 @@ func TestSchemaCache(t *testing.T) {
 		t.Fatalf("short TTL lookup = %+v", api)
 	}
 	register(ctx, t, bundle.db, registration("a2", "auth", []gateway.APIDeclaration{authAPI("email")}))
-	time.Sleep(5 * time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // the 1 ms TTL passes: time itself is what is awaited
 	api, err := short.Lookup(ctx, "auth")
 	if err != nil || api == nil || api.Version != 2 {
 		t.Fatalf("after a new version: %+v, %v", api, err)

@@ -323,14 +323,18 @@ func TestRegisterWorker(t *testing.T) {
 		t.Parallel()
 		ctx, bundle := setup(t)
 
+		// The lease must outlast the first look-up below: with 500 ms, a
+		// run at a load average of 14 read the targets after the lease
+		// had ended, and found none.
 		reg := registration("a1", "auth", authAPI)
-		reg.LeaseTTLMS = 500
+		reg.LeaseTTLMS = 3000
+		registered := time.Now()
 		register(ctx, t, bundle.db, reg)
 		targets, timeout, err := bundle.db.RPCTargets(ctx, "auth", "check_password")
 		if err != nil || len(targets) != 1 || timeout != 1500*time.Millisecond {
-			t.Fatalf("RPCTargets = %+v, %s, %v", targets, timeout, err)
+			t.Fatalf("RPCTargets %s after registering with a 3s lease = %+v, %s, %v", time.Since(registered), targets, timeout, err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for {
 			workers, err := bundle.db.ListWorkers(ctx)
 			if err != nil {

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -23,9 +23,19 @@ import (
 // registered through gw with a long lease.
 func inProcessRPCWorker(t *testing.T, gw *gatewayProc) {
 	t.Helper()
+	inProcessRPCWorkerWith(t, gw, nil)
+}
+
+// inProcessRPCWorkerWith is inProcessRPCWorker that calls before, when not
+// nil, ahead of each answer.
+func inProcessRPCWorkerWith(t *testing.T, gw *gatewayProc, before func()) {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var params json.RawMessage
 		_ = json.NewDecoder(r.Body).Decode(&params)
+		if before != nil {
+			before()
+		}
 		w.Header().Set("Lightbus-Worker-Id", "work-inproc")
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"result": %s}`, params)
@@ -136,6 +146,7 @@ func TestGatewaySIGKILL(t *testing.T) {
 	cancel()
 	wg.Wait()
 
+	lg.resendFailed(gw.URL)
 	r := audit(t, "sigkill", db, lg, 90*time.Second, l)
 	summary(t, "sigkill", "lost=%d duplicates=%d (redeliveries after the crash); all delivered %s after the kill",
 		r.lost, r.duplicates, time.Since(killed).Round(time.Second))
@@ -211,6 +222,10 @@ func TestPostgresRestart(t *testing.T) {
 	cancel()
 	wg.Wait()
 
+	// With the database stopped, connections are refused at once: answers
+	// take milliseconds (measured 1–70 ms, race-built gateways included).
+	// 3 s leaves room for a busy machine and still tells them from a request
+	// that waits for LIGHTBUS_DB_TIMEOUT (5 s) or the client's 10 s.
 	if readyCode != "unavailable" || readyTook > 3*time.Second {
 		t.Errorf("/readyz during the outage: %d %s in %s, want 503 unavailable within 3s", readyStatus, readyCode, readyTook)
 	}
@@ -219,6 +234,7 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	lg.expectOnlyUnavailable(t, "during the outage", 3*time.Second)
 	// Deliveries of events fired after the outage prove River recovered too.
+	lg.resendFailed(gw.URL)
 	r := audit(t, "postgres-restart", pg.URL, lg, 60*time.Second, l)
 	summary(t, "postgres-restart", "lost=%d; outage fire answered %s (503 unavailable); /readyz %d %s in %s; ready again %s after the database restart",
 		r.lost, fireTook.Round(time.Millisecond), readyStatus, readyCode, readyTook.Round(time.Millisecond), recovered.Round(100*time.Millisecond))
@@ -246,6 +262,8 @@ func TestListenerDownAndBack(t *testing.T) {
 	// The steady group got everything while the other was down, promptly.
 	acked := lg.ackedIDs()
 	worst := worstDeliveryWait(t, steady, acked, 20*time.Second, "the steady group's deliveries")
+	// Measured 0.3–1.5 s on a busy machine; a group held back by the other's
+	// retries would wait for the whole outage (~5 s) and more.
 	if worst > 5*time.Second {
 		t.Errorf("the steady group waited up to %s for a delivery while the other group was down", worst)
 	}
@@ -299,14 +317,21 @@ func TestSlowListener(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	probe, pwg := runRPCProbe(ctx, func() []string { return []string{gw.URL} })
 	lg := newLoadGen()
+	// Single fires only: the bound below is set by their number. (Each
+	// event over the cap cycles through the database, snoozed, until a slot
+	// of its group is free: with 70 events, a batch-heavy mix, the fast
+	// group waited up to 4.7 s on a busy machine.)
 	for range 30 {
-		lg.fire(gw.URL)
+		lg.fireKind(gw.URL, keyed)
 	}
 	acked := lg.ackedIDs()
 	worst := worstDeliveryWait(t, fast, acked, 30*time.Second, "the fast group's deliveries")
 	cancel()
 	pwg.Wait()
-	if worst > 4*time.Second { // without the cap: ~7 s (30 × 1 s over 4 workers)
+	// Without the cap: ~7 s (30 × 1 s over 4 workers); with it: 0.6 s on a
+	// quiet machine, 0.9 s on a busy one. 4 s tells the two apart with
+	// room for a slow machine.
+	if worst > 4*time.Second {
 		t.Errorf("the fast group waited up to %s behind the slow group", worst)
 	}
 	if probe.failed() > 0 {
@@ -356,6 +381,7 @@ func TestReplicas(t *testing.T) {
 	wg.Wait()
 	pwg.Wait()
 
+	lg.resendFailed(gws[0].URL)
 	r := audit(t, "replicas", dbURL, lg, 90*time.Second, l)
 	// Requests racing with the kill may fail; every other RPC must succeed.
 	if n := probe.failed(); n > 2 {
@@ -364,32 +390,48 @@ func TestReplicas(t *testing.T) {
 	summary(t, "replicas", "lost=%d duplicates=%d (redeliveries after the kill only: none worked twice); %s", r.lost, r.duplicates, probe)
 }
 
-// TestWorkerFailures kills a worker process while it handles an RPC (the
-// caller gets 502 at once), and freezes another (it leaves routing when its
-// lease runs out, and calls do not hang on it).
+// TestWorkerFailures kills a worker process while it handles RPCs under
+// load, with a second worker live: the caller of the call it was running
+// gets 502 at once, every call either succeeds or fails with an error, and
+// no call's handler runs more than once across the workers (a call is
+// re-sent only after a refused connection). Then it freezes a worker: it
+// leaves routing when its lease runs out, and calls do not hang on it.
 func TestWorkerFailures(t *testing.T) {
 	t.Parallel()
 	dbURL := newDatabase(t)
 	gw := startGateway(t, "gateway", baseEnv(dbURL))
+	runs := filepath.Join(t.TempDir(), "runs")
 
-	w1 := startWorker(t, gw.URL, "w1")
-	type answer struct {
-		status int
-		code   string
-		err    error
-		at     time.Time
+	w1 := startWorker(t, gw.URL, "w1", runs)
+	w3 := startWorker(t, gw.URL, "w3", runs)
+	calls := newCallLog()
+	ctx, cancel := context.WithCancel(context.Background())
+	var lwg sync.WaitGroup
+	for range 4 { // short calls on both workers, some running on w1 when it dies
+		lwg.Go(func() {
+			for ctx.Err() == nil {
+				calls.call(gw.URL, rpcParams{SleepMS: 100}, "5s")
+			}
+		})
 	}
-	done := make(chan answer, 1)
-	go func() {
-		status, code, _, err := call(gw.URL, "sleep", map[string]any{"sleep_ms": 20000}, "30s")
-		done <- answer{status, code, err, time.Now()}
-	}()
-	w1.expect(t, "HANDLING", 10*time.Second)
+
+	// A long call on w1: round robin may send it to w3, which answers it at
+	// once; then it is tried again, until w1 announces that it runs one.
+	long := make(chan callOutcome, 1)
+	for try := 0; ; try++ {
+		if try == 20 {
+			t.Fatal("20 long calls in a row went to w3, none to w1")
+		}
+		go func() { long <- calls.call(gw.URL, rpcParams{SleepMS: 20000, On: "w1", Announce: true}, "30s") }()
+		if w1.await(t, "HANDLING", long, 10*time.Second) {
+			break
+		}
+	}
 	_ = w1.cmd.Process.Kill()
 	killed := time.Now()
-	var a answer
+	var a callOutcome
 	select {
-	case a = <-done:
+	case a = <-long:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the call did not return after its worker was killed")
 	}
@@ -397,15 +439,24 @@ func TestWorkerFailures(t *testing.T) {
 	if a.err != nil || a.status != http.StatusBadGateway || a.code != "bad_gateway" {
 		t.Errorf("call whose worker was killed: %d %s %v, want 502 bad_gateway", a.status, a.code, a.err)
 	}
+	// "At once": the reset connection is reported in milliseconds (measured
+	// 7–150 ms); 3 s is far from the 30 s deadline a lost reset would wait.
 	if afterKill > 3*time.Second {
 		t.Errorf("the caller learnt of the killed worker after %s, want at once", afterKill)
 	}
+	// Calls go on until the killed worker has left routing: until then
+	// some are sent to its address, refused, and re-sent to w3.
+	waitLeftRouting(t, gw, "w1")
+	cancel()
+	lwg.Wait()
+	count := calls.check(t, runs)
 
 	// The killed worker's address may be taken by another process of the
 	// suite before its lease ends; a live worker is called once it has left
 	// routing.
-	waitLeftRouting(t, gw, "w1")
-	w2 := startWorker(t, gw.URL, "w2")
+	_ = w3.cmd.Process.Kill()
+	waitLeftRouting(t, gw, "w3")
+	w2 := startWorker(t, gw.URL, "w2", runs)
 	if status, code, _, err := call(gw.URL, "echo", map[string]any{"x": 1}, "3s"); err != nil || status != http.StatusOK {
 		t.Fatalf("call to a live worker: %d %s %v", status, code, err)
 	}
@@ -417,11 +468,11 @@ func TestWorkerFailures(t *testing.T) {
 	if err != nil || status != http.StatusServiceUnavailable || code != "no_worker" {
 		t.Errorf("call with only a frozen worker: %d %s %v, want 503 no_worker", status, code, err)
 	}
-	if took > 5*time.Second {
+	if took > 5*time.Second { // the 1 s deadline, with room for a busy machine; a hang is the client's 10 s
 		t.Errorf("call with a 1s deadline took %s", took)
 	}
-	summary(t, "worker-failures", "killed mid-RPC: caller got %d %s %s after the kill (deadline 30s); frozen worker left routing after %s (lease 1.5s); call then %d %s in %s",
-		a.status, a.code, afterKill.Round(time.Millisecond), left.Round(100*time.Millisecond), status, code, took.Round(time.Millisecond))
+	summary(t, "worker-failures", "killed mid-RPC: caller got %d %s %s after the kill (deadline 30s); %s; frozen worker left routing after %s (lease 1.5s); call then %d %s in %s",
+		a.status, a.code, afterKill.Round(time.Millisecond), count, left.Round(100*time.Millisecond), status, code, took.Round(time.Millisecond))
 }
 
 // TestGracefulShutdown sends SIGTERM mid-load: the gateway exits cleanly
@@ -434,17 +485,44 @@ func TestGracefulShutdown(t *testing.T) {
 	l := newListener(t, "term", "a", "b")
 	l.setDelay("a", 300*time.Millisecond)
 	l.register(gw)
+	// An RPC in flight when SIGTERM comes: its worker holds it for a
+	// second, well within the shutdown timeout, so it must be answered.
+	// (Fires are answered in milliseconds: few are in flight at the signal.)
+	arrived := make(chan struct{}, 1)
+	inProcessRPCWorkerWith(t, gw, func() {
+		arrived <- struct{}{}
+		time.Sleep(time.Second)
+	})
 
 	lg := newLoadGen()
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := lg.run(ctx, 4, 20*time.Millisecond, func() []string { return []string{gw.URL} })
 	time.Sleep(1500 * time.Millisecond)
+	type rpcAnswer struct {
+		status int
+		code   string
+		err    error
+	}
+	inFlight := make(chan rpcAnswer, 1)
+	go func() {
+		status, code, _, err := call(gw.URL, "echo", map[string]any{"during": "shutdown"}, "10s")
+		inFlight <- rpcAnswer{status, code, err}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the RPC did not reach its worker")
+	}
 	gw.signal(syscall.SIGTERM)
 	termed := time.Now()
 	if !gw.wait(15 * time.Second) {
 		t.Fatal("the gateway did not exit within 15s of SIGTERM (shutdown timeout 5s)")
 	}
 	exitTook := time.Since(termed)
+	rpc := <-inFlight
+	if rpc.err != nil || rpc.status != http.StatusOK {
+		t.Errorf("an RPC in flight at SIGTERM: %d %s %v, want it answered 200", rpc.status, rpc.code, rpc.err)
+	}
 	exitErr := gw.exitErr()
 	aborted := l.abortedCount()
 	var drained int // deliveries answered after SIGTERM, before the exit
@@ -461,13 +539,12 @@ func TestGracefulShutdown(t *testing.T) {
 	if exitErr != nil {
 		t.Errorf("the gateway exited with %v after SIGTERM, want status 0", exitErr)
 	}
-	lg.mu.Lock()
-	for kind, n := range lg.errors {
-		if kind != "connection refused" && kind != "reset before accept" {
-			t.Errorf("%d fires failed with %q during shutdown (last: %v); only new connections may be refused", n, kind, lg.lastTransportErr)
-		}
-	}
-	lg.mu.Unlock()
+	// Only requests the gateway never read may fail: new connections
+	// refused or reset in the listen backlog, and requests without a key
+	// sent on a kept-alive connection the gateway closed as idle (a keyed
+	// fire is resent by the HTTP client; the audit checks below that none
+	// of these was stored).
+	lg.expectErrors(t, "during shutdown", "connection refused", "reset before accept", "kept-alive connection closed")
 
 	conn, err := pgx.Connect(context.Background(), dbURL)
 	if err != nil {
@@ -484,76 +561,13 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 
 	gw.start() // deliver what was still queued
+	lg.resendFailed(gw.URL)
 	r := audit(t, "sigterm", dbURL, lg, 60*time.Second, l)
-	summary(t, "sigterm", "lost=%d; exited with status 0 after %s; %d deliveries finished after SIGTERM, %d abandoned, %d left running",
-		r.lost, exitTook.Round(time.Millisecond), drained, aborted, running)
-}
-
-// TestSoak runs load for LIGHTBUS_SOAK (default 5s) and checks that the
-// gateway's memory, goroutines and open files stay flat.
-func TestSoak(t *testing.T) {
-	t.Parallel()
-	length := 5 * time.Second
-	if s := os.Getenv("LIGHTBUS_SOAK"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("LIGHTBUS_SOAK=%q: %v", s, err)
-		}
-		length = d
+	if r.storedUnacked > 0 {
+		t.Errorf("%d events stored whose fire failed during a graceful shutdown, want none: every request read is answered", r.storedUnacked)
 	}
-	dbURL := newDatabase(t)
-	env := baseEnv(dbURL)
-	env["LIGHTBUS_DEBUG_VARS"] = "true"
-	gw := startGateway(t, "gateway", env)
-	l := newListener(t, "soak", "a", "b")
-	l.register(gw)
-	inProcessRPCWorker(t, gw)
-
-	type sample struct{ rssKB, goroutines, fds int }
-	take := func() sample {
-		var vars struct {
-			Goroutines int `json:"goroutines"`
-		}
-		_, _, _ = doJSON(context.Background(), http.MethodGet, gw.URL+"/debug/vars", nil, nil, &vars)
-		return sample{procStatus(gw.pid(), "VmRSS"), vars.Goroutines, openFDs(gw.pid())}
-	}
-
-	lg := newLoadGen()
-	ctx, cancel := context.WithCancel(context.Background())
-	wg := lg.run(ctx, 4, 10*time.Millisecond, func() []string { return []string{gw.URL} })
-	probe, pwg := runRPCProbe(ctx, func() []string { return []string{gw.URL} })
-	time.Sleep(2 * time.Second) // warm up: pools and caches fill
-	base := take()
-	var series []sample
-	end := time.Now().Add(length)
-	for time.Now().Before(end) {
-		time.Sleep(min(time.Second, time.Until(end)+time.Millisecond))
-		series = append(series, take())
-	}
-	cancel()
-	wg.Wait()
-	pwg.Wait()
-	r := audit(t, "soak", dbURL, lg, 60*time.Second, l)
-	time.Sleep(time.Second)
-	final := take()
-	t.Logf("soak samples (rss_kb, goroutines, fds): base %v, during %v, final %v", base, series, final)
-	if base.goroutines == 0 {
-		t.Errorf("GET /debug/vars gave no goroutine count")
-	}
-	if final.goroutines > base.goroutines+50 {
-		t.Errorf("goroutines grew from %d to %d", base.goroutines, final.goroutines)
-	}
-	if final.fds > base.fds+30 {
-		t.Errorf("open files grew from %d to %d", base.fds, final.fds)
-	}
-	if final.rssKB > 2*base.rssKB+20<<10 {
-		t.Errorf("RSS grew from %d kB to %d kB", base.rssKB, final.rssKB)
-	}
-	if probe.failed() > 0 {
-		t.Errorf("RPCs failed during the soak: %s", probe)
-	}
-	summary(t, "soak", "%s of load, %d events acknowledged, lost=%d; rss %d→%d kB, goroutines %d→%d, fds %d→%d; %s",
-		length, r.acked, r.lost, base.rssKB, final.rssKB, base.goroutines, final.goroutines, base.fds, final.fds, probe)
+	summary(t, "sigterm", "lost=%d; exited with status 0 after %s; the RPC in flight at SIGTERM answered %d; %d deliveries finished after SIGTERM, %d abandoned, %d left running",
+		r.lost, exitTook.Round(time.Millisecond), rpc.status, drained, aborted, running)
 }
 
 // TestFlakyDatabaseConnections cuts the gateway's database connections at
@@ -579,9 +593,7 @@ func TestFlakyDatabaseConnections(t *testing.T) {
 	// At least 5 s and 300 fires (a busy machine fires slowly), at most 20 s.
 	chaosStart := time.Now()
 	for time.Since(chaosStart) < 20*time.Second {
-		lg.mu.Lock()
-		fires := lg.fires
-		lg.mu.Unlock()
+		fires := lg.fireCount()
 		if time.Since(chaosStart) >= 5*time.Second && fires >= 300 {
 			break
 		}
@@ -594,6 +606,7 @@ func TestFlakyDatabaseConnections(t *testing.T) {
 	wg.Wait()
 
 	lg.expectOnlyUnavailable(t, "on a cut connection", 0)
+	lg.resendFailed(gw.URL)
 	r := audit(t, "flaky-db", dbURL, lg, 60*time.Second, l)
 	summary(t, "flaky-db", "lost=%d duplicates=%d stored_unacknowledged=%d after %d connection cuts", r.lost, r.duplicates, r.storedUnacked, proxy.cutCount())
 }
@@ -659,6 +672,9 @@ func TestDatabaseBlackhole(t *testing.T) {
 	cancel()
 	wg.Wait()
 
+	// LIGHTBUS_DB_TIMEOUT is 2 s (measured ~2.0 s, race-built gateways
+	// included); 5 s leaves room for a busy machine, and a request that
+	// ignores the bound hangs until the client's 10 s.
 	if fireErr != nil || fireStatus != http.StatusServiceUnavailable || problemCode(fireBody) != "unavailable" || fireTook > 5*time.Second {
 		t.Errorf("fire during the blackhole: %d %s %v in %s, want 503 unavailable within 5s", fireStatus, fireBody, fireErr, fireTook)
 	}
@@ -669,6 +685,7 @@ func TestDatabaseBlackhole(t *testing.T) {
 		t.Errorf("/readyz during the blackhole: %d %s %v in %s, want 503 within 5s", readyStatus, readyBody, readyErr, readyTook)
 	}
 	lg.expectOnlyUnavailable(t, "during the blackhole", 5*time.Second)
+	lg.resendFailed(gw.URL)
 	r := audit(t, "db-blackhole", dbURL, lg, 90*time.Second, l)
 	summary(t, "db-blackhole", "lost=%d; during 8 s without answers: fire %d in %s, RPC %d %s in %s, /readyz %d in %s; fires succeed again %s after",
 		r.lost, fireStatus, fireTook.Round(time.Millisecond), rpcStatus, rpcCode, rpcTook.Round(time.Millisecond),

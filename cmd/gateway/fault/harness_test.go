@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -482,315 +479,38 @@ func putWorker(base, id string, reg any) error {
 	return err
 }
 
-// loadGen fires events (and optionally calls RPCs) and records what was
-// acknowledged.
-type loadGen struct {
-	mu       sync.Mutex
-	acked    map[string]time.Time // event id → when the 202 arrived
-	ackOrder []string
-	errors   map[string]int // "status code" or "transport" → count
-	slowest  time.Duration  // slowest fire answer, of any kind
-	slowFail time.Duration  // slowest failed fire
-	fires    int
-	calls    int
-	// lastTransportErr is the last fire error counted as a transport error.
-	lastTransportErr error
-	callFails        map[string]int
-	seq              atomic.Int64
-
-	// attemptsMayRepeat relaxes the audit's same-attempt check for
-	// scenarios that cut database connections: a River state update whose
-	// answer was lost can be applied again to a later run of the same job
-	// (docs/RELIABILITY.md), so attempt numbers may repeat although no
-	// delivery was worked twice at once.
-	attemptsMayRepeat bool
-}
-
-func newLoadGen() *loadGen {
-	return &loadGen{acked: map[string]time.Time{}, errors: map[string]int{}, callFails: map[string]int{}}
-}
-
-// fire sends one event to the gateway at base.
-func (lg *loadGen) fire(base string) (ok bool) {
-	n := lg.seq.Add(1)
-	start := time.Now()
-	var res struct {
-		ID string `json:"id"`
-	}
-	// An Idempotency-Key makes the fire safe to resend, so the HTTP client
-	// may retry it on a kept-alive connection the server closed meanwhile.
-	key := map[string]string{"Idempotency-Key": fmt.Sprintf("load-%d-%d", os.Getpid(), n)}
-	var reused bool // whether the last connection tried had served requests before
-	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused },
-	})
-	status, body, err := doJSON(ctx, http.MethodPost, base+"/v1/events/load/tick", map[string]any{"n": n}, key, &res)
-	took := time.Since(start)
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
-	lg.fires++
-	lg.slowest = max(lg.slowest, took)
-	switch {
-	case err == nil && status == http.StatusAccepted && res.ID != "":
-		lg.acked[res.ID] = time.Now()
-		lg.ackOrder = append(lg.ackOrder, res.ID)
-		return true
-	case err != nil && !reused && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)):
-		// A new connection reset before any answer: it was still in the
-		// listen backlog when a stopping gateway closed its listener, so the
-		// request was never read (an accepted one is drained). Like a
-		// refused connection, nothing happened.
-		lg.errors["reset before accept"]++
-	case err != nil:
-		lg.errors[transportKind(err)]++
-		lg.lastTransportErr = err
-	default:
-		lg.errors[fmt.Sprintf("%d %s", status, problemCode(body))]++
-	}
-	lg.slowFail = max(lg.slowFail, took)
-	return false
-}
-
-// transportKind classifies a transport error for the audit.
-func transportKind(err error) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.As(err, &ne) && ne.Timeout():
-		return "client timeout"
-	default:
-		return "transport error"
-	}
-}
-
-// run fires from workers goroutines, spreading requests over bases, until
-// ctx is done; pause between fires per goroutine.
-func (lg *loadGen) run(ctx context.Context, workers int, pause time.Duration, bases func() []string) *sync.WaitGroup {
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; ctx.Err() == nil; i++ {
-				b := bases()
-				lg.fire(b[i%len(b)])
-				select {
-				case <-ctx.Done():
-				case <-time.After(pause):
-				}
-			}
-		})
-	}
-	return &wg
-}
-
-func (lg *loadGen) ackedIDs() map[string]time.Time {
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
-	out := make(map[string]time.Time, len(lg.acked))
-	for k, v := range lg.acked {
-		out[k] = v
-	}
-	return out
-}
-
-// waitRecovered fires at base until five fires have succeeded, for at most
-// 30 s.
-func (lg *loadGen) waitRecovered(t *testing.T, base string) {
-	t.Helper()
-	var succeeded int
-	poll.For(t, 30*time.Second, "fires to succeed again", func() bool {
-		if lg.fire(base) {
-			succeeded++
-		}
-		return succeeded >= 5
-	})
-}
-
-// expectOnlyUnavailable fails t for every kind of failed fire other than 503
-// unavailable, saying when they failed, and, unless slowest is 0, when a
-// failed fire took longer than slowest.
-func (lg *loadGen) expectOnlyUnavailable(t *testing.T, when string, slowest time.Duration) {
-	t.Helper()
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
-	for kind, n := range lg.errors {
-		if kind != "503 unavailable" {
-			t.Errorf("%d fires failed with %q %s, want only 503 unavailable", n, kind, when)
-		}
-	}
-	if slowest > 0 && lg.slowFail > slowest {
-		t.Errorf("the slowest failed fire took %s, want at most %s", lg.slowFail, slowest)
-	}
-}
-
-// auditResult is what a scenario's audit found.
-type auditResult struct {
-	acked, stored, storedUnacked, delivered, duplicates, lost, doubleAttempts, stuck int
-}
-
-// audit waits until every acknowledged event has reached every group (or
-// the timeout passes), then checks the store and prints the audit. It fails
-// the test when an acknowledged event is missing from the store or from a
-// group, when one attempt was delivered twice (two gateways working the same
-// delivery), or when a delivery job is left running.
-func audit(t *testing.T, scenario, dbURL string, lg *loadGen, timeout time.Duration, listeners ...*listener) auditResult {
-	t.Helper()
-	acked := lg.ackedIDs()
-	var groups []string
-	for _, l := range listeners {
-		groups = append(groups, l.fullGroups()...)
-	}
-	collect := func() map[string]map[string][]int { // group → event → attempts
-		out := map[string]map[string][]int{}
-		for _, g := range groups {
-			out[g] = map[string][]int{}
-		}
-		for _, l := range listeners {
-			for _, d := range l.snapshot() {
-				out[d.group][d.eventID] = append(out[d.group][d.eventID], d.attempt)
-			}
-		}
-		return out
-	}
-	missing := func(got map[string]map[string][]int) int {
-		n := 0
-		for id := range acked {
-			for _, g := range groups {
-				if len(got[g][id]) == 0 {
-					n++
-				}
-			}
-		}
-		return n
-	}
-	deadline := time.Now().Add(timeout)
-	got := collect()
-	for missing(got) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-		got = collect()
-	}
-
-	var r auditResult
-	r.acked = len(acked)
-	r.lost = missing(got)
-	var doubled, doubledIDs []string
-	for _, g := range groups {
-		for id, attempts := range got[g] {
-			r.delivered++
-			r.duplicates += len(attempts) - 1
-			seen := map[int]bool{}
-			for _, a := range attempts {
-				if seen[a] {
-					r.doubleAttempts++
-					doubled = append(doubled, fmt.Sprintf("%s %s attempts %v", g, id, attempts))
-					doubledIDs = append(doubledIDs, id)
-				}
-				seen[a] = true
-			}
-		}
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatalf("audit: %v", err)
-	}
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, `SELECT id::text FROM lightbus_event`)
-	if err != nil {
-		t.Fatalf("audit: %v", err)
-	}
-	stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatalf("audit: %v", err)
-	}
-	storedSet := map[string]bool{}
-	for _, id := range stored {
-		storedSet[id] = true
-		if _, ok := acked[id]; !ok {
-			r.storedUnacked++
-		}
-	}
-	r.stored = len(stored)
-	notStored := 0
-	for id := range acked {
-		if !storedSet[id] {
-			notStored++
-		}
-	}
-	phantom := 0 // deliveries of events that were never stored
-	for _, g := range groups {
-		for id := range got[g] {
-			if !storedSet[id] {
-				phantom++
-			}
-		}
-	}
-	// A delivery the listener has answered is marked completed a moment
-	// later (River completes jobs in batches); one whose gateway died is
-	// rescued after LIGHTBUS_RESCUE_AFTER by River's leader, which looks
-	// every 30 s. Either way none may stay running.
-	settleStart := time.Now()
-	for {
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'lightbus.delivery' AND state = 'running'`).Scan(&r.stuck); err != nil {
-			t.Fatalf("audit: %v", err)
-		}
-		if r.stuck == 0 || time.Since(settleStart) > 60*time.Second {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	settled := time.Since(settleStart)
-
-	lg.mu.Lock()
-	fires, errs, slowest, slowFail := lg.fires, fmt.Sprint(lg.errors), lg.slowest, lg.slowFail
-	lg.mu.Unlock()
-	line := fmt.Sprintf("AUDIT %s: fires=%d acknowledged=%d stored=%d stored_unacknowledged=%d groups=%d delivered=%d duplicates=%d lost=%d not_stored=%d phantom=%d same_attempt_twice=%d running_jobs=%d (settled in %s) fire_errors=%s slowest_fire=%s slowest_failed_fire=%s",
-		scenario, fires, r.acked, r.stored, r.storedUnacked, len(groups), r.delivered, r.duplicates, r.lost, notStored, phantom,
-		r.doubleAttempts, r.stuck, settled.Round(100*time.Millisecond), errs, slowest.Round(time.Millisecond), slowFail.Round(time.Millisecond))
-	t.Log(line)
-	fmt.Println(line)
-
-	if r.acked == 0 {
-		t.Errorf("%s: no event was acknowledged: the load generator did nothing", scenario)
-	}
-	if r.lost > 0 {
-		t.Errorf("%s: %d acknowledged (event, group) deliveries lost", scenario, r.lost)
-	}
-	if notStored > 0 {
-		t.Errorf("%s: %d acknowledged events are not in the store", scenario, notStored)
-	}
-	if phantom > 0 {
-		t.Errorf("%s: %d deliveries of events that are not in the store", scenario, phantom)
-	}
-	if r.doubleAttempts > 0 && lg.attemptsMayRepeat {
-		t.Logf("%s: %d deliveries repeated an attempt number after lost database answers: %v", scenario, r.doubleAttempts, doubled)
-	}
-	if r.doubleAttempts > 0 && !lg.attemptsMayRepeat {
-		rows, err := conn.Query(ctx, `SELECT args::text, state::text, attempt, COALESCE(errors::text, ''), metadata::text FROM river_job WHERE args->>'event_id' = ANY($1)`, doubledIDs)
-		if err == nil {
-			for rows.Next() {
-				var args, state, errs, meta string
-				var attempt int
-				_ = rows.Scan(&args, &state, &attempt, &errs, &meta)
-				t.Logf("job %s: state %s attempt %d errors %s metadata %s", args, state, attempt, errs, meta)
-			}
-			rows.Close()
-		}
-		t.Logf("same attempt delivered twice: %v", doubled)
-		t.Errorf("%s: %d deliveries received twice with the same attempt number (worked twice, not retried)", scenario, r.doubleAttempts)
-	}
-	if r.stuck > 0 {
-		t.Errorf("%s: %d delivery jobs left running", scenario, r.stuck)
-	}
-	return r
-}
-
 // summary prints the scenario's last line.
 func summary(t *testing.T, scenario string, format string, args ...any) {
 	t.Helper()
-	line := fmt.Sprintf("RESULT %s: %s", scenario, fmt.Sprintf(format, args...))
+	report(t, fmt.Sprintf("RESULT %s: %s", scenario, fmt.Sprintf(format, args...)))
+}
+
+// reportEnv names a file to which the suite appends every AUDIT and RESULT
+// line, so that a CI run can show them whether the suite passed or not.
+const reportEnv = "LIGHTBUS_FAULT_REPORT"
+
+var reportMu sync.Mutex
+
+// report logs line to the test, prints it on stdout (go test -v shows it)
+// and appends it to the file named by $LIGHTBUS_FAULT_REPORT, if set.
+func report(t *testing.T, line string) {
+	t.Helper()
 	t.Log(line)
 	fmt.Println(line)
+	path := os.Getenv(reportEnv)
+	if path == "" {
+		return
+	}
+	reportMu.Lock()
+	defer reportMu.Unlock()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err == nil {
+		_, err = fmt.Fprintln(f, line)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Errorf("%s: %v", reportEnv, err)
+	}
 }
