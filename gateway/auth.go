@@ -251,3 +251,10 @@ func (s *Service) authorizeWorker(ctx context.Context) error {
 // AuthRequired reports whether every operation needs an authenticated
 // principal (LIGHTBUS_AUTH=required).
 func (s *Service) AuthRequired() bool { return s.cfg.RequireAuth }
+
+// AuthorizeMetrics returns nil when the caller may read the gateway's
+// metrics, which name APIs, events, listener groups and services: it needs
+// read, as listing them does. Errors: EUnauthorized, EForbidden.
+func (s *Service) AuthorizeMetrics(ctx context.Context) error {
+	return s.authorize(ctx, ScopeRead, "")
+}

@@ -141,10 +141,12 @@ type SchemaVersion struct {
 	Hash string `json:"hash"`
 	// Service and WorkerID say who published the version: a worker's
 	// registration sets both, PUT /v1/schema/{api} the service if given.
-	Service   string          `json:"service"`
-	WorkerID  string          `json:"worker_id,omitempty"`
-	CreatedAt time.Time       `json:"created_at"`
-	Schema    json.RawMessage `json:"schema"`
+	Service   string    `json:"service"`
+	WorkerID  string    `json:"worker_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// Schema is the document; the versions list leaves it out (omitted on
+	// the wire, never null).
+	Schema json.RawMessage `json:"schema,omitempty"`
 	// Conflicts lists the live workers that declare another schema for the
 	// API (filled in by GET /v1/schema/{api} only).
 	Conflicts []SchemaConflict `json:"conflicts,omitempty"`

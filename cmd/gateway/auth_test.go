@@ -266,11 +266,12 @@ func TestAuthKeysAPI(t *testing.T) {
 	}
 	revoked := time.Now()
 	expectUnauthorized(t, gw1.do(t, "GET", "/v1/events", "", bearer(token), nil))
-	testwait.For(t, 5*time.Second, "the other replica to refuse the revoked key", func() bool {
-		return gw2.do(t, "GET", "/v1/events", "", bearer(token), nil).StatusCode == http.StatusUnauthorized
-	})
-	if took := time.Since(revoked); took > time.Second {
-		t.Errorf("the other replica took %s to refuse a revoked key, want within a second", took)
+	// "Within a second": a request the other replica gets a second after
+	// the revocation is refused, however slow the machine. The wait is
+	// the guarantee's own bound, not a stand-in for an event.
+	time.Sleep(time.Until(revoked.Add(time.Second)))
+	if resp := gw2.do(t, "GET", "/v1/events", "", bearer(token), nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a second after the revocation the other replica answered the revoked key %d, want 401", resp.StatusCode)
 	}
 
 	if resp := gw2.do(t, "DELETE", "/v1/keys/ci", "", admin, nil); resp.StatusCode != http.StatusNoContent {

@@ -134,6 +134,13 @@ type Config struct {
 	// DebugVars serves GET /debug/vars (expvar: memory statistics and the
 	// goroutine count). Off by default.
 	DebugVars bool `envconfig:"LIGHTBUS_DEBUG_VARS"`
+	// MetricsCacheTTL is how long the gauges that need queries (listener
+	// groups, live workers, River queues) are reused, however many
+	// scrapers ask GET /metrics.
+	MetricsCacheTTL time.Duration `envconfig:"LIGHTBUS_METRICS_CACHE_TTL" default:"5s"`
+	// MetricsMaxSeries bounds the label sets of each metric family; past
+	// it, new names are counted under "_other".
+	MetricsMaxSeries int `envconfig:"LIGHTBUS_METRICS_MAX_SERIES" default:"1000"`
 	// WorkerNetworks is where the gateway may send RPCs and deliveries: a
 	// comma-separated list of CIDRs and host names (gateway.WorkerNetworks)
 	// checked on a registration's base URL and on every connection's
@@ -262,6 +269,8 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_GROUP_MAX_IN_FLIGHT", c.GroupMaxInFlight > 0},
 		{"LIGHTBUS_DB_CONNECT_TIMEOUT", c.DBConnectTimeout > 0},
 		{"LIGHTBUS_DB_TIMEOUT", c.DBTimeout > 0},
+		{"LIGHTBUS_METRICS_CACHE_TTL", c.MetricsCacheTTL > 0},
+		{"LIGHTBUS_METRICS_MAX_SERIES", c.MetricsMaxSeries > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {

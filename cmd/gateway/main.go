@@ -36,6 +36,7 @@ import (
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/gateway/dispatch"
 	"github.com/lightbus-go/lightbus/gateway/httpapi"
+	"github.com/lightbus-go/lightbus/gateway/metrics"
 	"github.com/lightbus-go/lightbus/migrations"
 	"github.com/lightbus-go/lightbus/store/postgres"
 	"github.com/lightbus-go/lightbus/store/postgres/devpg"
@@ -229,11 +230,20 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Timeout:     cfg.DBTimeout,
 		})
 	}
+	mets := metrics.New(metrics.Config{
+		Source:       store,
+		Pool:         func() metrics.PoolStats { return poolStats(pool.Stat()) },
+		CacheTTL:     cfg.MetricsCacheTTL,
+		QueryTimeout: cfg.DBTimeout,
+		MaxSeries:    cfg.MetricsMaxSeries,
+		Logger:       logger,
+	})
 	workers := river.NewWorkers()
 	retry := gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2}
 	river.AddWorker(workers, dispatch.NewDeliverer(dispatch.DelivererConfig{
 		GroupLimit: cfg.GroupMaxInFlight,
 		Logger:     logger,
+		Observer:   mets,
 		Retry:      retry,
 		Snooze:     cfg.NoEndpointSnooze,
 		Store:      store,
@@ -310,6 +320,8 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		OpenAPI:       openAPI,
 		RateLimit:     cfg.RateLimit,
 		RateBurst:     cfg.RateBurst,
+		Recorder:      mets,
+		Metrics:       mets.Handler(),
 	})
 	if cfg.BootstrapToken != "" {
 		if err := service.Bootstrap(ctx, cfg.BootstrapToken); err != nil {
@@ -329,6 +341,15 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		handler = withDebugVars(server)
 	}
 	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store}, nil
+}
+
+// poolStats converts the pool's statistics for the metrics.
+func poolStats(s *pgxpool.Stat) metrics.PoolStats {
+	return metrics.PoolStats{
+		Acquired: s.AcquiredConns(), Idle: s.IdleConns(), Constructing: s.ConstructingConns(), Max: s.MaxConns(),
+		Acquires: s.AcquireCount(), EmptyAcquires: s.EmptyAcquireCount(), CanceledAcquires: s.CanceledAcquireCount(),
+		AcquireWait: s.AcquireDuration(),
+	}
 }
 
 // serve runs River and the HTTP server on ln until ctx is done, then shuts

@@ -64,6 +64,8 @@ func testConfig() Config {
 		DBConnectTimeout:    2 * time.Second,
 		DBTimeout:           30 * time.Second, // generous: a loaded machine runs the suite
 		WorkerSecretOverlap: 5 * time.Minute,
+		MetricsCacheTTL:     5 * time.Second,
+		MetricsMaxSeries:    1000,
 	}
 }
 
@@ -106,6 +108,7 @@ func launchGateway(t *testing.T, cfg Config, dbURL string, logger *slog.Logger) 
 		cancel()
 		t.Fatalf("start gateway: %v", err)
 	}
+	a.handler = specChecked(t, a.handler)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		cancel()
@@ -176,6 +179,8 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_FETCH_POLL_INTERVAL":   func(c *Config) { c.FetchCooldown = 2 * c.FetchPollInterval },
 		"LIGHTBUS_DEAD_RETENTION":        func(c *Config) { c.DeadRetention = c.EventRetention / 2 },
 		"LIGHTBUS_PRUNE_BATCH":           func(c *Config) { c.PruneBatch = 0 },
+		"LIGHTBUS_METRICS_CACHE_TTL":     func(c *Config) { c.MetricsCacheTTL = 0 },
+		"LIGHTBUS_METRICS_MAX_SERIES":    func(c *Config) { c.MetricsMaxSeries = -1 },
 		"LIGHTBUS_IDEMPOTENCY_WINDOW":    func(c *Config) { c.IdempotencyWindow = 0 },
 		"LIGHTBUS_RPC_TARGET_TTL":        func(c *Config) { c.RPCTargetTTL = -time.Second },
 		"LIGHTBUS_DELIVERY_TARGET_TTL":   func(c *Config) { c.DeliveryTargetTTL = -time.Second },

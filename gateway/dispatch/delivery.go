@@ -66,6 +66,45 @@ type DeliveryStore interface {
 	RemoveEndpoint(ctx context.Context, service, listener, workerID string) error
 }
 
+// How a delivery attempt ended, as a DeliveryObserver is told.
+const (
+	// AttemptDelivered is a 2xx: the event is delivered to the group.
+	AttemptDelivered = "delivered"
+	// AttemptRetried is a failed attempt that will be retried.
+	AttemptRetried = "retried"
+	// AttemptEndpointRemoved is a 410: the endpoint was taken out of its
+	// group and the delivery is retried at once.
+	AttemptEndpointRemoved = "endpoint_removed"
+	// AttemptDead is a failed last attempt: the delivery is dead.
+	AttemptDead = "dead"
+	// AttemptCancelled is a delivery whose event or group no longer exists.
+	AttemptCancelled = "cancelled"
+)
+
+// DeliveryObserver is told how each delivery attempt ended, for metrics.
+// Deliveries snoozed without an attempt (no live endpoint, no in-flight
+// slot) are not reported. It is called on the delivery path: it must be
+// quick and must not block.
+type DeliveryObserver interface {
+	// DeliveryDone reports an attempt of a delivery to the group
+	// service.listener: its outcome (an Attempt constant), how long its
+	// request took (0 when none was made) and, when delivered, how long
+	// since the event was fired.
+	DeliveryDone(service, listener, outcome string, took, sinceFired time.Duration)
+}
+
+// QueueCount is the number of River jobs in one queue and state.
+type QueueCount struct {
+	Queue string
+	State string
+	Count int64
+}
+
+// nopObserver is the DeliveryObserver of a Deliverer configured without one.
+type nopObserver struct{}
+
+func (nopObserver) DeliveryDone(string, string, string, time.Duration, time.Duration) {}
+
 // Deliverer is the River worker of delivery jobs: it POSTs events to
 // listeners, applying the listener response contract (docs/DELIVERY.md):
 // 2xx delivered; 429 and 503 retried no sooner than Retry-After; 410 drops
@@ -79,6 +118,7 @@ type Deliverer struct {
 	groupLimit int
 	logger     *slog.Logger
 	next       atomic.Uint64
+	observer   DeliveryObserver
 	retry      gateway.RetryPolicy
 	snooze     time.Duration
 	store      DeliveryStore
@@ -107,6 +147,8 @@ type DelivererConfig struct {
 	// attempt. 0 means no cap.
 	GroupLimit int
 	Logger     *slog.Logger
+	// Observer is told how each attempt ended; nil tells no one.
+	Observer DeliveryObserver
 	// Retry is the default backoff, for groups that set none.
 	Retry gateway.RetryPolicy
 	// Snooze is how long a delivery waits, without using an attempt, when
@@ -126,6 +168,7 @@ func NewDeliverer(cfg DelivererConfig) *Deliverer {
 		client:     cfg.Client,
 		groupLimit: cfg.GroupLimit,
 		logger:     cfg.Logger,
+		observer:   cfg.Observer,
 		retry:      cfg.Retry,
 		snooze:     cfg.Snooze,
 		store:      cfg.Store,
@@ -139,6 +182,9 @@ func NewDeliverer(cfg DelivererConfig) *Deliverer {
 	}
 	if w.logger == nil {
 		w.logger = slog.New(slog.DiscardHandler)
+	}
+	if w.observer == nil {
+		w.observer = nopObserver{}
 	}
 	if w.snooze <= 0 {
 		w.snooze = time.Second
@@ -227,8 +273,46 @@ func (w *Deliverer) release(group string) {
 	w.freed = make(chan struct{})
 }
 
-// Work delivers one event to one live endpoint of its group.
+// Work delivers one event to one live endpoint of its group, and tells the
+// observer how the attempt ended.
 func (w *Deliverer) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
+	var at attempt
+	err := w.work(ctx, job, &at)
+	w.observe(job, err, &at)
+	return err
+}
+
+// attempt is what work tells observe of an attempt.
+type attempt struct {
+	took       time.Duration // the request's time; 0 when none was made
+	sinceFired time.Duration // from the event's fire to its delivery
+	gone       bool          // the endpoint answered 410
+}
+
+// observe reports the attempt that ended with err to the observer.
+func (w *Deliverer) observe(job *river.Job[DeliveryArgs], err error, at *attempt) {
+	var outcome string
+	var snooze *rivertype.JobSnoozeError
+	var cancel *rivertype.JobCancelError
+	switch {
+	case err == nil:
+		outcome = AttemptDelivered
+	case errors.As(err, &snooze):
+		return
+	case errors.As(err, &cancel):
+		outcome = AttemptCancelled
+	case job.Attempt >= job.MaxAttempts:
+		outcome = AttemptDead
+	case at.gone:
+		outcome = AttemptEndpointRemoved
+	default:
+		outcome = AttemptRetried
+	}
+	w.observer.DeliveryDone(job.Args.Service, job.Args.Listener, outcome, at.took, at.sinceFired)
+}
+
+// work makes one attempt of job, noting in at what observe reports.
+func (w *Deliverer) work(ctx context.Context, job *river.Job[DeliveryArgs], at *attempt) error {
 	args := job.Args
 	group := args.Service + "." + args.Listener
 	target, err := w.store.DeliveryTarget(ctx, args.EventID, args.Service, args.Listener)
@@ -261,8 +345,10 @@ func (w *Deliverer) Work(ctx context.Context, job *river.Job[DeliveryArgs]) erro
 		return err
 	}
 	retry := target.Policy.Retry(w.retry)
+	start := time.Now()
 	resp, err := w.client.Do(req)
 	if err != nil {
+		at.took = time.Since(start)
 		w.retryAfter(job, retry.Delay(job.Attempt))
 		if errors.Is(reqCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 			w.record(ctx, job, AttemptOutcome{Kind: OutcomeTimeout})
@@ -274,8 +360,11 @@ func (w *Deliverer) Work(ctx context.Context, job *river.Job[DeliveryArgs]) erro
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxSnippet))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
+	end := time.Now()
+	at.took = end.Sub(start)
 	status := resp.StatusCode
 	if status >= 200 && status < 300 {
+		at.sinceFired = end.Sub(target.Event.CreatedAt)
 		return nil
 	}
 	w.logger.DebugContext(ctx, "delivery failed",
@@ -292,6 +381,7 @@ func (w *Deliverer) Work(ctx context.Context, job *river.Job[DeliveryArgs]) erro
 	w.record(ctx, job, outcome)
 	switch status {
 	case http.StatusGone:
+		at.gone = true
 		// This endpoint no longer takes the group's deliveries: drop it,
 		// and try again at once on another endpoint (or wait for one).
 		if err := w.store.RemoveEndpoint(ctx, args.Service, args.Listener, endpoint.WorkerID); err != nil {

@@ -12,24 +12,16 @@ import (
 )
 
 func (h *Handler) fireEvent(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(w, r, h.cfg.MaxBodyBytes, "the body")
-	if err != nil {
-		return err
+	start := time.Now()
+	ev, res, err := h.fire(w, r)
+	var api, event string // labels: the names, once valid
+	if ev != nil {
+		api, event = ev.API, ev.Name
+	} else {
+		api, event = nameLabels(chi.URLParam(r, "api"), "event", chi.URLParam(r, "event"))
 	}
-	ev, err := gateway.NewEvent(chi.URLParam(r, "api"), chi.URLParam(r, "event"), body)
-	if err != nil {
-		return err
-	}
-	if keys := r.Header.Values("Idempotency-Key"); len(keys) > 0 {
-		if len(keys) > 1 {
-			return gateway.Errorf(gateway.EInvalid, "more than one Idempotency-Key header")
-		}
-		if keys[0] == "" {
-			return gateway.ValidateIdempotencyKey("")
-		}
-		ev.IdempotencyKey = keys[0]
-	}
-	res, err := h.svc.Fire(r.Context(), ev)
+	h.rec.EventFired(api, event, fireOutcome(res, err))
+	h.rec.FireDone(api, time.Since(start))
 	if err != nil {
 		return err
 	}
@@ -42,13 +34,47 @@ func (h *Handler) fireEvent(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// fire reads the request of fireEvent and fires its event. The event is
+// returned once made (its names valid), whatever comes after.
+func (h *Handler) fire(w http.ResponseWriter, r *http.Request) (*gateway.Event, *gateway.FireResult, error) {
+	body, err := readBody(w, r, h.cfg.MaxBodyBytes, "the body")
+	if err != nil {
+		return nil, nil, err
+	}
+	ev, err := gateway.NewEvent(chi.URLParam(r, "api"), chi.URLParam(r, "event"), body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if keys := r.Header.Values("Idempotency-Key"); len(keys) > 0 {
+		if len(keys) > 1 {
+			return ev, nil, gateway.Errorf(gateway.EInvalid, "more than one Idempotency-Key header")
+		}
+		if keys[0] == "" {
+			return ev, nil, gateway.ValidateIdempotencyKey("")
+		}
+		ev.IdempotencyKey = keys[0]
+	}
+	res, err := h.svc.Fire(r.Context(), ev)
+	return ev, res, err
+}
+
+// fireBatch fires a batch. A refused batch counts as one fired event of no
+// names with the error's code; an accepted one counts each of its events.
 func (h *Handler) fireBatch(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
 	var items []gateway.BatchItem
 	err := h.decodeJSON(w, r, decoding{what: "the batch", want: "a JSON array of events", limit: h.cfg.MaxBatchBytes}, &items)
-	if err != nil {
-		return err
+	var results []gateway.BatchResult
+	if err == nil {
+		results, err = h.svc.FireBatch(r.Context(), items)
 	}
-	results, err := h.svc.FireBatch(r.Context(), items)
+	if err != nil {
+		h.rec.EventFired("", "", errorCode(err))
+	}
+	for i := range results {
+		h.rec.EventFired(results[i].API, results[i].Event, fireOutcome(&results[i].FireResult, nil))
+	}
+	h.rec.FireDone("", time.Since(start))
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"flag"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -16,7 +18,20 @@ import (
 // The handler tests drive the HTTP API with httptest over the real service
 // and a real Postgres store (no River jobs run: nothing here delivers).
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain gives the handler tests a Postgres server (pgtest). A fuzzing
+// run (go test -fuzz, and its worker processes) runs only the fuzz targets,
+// which need none: it starts no server, so that each fuzz worker starts at
+// once.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run())
+	}
+	pgtest.Main(m)
+}
 
 // testServer is the HTTP API over a fresh database, served by httptest.
 type testServer struct {

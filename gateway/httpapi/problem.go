@@ -69,13 +69,20 @@ type Problem struct {
 	Errors    []gateway.Violation `json:"errors,omitempty"`
 }
 
+// errorCode returns err's code as answered: internal for a code without a
+// status.
+func errorCode(err error) string {
+	code := gateway.ErrorCode(err)
+	if _, ok := statusByCode[code]; !ok {
+		return gateway.EInternal
+	}
+	return code
+}
+
 // ProblemFor returns the problem document for err. Internal errors get a
 // generic detail: their text is logged, never sent.
 func ProblemFor(err error) *Problem {
-	code := gateway.ErrorCode(err)
-	if _, ok := statusByCode[code]; !ok {
-		code = gateway.EInternal
-	}
+	code := errorCode(err)
 	p := &Problem{
 		Type:   "urn:lightbus:problem:" + code,
 		Title:  titleByCode[code],

@@ -14,21 +14,33 @@ import (
 )
 
 func (h *Handler) callRPC(w http.ResponseWriter, r *http.Request) error {
-	timeout, err := parseTimeout(r.Header.Get("Lightbus-Timeout"))
+	start := time.Now()
+	api, method := chi.URLParam(r, "api"), chi.URLParam(r, "method")
+	result, err := h.call(w, r, api, method)
+	outcome := outcomeOK
 	if err != nil {
-		return err
+		outcome = errorCode(err)
 	}
-	body, err := readBody(w, r, h.cfg.MaxBodyBytes, "the body")
-	if err != nil {
-		return err
-	}
-	call := &gateway.Call{API: chi.URLParam(r, "api"), Method: chi.URLParam(r, "method"), Params: body, Timeout: timeout}
-	result, err := h.svc.Call(r.Context(), call)
+	api, method = nameLabels(api, "rpc", method)
+	h.rec.CallDone(api, method, outcome, time.Since(start))
 	if err != nil {
 		return err
 	}
 	writeResult(w, result)
 	return nil
+}
+
+// call reads the request of callRPC and makes the call.
+func (h *Handler) call(w http.ResponseWriter, r *http.Request, api, method string) (json.RawMessage, error) {
+	timeout, err := parseTimeout(r.Header.Get("Lightbus-Timeout"))
+	if err != nil {
+		return nil, err
+	}
+	body, err := readBody(w, r, h.cfg.MaxBodyBytes, "the body")
+	if err != nil {
+		return nil, err
+	}
+	return h.svc.Call(r.Context(), &gateway.Call{API: api, Method: method, Params: body, Timeout: timeout})
 }
 
 // writeResult answers an RPC with {"result": result}. The result is valid

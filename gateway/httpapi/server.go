@@ -30,6 +30,10 @@ type Config struct {
 	// limit. Requests without a key (authentication off) are not limited.
 	RateLimit float64
 	RateBurst int
+	// Recorder is told what fires and calls came to; nil tells no one.
+	Recorder Recorder
+	// Metrics serves GET /metrics (to callers with read); nil answers 404.
+	Metrics http.Handler
 }
 
 // Handler is the gateway's HTTP API.
@@ -39,6 +43,7 @@ type Handler struct {
 	logger *slog.Logger
 	routes chi.Router
 	limits *limiter // nil: no rate limit
+	rec    Recorder
 }
 
 // New returns the HTTP API for cfg.
@@ -52,7 +57,10 @@ func New(cfg Config) *Handler {
 	if cfg.MaxBatchBytes <= 0 {
 		cfg.MaxBatchBytes = 10 << 20
 	}
-	h := &Handler{cfg: cfg, svc: cfg.Service, logger: cfg.Logger, limits: newLimiter(cfg.RateLimit, cfg.RateBurst)}
+	if cfg.Recorder == nil {
+		cfg.Recorder = nopRecorder{}
+	}
+	h := &Handler{cfg: cfg, svc: cfg.Service, logger: cfg.Logger, limits: newLimiter(cfg.RateLimit, cfg.RateBurst), rec: cfg.Recorder}
 	h.routes = h.newRoutes()
 	return h
 }
@@ -98,6 +106,7 @@ func (h *Handler) newRoutes() chi.Router {
 	r.Get("/healthz", h.handle(healthz))                                            // the process is up
 	r.Get("/readyz", h.handle(h.readyz))                                            // the database answers and the schema is current
 	r.Get("/openapi.yaml", h.handle(h.openAPI))                                     // this API's OpenAPI document
+	r.Get("/metrics", h.handle(h.metrics))                                          // Prometheus metrics (read)
 	return r
 }
 

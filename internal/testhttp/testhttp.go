@@ -15,12 +15,16 @@ import (
 )
 
 // Do sends a request with body and header to url and decodes a JSON answer
-// into out (when not nil). The answer's body stays readable.
+// into out (when not nil). A body is sent as application/json unless
+// header says otherwise. The answer's body stays readable.
 func Do(t testing.TB, method, url string, body string, header map[string]string, out any) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)

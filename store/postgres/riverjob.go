@@ -20,7 +20,8 @@ package postgres
 //	id            int8              the delivery id; read, filtered, ordered on
 //	kind          text              filtered on 'lightbus.delivery' (kindIsDelivery)
 //	args          jsonb             read: event_id, service, listener (dispatch.DeliveryArgs)
-//	state         river_job_state   read, filtered on, set by redrive
+//	state         river_job_state   read, filtered on, set by redrive; counted by queue
+//	queue         text              counted on (QueueCounts, for the metrics)
 //	attempt       int2              read; redrive adds max_attempts on top of it
 //	max_attempts  int2              read, set by redrive
 //	scheduled_at  timestamptz       read, set by redrive
@@ -38,11 +39,13 @@ package postgres
 // state, id). The statements below are shaped to use them; see kindIsDelivery.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/lightbus-go/lightbus/gateway"
@@ -67,6 +70,7 @@ var riverColumns = []riverColumn{
 	{"river_job", "kind", "text", true},
 	{"river_job", "args", "jsonb", true},
 	{"river_job", "state", "river_job_state", true},
+	{"river_job", "queue", "text", true},
 	{"river_job", "attempt", "int2", true},
 	{"river_job", "max_attempts", "int2", true},
 	{"river_job", "scheduled_at", "timestamptz", true},
@@ -325,3 +329,27 @@ const replayPageSQL = `
 			              WHERE s.service = $1 AND s.listener = $2 AND s.api = e.api AND s.event IN (e.name, '*'))
 			ORDER BY e.id
 			LIMIT $7`
+
+// queueCountsSQL counts River's jobs that are waiting or running, of every
+// kind, by queue and state: what the metrics show of River's queues. River's
+// index on (state, queue, priority, scheduled_at, id) serves it.
+const queueCountsSQL = `
+		SELECT j.queue, j.state::text, count(*)
+		FROM river_job j
+		WHERE j.state IN ('available', 'running', 'retryable', 'scheduled')
+		GROUP BY j.queue, j.state
+		ORDER BY 1, 2`
+
+// QueueCounts counts River's available, running, retryable and scheduled
+// jobs by queue and state (metrics.Source). States without jobs are absent.
+func (db *DB) QueueCounts(ctx context.Context) ([]dispatch.QueueCount, error) {
+	rows, err := db.pool.Query(ctx, queueCountsSQL)
+	if err != nil {
+		return nil, translate(err)
+	}
+	counts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[dispatch.QueueCount])
+	if err != nil {
+		return nil, translate(err)
+	}
+	return counts, nil
+}
