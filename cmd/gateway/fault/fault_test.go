@@ -20,7 +20,7 @@ import (
 )
 
 // inProcessRPCWorker serves API "work" (RPC echo) from an httptest server,
-// registered through gw with a long lease.
+// kept registered through gw (keepRegistered).
 func inProcessRPCWorker(t *testing.T, gw *gatewayProc) {
 	t.Helper()
 	inProcessRPCWorkerWith(t, gw, nil)
@@ -41,14 +41,13 @@ func inProcessRPCWorkerWith(t *testing.T, gw *gatewayProc, before func()) {
 		fmt.Fprintf(w, `{"result": %s}`, params)
 	}))
 	t.Cleanup(srv.Close)
+	// Heartbeats keep it registered however long the scenario runs: a
+	// 10-minute soak outlived the 10-minute lease it once had.
 	reg := map[string]any{
-		"service": "work", "base_url": srv.URL, "lease_ttl_ms": 600000,
+		"service": "work", "base_url": srv.URL, "lease_ttl_ms": 60000,
 		"apis": []map[string]any{{"name": "work", "rpcs": []map[string]any{{"name": "echo"}}}},
 	}
-	poll.For(t, 30*time.Second, "the RPC worker's registration", func() bool { // a busy database may be slow
-		status, _, err := doJSON(context.Background(), http.MethodPut, gw.URL+"/v1/workers/work-inproc", reg, nil, nil)
-		return err == nil && status == http.StatusOK
-	})
+	keepRegistered(t, "the RPC worker's registration", "work-inproc", reg, gw)
 }
 
 // waitLeftRouting waits until gw no longer lists worker id as live.

@@ -445,12 +445,17 @@ func (l *listener) register(gws ...*gatewayProc) {
 		decl = append(decl, map[string]any{"name": g, "events": []string{"load.*"}, "path": "/events/" + g})
 	}
 	reg := map[string]any{"service": l.service, "base_url": "http://" + l.addr, "lease_ttl_ms": 60000, "listeners": decl}
-	put := func(gw *gatewayProc) error { return putWorker(gw.URL, l.service+"-1", reg) }
-	var err error
-	poll.For(l.t, 30*time.Second, "the listener's registration", func() bool { // a busy database may be slow
-		err = put(gws[0])
-		return err == nil
-	})
+	keepRegistered(l.t, "the listener's registration", l.service+"-1", reg, gws...)
+}
+
+// keepRegistered registers worker id, described by reg (with a lease of a
+// minute), through gws[0], waiting up to 30 s (a busy database may be slow),
+// and renews its lease every 2 s through each of gws in turn until the test
+// ends. what names the registration in a failure.
+func keepRegistered(t *testing.T, what, id string, reg any, gws ...*gatewayProc) {
+	t.Helper()
+	put := func(gw *gatewayProc) error { return putWorker(gw.URL, id, reg) }
+	poll.For(t, 30*time.Second, what, func() bool { return put(gws[0]) == nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -464,7 +469,7 @@ func (l *listener) register(gws ...*gatewayProc) {
 			_ = put(gws[i%len(gws)]) // a failed heartbeat is retried next time
 		}
 	}()
-	l.t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // putWorker registers worker id, described by reg, with the gateway at base,
