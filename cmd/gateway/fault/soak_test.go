@@ -57,21 +57,22 @@ const (
 	soakFDsMore = 30
 	// soakRSSMoreKB: the Go heap settles within seconds (the caches of
 	// groups, schemas and RPC targets are small and bounded) and RSS stays
-	// within a few MiB of the start (measured: 33 MiB at the start, 30 MiB
-	// after 2 minutes); 32 MiB more is memory kept, not GC headroom.
+	// within a few MiB of the start (measured: 38 MiB at the start, 33 MiB
+	// after 10 minutes); 32 MiB more is memory kept, not GC headroom.
 	soakRSSMoreKB = 32 << 10
 	// soakHeapMoreKB bounds the growth of the Go heap in use from the first
 	// half of the run to the second, each the lowest of its samples (the
-	// lowest is the least garbage; measured: 7.7–8.5 MiB under load). A leak
-	// of 100 bytes per event at 250 events/s grows it by ~7 MiB in 5 min.
+	// lowest is the least garbage; measured in 10 minutes: 8.3–10.9 MiB under
+	// load, lowest 8.3 then 9.2). A leak of 100 bytes per event at 440 events/s
+	// grows it by ~13 MiB in 5 min.
 	soakHeapMoreKB = 6 << 10
 	// soakEventRowBytes and soakJobRowBytes bound the tables' size per row
 	// (plus soakTableFixed for the first pages of each table, its indexes
-	// and TOAST). Measured after 2 minutes: 230 B per event and 1.0–1.1 kB
-	// per delivery job (a job row is written three times, queued, running
-	// and completed; autovacuum reclaims the dead versions). About twice as
-	// much is space that vacuum cannot reclaim: a transaction held open, rows
-	// updated in a loop.
+	// and TOAST). Measured in a 10-minute soak: 226 B per event and 0.78–0.84
+	// kB per delivery job (1.0–1.1 kB after 2 minutes; a job row is written
+	// three times, queued, running and completed, and autovacuum reclaims the
+	// dead versions). About twice as much is space that vacuum cannot
+	// reclaim: a transaction held open, rows updated in a loop.
 	soakEventRowBytes = 512
 	soakJobRowBytes   = 2048
 	soakTableFixed    = 2 << 20
