@@ -146,22 +146,9 @@ func (s *Service) ListEvents(ctx context.Context, q EventQuery) ([]Event, string
 	if err := q.Validate(); err != nil {
 		return nil, "", err
 	}
-	var events []Event
-	err := s.bounded(ctx, func(ctx context.Context) (err error) {
-		events, err = s.cfg.Events.ListEvents(ctx, q)
-		return err
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(events) == q.Limit {
-		next = events[len(events)-1].ID
-	}
-	if events == nil {
-		events = []Event{}
-	}
-	return events, next, nil
+	return page(ctx, s, q.Limit,
+		func(ctx context.Context) ([]Event, error) { return s.cfg.Events.ListEvents(ctx, q) },
+		func(ev Event) string { return ev.ID })
 }
 
 // Event returns one event with the state of each of its deliveries.

@@ -155,22 +155,9 @@ func (s *Service) Dead(ctx context.Context, q DeadQuery) ([]DeliveryRecord, stri
 	if err := q.Validate(); err != nil {
 		return nil, "", err
 	}
-	var dead []DeliveryRecord
-	err := s.bounded(ctx, func(ctx context.Context) (err error) {
-		dead, err = s.cfg.Listeners.ListDead(ctx, q)
-		return err
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(dead) == q.Limit {
-		next = strconv.FormatInt(dead[len(dead)-1].ID, 10)
-	}
-	if dead == nil {
-		dead = []DeliveryRecord{}
-	}
-	return dead, next, nil
+	return page(ctx, s, q.Limit,
+		func(ctx context.Context) ([]DeliveryRecord, error) { return s.cfg.Listeners.ListDead(ctx, q) },
+		func(d DeliveryRecord) string { return strconv.FormatInt(d.ID, 10) })
 }
 
 // RedriveDead redrives every dead delivery of q's group matching its

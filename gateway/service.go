@@ -118,3 +118,25 @@ func (s *Service) Ready(ctx context.Context) error {
 	}
 	return err
 }
+
+// page runs one listing of at most limit items, bounded like every store
+// call, and returns the items (never nil) with the cursor of the next page:
+// cursor of the last item when the page is full, "" otherwise.
+func page[T any](ctx context.Context, s *Service, limit int, list func(ctx context.Context) ([]T, error), cursor func(T) string) ([]T, string, error) {
+	var items []T
+	err := s.bounded(ctx, func(ctx context.Context) (err error) {
+		items, err = list(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(items) == limit {
+		next = cursor(items[len(items)-1])
+	}
+	if items == nil {
+		items = []T{}
+	}
+	return items, next, nil
+}
