@@ -203,6 +203,7 @@ type served struct {
 	family map[string]string // series name → its family's name
 }
 
+// servedFrom parses an exposition in the Prometheus text format.
 func servedFrom(t *testing.T, r io.Reader) served {
 	t.Helper()
 	tp := expfmt.NewTextParser(model.UTF8Validation)
@@ -241,11 +242,13 @@ func servedFrom(t *testing.T, r io.Reader) served {
 	return s
 }
 
+// servedFromText is servedFrom of text, its leading newlines trimmed.
 func servedFromText(t *testing.T, text string) served {
 	t.Helper()
 	return servedFrom(t, strings.NewReader(strings.TrimLeft(text, "\n")))
 }
 
+// has reports whether the series name is served.
 func (s served) has(name string) bool { return s.labels[name] != nil }
 
 // families returns the names of the served metric families.
@@ -536,6 +539,7 @@ type query struct {
 	label    string
 }
 
+// readDashboard reads the dashboard in deploy/grafana.
 func readDashboard(t *testing.T) *dashboard {
 	t.Helper()
 	b, err := os.ReadFile(dashboardPath)
@@ -666,6 +670,8 @@ type rule struct {
 	Annotations map[string]string `yaml:"annotations"`
 }
 
+// readRules reads the alert rules in deploy/prometheus, refusing fields
+// Prometheus does not know.
 func readRules(t *testing.T) ruleFile {
 	t.Helper()
 	f, err := os.Open(alertsPath)
@@ -682,6 +688,7 @@ func readRules(t *testing.T) ruleFile {
 	return rf
 }
 
+// alerts returns the rules of every group.
 func (rf ruleFile) alerts() []rule {
 	var out []rule
 	for _, g := range rf.Groups {
