@@ -95,6 +95,8 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		answer(http.StatusOK, `{"result": {"valid": true, "user": "admin"}}`)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/version":
+		answer(http.StatusOK, `{"version": "v1.4.0", "revision": "9f2c1e4b", "go": "go1.26.8"}`)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/schema":
 		answer(http.StatusOK, fakeSchemas)
 	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/schema/"):

@@ -63,9 +63,10 @@ func (f *deadFilterFlags) query() (lightbus.DeadQuery, error) {
 func (c *cli) deadListCmd() *cobra.Command {
 	var f deadFilterFlags
 	cmd := &cobra.Command{
-		Use:   "list SERVICE.LISTENER [--api API] [--event EVENT] [--since T] [--until T] [--limit N]",
-		Short: "List a listener group's dead deliveries, newest first",
-		Args:  cobra.ExactArgs(1),
+		Use:               "list SERVICE.LISTENER [--api API] [--event EVENT] [--since T] [--until T] [--limit N]",
+		Short:             "List a listener group's dead deliveries, newest first",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: c.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			service, listener, err := splitGroup(args[0])
 			if err != nil {
@@ -131,9 +132,10 @@ func parseDeliveryID(s string) (int64, error) {
 // deadShowCmd is `lightbus dead show`.
 func (c *cli) deadShowCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "show ID",
-		Short: "Show one delivery with its attempt history",
-		Args:  cobra.ExactArgs(1),
+		Use:               "show ID",
+		Short:             "Show one delivery with its attempt history",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseDeliveryID(args[0])
 			if err != nil {
@@ -193,9 +195,10 @@ func (c *cli) deadRedriveCmd() *cobra.Command {
 		all bool
 	)
 	cmd := &cobra.Command{
-		Use:   "redrive ID | redrive --all SERVICE.LISTENER [--api API] [--event EVENT] [--since T] [--until T]",
-		Short: "Give dead deliveries fresh attempts",
-		Args:  cobra.ExactArgs(1),
+		Use:               "redrive ID | redrive --all SERVICE.LISTENER [--api API] [--event EVENT] [--since T] [--until T]",
+		Short:             "Give dead deliveries fresh attempts",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: c.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bus, err := c.bus()
 			if err != nil {

@@ -15,6 +15,8 @@
 //	lightbus dead redrive ID|--all GROUP        give dead deliveries fresh attempts
 //	lightbus replay SERVICE.LISTENER --since S  rewind a listener group
 //	lightbus listeners delete SERVICE.LISTENER  remove a listener group
+//	lightbus version                            this command's version and the gateway's
+//	lightbus completion bash|zsh|fish|powershell  a shell completion script
 //
 // The worker process imports the service's bus package (./bus by default,
 // else --module or $LIGHTBUS_MODULE), which declares
@@ -125,9 +127,8 @@ and inspects the Lightbus gateway.
 A worker is built from the service's bus package (./bus, --module or
 $LIGHTBUS_MODULE), which declares "var Bus = lightbus.MustCreate(...)" and
 registers the service's APIs and listeners on it at init.`,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
 	root.SetIn(c.stdin)
 	root.SetOut(c.stdout)
@@ -141,7 +142,7 @@ registers the service's APIs and listeners on it at init.`,
 	root.PersistentFlags().StringVar(&c.token, "token", "", "the API key sent to the gateway (default $LIGHTBUS_TOKEN)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
 	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.deadCmd(), c.replayCmd(),
-		c.dumpschemaCmd(), c.loadschemaCmd())
+		c.dumpschemaCmd(), c.loadschemaCmd(), c.versionCmd())
 	return root
 }
 

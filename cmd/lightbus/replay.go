@@ -10,9 +10,10 @@ import (
 func (c *cli) replayCmd() *cobra.Command {
 	var since string
 	cmd := &cobra.Command{
-		Use:   "replay SERVICE.LISTENER --since earliest|TIME|EVENT_ID",
-		Short: "Rewind a listener group: deliver retained events again from a point",
-		Args:  cobra.ExactArgs(1),
+		Use:               "replay SERVICE.LISTENER --since earliest|TIME|EVENT_ID",
+		Short:             "Rewind a listener group: deliver retained events again from a point",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: c.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			service, listener, err := splitGroup(args[0])
 			if err != nil {

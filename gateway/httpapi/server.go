@@ -108,6 +108,7 @@ func (h *Handler) newRoutes() chi.Router {
 	r.Get("/v1/keys", h.handle(h.listKeys))                                         // list API keys, never their tokens
 	r.Post("/v1/keys", h.handle(h.createKey))                                       // create an API key; its token is shown once
 	r.Delete("/v1/keys/{name}", h.handle(h.revokeKey))                              // revoke an API key
+	r.Get("/v1/version", h.handle(h.version))                                       // the gateway's version (any key)
 	r.Get("/healthz", h.handle(healthz))                                            // the process is up
 	r.Get("/readyz", h.handle(h.readyz))                                            // the database answers and the schema is current
 	r.Get("/openapi.yaml", h.handle(h.openAPI))                                     // this API's OpenAPI document
@@ -149,6 +150,15 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func (h *Handler) version(w http.ResponseWriter, r *http.Request) error {
+	v, err := h.svc.Version(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 
