@@ -73,6 +73,9 @@ func (c *cli) listenersDeleteCmd() *cobra.Command {
 			if err := bus.DeleteListener(cmd.Context(), service, listener); err != nil {
 				return err
 			}
+			if c.jsonOut {
+				return c.printJSON(map[string]string{"service": service, "listener": listener, "removed": service + "." + listener})
+			}
 			_, err = fmt.Fprintf(c.stdout, "listener group %s.%s removed\n", service, listener)
 			return err
 		},
