@@ -90,6 +90,10 @@ type cli struct {
 	// function that stops their delivery.
 	signals func() (<-chan os.Signal, func())
 
+	// progressTo is where progress lines are drawn: standard error when
+	// it is a terminal, else nil (none).
+	progressTo io.Writer
+
 	// Global flags.
 	url     string
 	token   string
@@ -107,6 +111,8 @@ func newCLI(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) strin
 		cacheDir: os.UserCacheDir,
 		builder:  &workerBuilder{goCmd: "go", clientImport: clientImportPath, stderr: stderr},
 		signals:  notifySignals,
+
+		progressTo: terminalWriter(stderr),
 	}
 }
 
