@@ -13,7 +13,7 @@
 //	lightbus dead list SERVICE.LISTENER         a listener group's dead deliveries
 //	lightbus dead show ID                       one delivery with its attempts
 //	lightbus dead redrive ID|--all GROUP        give dead deliveries fresh attempts
-//	lightbus replay SERVICE.LISTENER --since S  rewind a listener group
+//	lightbus replay SERVICE.LISTENER --since S  rewind a listener group (--wait: until queued)
 //	lightbus listeners delete SERVICE.LISTENER  remove a listener group
 //	lightbus version                            this command's version and the gateway's
 //	lightbus completion bash|zsh|fish|powershell  a shell completion script
