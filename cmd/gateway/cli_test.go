@@ -6,40 +6,24 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 )
 
-// lightbusBinary builds the lightbus command once for the tests that run it
+// buildLightbus builds the lightbus command for a test that runs it
 // against a real gateway.
-var lightbusBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "lightbus-cli")
-	if err != nil {
-		return "", err
+func buildLightbus(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "lightbus")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/lightbus-go/lightbus/cmd/lightbus").CombinedOutput(); err != nil {
+		t.Fatalf("build lightbus: %v\n%s", err, out)
 	}
-	bin := filepath.Join(dir, "lightbus")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/lightbus-go/lightbus/cmd/lightbus").CombinedOutput()
-	if err != nil {
-		return "", &buildError{err, string(out)}
-	}
-	return bin, nil
-})
-
-type buildError struct {
-	err error
-	out string
+	return bin
 }
 
-func (e *buildError) Error() string { return "build lightbus: " + e.err.Error() + "\n" + e.out }
-
-// runCLI runs the lightbus command with args against gw, with token as its
+// runCLI runs the lightbus command bin with args against gw, with token as its
 // key, and returns its standard output and error.
-func runCLI(t *testing.T, gw *testGateway, token string, args ...string) (stdout, stderr string, err error) {
+func runCLI(t *testing.T, bin string, gw *testGateway, token string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	bin, err := lightbusBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.CommandContext(t.Context(), bin, args...)
 	cmd.Env = append(os.Environ(), "LIGHTBUS_URL="+gw.URL, "LIGHTBUS_TOKEN="+token)
 	var out, errOut strings.Builder
@@ -52,6 +36,7 @@ func runCLI(t *testing.T, gw *testGateway, token string, args ...string) (stdout
 // version prints the gateway's beside its own.
 func TestCLIAgainstGateway(t *testing.T) {
 	t.Parallel()
+	bin := buildLightbus(t)
 	gw := startGateway(t, withAuth)
 	reader := createKey(t, gw, "reader", "read")
 	body := `{"service":"billing","base_url":"http://127.0.0.1:9","lease_ttl_ms":60000,"listeners":[` +
@@ -60,16 +45,16 @@ func TestCLIAgainstGateway(t *testing.T) {
 		t.Fatalf("register: %d", resp.StatusCode)
 	}
 
-	out, _, err := runCLI(t, gw, reader, "__complete", "dead", "list", "billing.")
+	out, _, err := runCLI(t, bin, gw, reader, "__complete", "dead", "list", "billing.")
 	if err != nil || out != "billing.charge\nbilling.refund\n:4\n" {
 		t.Errorf("__complete dead list billing.: %q, %v", out, err)
 	}
-	out, _, err = runCLI(t, gw, "", "__complete", "dead", "list", "")
+	out, _, err = runCLI(t, bin, gw, "", "__complete", "dead", "list", "")
 	if err != nil || out != ":4\n" {
 		t.Errorf("__complete without a key: %q, %v", out, err)
 	}
 
-	out, stderr, err := runCLI(t, gw, reader, "version")
+	out, stderr, err := runCLI(t, bin, gw, reader, "version")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if err != nil || len(lines) != 3 || !strings.HasPrefix(lines[2], "gateway ") || !strings.HasSuffix(lines[2], runtime.Version()) {
 		t.Errorf("version: %q %q, %v", out, stderr, err)
