@@ -258,3 +258,10 @@ func (s *Service) AuthRequired() bool { return s.cfg.RequireAuth }
 func (s *Service) AuthorizeMetrics(ctx context.Context) error {
 	return s.authorize(ctx, ScopeRead, "")
 }
+
+// AuthorizeRiverUI returns nil when the caller may use the River UI, which
+// shows every job's arguments and can retry, cancel and delete jobs and
+// pause queues: it needs admin. Errors: EUnauthorized, EForbidden.
+func (s *Service) AuthorizeRiverUI(ctx context.Context) error {
+	return s.authorize(ctx, ScopeAdmin, "")
+}

@@ -256,6 +256,7 @@ func TestServiceReadAndAdminScopes(t *testing.T) {
 		"Keys":       func(ctx context.Context) error { _, err := s.Keys(ctx); return err },
 		"RevokeKey":  func(ctx context.Context) error { return s.RevokeKey(ctx, "k") },
 		"ReleaseAPI": func(ctx context.Context) error { return s.ReleaseAPI(ctx, "a") },
+		"RiverUI":    s.AuthorizeRiverUI,
 	}
 	// try runs op; reaching the (missing) store means it was not refused.
 	try := func(op func(context.Context) error, ctx context.Context) (err error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -487,8 +488,23 @@ func TestKeysCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "ci") || !strings.Contains(out, "fire:shop.* read") || strings.Contains(out, token) {
+	if !regexp.MustCompile(`^NAME +SCOPES +CREATED +REVOKED\nci +fire:shop\.\* read +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +-\n$`).MatchString(out) ||
+		strings.Contains(out, token) {
 		t.Errorf("keys list:\n%s", out)
+	}
+	out, err = keys("create", "--name", "ci2", "--scope", "read", "--json")
+	var created gateway.CreatedKey
+	if err != nil || json.Unmarshal([]byte(out), &created) != nil || created.Name != "ci2" || gateway.ValidateToken(created.Token) != nil {
+		t.Fatalf("keys create --json = %q, %v", out, err)
+	}
+	out, err = keys("list", "--json")
+	var listed struct{ Keys []gateway.APIKey }
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed.Keys) != 2 || listed.Keys[0].Name != "ci" ||
+		strings.Contains(out, token) {
+		t.Fatalf("keys list --json = %q, %v", out, err)
+	}
+	if out, err := keys("revoke", "--json", "ci2"); err != nil || out != "{\n  \"revoked\": \"ci2\"\n}\n" {
+		t.Fatalf("keys revoke --json = %q, %v", out, err)
 	}
 	for _, args := range [][]string{
 		{},
@@ -518,7 +534,7 @@ func TestKeysCommand(t *testing.T) {
 		return gw.do(t, "GET", "/v1/events", "", bearer(token), nil).StatusCode == http.StatusUnauthorized
 	})
 	out, err = keys("list")
-	if err != nil || strings.Count(out, "\n") != 2 || strings.HasSuffix(strings.TrimSpace(out), "-") {
+	if err != nil || strings.Count(out, "\n") != 3 || strings.Contains(out, "Z  -\n") {
 		t.Errorf("keys list after revoking:\n%s (%v)", out, err)
 	}
 }

@@ -167,6 +167,9 @@ type Config struct {
 	// worth). Requests without a key (authentication off) are not limited.
 	RateLimit float64 `envconfig:"LIGHTBUS_RATE_LIMIT" default:"0"`
 	RateBurst int     `envconfig:"LIGHTBUS_RATE_BURST" default:"0"`
+	// RiverUI serves the River UI at /admin/river, to API keys with admin
+	// (anyone when authentication is off).
+	RiverUI bool `envconfig:"LIGHTBUS_RIVER_UI" default:"true"`
 }
 
 // workerNetworks parses WorkerNetworks.

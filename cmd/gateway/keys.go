@@ -8,10 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/cliout"
 	"github.com/lightbus-go/lightbus/store/postgres"
 )
 
@@ -20,6 +19,9 @@ const keysUsage = `gateway keys create --name NAME --scope SCOPE [--scope SCOPE 
                           make an API key; prints its token, shown only this once
 gateway keys list         every key: name, scopes, created, revoked
 gateway keys revoke NAME  revoke a key (every replica refuses it within a second)
+
+--json (right after create, list or revoke) prints the answer as JSON, as the
+HTTP API does.
 
 Scopes: fire:PATTERN, call:PATTERN, serve:PATTERN, listen:PATTERN, read, admin;
 PATTERN is an API name (billing), a prefix wildcard (billing.*) or *.`
@@ -36,9 +38,10 @@ func (s *scopeFlags) Set(v string) error {
 
 // keysCommand is one parsed `gateway keys` invocation.
 type keysCommand struct {
-	action string // create, list, revoke
-	name   string
-	scopes []string
+	action  string // create, list, revoke
+	name    string
+	scopes  []string
+	jsonOut bool
 }
 
 // parseKeys parses the arguments after `gateway keys`.
@@ -54,6 +57,7 @@ func parseKeys(args []string) (*keysCommand, error) {
 		fs.StringVar(&kc.name, "name", "", "the key's name")
 		fs.Var(&scopes, "scope", "a scope (repeat for more)")
 	}
+	fs.BoolVar(&kc.jsonOut, "json", false, "print the answer as JSON")
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, fmt.Errorf("keys %s: %w", kc.action, err)
 	}
@@ -111,25 +115,37 @@ func runKeys(ctx context.Context, args []string, cfg Config, logger *slog.Logger
 		if err != nil {
 			return fmt.Errorf("keys create: %w", err)
 		}
+		if kc.jsonOut {
+			return cliout.JSON(stdout, key)
+		}
 		fmt.Fprintln(stdout, key.Token)
 	case "list":
 		keys, err := svc.Keys(ctx)
 		if err != nil {
 			return fmt.Errorf("keys list: %w", err)
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tSCOPES\tCREATED\tREVOKED")
+		if kc.jsonOut {
+			if keys == nil {
+				keys = []gateway.APIKey{}
+			}
+			return cliout.JSON(stdout, map[string][]gateway.APIKey{"keys": keys})
+		}
+		tw := cliout.Table(stdout)
+		cliout.Row(tw, "NAME", "SCOPES", "CREATED", "REVOKED")
 		for _, k := range keys {
 			revoked := "-"
 			if k.RevokedAt != nil {
-				revoked = k.RevokedAt.Format(time.RFC3339)
+				revoked = cliout.Time(*k.RevokedAt)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Name, strings.Join(k.Scopes, " "), k.CreatedAt.Format(time.RFC3339), revoked)
+			cliout.Row(tw, k.Name, strings.Join(k.Scopes, " "), cliout.Time(k.CreatedAt), revoked)
 		}
 		return tw.Flush()
 	case "revoke":
 		if err := svc.RevokeKey(ctx, kc.name); err != nil {
 			return fmt.Errorf("keys revoke: %w", err)
+		}
+		if kc.jsonOut {
+			return cliout.JSON(stdout, map[string]string{"revoked": kc.name})
 		}
 		fmt.Fprintf(stdout, "revoked %s\n", kc.name)
 	}

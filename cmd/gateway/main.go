@@ -32,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"riverqueue.com/riverui"
 
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/gateway/dispatch"
@@ -202,6 +203,10 @@ type app struct {
 	pool    *pgxpool.Pool
 	river   *river.Client[pgx.Tx]
 	store   *postgres.DB
+	// ui is the River UI (nil when LIGHTBUS_RIVER_UI=false); stopUI stops
+	// its background queries.
+	ui     *riverui.Handler
+	stopUI context.CancelFunc
 }
 
 // newApp connects, migrates and wires the gateway, ready to serve.
@@ -312,6 +317,18 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Networks:       networks,
 		}),
 	})
+	var ui *riverui.Handler
+	if cfg.RiverUI {
+		ui, err = riverui.NewHandler(&riverui.HandlerOpts{
+			Endpoints: riverui.NewEndpoints(rc, nil),
+			Logger:    logger.With(slog.String("component", "riverui")),
+			Prefix:    httpapi.RiverUIPath,
+		})
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("river UI: %w", err)
+		}
+	}
 	server := httpapi.New(httpapi.Config{
 		Service:       service,
 		Logger:        logger,
@@ -322,6 +339,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		RateBurst:     cfg.RateBurst,
 		Recorder:      mets,
 		Metrics:       mets.Handler(),
+		RiverUI:       riverUIHandler(ui),
 	})
 	if cfg.BootstrapToken != "" {
 		if err := service.Bootstrap(ctx, cfg.BootstrapToken); err != nil {
@@ -340,7 +358,16 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if cfg.DebugVars {
 		handler = withDebugVars(server)
 	}
-	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store}, nil
+	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store, ui: ui, stopUI: func() {}}, nil
+}
+
+// riverUIHandler returns ui as the http.Handler httpapi serves, nil (no
+// UI) when ui is nil.
+func riverUIHandler(ui *riverui.Handler) http.Handler {
+	if ui == nil {
+		return nil
+	}
+	return ui
 }
 
 // poolStats converts the pool's statistics for the metrics.
@@ -372,6 +399,16 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		a.close(context.WithoutCancel(ctx))
 		return fmt.Errorf("start river: %w", err)
 	}
+	if a.ui != nil {
+		// The UI's background queries run until close stops them.
+		uiCtx, stopUI := context.WithCancel(context.WithoutCancel(ctx))
+		a.stopUI = stopUI
+		if err := a.ui.Start(uiCtx); err != nil {
+			ln.Close()
+			a.close(context.WithoutCancel(ctx))
+			return fmt.Errorf("start river UI: %w", err)
+		}
+	}
 	srv := &http.Server{
 		Handler:           a.handler,
 		MaxHeaderBytes:    a.cfg.MaxHeaderBytes,
@@ -401,9 +438,11 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// close stops fire batching (batches in flight commit), stops River (letting running deliveries finish until ctx is done,
-// then cancelling them) and closes the pool.
+// close stops the River UI and fire batching (batches in flight commit),
+// stops River (letting running deliveries finish until ctx is done, then
+// cancelling them) and closes the pool.
 func (a *app) close(ctx context.Context) {
+	a.stopUI()
 	a.store.Close()
 	if err := a.river.Stop(ctx); err != nil {
 		a.logger.Warn("River did not stop in time; cancelling running deliveries", slog.String("error", err.Error()))

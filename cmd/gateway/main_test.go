@@ -221,7 +221,7 @@ func TestLoadConfig(t *testing.T) {
 	t.Setenv("LIGHTBUS_RPC_TIMEOUT", "3s")
 	t.Setenv("LIGHTBUS_ADDR", "127.0.0.1:9999")
 	cfg, err := loadConfig()
-	if err != nil || cfg.RPCTimeout != 3*time.Second || cfg.Addr != "127.0.0.1:9999" || cfg.DeliveryMaxAttempts != 25 {
+	if err != nil || cfg.RPCTimeout != 3*time.Second || cfg.Addr != "127.0.0.1:9999" || cfg.DeliveryMaxAttempts != 25 || !cfg.RiverUI {
 		t.Fatalf("loadConfig = %+v, %v", cfg, err)
 	}
 }

@@ -19,8 +19,9 @@ func (c *cli) callCmd() *cobra.Command {
 		Long: `call calls the RPC API.METHOD with PARAMS, a JSON object (- reads it from
 standard input; none sends {}), and prints its result as JSON. --timeout
 overrides the API's default deadline.`,
-		Example: `  lightbus call auth.check_password '{"user": "admin", "password": "secret"}' --timeout 2s`,
-		Args:    cobra.RangeArgs(1, 2),
+		Example:           `  lightbus call auth.check_password '{"user": "admin", "password": "secret"}' --timeout 2s`,
+		Args:              cobra.RangeArgs(1, 2),
+		ValidArgsFunction: c.completeRPCs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout < 0 {
 				return fmt.Errorf("call: negative --timeout %s", timeout)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
+	"github.com/lightbus-go/lightbus/internal/cliout"
 )
 
 // bus returns a client of the gateway at --url, with the API key of
@@ -45,31 +46,22 @@ func (c *cli) params(args []string) (json.RawMessage, error) {
 	return json.RawMessage(data), nil
 }
 
+// Every command prints the same way (package cliout): with --json the
+// gateway's answer as indented JSON on standard output, for scripts;
+// otherwise aligned columns (c.table, row) for people. Notes that are not
+// the answer (progress, "more: --before ...") go to standard error.
+
 // printJSON writes v as indented JSON.
-func (c *cli) printJSON(v any) error {
-	enc := json.NewEncoder(c.stdout)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
-}
+func (c *cli) printJSON(v any) error { return cliout.JSON(c.stdout, v) }
 
-// table returns a tabwriter on standard output; Flush it.
-func (c *cli) table() *tabwriter.Writer {
-	return tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-}
+// table returns a writer of aligned columns on standard output; Flush it.
+func (c *cli) table() *tabwriter.Writer { return cliout.Table(c.stdout) }
 
-// row writes one tab-separated row.
-func row(w io.Writer, cells ...string) {
-	fmt.Fprintln(w, strings.Join(cells, "\t"))
-}
+// row writes one row of cells to a table.
+func row(w io.Writer, cells ...string) { cliout.Row(w, cells...) }
 
 // formatTime renders t in UTC to the second; "-" when zero.
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format("2006-01-02T15:04:05Z")
-}
+func formatTime(t time.Time) string { return cliout.Time(t) }
 
 // list renders names comma-separated; "-" when none.
 func list(names []string) string {

@@ -95,6 +95,8 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		answer(http.StatusOK, `{"result": {"valid": true, "user": "admin"}}`)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/version":
+		answer(http.StatusOK, `{"version": "v1.4.0", "revision": "9f2c1e4b", "go": "go1.26.8"}`)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/schema":
 		answer(http.StatusOK, fakeSchemas)
 	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/schema/"):
@@ -125,7 +127,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"redeliver": true, "queued": 0, "state": "running", "created_at": "2026-11-25T10:00:00Z"}`)
 	case r.Method == http.MethodDelete && r.URL.Path == "/v1/listeners/support.case/notify":
 		w.WriteHeader(http.StatusNoContent)
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/listeners/support.case/notify/redrive":
+	case r.Method == http.MethodPost && (r.URL.Path == "/v1/listeners/support.case/notify/redrive" || r.URL.Path == "/v1/listeners/auth/create_user/redrive"):
 		answer(http.StatusOK, `{"redriven": 7}`)
 	default:
 		answer(http.StatusNotFound, `{"type": "urn:lightbus:problem:not_found", "title": "Not found", "status": 404,

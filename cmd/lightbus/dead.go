@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -63,9 +65,10 @@ func (f *deadFilterFlags) query() (lightbus.DeadQuery, error) {
 func (c *cli) deadListCmd() *cobra.Command {
 	var f deadFilterFlags
 	cmd := &cobra.Command{
-		Use:   "list SERVICE.LISTENER [--api API] [--event EVENT] [--since T] [--until T] [--limit N]",
-		Short: "List a listener group's dead deliveries, newest first",
-		Args:  cobra.ExactArgs(1),
+		Use:               "list SERVICE.LISTENER [--api API] [--event EVENT] [--since T] [--until T] [--limit N]",
+		Short:             "List a listener group's dead deliveries, newest first",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: c.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			service, listener, err := splitGroup(args[0])
 			if err != nil {
@@ -131,9 +134,10 @@ func parseDeliveryID(s string) (int64, error) {
 // deadShowCmd is `lightbus dead show`.
 func (c *cli) deadShowCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "show ID",
-		Short: "Show one delivery with its attempt history",
-		Args:  cobra.ExactArgs(1),
+		Use:               "show ID",
+		Short:             "Show one delivery with its attempt history",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseDeliveryID(args[0])
 			if err != nil {
@@ -193,9 +197,10 @@ func (c *cli) deadRedriveCmd() *cobra.Command {
 		all bool
 	)
 	cmd := &cobra.Command{
-		Use:   "redrive ID | redrive --all SERVICE.LISTENER [--api API] [--event EVENT] [--since T] [--until T]",
-		Short: "Give dead deliveries fresh attempts",
-		Args:  cobra.ExactArgs(1),
+		Use:               "redrive ID | redrive --all SERVICE.LISTENER [--api API] [--event EVENT] [--since T] [--until T]",
+		Short:             "Give dead deliveries fresh attempts",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: c.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bus, err := c.bus()
 			if err != nil {
@@ -223,7 +228,8 @@ func (c *cli) deadRedriveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := bus.RedriveAll(cmd.Context(), service, listener, q)
+			filtered := q.API != "" || q.Event != "" || !q.Since.IsZero() || !q.Until.IsZero()
+			n, err := c.redriveAll(cmd.Context(), bus, service, listener, q, filtered)
 			if err != nil {
 				return err
 			}
@@ -237,4 +243,60 @@ func (c *cli) deadRedriveCmd() *cobra.Command {
 	f.bind(cmd)
 	cmd.Flags().BoolVar(&all, "all", false, "redrive every dead delivery of the group matching the filters")
 	return cmd
+}
+
+// redrivePoll is how often a bulk redrive's progress is read.
+const redrivePoll = 250 * time.Millisecond
+
+// redriveAll redrives the group's dead deliveries matching q. With a
+// progress line (standard error a terminal, no --json) it reads the group's
+// dead count meanwhile and draws how many have left it: against the count
+// at the start when every dead delivery is redriven, as a bare count when
+// filters pick some.
+func (c *cli) redriveAll(ctx context.Context, bus *lightbus.Bus, service, listener string, q lightbus.DeadQuery, filtered bool) (int, error) {
+	p := c.newProgress()
+	if p.w == nil {
+		return bus.RedriveAll(ctx, service, listener, q)
+	}
+	defer p.clear()
+	deadNow := func() (int64, bool) {
+		groups, err := bus.Listeners(ctx)
+		if err != nil {
+			return 0, false
+		}
+		for _, g := range groups {
+			if g.Service == service && g.Name == listener {
+				return g.Dead, true
+			}
+		}
+		return 0, false
+	}
+	start := time.Now()
+	before, known := deadNow()
+	total := before
+	if filtered {
+		total = 0
+	}
+	label := fmt.Sprintf("redriving %s.%s", service, listener)
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := bus.RedriveAll(ctx, service, listener, q)
+		done <- result{n, err}
+	}()
+	var redriven int64
+	for {
+		p.draw(renderBar(label, redriven, total, time.Since(start)))
+		select {
+		case r := <-done:
+			return r.n, r.err
+		case <-time.After(redrivePoll):
+		}
+		if now, ok := deadNow(); ok && known {
+			redriven = max(0, before-now)
+		}
+	}
 }

@@ -141,4 +141,14 @@ func TestListenersDelete(t *testing.T) {
 	if err := tb.execute(t, "listeners", "delete", "support.case.unknown"); err == nil {
 		t.Error("deleting an unknown group succeeded")
 	}
+
+	tb, _ = gatewayBundle(t)
+	if err := tb.execute(t, "listeners", "delete", "support.case.notify", "--json"); err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]string
+	if err := json.Unmarshal([]byte(tb.stdout.String()), &out); err != nil || out["service"] != "support.case" ||
+		out["listener"] != "notify" || out["removed"] != "support.case.notify" {
+		t.Errorf("--json: %s (%v)", tb.stdout.String(), err)
+	}
 }

@@ -17,8 +17,9 @@ func (c *cli) fireCmd() *cobra.Command {
 		Long: `fire fires the event API.EVENT with PARAMS, a JSON object (- reads it from
 standard input; none sends {}). When it returns, the gateway has stored the
 event and queued its deliveries.`,
-		Example: `  lightbus fire auth.user_registered '{"user": "sally", "email": "sally@example.com"}'`,
-		Args:    cobra.RangeArgs(1, 2),
+		Example:           `  lightbus fire auth.user_registered '{"user": "sally", "email": "sally@example.com"}'`,
+		Args:              cobra.RangeArgs(1, 2),
+		ValidArgsFunction: c.completeEvents,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			params, err := c.params(args[1:])
 			if err != nil {

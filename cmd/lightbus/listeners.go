@@ -57,9 +57,10 @@ func (c *cli) listenersCmd() *cobra.Command {
 // listenersDeleteCmd is `lightbus listeners delete SERVICE.LISTENER`.
 func (c *cli) listenersDeleteCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete SERVICE.LISTENER",
-		Short: "Remove a listener group that is gone for good (stop its workers first)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "delete SERVICE.LISTENER",
+		Short:             "Remove a listener group that is gone for good (stop its workers first)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: c.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			service, listener, err := splitGroup(args[0])
 			if err != nil {
@@ -71,6 +72,9 @@ func (c *cli) listenersDeleteCmd() *cobra.Command {
 			}
 			if err := bus.DeleteListener(cmd.Context(), service, listener); err != nil {
 				return err
+			}
+			if c.jsonOut {
+				return c.printJSON(map[string]string{"service": service, "listener": listener, "removed": service + "." + listener})
 			}
 			_, err = fmt.Fprintf(c.stdout, "listener group %s.%s removed\n", service, listener)
 			return err

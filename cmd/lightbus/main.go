@@ -13,8 +13,10 @@
 //	lightbus dead list SERVICE.LISTENER         a listener group's dead deliveries
 //	lightbus dead show ID                       one delivery with its attempts
 //	lightbus dead redrive ID|--all GROUP        give dead deliveries fresh attempts
-//	lightbus replay SERVICE.LISTENER --since S  rewind a listener group
+//	lightbus replay SERVICE.LISTENER --since S  rewind a listener group (--wait: until queued)
 //	lightbus listeners delete SERVICE.LISTENER  remove a listener group
+//	lightbus version                            this command's version and the gateway's
+//	lightbus completion bash|zsh|fish|powershell  a shell completion script
 //
 // The worker process imports the service's bus package (./bus by default,
 // else --module or $LIGHTBUS_MODULE), which declares
@@ -88,6 +90,10 @@ type cli struct {
 	// function that stops their delivery.
 	signals func() (<-chan os.Signal, func())
 
+	// progressTo is where progress lines are drawn: standard error when
+	// it is a terminal, else nil (none).
+	progressTo io.Writer
+
 	// Global flags.
 	url     string
 	token   string
@@ -105,6 +111,8 @@ func newCLI(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) strin
 		cacheDir: os.UserCacheDir,
 		builder:  &workerBuilder{goCmd: "go", clientImport: clientImportPath, stderr: stderr},
 		signals:  notifySignals,
+
+		progressTo: terminalWriter(stderr),
 	}
 }
 
@@ -125,9 +133,8 @@ and inspects the Lightbus gateway.
 A worker is built from the service's bus package (./bus, --module or
 $LIGHTBUS_MODULE), which declares "var Bus = lightbus.MustCreate(...)" and
 registers the service's APIs and listeners on it at init.`,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
 	root.SetIn(c.stdin)
 	root.SetOut(c.stdout)
@@ -141,7 +148,7 @@ registers the service's APIs and listeners on it at init.`,
 	root.PersistentFlags().StringVar(&c.token, "token", "", "the API key sent to the gateway (default $LIGHTBUS_TOKEN)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
 	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.deadCmd(), c.replayCmd(),
-		c.dumpschemaCmd(), c.loadschemaCmd())
+		c.dumpschemaCmd(), c.loadschemaCmd(), c.versionCmd())
 	return root
 }
 

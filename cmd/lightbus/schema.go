@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	lightbus "github.com/lightbus-go/lightbus/clientgo"
 )
 
 // dumpschemaCmd is `lightbus dumpschema`.
@@ -109,14 +112,26 @@ schema version unless its content is unchanged.`,
 			if err != nil {
 				return err
 			}
+			published := []lightbus.Schema{}
 			for _, api := range slices.Sorted(maps.Keys(docs)) {
 				s, err := bus.PublishSchema(cmd.Context(), api, docs[api])
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.stdout, "%s: version %d\n", api, s.Version)
+				s.Document = nil // the document sent, as stored: not worth repeating
+				published = append(published, *s)
 			}
-			return nil
+			if c.jsonOut {
+				return c.printJSON(struct {
+					Schemas []lightbus.Schema `json:"schemas"`
+				}{published})
+			}
+			w := c.table()
+			row(w, "API", "VERSION", "HASH", "CREATED")
+			for _, s := range published {
+				row(w, s.API, strconv.Itoa(s.Version), s.Hash, formatTime(s.CreatedAt))
+			}
+			return w.Flush()
 		},
 	}
 }

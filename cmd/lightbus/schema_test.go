@@ -54,8 +54,26 @@ func TestDumpAndLoadSchema(t *testing.T) {
 		if err := tb.execute(t, "loadschema", dir); err != nil {
 			t.Fatal(err)
 		}
-		if got := tb.stdout.String()[before:]; got != "auth: version 4\nbilling: version 4\n" {
-			t.Errorf("stdout = %q", got)
+		want := "API      VERSION  HASH  CREATED\n" +
+			"auth     4        ab    2026-11-25T10:00:00Z\n" +
+			"billing  4        ab    2026-11-25T10:00:00Z\n"
+		if got := tb.stdout.String()[before:]; got != want {
+			t.Errorf("stdout = %q, want %q", got, want)
+		}
+		before = len(tb.stdout.String())
+		if err := tb.execute(t, "loadschema", dir, "--json"); err != nil {
+			t.Fatal(err)
+		}
+		var published struct {
+			Schemas []struct {
+				API     string          `json:"api"`
+				Version int             `json:"version"`
+				Schema  json.RawMessage `json:"schema"`
+			} `json:"schemas"`
+		}
+		if err := json.Unmarshal([]byte(tb.stdout.String()[before:]), &published); err != nil || len(published.Schemas) != 2 ||
+			published.Schemas[1].API != "billing" || published.Schemas[1].Version != 4 || published.Schemas[1].Schema != nil {
+			t.Errorf("--json: %s (%v)", tb.stdout.String()[before:], err)
 		}
 		var puts []string
 		g.mu.Lock()
@@ -65,7 +83,7 @@ func TestDumpAndLoadSchema(t *testing.T) {
 			}
 		}
 		g.mu.Unlock()
-		if !slices.Equal(puts, []string{"/v1/schema/auth", "/v1/schema/billing"}) {
+		if !slices.Equal(puts, []string{"/v1/schema/auth", "/v1/schema/billing", "/v1/schema/auth", "/v1/schema/billing"}) { // twice: table, then --json
 			t.Fatalf("PUTs %v", puts)
 		}
 	})

@@ -963,6 +963,20 @@ type Scope = string
 // Examples: auth
 type ServiceName = string
 
+// Version defines model for Version.
+type Version struct {
+	// Go The Go release that built it.
+	Go string `json:"go"`
+
+	// Revision The source commit it was built from, with `-modified` when the work tree had changes; empty when unknown.
+	Revision string `json:"revision"`
+
+	// Version The version set when the gateway was linked, else the module version the
+	// go command stamped (a tag, or a pseudo-version of the commit built), else
+	// `(devel)`.
+	Version string `json:"version"`
+}
+
 // Violation One violation of a schema.
 type Violation struct {
 	// Message Examples: missing required property
@@ -1795,6 +1809,15 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/schema/{api}/versions (the `ListSchemaVersions` operationId).
 	ListSchemaVersions(ctx context.Context, api APIPath, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetVersion The gateway's version
+	//
+	// Which build of the gateway answers: its version, the source revision it was
+	// built from and the Go release that built it. Any valid API key may ask,
+	// whatever its scopes. `lightbus version` prints it beside the CLI's own.
+	//
+	// Corresponds with GET /v1/version (the `GetVersion` operationId).
+	GetVersion(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListWorkers List live workers
 	//
 	// Corresponds with GET /v1/workers (the `ListWorkers` operationId).
@@ -2535,6 +2558,25 @@ func (c *Client) PublishSchema(ctx context.Context, api APIPath, body PublishSch
 // Corresponds with GET /v1/schema/{api}/versions (the `ListSchemaVersions` operationId).
 func (c *Client) ListSchemaVersions(ctx context.Context, api APIPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListSchemaVersionsRequest(c.Server, api)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetVersion The gateway's version
+//
+// Which build of the gateway answers: its version, the source revision it was
+// built from and the Go release that built it. Any valid API key may ask,
+// whatever its scopes. `lightbus version` prints it beside the CLI's own.
+//
+// Corresponds with GET /v1/version (the `GetVersion` operationId).
+func (c *Client) GetVersion(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetVersionRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -3781,6 +3823,33 @@ func NewListSchemaVersionsRequest(server string, api APIPath) (*http.Request, er
 	return req, nil
 }
 
+// NewGetVersionRequest constructs an http.Request for the GetVersion method
+func NewGetVersionRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/version")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListWorkersRequest constructs an http.Request for the ListWorkers method
 func NewListWorkersRequest(server string) (*http.Request, error) {
 	var err error
@@ -4319,6 +4388,17 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/schema/{api}/versions (the `ListSchemaVersions` operationId).
 	ListSchemaVersionsWithResponse(ctx context.Context, api APIPath, reqEditors ...RequestEditorFn) (*ListSchemaVersionsResponse, error)
+
+	// GetVersionWithResponse The gateway's version
+	//
+	// Which build of the gateway answers: its version, the source revision it was
+	// built from and the Go release that built it. Any valid API key may ask,
+	// whatever its scopes. `lightbus version` prints it beside the CLI's own.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/version (the `GetVersion` operationId).
+	GetVersionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetVersionResponse, error)
 
 	// ListWorkersWithResponse List live workers
 	//
@@ -6753,6 +6833,75 @@ func (r ListSchemaVersionsResponse) ContentType() string {
 	return ""
 }
 
+// GetVersionResponse401Headers the declared response headers of an HTTP 401 response for GetVersion
+type GetVersionResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// GetVersionResponse429Headers the declared response headers of an HTTP 429 response for GetVersion
+type GetVersionResponse429Headers struct {
+	RetryAfter *int
+}
+
+type GetVersionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Version
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetVersionResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetVersionResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetVersionResponse) GetJSON200() *Version {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetVersionResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetVersionResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
+}
+
+// GetBody returns the raw response body bytes
+func (r GetVersionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetVersionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetVersionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetVersionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListWorkersResponse401Headers the declared response headers of an HTTP 401 response for ListWorkers
 type ListWorkersResponse401Headers struct {
 	WWWAuthenticate *string
@@ -7615,6 +7764,23 @@ func (c *ClientWithResponses) ListSchemaVersionsWithResponse(ctx context.Context
 		return nil, err
 	}
 	return ParseListSchemaVersionsResponse(rsp)
+}
+
+// GetVersionWithResponse The gateway's version
+//
+// Which build of the gateway answers: its version, the source revision it was
+// built from and the Go release that built it. Any valid API key may ask,
+// whatever its scopes. `lightbus version` prints it beside the CLI's own.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/version (the `GetVersion` operationId).
+func (c *ClientWithResponses) GetVersionWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetVersionResponse, error) {
+	rsp, err := c.GetVersion(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetVersionResponse(rsp)
 }
 
 // ListWorkersWithResponse List live workers
@@ -9904,6 +10070,69 @@ func ParseListSchemaVersionsResponse(rsp *http.Response) (*ListSchemaVersionsRes
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers ListSchemaVersionsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetVersionResponse parses an HTTP response from a GetVersionWithResponse call
+func ParseGetVersionResponse(rsp *http.Response) (*GetVersionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetVersionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Version
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetVersionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetVersionResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

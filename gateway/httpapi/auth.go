@@ -13,9 +13,10 @@ import (
 // openPaths are served to anyone, whatever the authentication mode.
 var openPaths = map[string]bool{"/healthz": true, "/readyz": true, "/openapi.yaml": true}
 
-// authenticate is the middleware that turns a request's bearer token into
-// the principal the service checks (gateway.WithPrincipal), and holds each
-// key to its rate limit. A request without a valid token is answered 401
+// authenticate is the middleware that turns a request's bearer token (for
+// the River UI, also a Basic password: uiToken) into the principal the
+// service checks (gateway.WithPrincipal), and holds each key to its rate
+// limit. A request without a valid token is answered 401
 // here; whether the key may do what it asks is the service's to decide.
 // With authentication off it is not in the chain at all.
 func (h *Handler) authenticate(next http.Handler) http.Handler {
@@ -24,7 +25,11 @@ func (h *Handler) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		token, err := bearerToken(r)
+		credentials := bearerToken
+		if isRiverUI(r.URL.Path) {
+			credentials = uiToken
+		}
+		token, err := credentials(r)
 		if err != nil {
 			writeError(w, r, h.logger, err)
 			return

@@ -99,7 +99,8 @@ func ProblemFor(err error) *Problem {
 	return p
 }
 
-// authChallenge is the WWW-Authenticate header of every 401.
+// authChallenge is the WWW-Authenticate header of every 401 but the River
+// UI's (basicChallenge).
 const authChallenge = `Bearer realm="lightbus"`
 
 // writeError writes err as problem+json, logging internal errors. A 401
@@ -118,7 +119,11 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		logger.WarnContext(r.Context(), "request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("code", p.Code), slog.String("error", err.Error()))
 	}
 	if p.Code == gateway.EUnauthorized {
-		w.Header().Set("WWW-Authenticate", authChallenge)
+		challenge := authChallenge
+		if isRiverUI(r.URL.Path) {
+			challenge = basicChallenge
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
 	}
 	var e *gateway.Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {

@@ -30,6 +30,11 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 	routes := New(Config{}).Routes() // the route table needs no service
 	inRouter := map[string]bool{}
 	err := chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if strings.HasPrefix(route, "/admin/") {
+			// The River UI (and any operator's page under /admin/) is not
+			// part of the JSON API that openapi.yaml describes.
+			return nil
+		}
 		inRouter[method+" "+route] = true
 		return nil
 	})

@@ -34,6 +34,9 @@ type Config struct {
 	Recorder Recorder
 	// Metrics serves GET /metrics (to callers with read); nil answers 404.
 	Metrics http.Handler
+	// RiverUI serves the River UI under RiverUIPath (to callers with
+	// admin); it gets the whole path, prefix included. nil answers 404.
+	RiverUI http.Handler
 }
 
 // Handler is the gateway's HTTP API.
@@ -44,6 +47,7 @@ type Handler struct {
 	routes chi.Router
 	limits *limiter // nil: no rate limit
 	rec    Recorder
+	ui     http.Handler // nil: no River UI
 }
 
 // New returns the HTTP API for cfg.
@@ -61,6 +65,7 @@ func New(cfg Config) *Handler {
 		cfg.Recorder = nopRecorder{}
 	}
 	h := &Handler{cfg: cfg, svc: cfg.Service, logger: cfg.Logger, limits: newLimiter(cfg.RateLimit, cfg.RateBurst), rec: cfg.Recorder}
+	h.ui = h.riverUIHandler(cfg.RiverUI)
 	h.routes = h.newRoutes()
 	return h
 }
@@ -103,10 +108,13 @@ func (h *Handler) newRoutes() chi.Router {
 	r.Get("/v1/keys", h.handle(h.listKeys))                                         // list API keys, never their tokens
 	r.Post("/v1/keys", h.handle(h.createKey))                                       // create an API key; its token is shown once
 	r.Delete("/v1/keys/{name}", h.handle(h.revokeKey))                              // revoke an API key
+	r.Get("/v1/version", h.handle(h.version))                                       // the gateway's version (any key)
 	r.Get("/healthz", h.handle(healthz))                                            // the process is up
 	r.Get("/readyz", h.handle(h.readyz))                                            // the database answers and the schema is current
 	r.Get("/openapi.yaml", h.handle(h.openAPI))                                     // this API's OpenAPI document
 	r.Get("/metrics", h.handle(h.metrics))                                          // Prometheus metrics (read)
+	r.Handle(RiverUIPath, h.handle(h.riverUI))                                      // the River UI (admin): redirects to its page
+	r.Handle(RiverUIPath+"/*", h.handle(h.riverUI))                                 // the River UI's pages and JSON API (admin; not in openapi.yaml)
 	return r
 }
 
@@ -142,6 +150,15 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func (h *Handler) version(w http.ResponseWriter, r *http.Request) error {
+	v, err := h.svc.Version(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 

@@ -568,6 +568,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/version": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The gateway's version
+         * @description Which build of the gateway answers: its version, the source revision it was
+         *     built from and the Go release that built it. Any valid API key may ask,
+         *     whatever its scopes. `lightbus version` prints it beside the CLI's own.
+         */
+        get: operations["getVersion"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1299,6 +1321,18 @@ export interface components {
         };
         Health: {
             status: components["schemas"]["HealthStatus"];
+        };
+        Version: {
+            /**
+             * @description The version set when the gateway was linked, else the module version the
+             *     go command stamped (a tag, or a pseudo-version of the commit built), else
+             *     `(devel)`.
+             */
+            version: string;
+            /** @description The source commit it was built from, with `-modified` when the work tree had changes; empty when unknown. */
+            revision: string;
+            /** @description The Go release that built it. */
+            go: string;
         };
         /**
          * @description `ok` from `/healthz`, `ready` from `/readyz`.
@@ -3028,6 +3062,35 @@ export interface operations {
             429: components["responses"]["RateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    getVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The gateway's version. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "version": "v1.4.0",
+                     *       "revision": "9f2c1e4b7a0d3c5e8f1a2b3c4d5e6f708192a3b4",
+                     *       "go": "go1.26.8"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Version"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["RateLimited"];
         };
     };
     healthz: {
