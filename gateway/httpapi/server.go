@@ -11,8 +11,11 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/tracing"
 )
 
 // Config holds what the HTTP API needs.
@@ -34,6 +37,10 @@ type Config struct {
 	Recorder Recorder
 	// Metrics serves GET /metrics (to callers with read); nil answers 404.
 	Metrics http.Handler
+	// TracerProvider makes the spans of fires and calls; nil makes none.
+	// Either way, the W3C trace context (traceparent, tracestate) a fire or
+	// a call carries is stored with its events or forwarded with the call.
+	TracerProvider trace.TracerProvider
 }
 
 // Handler is the gateway's HTTP API.
@@ -44,6 +51,10 @@ type Handler struct {
 	routes chi.Router
 	limits *limiter // nil: no rate limit
 	rec    Recorder
+	// tracer makes fire and call spans; tracing is false when it is a
+	// no-op, which lets requests without trace context skip it.
+	tracer  trace.Tracer
+	tracing bool
 }
 
 // New returns the HTTP API for cfg.
@@ -61,6 +72,11 @@ func New(cfg Config) *Handler {
 		cfg.Recorder = nopRecorder{}
 	}
 	h := &Handler{cfg: cfg, svc: cfg.Service, logger: cfg.Logger, limits: newLimiter(cfg.RateLimit, cfg.RateBurst), rec: cfg.Recorder}
+	h.tracing = cfg.TracerProvider != nil
+	if !h.tracing {
+		cfg.TracerProvider = noop.NewTracerProvider()
+	}
+	h.tracer = cfg.TracerProvider.Tracer(tracing.TracerName)
 	h.routes = h.newRoutes()
 	return h
 }
