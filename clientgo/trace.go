@@ -19,11 +19,15 @@ func (b *Bus) traceContext() propagation.TextMapPropagator {
 	if b.propagator != nil {
 		return b.propagator
 	}
-	if p := otel.GetTextMapPropagator(); len(p.Fields()) > 0 {
+	if p := globalPropagator(); len(p.Fields()) > 0 {
 		return p
 	}
 	return tracing.Propagator
 }
+
+// globalPropagator is OpenTelemetry's global propagator; a variable for
+// tests, which cannot undo otel.SetTextMapPropagator.
+var globalPropagator = otel.GetTextMapPropagator
 
 // injectTrace adds the trace context of ctx (traceparent, tracestate with
 // W3C Trace Context) to the headers of a request to the gateway.
