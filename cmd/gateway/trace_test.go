@@ -202,12 +202,17 @@ func TestTraceHeaders(t *testing.T) {
 		t.Errorf("the delivery's signature: %v", err)
 	}
 
-	// A batch: the request's context is each event's.
+	// A batch: the request's context is each event's, whether the events
+	// are stored one INSERT each (a few) or by COPY (many).
 	var batch struct {
 		Results []fireResult `json:"results"`
 	}
-	body := `[{"api":"shop","event":"order_placed","params":{}},{"api":"shop","event":"order_cancelled","params":{}}]`
-	if resp := gw.do(t, "POST", "/v1/events", body, map[string]string{"Traceparent": tp}, &batch); resp.StatusCode != http.StatusAccepted || len(batch.Results) != 2 {
+	items := []string{`{"api":"shop","event":"order_cancelled","params":{},"idempotency_key":"k1"}`}
+	for range 20 {
+		items = append(items, `{"api":"shop","event":"order_placed","params":{}}`)
+	}
+	body := "[" + strings.Join(items, ",") + "]"
+	if resp := gw.do(t, "POST", "/v1/events", body, map[string]string{"Traceparent": tp}, &batch); resp.StatusCode != http.StatusAccepted || len(batch.Results) != len(items) {
 		t.Fatalf("batch: %d %+v", resp.StatusCode, batch)
 	}
 	for _, r := range batch.Results {
