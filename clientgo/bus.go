@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Bus is a service's connection to the bus: the client that fires events and
@@ -40,6 +42,7 @@ type Bus struct {
 	fireAttempts    int
 	retryBase       time.Duration
 	retryMax        time.Duration
+	propagator      propagation.TextMapPropagator // nil: see [Bus.traceContext]
 
 	slots chan struct{} // one token per running handler
 	mux   *http.ServeMux
@@ -138,6 +141,7 @@ func Create(opts ...Option) (*Bus, error) {
 		workerAddr:      c.workerAddr,
 		workerURL:       strings.TrimRight(c.workerURL, "/"),
 		workerID:        c.workerID,
+		propagator:      c.propagator,
 		leaseTTL:        c.leaseTTL,
 		shutdownTimeout: c.shutdownTimeout,
 		validate:        !c.noValidation,

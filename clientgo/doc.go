@@ -113,6 +113,18 @@
 // them fresh attempts with [Bus.Redrive] or [Bus.RedriveAll]. [Bus.Listeners]
 // shows each group's backlog and lag, and [Bus.Replay] rewinds a group.
 //
+// # Traces
+//
+// Fire, FireBatch and Call send the W3C trace context (traceparent,
+// tracestate) of their ctx to the gateway, which passes it on to listeners
+// and workers. The worker runtime runs each listener and RPC handler with a
+// ctx carrying the trace context that came with the delivery or RPC, so
+// trace.SpanContextFromContext(ctx) there is the caller's trace and a fire
+// or call made with that ctx continues it. This needs no OpenTelemetry setup:
+// the Bus uses W3C Trace Context unless the program set a global propagator
+// (otel.SetTextMapPropagator) or passed one to [WithPropagator]. The Bus
+// makes no spans of its own and links no OpenTelemetry SDK.
+//
 // See docs/PROTOCOL.md and docs/DELIVERY.md in the repository for the wire
 // contract and the delivery guarantees.
 package lightbus

@@ -57,6 +57,7 @@ func (b *Bus) Fire(ctx context.Context, name string, params any, opts ...CallOpt
 		cc.idempotencyKey = newUUID()
 	}
 	header := http.Header{"Idempotency-Key": {cc.idempotencyKey}}
+	b.injectTrace(ctx, header)
 	for attempt := 1; ; attempt++ {
 		var res FireResult
 		err := b.do(ctx, http.MethodPost, "/v1/events/"+api+"/"+event, nil, body, header, &res)
@@ -312,7 +313,7 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 	log := b.log.With("listener", listener, "event", ceType, "event_id", ev.ID, "attempt", ev.Attempt)
 	start := time.Now()
-	_, err = callHandler(r.Context(), func(ctx context.Context, _ json.RawMessage) (any, error) {
+	_, err = callHandler(b.extractTrace(r.Context(), r.Header), func(ctx context.Context, _ json.RawMessage) (any, error) {
 		return nil, fn(ctx, ev)
 	}, nil)
 	switch {
@@ -377,11 +378,13 @@ func (b *Bus) FireBatch(ctx context.Context, events []BatchEvent) ([]FireResult,
 	if err != nil {
 		return nil, fmt.Errorf("lightbus: fire batch: %w", err)
 	}
+	header := http.Header{}
+	b.injectTrace(ctx, header)
 	for attempt := 1; ; attempt++ {
 		var out struct {
 			Results []FireResult `json:"results"`
 		}
-		err := b.do(ctx, http.MethodPost, "/v1/events", nil, body, nil, &out)
+		err := b.do(ctx, http.MethodPost, "/v1/events", nil, body, header, &out)
 		if err == nil {
 			return out.Results, nil
 		}

@@ -192,7 +192,8 @@ func (f *fakeGateway) fire(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 202, res)
 		return
 	}
-	ev := StoredEvent{ID: newUUID(), API: r.PathValue("api"), Event: r.PathValue("event"), Params: body, CreatedAt: time.Now().UTC()}
+	ev := StoredEvent{ID: newUUID(), API: r.PathValue("api"), Event: r.PathValue("event"), Params: body, CreatedAt: time.Now().UTC(),
+		TraceParent: r.Header.Get("traceparent"), TraceState: r.Header.Get("tracestate")}
 	f.events = append(f.events, ev)
 	type target struct{ url, listener string }
 	var targets []target
@@ -231,8 +232,13 @@ func (f *fakeGateway) deliver(url, listener string, ev StoredEvent) {
 		"webhook-signature": webhook.Sign(f.key, ev.ID, ts, ev.Params),
 		"Lightbus-Attempt":  "1",
 		"Lightbus-Listener": listener,
+		// Passed on as the gateway does when it exports no spans.
+		"traceparent": ev.TraceParent,
+		"tracestate":  ev.TraceState,
 	} {
-		req.Header.Set(k, v)
+		if v != "" {
+			req.Header.Set(k, v)
+		}
 	}
 	status := 0
 	if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -303,6 +309,11 @@ func (f *fakeGateway) call(w http.ResponseWriter, r *http.Request) {
 	req.Header.Set("webhook-id", api+"/"+method+"/"+reqID)
 	req.Header.Set("webhook-timestamp", ts)
 	req.Header.Set("webhook-signature", webhook.Sign(f.key, api+"/"+method+"/"+reqID, ts, body))
+	for _, h := range []string{"traceparent", "tracestate"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v) // passed on as the gateway does
+		}
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -22,6 +22,10 @@ type StoredEvent struct {
 	Params json.RawMessage `json:"params"`
 	// CreatedAt is when the event was stored.
 	CreatedAt time.Time `json:"created_at"`
+	// TraceParent and TraceState are the W3C trace context the event was
+	// fired in, sent on each of its deliveries; empty when it had none.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 	// Deliveries are the event's deliveries, one per listener group; only
 	// [Bus.Event] fills them in.
 	Deliveries []Delivery `json:"deliveries,omitempty"`

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Environment variables read by [Create] for its defaults. Options override
@@ -43,6 +45,7 @@ type config struct {
 	maxConcurrency  int
 	shutdownTimeout time.Duration
 	noValidation    bool
+	propagator      propagation.TextMapPropagator
 
 	// Retry tuning; unexported so tests can shorten it.
 	fireAttempts int
@@ -116,6 +119,17 @@ func WithShutdownTimeout(d time.Duration) Option { return func(c *config) { c.sh
 // Violations, as the gateway would, without a round trip. The gateway
 // validates either way.
 func WithValidation(on bool) Option { return func(c *config) { c.noValidation = !on } }
+
+// WithPropagator sets how trace context goes from a context to the
+// gateway on [Bus.Fire], [Bus.FireBatch] and [Bus.Call], and from the
+// gateway's deliveries and RPCs into a handler's context. By default the
+// Bus uses OpenTelemetry's global propagator when the program set one
+// (otel.SetTextMapPropagator), else W3C Trace Context
+// (propagation.TraceContext): traceparent and tracestate pass through a
+// service whether or not it exports spans.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(c *config) { c.propagator = p }
+}
 
 // CallOption adjusts one [Bus.Call] or [Bus.Fire].
 type CallOption func(*callConfig)

@@ -69,6 +69,7 @@ func (b *Bus) Call(ctx context.Context, name string, params, result any, opts ..
 	if timeout > 0 {
 		header.Set("Lightbus-Timeout", formatTimeout(timeout))
 	}
+	b.injectTrace(ctx, header)
 	var out struct {
 		Result json.RawMessage `json:"result"`
 	}
@@ -201,7 +202,7 @@ func (b *Bus) serveRPC(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("this worker does not serve rpc %s", name), nil)
 		return
 	}
-	ctx := r.Context()
+	ctx := b.extractTrace(r.Context(), r.Header)
 	if s := r.Header.Get("Lightbus-Deadline"); s != "" {
 		dl, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {

@@ -17,6 +17,12 @@ type Event struct {
 	Params         json.RawMessage `json:"params"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	CreatedAt      time.Time       `json:"created_at"`
+	// TraceParent and TraceState are the W3C trace context the event was
+	// fired in (header values), sent on each of its deliveries; empty when
+	// it was fired without one. The gateway sets them from a well-formed
+	// traceparent only.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 // NewEvent returns an event with a fresh time-sortable id (a UUIDv7) and the

@@ -16,6 +16,10 @@ type BatchItem struct {
 	Event          string          `json:"event"`
 	Params         json.RawMessage `json:"params"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	// TraceParent and TraceState are the W3C trace context to store with
+	// the event (the batch request's); never read from the batch's body.
+	TraceParent string `json:"-"`
+	TraceState  string `json:"-"`
 }
 
 // BatchResult is one item's result in a batch fire's answer.
@@ -109,6 +113,7 @@ func NewBatch(items []BatchItem) ([]*Event, error) {
 			var ev *Event
 			if ev, err = NewEvent(it.API, it.Event, it.Params); err == nil {
 				ev.IdempotencyKey = it.IdempotencyKey
+				ev.TraceParent, ev.TraceState = it.TraceParent, it.TraceState
 				events[i] = ev
 				continue
 			}

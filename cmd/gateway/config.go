@@ -170,6 +170,20 @@ type Config struct {
 	// RiverUI serves the River UI at /admin/river, to API keys with admin
 	// (anyone when authentication is off).
 	RiverUI bool `envconfig:"LIGHTBUS_RIVER_UI" default:"true"`
+
+	// Traces: OpenTelemetry's standard variables (tracing.go). Spans are
+	// exported over OTLP/HTTP when an OTLP endpoint is set or
+	// OTEL_TRACES_EXPORTER is otlp, unless OTEL_TRACES_EXPORTER is none or
+	// OTEL_SDK_DISABLED is true. The exporter reads its other variables
+	// (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, ...) itself, the
+	// SDK the sampler's (OTEL_TRACES_SAMPLER, _ARG) and the resource's
+	// (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES).
+	OTelSDKDisabled    string `envconfig:"OTEL_SDK_DISABLED"`
+	OTelTracesExporter string `envconfig:"OTEL_TRACES_EXPORTER"`
+	OTelEndpoint       string `envconfig:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	OTelTracesEndpoint string `envconfig:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
+	OTelProtocol       string `envconfig:"OTEL_EXPORTER_OTLP_PROTOCOL"`
+	OTelTracesProtocol string `envconfig:"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"`
 }
 
 // workerNetworks parses WorkerNetworks.
@@ -329,6 +343,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_RATE_BURST must not be negative")
 	}
 	if _, err := c.workerNetworks(); err != nil {
+		return err
+	}
+	if err := c.validateTracing(); err != nil {
 		return err
 	}
 	switch c.LogLevel {

@@ -32,6 +32,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"riverqueue.com/riverui"
 
 	"github.com/lightbus-go/lightbus/gateway"
@@ -207,6 +209,7 @@ type app struct {
 	// its background queries.
 	ui     *riverui.Handler
 	stopUI context.CancelFunc
+	tracer *sdktrace.TracerProvider // nil: spans are not exported
 }
 
 // newApp connects, migrates and wires the gateway, ready to serve.
@@ -235,6 +238,22 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Timeout:     cfg.DBTimeout,
 		})
 	}
+	sdkTracer, err := newTracerProvider(ctx, cfg, logger)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	var tracer trace.TracerProvider // nil: no spans, trace context still passed on
+	if sdkTracer != nil {
+		tracer = sdkTracer
+	}
+	// failed undoes what newApp started when a later step fails.
+	failed := func() {
+		if sdkTracer != nil {
+			_ = sdkTracer.Shutdown(context.WithoutCancel(ctx))
+		}
+		pool.Close()
+	}
 	mets := metrics.New(metrics.Config{
 		Source:       store,
 		Pool:         func() metrics.PoolStats { return poolStats(pool.Stat()) },
@@ -254,6 +273,8 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Store:      store,
 		Timeout:    cfg.DeliveryTimeout,
 		Networks:   networks,
+
+		TracerProvider: tracer,
 	}))
 	river.AddWorker(workers, dispatch.NewPruner(dispatch.PrunerConfig{
 		Batch:       cfg.PruneBatch,
@@ -283,7 +304,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Workers:              workers,
 	})
 	if err != nil {
-		pool.Close()
+		failed()
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 	service := gateway.NewService(gateway.ServiceConfig{
@@ -315,6 +336,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			TargetTTL:      cfg.RPCTargetTTL,
 			StoreTimeout:   cfg.DBTimeout,
 			Networks:       networks,
+			TracerProvider: tracer,
 		}),
 	})
 	var ui *riverui.Handler
@@ -340,10 +362,12 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Recorder:      mets,
 		Metrics:       mets.Handler(),
 		RiverUI:       riverUIHandler(ui),
+
+		TracerProvider: tracer,
 	})
 	if cfg.BootstrapToken != "" {
 		if err := service.Bootstrap(ctx, cfg.BootstrapToken); err != nil {
-			pool.Close()
+			failed()
 			return nil, fmt.Errorf("bootstrap key: %w", err)
 		}
 	}
@@ -358,7 +382,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if cfg.DebugVars {
 		handler = withDebugVars(server)
 	}
-	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store, ui: ui, stopUI: func() {}}, nil
+	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store, ui: ui, stopUI: func() {}, tracer: sdkTracer}, nil
 }
 
 // riverUIHandler returns ui as the http.Handler httpapi serves, nil (no
@@ -440,7 +464,8 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 
 // close stops the River UI and fire batching (batches in flight commit),
 // stops River (letting running deliveries finish until ctx is done, then
-// cancelling them) and closes the pool.
+// cancelling them), closes the pool, and flushes the spans not exported
+// yet.
 func (a *app) close(ctx context.Context) {
 	a.stopUI()
 	a.store.Close()
@@ -451,6 +476,15 @@ func (a *app) close(ctx context.Context) {
 		cancel()
 	}
 	a.pool.Close()
+	if a.tracer != nil {
+		// Shutdown exports what is left; a collector that cannot take it
+		// within the shutdown timeout loses those spans.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := a.tracer.Shutdown(flushCtx); err != nil {
+			a.logger.Warn("trace exporter shutdown incomplete", slog.String("error", err.Error()))
+		}
+		cancel()
+	}
 }
 
 // withDebugVars serves GET /debug/vars (expvar: memstats, cmdline and the

@@ -202,6 +202,13 @@ func TestConfigValidate(t *testing.T) {
 		"LIGHTBUS_READ_TIMEOUT":          func(c *Config) { c.ReadTimeout = 0 },
 		"LIGHTBUS_IDLE_TIMEOUT":          func(c *Config) { c.IdleTimeout = 0 },
 		"LIGHTBUS_WRITE_TIMEOUT":         func(c *Config) { c.WriteTimeout = c.RPCMaxTimeout },
+		"OTEL_TRACES_EXPORTER":           func(c *Config) { c.OTelTracesExporter = "zipkin" },
+		"OTEL_EXPORTER_OTLP_PROTOCOL":    func(c *Config) { c.OTelEndpoint, c.OTelProtocol = "http://collector:4318", "grpc" },
+		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": func(c *Config) {
+			c.OTelTracesExporter, c.OTelProtocol, c.OTelTracesProtocol = "otlp", "http/protobuf", "http/json"
+		},
+		"OTEL_EXPORTER_OTLP_ENDPOINT":        func(c *Config) { c.OTelEndpoint = "collector:4318" },
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": func(c *Config) { c.OTelTracesEndpoint = "http://" },
 	} {
 		c := testConfig()
 		mutate(&c)

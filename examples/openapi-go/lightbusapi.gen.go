@@ -399,6 +399,15 @@ type Event struct {
 	//
 	// Examples: {"email":"sally@example.com","user":"sally"}
 	Params Params `json:"params"`
+
+	// Traceparent The W3C trace context the event was fired in, sent on each of its
+	// deliveries: the gateway's fire span when it exports traces, else the
+	// caller's `traceparent` as it came. Absent when the event was fired without
+	// one (or with a malformed one).
+	Traceparent *string `json:"traceparent,omitempty"`
+
+	// Tracestate The `tracestate` that came with the event's trace context, if any.
+	Tracestate *string `json:"tracestate,omitempty"`
 }
 
 // EventDeclaration defines model for EventDeclaration.
@@ -442,6 +451,15 @@ type EventDetail struct {
 	//
 	// Examples: {"email":"sally@example.com","user":"sally"}
 	Params Params `json:"params"`
+
+	// Traceparent The W3C trace context the event was fired in, sent on each of its
+	// deliveries: the gateway's fire span when it exports traces, else the
+	// caller's `traceparent` as it came. Absent when the event was fired without
+	// one (or with a malformed one).
+	Traceparent *string `json:"traceparent,omitempty"`
+
+	// Tracestate The `tracestate` that came with the event's trace context, if any.
+	Tracestate *string `json:"tracestate,omitempty"`
 }
 
 // EventID A UUIDv7; ids sort by creation time.
@@ -1077,6 +1095,12 @@ type ListenerPath = Identifier
 // Examples: auth
 type ServicePath = ServiceName
 
+// TraceParentHeader defines model for TraceParentHeader.
+type TraceParentHeader = string
+
+// TraceStateHeader defines model for TraceStateHeader.
+type TraceStateHeader = string
+
 // WorkerIDPath Examples: auth-1
 type WorkerIDPath = WorkerID
 
@@ -1166,6 +1190,21 @@ type ListEventsParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// FireBatchParams defines parameters for FireBatch.
+type FireBatchParams struct {
+	// Traceparent W3C Trace Context (`00-{trace id}-{parent span id}-{flags}`). A well-formed one
+	// makes the request part of the caller's trace: the gateway's span is its child
+	// and what the request causes (deliveries, the forwarded RPC) carries the trace on.
+	// A malformed one is ignored, as the W3C specification wants, never refused: the
+	// request goes on without trace context, or in a trace of the gateway's own
+	// when it exports traces.
+	Traceparent *TraceParentHeader `json:"traceparent,omitempty"`
+
+	// Tracestate W3C Trace Context vendor data, kept and passed on with a well-formed
+	// `traceparent` (ignored without one).
+	Tracestate *TraceStateHeader `json:"tracestate,omitempty"`
+}
+
 // FireEventParams defines parameters for FireEvent.
 type FireEventParams struct {
 	// IdempotencyKey Optional idempotency key, 1 to 255 printable ASCII characters, scoped to the
@@ -1175,6 +1214,18 @@ type FireEventParams struct {
 	// second one, so a client may safely retry a fire whose answer it did not see.
 	// The key is passed on to listeners in each delivery's `Idempotency-Key` header.
 	IdempotencyKey *IdempotencyKeyHeader `json:"Idempotency-Key,omitempty"`
+
+	// Traceparent W3C Trace Context (`00-{trace id}-{parent span id}-{flags}`). A well-formed one
+	// makes the request part of the caller's trace: the gateway's span is its child
+	// and what the request causes (deliveries, the forwarded RPC) carries the trace on.
+	// A malformed one is ignored, as the W3C specification wants, never refused: the
+	// request goes on without trace context, or in a trace of the gateway's own
+	// when it exports traces.
+	Traceparent *TraceParentHeader `json:"traceparent,omitempty"`
+
+	// Tracestate W3C Trace Context vendor data, kept and passed on with a well-formed
+	// `traceparent` (ignored without one).
+	Tracestate *TraceStateHeader `json:"tracestate,omitempty"`
 }
 
 // ListDeadDeliveriesParams defines parameters for ListDeadDeliveries.
@@ -1203,6 +1254,18 @@ type CallRPCParams struct {
 	// LightbusTimeout Overrides the API's default deadline, up to the gateway's maximum: a Go
 	// duration such as `2s` or `500ms`, or a positive, finite number of seconds.
 	LightbusTimeout *string `json:"Lightbus-Timeout,omitempty"`
+
+	// Traceparent W3C Trace Context (`00-{trace id}-{parent span id}-{flags}`). A well-formed one
+	// makes the request part of the caller's trace: the gateway's span is its child
+	// and what the request causes (deliveries, the forwarded RPC) carries the trace on.
+	// A malformed one is ignored, as the W3C specification wants, never refused: the
+	// request goes on without trace context, or in a trace of the gateway's own
+	// when it exports traces.
+	Traceparent *TraceParentHeader `json:"traceparent,omitempty"`
+
+	// Tracestate W3C Trace Context vendor data, kept and passed on with a well-formed
+	// `traceparent` (ignored without one).
+	Tracestate *TraceStateHeader `json:"tracestate,omitempty"`
 }
 
 // GetSchemaParams defines parameters for GetSchema.
@@ -1531,12 +1594,14 @@ type ClientInterface interface {
 	// whose `errors` point into the batch (`/3/params/email`). At most 1000
 	// events and `LIGHTBUS_MAX_BATCH_BYTES` bytes (default 10 MiB). Idempotency keys
 	// work per item as on a single fire: a repeat's result has `repeat: true`; a
-	// key reused with other parameters fails the whole batch with `409`.
+	// key reused with other parameters fails the whole batch with `409`. The
+	// request's trace context (`traceparent`, `tracestate`) is every event's: each
+	// is stored with it and its deliveries continue that trace.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/events (the `FireBatch` operationId).
-	FireBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	FireBatchWithBody(ctx context.Context, params *FireBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// FireBatch Fire a batch of events in one transaction
 	//
@@ -1548,12 +1613,14 @@ type ClientInterface interface {
 	// whose `errors` point into the batch (`/3/params/email`). At most 1000
 	// events and `LIGHTBUS_MAX_BATCH_BYTES` bytes (default 10 MiB). Idempotency keys
 	// work per item as on a single fire: a repeat's result has `repeat: true`; a
-	// key reused with other parameters fails the whole batch with `409`.
+	// key reused with other parameters fails the whole batch with `409`. The
+	// request's trace context (`traceparent`, `tracestate`) is every event's: each
+	// is stored with it and its deliveries continue that trace.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/events (the `FireBatch` operationId).
-	FireBatch(ctx context.Context, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	FireBatch(ctx context.Context, params *FireBatchParams, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// FireEventWithBody Fire an event
 	//
@@ -2060,13 +2127,15 @@ func (c *Client) ListEvents(ctx context.Context, params *ListEventsParams, reqEd
 // whose `errors` point into the batch (`/3/params/email`). At most 1000
 // events and `LIGHTBUS_MAX_BATCH_BYTES` bytes (default 10 MiB). Idempotency keys
 // work per item as on a single fire: a repeat's result has `repeat: true`; a
-// key reused with other parameters fails the whole batch with `409`.
+// key reused with other parameters fails the whole batch with `409`. The
+// request's trace context (`traceparent`, `tracestate`) is every event's: each
+// is stored with it and its deliveries continue that trace.
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/events (the `FireBatch` operationId).
-func (c *Client) FireBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewFireBatchRequestWithBody(c.Server, contentType, body)
+func (c *Client) FireBatchWithBody(ctx context.Context, params *FireBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewFireBatchRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2087,13 +2156,15 @@ func (c *Client) FireBatchWithBody(ctx context.Context, contentType string, body
 // whose `errors` point into the batch (`/3/params/email`). At most 1000
 // events and `LIGHTBUS_MAX_BATCH_BYTES` bytes (default 10 MiB). Idempotency keys
 // work per item as on a single fire: a repeat's result has `repeat: true`; a
-// key reused with other parameters fails the whole batch with `409`.
+// key reused with other parameters fails the whole batch with `409`. The
+// request's trace context (`traceparent`, `tracestate`) is every event's: each
+// is stored with it and its deliveries continue that trace.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/events (the `FireBatch` operationId).
-func (c *Client) FireBatch(ctx context.Context, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewFireBatchRequest(c.Server, body)
+func (c *Client) FireBatch(ctx context.Context, params *FireBatchParams, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewFireBatchRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3038,18 +3109,18 @@ func NewListEventsRequest(server string, params *ListEventsParams) (*http.Reques
 }
 
 // NewFireBatchRequest calls the generic FireBatch builder with application/json body
-func NewFireBatchRequest(server string, body FireBatchJSONRequestBody) (*http.Request, error) {
+func NewFireBatchRequest(server string, params *FireBatchParams, body FireBatchJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewFireBatchRequestWithBody(server, "application/json", bodyReader)
+	return NewFireBatchRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewFireBatchRequestWithBody constructs an http.Request for the FireBatch method, with any body, and a specified content type
-func NewFireBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewFireBatchRequestWithBody(server string, params *FireBatchParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -3073,6 +3144,32 @@ func NewFireBatchRequestWithBody(server string, contentType string, body io.Read
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.Traceparent != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam0)
+		}
+
+		if params.Tracestate != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "tracestate", *params.Tracestate, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("tracestate", headerParam1)
+		}
+
+	}
 
 	return req, nil
 }
@@ -3139,6 +3236,28 @@ func NewFireEventRequestWithBody(server string, api APIPath, event EventPath, pa
 			}
 
 			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+		if params.Traceparent != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam1)
+		}
+
+		if params.Tracestate != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "tracestate", *params.Tracestate, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("tracestate", headerParam2)
 		}
 
 	}
@@ -3649,6 +3768,28 @@ func NewCallRPCRequestWithBody(server string, api APIPath, method Identifier, pa
 			req.Header.Set("Lightbus-Timeout", headerParam0)
 		}
 
+		if params.Traceparent != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam1)
+		}
+
+		if params.Tracestate != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "tracestate", *params.Tracestate, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("tracestate", headerParam2)
+		}
+
 	}
 
 	return req, nil
@@ -4093,12 +4234,14 @@ type ClientWithResponsesInterface interface {
 	// whose `errors` point into the batch (`/3/params/email`). At most 1000
 	// events and `LIGHTBUS_MAX_BATCH_BYTES` bytes (default 10 MiB). Idempotency keys
 	// work per item as on a single fire: a repeat's result has `repeat: true`; a
-	// key reused with other parameters fails the whole batch with `409`.
+	// key reused with other parameters fails the whole batch with `409`. The
+	// request's trace context (`traceparent`, `tracestate`) is every event's: each
+	// is stored with it and its deliveries continue that trace.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/events (the `FireBatch` operationId).
-	FireBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*FireBatchResponse, error)
+	FireBatchWithBodyWithResponse(ctx context.Context, params *FireBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*FireBatchResponse, error)
 
 	// FireBatchWithResponse Fire a batch of events in one transaction
 	//
@@ -4110,12 +4253,14 @@ type ClientWithResponsesInterface interface {
 	// whose `errors` point into the batch (`/3/params/email`). At most 1000
 	// events and `LIGHTBUS_MAX_BATCH_BYTES` bytes (default 10 MiB). Idempotency keys
 	// work per item as on a single fire: a repeat's result has `repeat: true`; a
-	// key reused with other parameters fails the whole batch with `409`.
+	// key reused with other parameters fails the whole batch with `409`. The
+	// request's trace context (`traceparent`, `tracestate`) is every event's: each
+	// is stored with it and its deliveries continue that trace.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/events (the `FireBatch` operationId).
-	FireBatchWithResponse(ctx context.Context, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*FireBatchResponse, error)
+	FireBatchWithResponse(ctx context.Context, params *FireBatchParams, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*FireBatchResponse, error)
 
 	// FireEventWithBodyWithResponse Fire an event
 	//
@@ -7332,13 +7477,15 @@ func (c *ClientWithResponses) ListEventsWithResponse(ctx context.Context, params
 // whose `errors` point into the batch (`/3/params/email`). At most 1000
 // events and `LIGHTBUS_MAX_BATCH_BYTES` bytes (default 10 MiB). Idempotency keys
 // work per item as on a single fire: a repeat's result has `repeat: true`; a
-// key reused with other parameters fails the whole batch with `409`.
+// key reused with other parameters fails the whole batch with `409`. The
+// request's trace context (`traceparent`, `tracestate`) is every event's: each
+// is stored with it and its deliveries continue that trace.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/events (the `FireBatch` operationId).
-func (c *ClientWithResponses) FireBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*FireBatchResponse, error) {
-	rsp, err := c.FireBatchWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) FireBatchWithBodyWithResponse(ctx context.Context, params *FireBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*FireBatchResponse, error) {
+	rsp, err := c.FireBatchWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -7355,13 +7502,15 @@ func (c *ClientWithResponses) FireBatchWithBodyWithResponse(ctx context.Context,
 // whose `errors` point into the batch (`/3/params/email`). At most 1000
 // events and `LIGHTBUS_MAX_BATCH_BYTES` bytes (default 10 MiB). Idempotency keys
 // work per item as on a single fire: a repeat's result has `repeat: true`; a
-// key reused with other parameters fails the whole batch with `409`.
+// key reused with other parameters fails the whole batch with `409`. The
+// request's trace context (`traceparent`, `tracestate`) is every event's: each
+// is stored with it and its deliveries continue that trace.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/events (the `FireBatch` operationId).
-func (c *ClientWithResponses) FireBatchWithResponse(ctx context.Context, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*FireBatchResponse, error) {
-	rsp, err := c.FireBatch(ctx, body, reqEditors...)
+func (c *ClientWithResponses) FireBatchWithResponse(ctx context.Context, params *FireBatchParams, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*FireBatchResponse, error) {
+	rsp, err := c.FireBatch(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}

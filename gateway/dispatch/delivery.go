@@ -21,8 +21,12 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/tracing"
 	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
@@ -123,6 +127,10 @@ type Deliverer struct {
 	snooze     time.Duration
 	store      DeliveryStore
 	timeout    time.Duration
+	// tracer makes the delivery attempt spans; tracing is false when it
+	// is a no-op, and the stored trace context is then sent as it is.
+	tracer  trace.Tracer
+	tracing bool
 
 	// retryAt holds, by job id, how long after a failed attempt its job
 	// should run again; Work sets it and NextRetry takes it.
@@ -160,6 +168,10 @@ type DelivererConfig struct {
 	// Networks is where the default Client may connect (checked on each
 	// resolved address); nil is the default policy. Unused with Client.
 	Networks *gateway.WorkerNetworks
+	// TracerProvider makes a span of each delivery attempt, a child of the
+	// event's stored trace context; nil makes none, and each attempt then
+	// sends the stored trace context as it is.
+	TracerProvider trace.TracerProvider
 }
 
 // NewDeliverer returns the worker of delivery jobs.
@@ -183,6 +195,7 @@ func NewDeliverer(cfg DelivererConfig) *Deliverer {
 	if w.logger == nil {
 		w.logger = slog.New(slog.DiscardHandler)
 	}
+	w.tracer, w.tracing = tracer(cfg.TracerProvider)
 	if w.observer == nil {
 		w.observer = nopObserver{}
 	}
@@ -344,9 +357,11 @@ func (w *Deliverer) work(ctx context.Context, job *river.Job[DeliveryArgs], at *
 	if err != nil {
 		return err
 	}
+	span := w.traceAttempt(ctx, req, job, &target.Event, endpoint.WorkerID)
 	retry := target.Policy.Retry(w.retry)
 	start := time.Now()
 	resp, err := w.client.Do(req)
+	endAttemptSpan(span, resp, err)
 	if err != nil {
 		at.took = time.Since(start)
 		w.retryAfter(job, retry.Delay(job.Attempt))
@@ -397,6 +412,57 @@ func (w *Deliverer) work(ctx context.Context, job *river.Job[DeliveryArgs], at *
 	}
 	w.retryAfter(job, retry.Delay(job.Attempt))
 	return errors.New(failure)
+}
+
+// traceAttempt sets the trace context of an attempt's request: a child of
+// the event's stored context, with the id of the attempt's span when spans
+// are made, else the stored context as it is (or none). The span ends with
+// endAttemptSpan.
+func (w *Deliverer) traceAttempt(ctx context.Context, req *http.Request, job *river.Job[DeliveryArgs], ev *gateway.Event, workerID string) trace.Span {
+	if !w.tracing {
+		if ev.TraceParent != "" {
+			req.Header[tracing.HeaderTraceParent] = []string{ev.TraceParent}
+			if ev.TraceState != "" {
+				req.Header[tracing.HeaderTraceState] = []string{ev.TraceState}
+			}
+		}
+		return noSpan
+	}
+	ctx = tracing.Remote(ctx, ev.TraceParent, ev.TraceState)
+	ctx, span := w.tracer.Start(ctx, "delivery attempt", trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("lightbus.event_id", ev.ID),
+			attribute.String("lightbus.api", ev.API),
+			attribute.String("lightbus.event", ev.Name),
+			attribute.String("lightbus.service", job.Args.Service),
+			attribute.String("lightbus.listener", job.Args.Listener),
+			attribute.Int("lightbus.attempt", job.Attempt),
+			attribute.String("lightbus.worker_id", workerID),
+			attribute.String("http.request.method", req.Method),
+			attribute.String("server.address", req.URL.Hostname()),
+		)
+	}
+	tracing.Inject(ctx, req.Header)
+	return span
+}
+
+// endAttemptSpan ends the span of a request that answered resp or failed
+// with err: a failure or an answer outside 2xx marks it failed.
+func endAttemptSpan(span trace.Span, resp *http.Response, err error) {
+	if span.IsRecording() {
+		switch {
+		case err != nil:
+			span.SetAttributes(attribute.String("error.type", errorType(err)))
+			span.SetStatus(codes.Error, err.Error())
+		case resp.StatusCode < 200 || resp.StatusCode > 299:
+			span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode), attribute.String("error.type", strconv.Itoa(resp.StatusCode)))
+			span.SetStatus(codes.Error, "")
+		default:
+			span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+		}
+	}
+	span.End()
 }
 
 // maxSnippet bounds how much of a failed answer's body is kept in the

@@ -19,7 +19,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/tracing"
 	"github.com/lightbus-go/lightbus/internal/webhook"
 )
 
@@ -55,13 +59,19 @@ type ForwarderConfig struct {
 	// Networks is where the default Client may connect (checked on each
 	// resolved address); nil is the default policy. Unused with Client.
 	Networks *gateway.WorkerNetworks
+	// TracerProvider makes a client span of each request to a worker; nil
+	// makes none. Either way the request carries the trace context of the
+	// call's context (traceparent, tracestate).
+	TracerProvider trace.TracerProvider
 }
 
 // Forwarder forwards RPCs to live workers, round robin.
 type Forwarder struct {
-	cfg   ForwarderConfig
-	next  atomic.Uint64
-	cache sync.Map // api + "\x00" + method → *targetEntry
+	cfg     ForwarderConfig
+	next    atomic.Uint64
+	cache   sync.Map // api + "\x00" + method → *targetEntry
+	tracer  trace.Tracer
+	tracing bool
 }
 
 // targetEntry is a cached answer of RPCStore.RPCTargets.
@@ -94,7 +104,9 @@ func NewForwarder(cfg ForwarderConfig) *Forwarder {
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = 5 * time.Second
 	}
-	return &Forwarder{cfg: cfg}
+	r := &Forwarder{cfg: cfg}
+	r.tracer, r.tracing = tracer(cfg.TracerProvider)
+	return r
 }
 
 // errRefused marks a request that provably never reached the worker.
@@ -251,7 +263,21 @@ func (r *Forwarder) forward(ctx context.Context, t gateway.RPCTarget, call *gate
 	req.Header["Lightbus-Deadline"] = []string{deadline.UTC().Format(time.RFC3339Nano)}
 	req.Header["Lightbus-Request-Id"] = []string{reqID}
 	signRPC(req.Header, t.Secrets, call, reqID, time.Now())
+	span := noSpan
+	if r.tracing {
+		var spanCtx context.Context
+		spanCtx, span = r.tracer.Start(ctx, "rpc forward", trace.WithSpanKind(trace.SpanKindClient))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("rpc.system", "lightbus"), attribute.String("rpc.service", call.API),
+				attribute.String("rpc.method", call.Method), attribute.String("lightbus.worker_id", t.WorkerID),
+				attribute.String("lightbus.request_id", reqID), attribute.String("server.address", req.URL.Hostname()))
+		}
+		tracing.Inject(spanCtx, req.Header)
+	} else {
+		tracing.Inject(ctx, req.Header) // the caller's context, passed on
+	}
 	resp, err := r.cfg.Client.Do(req)
+	endAttemptSpan(span, resp, err)
 	if err != nil {
 		if errors.Is(err, errAddressNotAllowed) {
 			return nil, err

@@ -7,12 +7,15 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/tracing"
 )
 
 func (h *Handler) fireEvent(w http.ResponseWriter, r *http.Request) error {
 	start := time.Now()
+	r, span := h.serverSpan(r, "fire")
 	ev, res, err := h.fire(w, r)
 	var api, event string // labels: the names, once valid
 	if ev != nil {
@@ -22,6 +25,18 @@ func (h *Handler) fireEvent(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.rec.EventFired(api, event, fireOutcome(res, err))
 	h.rec.FireDone(api, time.Since(start))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("lightbus.api", api), attribute.String("lightbus.event", event))
+		if res != nil {
+			span.SetAttributes(attribute.String("lightbus.event_id", res.ID), attribute.Int("lightbus.deliveries", res.Deliveries),
+				attribute.Bool("lightbus.repeat", res.Repeat))
+		}
+	}
+	status := http.StatusAccepted
+	if res != nil && res.Repeat {
+		status = http.StatusOK
+	}
+	endSpan(span, status, err)
 	if err != nil {
 		return err
 	}
@@ -45,6 +60,7 @@ func (h *Handler) fire(w http.ResponseWriter, r *http.Request) (*gateway.Event, 
 	if err != nil {
 		return nil, nil, err
 	}
+	ev.TraceParent, ev.TraceState = tracing.Headers(r.Context())
 	if keys := r.Header.Values("Idempotency-Key"); len(keys) > 0 {
 		if len(keys) > 1 {
 			return ev, nil, gateway.Errorf(gateway.EInvalid, "more than one Idempotency-Key header")
@@ -60,14 +76,26 @@ func (h *Handler) fire(w http.ResponseWriter, r *http.Request) (*gateway.Event, 
 
 // fireBatch fires a batch. A refused batch counts as one fired event of no
 // names with the error's code; an accepted one counts each of its events.
+// The request's trace context is every event's: one span, "fire batch",
+// is the parent of the deliveries of all of them.
 func (h *Handler) fireBatch(w http.ResponseWriter, r *http.Request) error {
 	start := time.Now()
+	r, span := h.serverSpan(r, "fire batch")
 	var items []gateway.BatchItem
 	err := h.decodeJSON(w, r, decoding{what: "the batch", want: "a JSON array of events", limit: h.cfg.MaxBatchBytes}, &items)
 	var results []gateway.BatchResult
 	if err == nil {
+		if tp, ts := tracing.Headers(r.Context()); tp != "" {
+			for i := range items {
+				items[i].TraceParent, items[i].TraceState = tp, ts
+			}
+		}
 		results, err = h.svc.FireBatch(r.Context(), items)
 	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("lightbus.batch_size", len(items)))
+	}
+	endSpan(span, http.StatusAccepted, err)
 	if err != nil {
 		h.rec.EventFired("", "", errorCode(err))
 	}

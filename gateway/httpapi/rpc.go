@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/lightbus-go/lightbus/gateway"
 )
 
 func (h *Handler) callRPC(w http.ResponseWriter, r *http.Request) error {
 	start := time.Now()
+	r, span := h.serverSpan(r, "rpc")
 	api, method := chi.URLParam(r, "api"), chi.URLParam(r, "method")
 	result, err := h.call(w, r, api, method)
 	outcome := outcomeOK
@@ -23,6 +25,10 @@ func (h *Handler) callRPC(w http.ResponseWriter, r *http.Request) error {
 	}
 	api, method = nameLabels(api, "rpc", method)
 	h.rec.CallDone(api, method, outcome, time.Since(start))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("rpc.system", "lightbus"), attribute.String("rpc.service", api), attribute.String("rpc.method", method))
+	}
+	endSpan(span, http.StatusOK, err)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,11 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/tracing"
 )
 
 // Config holds what the HTTP API needs.
@@ -37,6 +40,10 @@ type Config struct {
 	// RiverUI serves the River UI under RiverUIPath (to callers with
 	// admin); it gets the whole path, prefix included. nil answers 404.
 	RiverUI http.Handler
+	// TracerProvider makes the spans of fires and calls; nil makes none.
+	// Either way, the W3C trace context (traceparent, tracestate) a fire or
+	// a call carries is stored with its events or forwarded with the call.
+	TracerProvider trace.TracerProvider
 }
 
 // Handler is the gateway's HTTP API.
@@ -48,6 +55,10 @@ type Handler struct {
 	limits *limiter // nil: no rate limit
 	rec    Recorder
 	ui     http.Handler // nil: no River UI
+	// tracer makes fire and call spans; tracing is false when it is a
+	// no-op, which lets requests without trace context skip it.
+	tracer  trace.Tracer
+	tracing bool
 }
 
 // New returns the HTTP API for cfg.
@@ -66,6 +77,11 @@ func New(cfg Config) *Handler {
 	}
 	h := &Handler{cfg: cfg, svc: cfg.Service, logger: cfg.Logger, limits: newLimiter(cfg.RateLimit, cfg.RateBurst), rec: cfg.Recorder}
 	h.ui = h.riverUIHandler(cfg.RiverUI)
+	h.tracing = cfg.TracerProvider != nil
+	if !h.tracing {
+		cfg.TracerProvider = noop.NewTracerProvider()
+	}
+	h.tracer = cfg.TracerProvider.Tracer(tracing.TracerName)
 	h.routes = h.newRoutes()
 	return h
 }

@@ -105,7 +105,7 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 	f := &fanOut{}
 	for stored := false; !stored; {
 		tag, err := tx.Exec(ctx, insertKeyedEventSQL,
-			ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt)
+			ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt, nullable(ev.TraceParent), nullable(ev.TraceState))
 		if err != nil {
 			return nil, err
 		}
@@ -184,8 +184,8 @@ func (s *stagedEvent) result() *gateway.FireResult {
 // nothing when the key is taken (keys are unique per API). On a key that a
 // concurrent transaction inserted, it waits for that one to end.
 const insertKeyedEventSQL = `
-	INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at)
-	VALUES ($1, $2, $3, $4, $5, $6)
+	INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at, traceparent, tracestate)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 	ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
 
 // copyEventsMin is the number of events without a key from which flush
@@ -249,7 +249,7 @@ func (f *fanOut) stage(ev *gateway.Event) *stagedEvent {
 }
 
 // eventCopyColumns are the columns of lightbus_event that a fire sets.
-var eventCopyColumns = []string{"id", "api", "name", "params", "created_at"}
+var eventCopyColumns = []string{"id", "api", "name", "params", "created_at", "traceparent", "tracestate"}
 
 // stageDeliveries queues the lookup of the groups subscribed to ev, an
 // event stored already, and one delivery per group; the returned count is
@@ -281,7 +281,8 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 		ev := st.ev
 		switch {
 		case ev.IdempotencyKey != "":
-			f.batch.Queue(insertKeyedEventSQL, ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt).
+			f.batch.Queue(insertKeyedEventSQL, ev.ID, ev.API, ev.Name, string(ev.Params), ev.IdempotencyKey, ev.CreatedAt,
+				nullable(ev.TraceParent), nullable(ev.TraceState)).
 				Exec(func(tag pgconn.CommandTag) error {
 					st.stored = tag.RowsAffected() == 1
 					return nil
@@ -292,13 +293,14 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 				return fmt.Errorf("event id %q: %w", ev.ID, err)
 			}
 			// COPY sends every column in binary: a uuid as its 16 bytes.
-			copied = append(copied, []any{[16]byte(id), ev.API, ev.Name, string(ev.Params), ev.CreatedAt})
+			copied = append(copied, []any{[16]byte(id), ev.API, ev.Name, string(ev.Params), ev.CreatedAt,
+				nullable(ev.TraceParent), nullable(ev.TraceState)})
 			st.stored = true // once the COPY below succeeds; an error fails flush
 		default:
 			f.batch.Queue(`
-				INSERT INTO lightbus_event (id, api, name, params, created_at)
-				VALUES ($1, $2, $3, $4, $5)`,
-				ev.ID, ev.API, ev.Name, string(ev.Params), ev.CreatedAt)
+				INSERT INTO lightbus_event (id, api, name, params, created_at, traceparent, tracestate)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+				ev.ID, ev.API, ev.Name, string(ev.Params), ev.CreatedAt, nullable(ev.TraceParent), nullable(ev.TraceState))
 			st.stored = true // once the batch below succeeds; an error fails flush
 		}
 	}
@@ -334,6 +336,8 @@ type eventRow struct {
 	Params         []byte    `db:"params"`
 	IdempotencyKey *string   `db:"idempotency_key"`
 	CreatedAt      time.Time `db:"created_at"`
+	TraceParent    *string   `db:"traceparent"`
+	TraceState     *string   `db:"tracestate"`
 }
 
 func (r *eventRow) event() gateway.Event {
@@ -341,10 +345,24 @@ func (r *eventRow) event() gateway.Event {
 	if r.IdempotencyKey != nil {
 		ev.IdempotencyKey = *r.IdempotencyKey
 	}
+	if r.TraceParent != nil {
+		ev.TraceParent = *r.TraceParent
+	}
+	if r.TraceState != nil {
+		ev.TraceState = *r.TraceState
+	}
 	return ev
 }
 
-const eventColumns = `id::text AS id, api, name, convert_to(params::text, 'UTF8') AS params, idempotency_key, created_at`
+// nullable is s, or NULL when s is empty.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+const eventColumns = `id::text AS id, api, name, convert_to(params::text, 'UTF8') AS params, idempotency_key, created_at, traceparent, tracestate`
 
 // ListEvents implements gateway.EventStore.
 func (db *DB) ListEvents(ctx context.Context, q gateway.EventQuery) ([]gateway.Event, error) {
@@ -454,12 +472,14 @@ func (db *DB) DeliveryTarget(ctx context.Context, eventID, service, listener str
 	fetched := time.Now()
 	batch := &pgx.Batch{}
 	batch.Queue(`
-		SELECT e.id::text, e.api, e.name, convert_to(e.params::text, 'UTF8'), e.idempotency_key, e.created_at, l.secret,
+		SELECT e.id::text, e.api, e.name, convert_to(e.params::text, 'UTF8'), e.idempotency_key, e.created_at,
+		       e.traceparent, e.tracestate, l.secret,
 		       l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight
 		FROM lightbus_event e, lightbus_listener l
 		WHERE e.id = $1 AND l.service = $2 AND l.name = $3`, eventID, service, listener).
 		QueryRow(func(r pgx.Row) error {
-			return r.Scan(&row.ID, &row.API, &row.Name, &row.Params, &row.IdempotencyKey, &row.CreatedAt, &target.Secret,
+			return r.Scan(&row.ID, &row.API, &row.Name, &row.Params, &row.IdempotencyKey, &row.CreatedAt,
+				&row.TraceParent, &row.TraceState, &target.Secret,
 				&maxAttempts, &baseMS, &maxMS, &timeoutMS, &maxInFlight)
 		})
 	// Each endpoint comes with how long its worker's lease still runs, so

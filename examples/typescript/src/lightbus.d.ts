@@ -60,7 +60,9 @@ export interface paths {
          *     whose `errors` point into the batch (`/3/params/email`). At most 1000
          *     events and `LIGHTBUS_MAX_BATCH_BYTES` bytes (default 10 MiB). Idempotency keys
          *     work per item as on a single fire: a repeat's result has `repeat: true`; a
-         *     key reused with other parameters fails the whole batch with `409`.
+         *     key reused with other parameters fails the whole batch with `409`. The
+         *     request's trace context (`traceparent`, `tracestate`) is every event's: each
+         *     is stored with it and its deliveries continue that trace.
          */
         post: operations["fireBatch"];
         delete?: never;
@@ -983,6 +985,16 @@ export interface components {
             idempotency_key?: string;
             /** Format: date-time */
             created_at: string;
+            /**
+             * @description The W3C trace context the event was fired in, sent on each of its
+             *     deliveries: the gateway's fire span when it exports traces, else the
+             *     caller's `traceparent` as it came. Absent when the event was fired without
+             *     one (or with a malformed one).
+             * @example 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
+             */
+            traceparent?: string;
+            /** @description The `tracestate` that came with the event's trace context, if any. */
+            tracestate?: string;
         };
         /** @description An event with its deliveries. */
         EventDetail: components["schemas"]["Event"] & {
@@ -1584,6 +1596,22 @@ export interface components {
          *     The key is passed on to listeners in each delivery's `Idempotency-Key` header.
          */
         IdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
+        /**
+         * @description W3C Trace Context (`00-{trace id}-{parent span id}-{flags}`). A well-formed one
+         *     makes the request part of the caller's trace: the gateway's span is its child
+         *     and what the request causes (deliveries, the forwarded RPC) carries the trace on.
+         *     A malformed one is ignored, as the W3C specification wants, never refused: the
+         *     request goes on without trace context, or in a trace of the gateway's own
+         *     when it exports traces.
+         * @example 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
+         */
+        TraceParentHeader: string;
+        /**
+         * @description W3C Trace Context vendor data, kept and passed on with a well-formed
+         *     `traceparent` (ignored without one).
+         * @example rojo=00f067aa0ba902b7,congo=t61rcWkgMzE
+         */
+        TraceStateHeader: string;
     };
     requestBodies: {
         /** @description A JSON object, the parameters (at most `LIGHTBUS_MAX_BODY_BYTES`). */
@@ -1624,6 +1652,22 @@ export interface operations {
                  *     The key is passed on to listeners in each delivery's `Idempotency-Key` header.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKeyHeader"];
+                /**
+                 * @description W3C Trace Context (`00-{trace id}-{parent span id}-{flags}`). A well-formed one
+                 *     makes the request part of the caller's trace: the gateway's span is its child
+                 *     and what the request causes (deliveries, the forwarded RPC) carries the trace on.
+                 *     A malformed one is ignored, as the W3C specification wants, never refused: the
+                 *     request goes on without trace context, or in a trace of the gateway's own
+                 *     when it exports traces.
+                 * @example 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
+                 */
+                traceparent?: components["parameters"]["TraceParentHeader"];
+                /**
+                 * @description W3C Trace Context vendor data, kept and passed on with a well-formed
+                 *     `traceparent` (ignored without one).
+                 * @example rojo=00f067aa0ba902b7,congo=t61rcWkgMzE
+                 */
+                tracestate?: components["parameters"]["TraceStateHeader"];
             };
             path: {
                 /**
@@ -1764,7 +1808,24 @@ export interface operations {
     fireBatch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description W3C Trace Context (`00-{trace id}-{parent span id}-{flags}`). A well-formed one
+                 *     makes the request part of the caller's trace: the gateway's span is its child
+                 *     and what the request causes (deliveries, the forwarded RPC) carries the trace on.
+                 *     A malformed one is ignored, as the W3C specification wants, never refused: the
+                 *     request goes on without trace context, or in a trace of the gateway's own
+                 *     when it exports traces.
+                 * @example 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
+                 */
+                traceparent?: components["parameters"]["TraceParentHeader"];
+                /**
+                 * @description W3C Trace Context vendor data, kept and passed on with a well-formed
+                 *     `traceparent` (ignored without one).
+                 * @example rojo=00f067aa0ba902b7,congo=t61rcWkgMzE
+                 */
+                tracestate?: components["parameters"]["TraceStateHeader"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -2307,6 +2368,22 @@ export interface operations {
                  *     duration such as `2s` or `500ms`, or a positive, finite number of seconds.
                  */
                 "Lightbus-Timeout"?: string;
+                /**
+                 * @description W3C Trace Context (`00-{trace id}-{parent span id}-{flags}`). A well-formed one
+                 *     makes the request part of the caller's trace: the gateway's span is its child
+                 *     and what the request causes (deliveries, the forwarded RPC) carries the trace on.
+                 *     A malformed one is ignored, as the W3C specification wants, never refused: the
+                 *     request goes on without trace context, or in a trace of the gateway's own
+                 *     when it exports traces.
+                 * @example 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
+                 */
+                traceparent?: components["parameters"]["TraceParentHeader"];
+                /**
+                 * @description W3C Trace Context vendor data, kept and passed on with a well-formed
+                 *     `traceparent` (ignored without one).
+                 * @example rojo=00f067aa0ba902b7,congo=t61rcWkgMzE
+                 */
+                tracestate?: components["parameters"]["TraceStateHeader"];
             };
             path: {
                 /**
