@@ -249,7 +249,7 @@ var errBadResponse = errors.New("unexpected response from the gateway")
 
 // do sends one request to the gateway. A 2xx answer is decoded into out
 // (unless out is nil); any other answer is returned as an *Error; a failure
-// to send or read is returned as is (a *url.Error, usually).
+// to send or read as a *TransportError (or the context's error).
 func (b *Bus) do(ctx context.Context, method, path string, query url.Values, body []byte, header http.Header, out any) error {
 	u := b.gateway + path
 	if len(query) > 0 {
@@ -276,12 +276,14 @@ func (b *Bus) do(ctx context.Context, method, path string, query url.Values, bod
 	}
 	resp, err := b.hc.Do(req)
 	if err != nil {
-		return err
+		return transportError(method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := readLimited(resp)
-	if err != nil {
+	if errors.Is(err, errBadResponse) {
 		return fmt.Errorf("reading the answer to %s %s: %w", method, path, err)
+	} else if err != nil {
+		return transportError(method, path, fmt.Errorf("reading the answer: %w", err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return problemFromResponse(resp, data)
@@ -301,7 +303,7 @@ func readLimited(resp *http.Response) ([]byte, error) {
 		return nil, err
 	}
 	if len(data) > maxResponseBytes {
-		return nil, fmt.Errorf("answer over %d bytes", maxResponseBytes)
+		return nil, fmt.Errorf("%w: answer over %d bytes", errBadResponse, maxResponseBytes)
 	}
 	return data, nil
 }

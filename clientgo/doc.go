@@ -96,8 +96,17 @@
 //
 // Every problem answered by the gateway is an [*Error] with a stable Code
 // ([CodeRemoteError], [CodeNoWorker], [CodeTimeout], [CodeValidation], ...);
-// use errors.As, [IsCode] or [ErrorCode]. Transport failures are returned as
-// the HTTP client reports them, wrapped with what was being done.
+// use errors.As, [IsCode] or [ErrorCode]. A request that got no answer (a
+// refused connection, a timeout) is a [*TransportError], which unwraps to
+// the HTTP client's error. errors.Is(err, [ErrUnavailable]) and
+// errors.Is(err, [ErrTimeout]) cover both: the transport failure and the
+// gateway's own no_worker, unavailable and timeout answers.
+//
+// A service's domain errors are [*RemoteError] values declared once in its
+// bus package with [NewError]; a handler returns or wraps one, and callers
+// match it with errors.Is, which sees through the wire by error_type (see
+// [RemoteError] and [Error.Is]). Joined with [ErrInvalidParams] the answer
+// is 400 invalid, with the same error_type.
 //
 // # Delivery guarantees
 //

@@ -322,7 +322,7 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, ErrInvalidParams):
 		log.Error("lightbus: listener rejected the event's parameters", "error", err)
-		writeProblem(w, http.StatusBadRequest, CodeInvalid, err.Error(), nil)
+		writeProblem(w, http.StatusBadRequest, CodeInvalid, err.Error(), invalidParamsExtra(err))
 	default:
 		typ := errorType(err)
 		logHandlerError(log, "lightbus: listener failed", typ, err, time.Since(start))

@@ -141,7 +141,8 @@ func trimSpace(p []byte) []byte {
 // (Lightbus-Worker-Id). It answers the gateway:
 //   - 200 {"result": ...} with what h returned;
 //   - 400 invalid when the parameters are not a JSON object, or h's error
-//     wraps [ErrInvalidParams];
+//     wraps [ErrInvalidParams] (with error_type and message named as
+//     below, "InvalidParams" when nothing names it);
 //   - 500 remote_error otherwise, with message err.Error() and error_type
 //     naming the error: the ErrorType() of the first error in the chain that
 //     has such a method (see [NewError]), else the name of the first exported
@@ -242,7 +243,7 @@ func (b *Bus) serveRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	if errors.Is(err, ErrInvalidParams) {
 		log.Info("lightbus: rpc rejected its parameters", "error", err)
-		writeProblem(w, http.StatusBadRequest, CodeInvalid, err.Error(), nil)
+		writeProblem(w, http.StatusBadRequest, CodeInvalid, err.Error(), invalidParamsExtra(err))
 		return
 	}
 	typ := errorType(err)

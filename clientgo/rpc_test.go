@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -87,6 +88,8 @@ func TestHandleRPC(t *testing.T) {
 				return false, fmt.Errorf("opening users: %w", &fs.PathError{Op: "open", Path: "users.db", Err: os.ErrNotExist})
 			case "invalid":
 				return false, fmt.Errorf("%w: username %q is reserved", ErrInvalidParams, p.Username)
+			case "taken":
+				return false, fmt.Errorf("%w: %w", ErrInvalidParams, NewError("UsernameTaken", "taken"))
 			case "panic":
 				panic("boom")
 			case "deadline":
@@ -150,6 +153,16 @@ func TestHandleRPC(t *testing.T) {
 			rec, p := postRPC(t, bus, tc.path, tc.body, nil)
 			if rec.Code != 400 || p.Code != CodeInvalid {
 				t.Errorf("%s %s: answer = %d %+v, want 400 invalid", tc.path, tc.body, rec.Code, p)
+			}
+		}
+		// A handler's refusal keeps its error's type and message.
+		for _, tc := range []struct{ user, errorType, message string }{
+			{"invalid", "InvalidParams", `invalid parameters: username "invalid" is reserved`},
+			{"taken", "UsernameTaken", "invalid parameters: taken"},
+		} {
+			rec, p := postRPC(t, bus, "/lightbus/rpc/auth/check_password", `{"username":"`+tc.user+`"}`, nil)
+			if rec.Code != 400 || p.Code != CodeInvalid || p.ErrorType != tc.errorType || p.Message != tc.message {
+				t.Errorf("%s: answer = %d %+v, want invalid %s: %s", tc.user, rec.Code, p, tc.errorType, tc.message)
 			}
 		}
 		rec, p := postRPC(t, bus, "/lightbus/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Deadline": "tomorrow"})
@@ -341,8 +354,15 @@ func TestErrorType(t *testing.T) {
 		{fmt.Errorf("x: %w", NewError("InvalidPassword", "x")), "InvalidPassword"},
 		{&fs.PathError{Op: "open", Path: "x", Err: os.ErrNotExist}, "PathError"},
 		{&json.UnsupportedTypeError{}, "UnsupportedTypeError"},
-		{context.DeadlineExceeded, "error"},
+		{context.DeadlineExceeded, "Timeout"},
+		{fmt.Errorf("x: %w", context.Canceled), "Canceled"},
 		{custom{errors.New("x")}, "error"},
+		{fmt.Errorf("x: %w", &url.Error{Op: "Post", URL: "u", Err: errors.New("y")}), "url.Error"},
+		{fmt.Errorf("x: %w", &Error{Status: 503, Code: CodeNoWorker}), "NoWorker"},
+		{fmt.Errorf("x: %w", &Error{Status: 500, Code: CodeRemoteError, ErrorType: "InvalidPassword"}), "InvalidPassword"},
+		{&TransportError{Err: errors.New("refused")}, "Unavailable"},
+		{&TransportError{Timeout: true, Err: errors.New("slow")}, "Timeout"},
+		{errors.Join(errors.New("x"), NewError("UserExists", "y")), "UserExists"},
 	} {
 		if got := errorType(tc.err); got != tc.want {
 			t.Errorf("errorType(%T) = %q, want %q", tc.err, got, tc.want)

@@ -701,7 +701,7 @@ type Problem struct {
 	// Detail For people; programs switch on `code`.
 	Detail *string `json:"detail,omitempty"`
 
-	// ErrorType With `remote_error`, the type of the handler's error.
+	// ErrorType With `remote_error`, or `invalid` from an RPC handler that refused its parameters, the type of the handler's error.
 	ErrorType *string `json:"error_type,omitempty"`
 
 	// Errors With `validation`, each violation of the parameters; with `bad_gateway`, each
@@ -709,7 +709,7 @@ type Problem struct {
 	Errors   *[]Violation `json:"errors,omitempty"`
 	Instance *string      `json:"instance,omitempty"`
 
-	// Message With `remote_error`, the message of the handler's error.
+	// Message With `remote_error`, or `invalid` from an RPC handler that refused its parameters, the message of the handler's error.
 	Message *string `json:"message,omitempty"`
 	Status  int     `json:"status"`
 	Title   string  `json:"title"`

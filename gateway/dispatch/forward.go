@@ -379,7 +379,11 @@ func decodeWorkerAnswer(workerID string, resp *http.Response, body []byte) (json
 					msg = "the RPC handler returned an error"
 				}
 				return nil, &gateway.Error{Code: gateway.ERemote, Message: msg, ErrorType: p.ErrorType, RemoteMessage: p.Message}
-			case gateway.EInvalid, gateway.ENotFound, gateway.EValidation:
+			case gateway.EInvalid:
+				// The handler refused its parameters: its error's type
+				// and message pass through, as with remote_error.
+				return nil, &gateway.Error{Code: p.Code, Message: msg, ErrorType: p.ErrorType, RemoteMessage: p.Message, Violations: p.Errors}
+			case gateway.ENotFound, gateway.EValidation:
 				return nil, &gateway.Error{Code: p.Code, Message: msg, Violations: p.Errors}
 			}
 		}

@@ -1374,9 +1374,9 @@ export interface components {
             /** Format: uri-reference */
             instance?: string;
             code: components["schemas"]["ProblemCode"];
-            /** @description With `remote_error`, the type of the handler's error. */
+            /** @description With `remote_error`, or `invalid` from an RPC handler that refused its parameters, the type of the handler's error. */
             error_type?: string;
-            /** @description With `remote_error`, the message of the handler's error. */
+            /** @description With `remote_error`, or `invalid` from an RPC handler that refused its parameters, the message of the handler's error. */
             message?: string;
             /**
              * @description With `validation`, each violation of the parameters; with `bad_gateway`, each
@@ -3397,7 +3397,7 @@ export interface operations {
                     "application/json": components["schemas"]["RPCResult"];
                 };
             };
-            /** @description `invalid`: the parameters cannot be decoded. Passed through to the caller with the same code. */
+            /** @description `invalid`: the parameters cannot be decoded, or the handler refused them. Passed through to the caller with the same code, and with `error_type` and `message` when given. */
             400: {
                 headers: {
                     "Lightbus-Worker-Id": components["headers"]["WorkerIDEcho"];
