@@ -50,15 +50,16 @@ func (e Event[P]) Declare(bus *Bus) {
 	bus.declareEvent(e.Name(), eventDecl{ParamsSchema: e.params.raw})
 }
 
-// Fire fires the event with parameters p (see [Bus.Fire]). Unless bus was
-// created with WithValidation(false), p is first checked against P's
-// schema: parameters that do not match are an *Error with CodeValidation
-// and its Violations, and nothing is sent.
-func (e Event[P]) Fire(ctx context.Context, bus *Bus, p P, opts ...CallOption) (FireResult, error) {
-	if err := bus.checkParams("fire", e.Name(), e.params, p); err != nil {
+// Fire fires the event with parameters p through c, a *Bus or a test
+// double (see [Bus.Fire]). Unless c is a *Bus created with
+// WithValidation(false), p is first checked against P's schema: parameters
+// that do not match are an *Error with CodeValidation and its Violations,
+// and nothing is sent.
+func (e Event[P]) Fire(ctx context.Context, c Client, p P, opts ...CallOption) (FireResult, error) {
+	if err := checkParams(c, "fire", e.Name(), e.params, p); err != nil {
 		return FireResult{}, err
 	}
-	return bus.Fire(ctx, e.Name(), p, opts...)
+	return c.Fire(ctx, e.Name(), p, opts...)
 }
 
 // Listen runs fn for each delivery of the event to the listener group
@@ -113,16 +114,17 @@ func (r RPC[P, R]) ParamsSchema() json.RawMessage { return r.params.raw }
 // ResultSchema returns the JSON Schema of R that the RPC declares.
 func (r RPC[P, R]) ResultSchema() json.RawMessage { return r.result }
 
-// Call calls the RPC with p and decodes its result (see [Bus.Call]). Unless
-// bus was created with WithValidation(false), p is first checked against
-// P's schema: parameters that do not match are an *Error with
-// CodeValidation and its Violations, and nothing is sent.
-func (r RPC[P, R]) Call(ctx context.Context, bus *Bus, p P, opts ...CallOption) (R, error) {
+// Call calls the RPC with p through c, a *Bus or a test double, and
+// decodes its result (see [Bus.Call]). Unless c is a *Bus created with
+// WithValidation(false), p is first checked against P's schema: parameters
+// that do not match are an *Error with CodeValidation and its Violations,
+// and nothing is sent.
+func (r RPC[P, R]) Call(ctx context.Context, c Client, p P, opts ...CallOption) (R, error) {
 	var res R
-	if err := bus.checkParams("call", r.Name(), r.params, p); err != nil {
+	if err := checkParams(c, "call", r.Name(), r.params, p); err != nil {
 		return res, err
 	}
-	err := bus.Call(ctx, r.Name(), p, &res, opts...)
+	err := c.Call(ctx, r.Name(), p, &res, opts...)
 	return res, err
 }
 
@@ -142,10 +144,11 @@ func (r RPC[P, R]) Handle(bus *Bus, fn func(ctx context.Context, p P) (R, error)
 }
 
 // checkParams validates params against a locally known schema before a fire
-// or call (what is "fire" or "call"). A schema that does not compile or
-// parameters that do not encode are left for Fire and Call to report.
-func (b *Bus) checkParams(what, name string, s *compiledSchema, params any) error {
-	if !b.validate || s == nil || s.raw == nil {
+// or call through c (what is "fire" or "call"), unless c is a *Bus with
+// validation off. A schema that does not compile or parameters that do not
+// encode are left for Fire and Call to report.
+func checkParams(c Client, what, name string, s *compiledSchema, params any) error {
+	if b, ok := c.(*Bus); (ok && !b.validate) || s == nil || s.raw == nil {
 		return nil
 	}
 	compiled, err := s.get()

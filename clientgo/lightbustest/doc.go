@@ -1,0 +1,28 @@
+// Package lightbustest helps test services built on the Go client (package
+// lightbus): a mock bus for unit tests of code that fires events and calls
+// RPCs.
+//
+// # Mock bus
+//
+// Code that fires and calls through a [lightbus.Client] (which *lightbus.Bus
+// implements, and the typed handles' Fire and Call take) can be given a
+// [MockBus] in its tests. Every fire and call must be mocked first; anything
+// else returns an error and fails the test when it ends:
+//
+//	func TestSignup(t *testing.T) {
+//		mock := lightbustest.NewMockBus(t)
+//		mock.OnCall("auth.create_user").Return(authbus.CreateUserResult{Username: "sally", Created: true})
+//		mock.OnFire("customers.signed_up")
+//
+//		if err := signup(ctx, mock, "Sally"); err != nil {
+//			t.Fatal(err)
+//		}
+//		mock.AssertCalled(t, "auth.create_user", 1)
+//		mock.AssertFired(t, "customers.signed_up", map[string]any{"name": "Sally"})
+//	}
+//
+// Errors given to [Mock.ReturnError] reach the caller as the gateway would
+// return them, so a test of the error path checks the same things as
+// production code does (errors.Is with a declared lightbus.NewError value,
+// lightbus.IsCode).
+package lightbustest
