@@ -1,6 +1,7 @@
 // Package lightbustest helps test services built on the Go client (package
 // lightbus): a mock bus for unit tests of code that fires events and calls
-// RPCs.
+// RPCs, and helpers that run a worker's listeners and RPC handlers with
+// correctly signed requests, in process.
 //
 // # Mock bus
 //
@@ -25,4 +26,16 @@
 // return them, so a test of the error path checks the same things as
 // production code does (errors.Is with a declared lightbus.NewError value,
 // lightbus.IsCode).
+//
+// # Listeners and handlers
+//
+// [Deliver] runs a listener group of a *lightbus.Bus on one event, and
+// [Invoke] one of its RPC handlers, through the worker's own HTTP handler
+// (signature check included) with the request the gateway would send,
+// signed with the key the worker holds. No gateway is involved: give the
+// bus's handlers a MockBus for what they fire and call.
+//
+//	status := lightbustest.Deliver(t, bus, "create_user", "customers.new_customer",
+//		map[string]string{"name": "Sally", "email": "sally@example.com"})
+//	if status != http.StatusNoContent { ... }
 package lightbustest
