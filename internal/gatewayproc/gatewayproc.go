@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,9 +38,23 @@ func NewToken(t testing.TB) string {
 func Start(t testing.TB, token string, env ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/lightbus-go/lightbus/cmd/gateway").CombinedOutput(); err != nil {
-		t.Fatalf("build the gateway: %v\n%s", err, out)
+	if err := Build(bin); err != nil {
+		t.Fatal(err)
 	}
+	return StartBinary(t, bin, token, env...)
+}
+
+// Build builds cmd/gateway into the file bin.
+func Build(bin string) error {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/lightbus-go/lightbus/cmd/gateway").CombinedOutput(); err != nil {
+		return fmt.Errorf("build the gateway: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// StartBinary is Start with the gateway binary bin, already built.
+func StartBinary(t testing.TB, bin, token string, env ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }

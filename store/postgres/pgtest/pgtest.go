@@ -103,7 +103,13 @@ type environment struct {
 // devpg that is stopped and deleted after the run. When it can get no server
 // it prints the reason to stderr and exits with status 1.
 func Main(m *testing.M) {
-	os.Exit(run(m))
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit: it returns the tests' exit code, for a
+// TestMain with more to do after the tests (clientgo/lightbustest's Main).
+func Run(m *testing.M) int {
+	return run(m)
 }
 
 func run(m *testing.M) int {
