@@ -202,6 +202,7 @@ func (m *MockBus) FireBatch(ctx context.Context, events []lightbus.BatchEvent) (
 			return nil, m.unmocked(r)
 		}
 		if mk.err != nil {
+			mk.used++ // the mock answered, though no event is stored
 			return nil, fmt.Errorf("lightbus: fire %s: %w", r.Name, mk.err)
 		}
 		picked = append(picked, mk)

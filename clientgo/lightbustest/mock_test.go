@@ -194,3 +194,21 @@ func TestMockBus(t *testing.T) {
 		}
 	})
 }
+
+// TestMockFailingFireCounts checks that a fire failing as mocked uses its
+// mock, so that the next fire finds the next one.
+func TestMockFailingFireCounts(t *testing.T) {
+	t.Parallel()
+	mock := lightbustest.NewMockBus(t)
+	mock.OnFire("auth.user_registered").ReturnError(errors.New("gateway down")).Times(1)
+	mock.OnFire("auth.user_registered").Times(1)
+	if _, err := mock.Fire(t.Context(), "auth.user_registered", nil); err == nil {
+		t.Error("first fire succeeded, want the mocked error")
+	}
+	if _, err := mock.Fire(t.Context(), "auth.user_registered", nil); err != nil {
+		t.Errorf("second fire: %v", err)
+	}
+	if got := mock.Fired("auth.user_registered"); len(got) != 1 {
+		t.Errorf("fired %d, want the one that succeeded", len(got))
+	}
+}

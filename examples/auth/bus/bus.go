@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
@@ -54,6 +55,12 @@ var (
 	UserRegistered = lightbus.NewEvent[UserRegisteredParams]("auth", "user_registered")
 )
 
+// ErrMissingFields is the error of auth.create_user without a username or
+// an email: the caller's fault (400 invalid), with error_type
+// "MissingFields". Callers test for it with errors.Is(err,
+// bus.ErrMissingFields), through the gateway as in tests.
+var ErrMissingFields = lightbus.NewError("MissingFields", "username and email are required")
+
 // Bus is the auth service's bus, configured from the environment
 // (LIGHTBUS_URL, ...).
 var Bus = New()
@@ -63,7 +70,7 @@ var Bus = New()
 // lightbus.WithURL, for instance).
 func New(opts ...lightbus.Option) *lightbus.Bus {
 	bus := lightbus.MustCreate(append([]lightbus.Option{lightbus.WithService("auth")}, opts...)...)
-	s := &service{bus: bus, users: map[string]user{"admin": {email: "admin@example.com", password: "secret"}}}
+	s := newService(bus, bus.Logger())
 	CheckPassword.Handle(bus, s.checkPassword)
 	CreateUser.Handle(bus, s.createUser)
 	UserRegistered.Declare(bus)
@@ -76,11 +83,19 @@ type user struct {
 	email, password string
 }
 
+// service is the auth service's handlers. It fires its events through a
+// lightbus.Client: the service's Bus, or a mock in unit tests.
 type service struct {
-	bus *lightbus.Bus
+	events lightbus.Client
+	log    *slog.Logger
 
 	mu    sync.Mutex
 	users map[string]user // by username
+}
+
+// newService returns the handlers with their user store, holding admin.
+func newService(events lightbus.Client, log *slog.Logger) *service {
+	return &service{events: events, log: log, users: map[string]user{"admin": {email: "admin@example.com", password: "secret"}}}
 }
 
 func (s *service) checkPassword(ctx context.Context, p CheckPasswordParams) (bool, error) {
@@ -88,18 +103,18 @@ func (s *service) checkPassword(ctx context.Context, p CheckPasswordParams) (boo
 	u, ok := s.users[p.Username]
 	s.mu.Unlock()
 	valid := ok && u.password != "" && subtle.ConstantTimeCompare([]byte(u.password), []byte(p.Password)) == 1
-	s.bus.Logger().Info("auth: checked a password", "username", p.Username, "valid", valid)
+	s.log.Info("auth: checked a password", "username", p.Username, "valid", valid)
 	return valid, nil
 }
 
 func (s *service) createUser(ctx context.Context, p CreateUserParams) (CreateUserResult, error) {
 	if p.Username == "" || p.Email == "" {
-		return CreateUserResult{}, fmt.Errorf("%w: username and email are required", lightbus.ErrInvalidParams)
+		return CreateUserResult{}, fmt.Errorf("%w: %w", lightbus.ErrInvalidParams, ErrMissingFields)
 	}
 	s.mu.Lock()
 	if _, exists := s.users[p.Username]; exists {
 		s.mu.Unlock()
-		s.bus.Logger().Info("auth: user exists already", "username", p.Username)
+		s.log.Info("auth: user exists already", "username", p.Username)
 		return CreateUserResult{Username: p.Username, Created: false}, nil
 	}
 	s.users[p.Username] = user{email: p.Email, password: p.Password}
@@ -107,7 +122,7 @@ func (s *service) createUser(ctx context.Context, p CreateUserParams) (CreateUse
 
 	// The same key on every try of this user's event: a retried create_user
 	// does not fire it twice.
-	res, err := UserRegistered.Fire(ctx, s.bus, UserRegisteredParams{Username: p.Username, Email: p.Email},
+	res, err := UserRegistered.Fire(ctx, s.events, UserRegisteredParams{Username: p.Username, Email: p.Email},
 		lightbus.IdempotencyKey("auth.user_registered:"+p.Username))
 	if err != nil {
 		// Forget the user so that the caller's retry creates it and fires again.
@@ -116,6 +131,6 @@ func (s *service) createUser(ctx context.Context, p CreateUserParams) (CreateUse
 		s.mu.Unlock()
 		return CreateUserResult{}, fmt.Errorf("announcing user %s: %w", p.Username, err)
 	}
-	s.bus.Logger().Info("auth: user created", "username", p.Username, "email", p.Email, "event_id", res.ID)
+	s.log.Info("auth: user created", "username", p.Username, "email", p.Email, "event_id", res.ID)
 	return CreateUserResult{Username: p.Username, Created: true}, nil
 }

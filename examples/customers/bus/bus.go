@@ -7,6 +7,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
@@ -30,21 +31,28 @@ var Bus = New()
 // to or override the defaults.
 func New(opts ...lightbus.Option) *lightbus.Bus {
 	bus := lightbus.MustCreate(append([]lightbus.Option{lightbus.WithService("customers")}, opts...)...)
+	setUp(bus, bus)
+	return bus
+}
+
+// setUp declares NewCustomer on bus and, on start, listens to it with a
+// listener that calls RPCs through calls: bus itself, or a mock in unit
+// tests.
+func setUp(bus *lightbus.Bus, calls lightbus.Client) {
 	NewCustomer.Declare(bus)
 	// Set up listeners on start.
 	bus.OnStart(func(ctx context.Context) error {
 		NewCustomer.Listen(bus, "create_user", func(ctx context.Context, ev lightbus.EventMessage, p NewCustomerParams) error {
-			return createUserForCustomer(ctx, bus, ev, p)
+			return createUserForCustomer(ctx, calls, bus.Logger(), ev, p)
 		})
 		return nil
 	})
-	return bus
 }
 
 // createUserForCustomer creates a user account for a new customer with the
 // RPC auth.create_user. An error makes the gateway deliver the event again
 // later; create_user is idempotent, so a retry is harmless.
-func createUserForCustomer(ctx context.Context, bus *lightbus.Bus, ev lightbus.EventMessage, p NewCustomerParams) error {
+func createUserForCustomer(ctx context.Context, calls lightbus.Client, log *slog.Logger, ev lightbus.EventMessage, p NewCustomerParams) error {
 	// The customers service does not import the auth service's code: it calls
 	// the RPC by name, with parameters of its own.
 	params := map[string]string{
@@ -55,9 +63,9 @@ func createUserForCustomer(ctx context.Context, bus *lightbus.Bus, ev lightbus.E
 		Username string `json:"username"`
 		Created  bool   `json:"created"`
 	}
-	if err := bus.Call(ctx, "auth.create_user", params, &result); err != nil {
+	if err := calls.Call(ctx, "auth.create_user", params, &result); err != nil {
 		return fmt.Errorf("creating a user for customer %q: %w", p.Name, err)
 	}
-	bus.Logger().Info("customers: user account ready", "customer", p.Name, "username", result.Username, "created", result.Created, "event_id", ev.ID, "attempt", ev.Attempt)
+	log.Info("customers: user account ready", "customer", p.Name, "username", result.Username, "created", result.Created, "event_id", ev.ID, "attempt", ev.Attempt)
 	return nil
 }
