@@ -19,7 +19,8 @@ func (c *cli) callCmd() *cobra.Command {
 		Long: `call calls the RPC API.METHOD with PARAMS, a JSON object (- reads it from
 standard input; none sends {}), and prints its result as JSON. --timeout
 overrides the API's default deadline.`,
-		Example:           `  lightbus call auth.check_password '{"user": "admin", "password": "secret"}' --timeout 2s`,
+		Example: `  lightbus call auth.check_password '{"username": "admin", "password": "secret"}' --timeout 2s
+  lightbus call auth.create_user '{"username": "sally", "email": "sally@example.com"}'`,
 		Args:              cobra.RangeArgs(1, 2),
 		ValidArgsFunction: c.completeRPCs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -67,6 +67,7 @@ func (c *cli) deadListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "list SERVICE.LISTENER [--api API] [--event EVENT] [--since T] [--until T] [--limit N]",
 		Short:             "List a listener group's dead deliveries, newest first",
+		Example:           `  lightbus dead list customers.create_user --limit 20`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: c.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -17,7 +17,8 @@ func (c *cli) fireCmd() *cobra.Command {
 		Long: `fire fires the event API.EVENT with PARAMS, a JSON object (- reads it from
 standard input; none sends {}). When it returns, the gateway has stored the
 event and queued its deliveries.`,
-		Example:           `  lightbus fire auth.user_registered '{"user": "sally", "email": "sally@example.com"}'`,
+		Example: `  lightbus fire customers.new_customer '{"name": "Sally", "email": "sally@example.com"}'
+  lightbus fire auth.user_registered '{"username": "sally", "email": "sally@example.com"}' --idempotency-key sally`,
 		Args:              cobra.RangeArgs(1, 2),
 		ValidArgsFunction: c.completeEvents,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -27,6 +27,7 @@ func (c *cli) replayCmd() *cobra.Command {
 background and replay returns at once; --wait waits until every delivery is
 queued (not delivered), showing how many are on standard error when it is a
 terminal, and prints the finished replay.`,
+		Example:           `  lightbus replay customers.create_user --since earliest --wait`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: c.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
