@@ -134,6 +134,13 @@
 // (otel.SetTextMapPropagator) or passed one to [WithPropagator]. The Bus
 // makes no spans of its own and links no OpenTelemetry SDK.
 //
+// # Testing
+//
+// Code that fires and calls through a [Client] rather than a *Bus can be
+// given a test double; package lightbustest (clientgo/lightbustest) has a
+// mock bus, helpers that run a worker's listeners and RPC handlers with
+// signed requests in process, and a private gateway per test.
+//
 // See docs/PROTOCOL.md and docs/DELIVERY.md in the repository for the wire
 // contract and the delivery guarantees.
 package lightbus
