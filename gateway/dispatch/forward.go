@@ -390,6 +390,9 @@ func truncate(s string, n int) string {
 // decodeWorkerAnswer maps a worker's answer to a result or a gateway error.
 func decodeWorkerAnswer(workerID string, resp *http.Response, body []byte) (json.RawMessage, error) {
 	if resp.StatusCode == http.StatusOK {
+		if result, ok := resultOf(body); ok {
+			return result, nil
+		}
 		var answer struct {
 			Result json.RawMessage `json:"result"`
 		}
@@ -424,6 +427,23 @@ func decodeWorkerAnswer(workerID string, resp *http.Response, body []byte) (json
 		}
 	}
 	return nil, gateway.Errorf(gateway.EBadGateway, "worker %s answered %d, which is not part of the protocol", workerID, resp.StatusCode)
+}
+
+// resultOf returns X of a body {"result":X} (the answer workers send),
+// scanned once and not copied; ok is false for any other body, which
+// json.Unmarshal then reads. When X is valid JSON, the body is an object
+// with one member, "result", whose value is X.
+func resultOf(body []byte) (result json.RawMessage, ok bool) {
+	const head = `{"result":`
+	b := bytes.TrimSpace(body)
+	if len(b) < len(head)+2 || string(b[:len(head)]) != head || b[len(b)-1] != '}' {
+		return nil, false
+	}
+	x := bytes.TrimSpace(b[len(head) : len(b)-1])
+	if !json.Valid(x) {
+		return nil, false
+	}
+	return x, true
 }
 
 func newRequestID() string {
