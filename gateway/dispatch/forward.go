@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/bodyread"
 	"github.com/lightbus-go/lightbus/internal/tracing"
 	"github.com/lightbus-go/lightbus/internal/webhook"
 )
@@ -69,22 +70,51 @@ type ForwarderConfig struct {
 type Forwarder struct {
 	cfg     ForwarderConfig
 	next    atomic.Uint64
-	cache   sync.Map // api + "\x00" + method → *targetEntry
+	cache   sync.Map // targetKey → *targetEntry
 	tracer  trace.Tracer
 	tracing bool
+	// transport sends the requests when the Forwarder made its own client
+	// (see send).
+	transport http.RoundTripper
 }
+
+// targetKey is an API and one of its methods.
+type targetKey struct{ api, method string }
 
 // targetEntry is a cached answer of RPCStore.RPCTargets.
 type targetEntry struct {
-	targets  []gateway.RPCTarget
+	targets  []target
 	declared time.Duration
 	fetched  time.Time
 }
 
+// target is a worker to call, with its secrets decoded once for all the
+// calls that the cache sends it.
+type target struct {
+	gateway.RPCTarget
+	keys [][]byte // of Secrets; a secret that does not decode signs nothing
+}
+
+// newTargets decodes the secrets of ts.
+func newTargets(ts []gateway.RPCTarget) []target {
+	out := make([]target, len(ts))
+	for i, t := range ts {
+		out[i].RPCTarget = t
+		for _, s := range t.Secrets {
+			if key, err := webhook.DecodeSecret(s); err == nil {
+				out[i].keys = append(out[i].keys, key)
+			}
+		}
+	}
+	return out
+}
+
 // NewForwarder returns a Forwarder, filling in defaults.
 func NewForwarder(cfg ForwarderConfig) *Forwarder {
+	var transport http.RoundTripper
 	if cfg.Client == nil {
 		cfg.Client = newHTTPClient(cfg.Networks)
+		transport = cfg.Client.Transport
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -104,7 +134,7 @@ func NewForwarder(cfg ForwarderConfig) *Forwarder {
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = 5 * time.Second
 	}
-	r := &Forwarder{cfg: cfg}
+	r := &Forwarder{cfg: cfg, transport: transport}
 	r.tracer, r.tracing = tracer(cfg.TracerProvider)
 	return r
 }
@@ -128,19 +158,12 @@ const HeaderWorkerID = "Lightbus-Worker-Id"
 // (passed through from the worker), EBadGateway, EUnavailable.
 func (r *Forwarder) Forward(ctx context.Context, call *gateway.Call) (json.RawMessage, error) {
 	start := time.Now()
-	lookup := r.cfg.StoreTimeout
-	if call.Timeout > 0 {
-		lookup = min(lookup, call.Timeout)
-	}
-	lookupCtx, cancelLookup := context.WithTimeout(ctx, lookup)
-	targets, declared, err := r.targets(lookupCtx, call.API, call.Method, false)
-	lookupTimedOut := errors.Is(lookupCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
-	cancelLookup()
-	if err != nil {
-		if lookupTimedOut {
-			return nil, gateway.WrapError(gateway.EUnavailable, err, fmt.Sprintf("the database did not answer within %s", lookup))
+	targets, declared, ok := r.cached(call.API, call.Method, start)
+	if !ok {
+		var err error
+		if targets, declared, err = r.firstLookup(ctx, call); err != nil {
+			return nil, err
 		}
-		return nil, err
 	}
 	timeout := r.cfg.DefaultTimeout
 	if declared > 0 {
@@ -210,6 +233,7 @@ func (r *Forwarder) Forward(ctx context.Context, call *gateway.Call) (json.RawMe
 			return nil, ctx.Err()
 		case <-time.After(r.cfg.PollInterval):
 		}
+		var err error
 		targets, _, err = r.targets(ctx, call.API, call.Method, true)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -220,29 +244,66 @@ func (r *Forwarder) Forward(ctx context.Context, call *gateway.Call) (json.RawMe
 	}
 }
 
+// firstLookup asks the store for the workers of call, bounded by the
+// store timeout (and call's own, when shorter).
+func (r *Forwarder) firstLookup(ctx context.Context, call *gateway.Call) ([]target, time.Duration, error) {
+	lookup := r.cfg.StoreTimeout
+	if call.Timeout > 0 {
+		lookup = min(lookup, call.Timeout)
+	}
+	lookupCtx, cancelLookup := context.WithTimeout(ctx, lookup)
+	defer cancelLookup()
+	targets, declared, err := r.targets(lookupCtx, call.API, call.Method, true)
+	if err != nil {
+		if errors.Is(lookupCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, 0, gateway.WrapError(gateway.EUnavailable, err, fmt.Sprintf("the database did not answer within %s", lookup))
+		}
+		return nil, 0, err
+	}
+	return targets, declared, nil
+}
+
+// cached returns the workers providing api and the declared timeout of
+// api.method from the cache, when it is fresh and holds a live worker.
+func (r *Forwarder) cached(api, method string, now time.Time) ([]target, time.Duration, bool) {
+	if r.cfg.TargetTTL <= 0 {
+		return nil, 0, false
+	}
+	v, ok := r.cache.Load(targetKey{api, method})
+	if !ok {
+		return nil, 0, false
+	}
+	e := v.(*targetEntry)
+	if now.Sub(e.fetched) >= r.cfg.TargetTTL {
+		return nil, 0, false
+	}
+	for _, t := range e.targets {
+		if t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt) {
+			return e.targets, e.declared, true
+		}
+	}
+	return nil, 0, false
+}
+
 // targets returns the workers providing api and the declared timeout of
 // api.method: from the cache when it is fresh and holds a live worker
 // (unless fresh is set), else from the store, refreshing the cache.
-func (r *Forwarder) targets(ctx context.Context, api, method string, fresh bool) ([]gateway.RPCTarget, time.Duration, error) {
-	if r.cfg.TargetTTL <= 0 {
-		return r.cfg.Store.RPCTargets(ctx, api, method)
-	}
-	key := api + "\x00" + method
+func (r *Forwarder) targets(ctx context.Context, api, method string, fresh bool) ([]target, time.Duration, error) {
 	now := time.Now()
-	if v, ok := r.cache.Load(key); ok && !fresh {
-		e := v.(*targetEntry)
-		if now.Sub(e.fetched) < r.cfg.TargetTTL {
-			for _, t := range e.targets {
-				if t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt) {
-					return e.targets, e.declared, nil
-				}
-			}
+	if !fresh {
+		if targets, declared, ok := r.cached(api, method, now); ok {
+			return targets, declared, nil
 		}
 	}
-	targets, declared, err := r.cfg.Store.RPCTargets(ctx, api, method)
+	found, declared, err := r.cfg.Store.RPCTargets(ctx, api, method)
 	if err != nil {
 		return nil, 0, err
 	}
+	targets := newTargets(found)
+	if r.cfg.TargetTTL <= 0 {
+		return targets, declared, nil
+	}
+	key := targetKey{api, method}
 	if len(targets) > 0 {
 		r.cache.Store(key, &targetEntry{targets: targets, declared: declared, fetched: now})
 	} else {
@@ -253,7 +314,7 @@ func (r *Forwarder) targets(ctx context.Context, api, method string, fresh bool)
 	return targets, declared, nil
 }
 
-func (r *Forwarder) forward(ctx context.Context, t gateway.RPCTarget, call *gateway.Call, deadline time.Time, reqID string) (json.RawMessage, error) {
+func (r *Forwarder) forward(ctx context.Context, t target, call *gateway.Call, deadline time.Time, reqID string) (json.RawMessage, error) {
 	u := t.BaseURL + "/lightbus/rpc/" + url.PathEscape(call.API) + "/" + url.PathEscape(call.Method)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(call.Params))
 	if err != nil {
@@ -262,7 +323,7 @@ func (r *Forwarder) forward(ctx context.Context, t gateway.RPCTarget, call *gate
 	req.Header["Content-Type"] = []string{"application/json"}
 	req.Header["Lightbus-Deadline"] = []string{deadline.UTC().Format(time.RFC3339Nano)}
 	req.Header["Lightbus-Request-Id"] = []string{reqID}
-	signRPC(req.Header, t.Secrets, call, reqID, time.Now())
+	signRPC(req.Header, t.keys, call, reqID, time.Now())
 	span := noSpan
 	if r.tracing {
 		var spanCtx context.Context
@@ -276,7 +337,7 @@ func (r *Forwarder) forward(ctx context.Context, t gateway.RPCTarget, call *gate
 	} else {
 		tracing.Inject(ctx, req.Header) // the caller's context, passed on
 	}
-	resp, err := r.cfg.Client.Do(req)
+	resp, err := r.send(req)
 	endAttemptSpan(span, resp, err)
 	if err != nil {
 		if errors.Is(err, errAddressNotAllowed) {
@@ -292,7 +353,7 @@ func (r *Forwarder) forward(ctx context.Context, t gateway.RPCTarget, call *gate
 		return nil, gateway.WrapError(gateway.EBadGateway, err, fmt.Sprintf("worker %s failed before answering %s.%s", t.WorkerID, call.API, call.Method))
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, r.cfg.MaxResultBytes+1))
+	body, err := bodyread.ReadAll(io.LimitReader(resp.Body, r.cfg.MaxResultBytes+1), resp.ContentLength, r.cfg.MaxResultBytes+1)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -317,18 +378,23 @@ func (r *Forwarder) forward(ctx context.Context, t gateway.RPCTarget, call *gate
 	return decodeWorkerAnswer(t.WorkerID, resp, body)
 }
 
+// send sends req to a worker: through the Forwarder's own transport when
+// it made its client (which follows no redirects: the answer is taken as it
+// is, as http.Client.Do with that client would), so that a call skips what
+// the client does for redirects; through cfg.Client otherwise.
+func (r *Forwarder) send(req *http.Request) (*http.Response, error) {
+	if r.transport != nil {
+		return r.transport.RoundTrip(req)
+	}
+	return r.cfg.Client.Do(req)
+}
+
 // signRPC signs an RPC request the Standard Webhooks way with each of the
-// worker's secrets (the current one and, during an overlap, the previous
+// worker's keys (of its current secret and, during an overlap, the previous
 // one). The webhook-id names the procedure and the call, so that a signed
 // request cannot be replayed to another procedure: "{api}/{method}/{request
 // id}". A worker without secrets gets the request unsigned.
-func signRPC(h http.Header, secrets []string, call *gateway.Call, reqID string, now time.Time) {
-	keys := make([][]byte, 0, len(secrets))
-	for _, s := range secrets {
-		if key, err := webhook.DecodeSecret(s); err == nil {
-			keys = append(keys, key)
-		}
-	}
+func signRPC(h http.Header, keys [][]byte, call *gateway.Call, reqID string, now time.Time) {
 	if len(keys) == 0 {
 		return
 	}
@@ -349,8 +415,10 @@ func truncate(s string, n int) string {
 
 // decodeWorkerAnswer maps a worker's answer to a result or a gateway error.
 func decodeWorkerAnswer(workerID string, resp *http.Response, body []byte) (json.RawMessage, error) {
-	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if resp.StatusCode == http.StatusOK {
+		if result, ok := resultOf(body); ok {
+			return result, nil
+		}
 		var answer struct {
 			Result json.RawMessage `json:"result"`
 		}
@@ -359,7 +427,7 @@ func decodeWorkerAnswer(workerID string, resp *http.Response, body []byte) (json
 		}
 		return answer.Result, nil
 	}
-	if mediaType == "application/problem+json" {
+	if mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mediaType == "application/problem+json" {
 		var p struct {
 			Code      string              `json:"code"`
 			Detail    string              `json:"detail"`
@@ -389,6 +457,23 @@ func decodeWorkerAnswer(workerID string, resp *http.Response, body []byte) (json
 		}
 	}
 	return nil, gateway.Errorf(gateway.EBadGateway, "worker %s answered %d, which is not part of the protocol", workerID, resp.StatusCode)
+}
+
+// resultOf returns X of a body {"result":X} (the answer workers send),
+// scanned once and not copied; ok is false for any other body, which
+// json.Unmarshal then reads. When X is valid JSON, the body is an object
+// with one member, "result", whose value is X.
+func resultOf(body []byte) (result json.RawMessage, ok bool) {
+	const head = `{"result":`
+	b := bytes.TrimSpace(body)
+	if len(b) < len(head)+2 || string(b[:len(head)]) != head || b[len(b)-1] != '}' {
+		return nil, false
+	}
+	x := bytes.TrimSpace(b[len(head) : len(b)-1])
+	if !json.Valid(x) {
+		return nil, false
+	}
+	return x, true
 }
 
 func newRequestID() string {

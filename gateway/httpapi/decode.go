@@ -9,12 +9,13 @@ import (
 	"strings"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/bodyread"
 )
 
 // readBody reads a request body of at most limit bytes; what names it in
 // errors ("the body", "the batch").
 func readBody(w http.ResponseWriter, r *http.Request, limit int64, what string) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := bodyread.ReadAll(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit+1)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {

@@ -35,6 +35,17 @@ func TestFireIsOneTransaction(t *testing.T) {
 			_, err := db.FireEvents(ctx, []*gateway.Event{other, ev}, time.Hour)
 			return err
 		}},
+		// 16 events: stored by COPY, their deliveries inserted by River
+		// (fewer are each stored with its deliveries by one statement).
+		"LargeBatch": {fire: func(ctx context.Context, db *postgres.DB, ev *gateway.Event) error {
+			evs := []*gateway.Event{ev}
+			for range 15 {
+				other, _ := gateway.NewEvent("shop", "order_placed", json.RawMessage(`{}`))
+				evs = append(evs, other)
+			}
+			_, err := db.FireEvents(ctx, evs, time.Hour)
+			return err
+		}},
 	}
 	for name, path := range paths {
 		t.Run(name, func(t *testing.T) {

@@ -11,8 +11,16 @@ import (
 // fanOutTx stores f's events and queues their deliveries in a transaction
 // of its own, committed when it returns nil. Its BEGIN goes to Postgres at
 // the head of f's pipelined statements instead of alone, so the transaction
-// takes one round trip less than one of inTx: a lone fire three instead of
-// four with a listener group, two instead of three without.
+// takes one round trip less than one of inTx. The transaction of a lone
+// event sends its COMMIT in the same pipeline too: one round trip in all,
+// with or without listener groups (its deliveries are inserted by the
+// statement that stores it, see fanOut.inline).
+//
+// A COMMIT sent in the pipeline runs only if every statement before it
+// succeeded (Postgres skips the rest of a pipeline after an error). When an
+// error leaves it unknown whether the COMMIT ran (the connection failed
+// before the event's statement was answered, or the COMMIT itself failed),
+// the error is a commitError, as a failed COMMIT of its own would be.
 func (db *DB) fanOutTx(ctx context.Context, f *fanOut) error {
 	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
@@ -24,8 +32,17 @@ func (db *DB) fanOutTx(ctx context.Context, f *fanOut) error {
 	tx := &begunTx{conn: conn.Conn()}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	f.batch.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: "BEGIN"}}, f.batch.QueuedQueries...)
+	f.commit = len(f.events) == 1
 	if err := db.flush(ctx, tx, f); err != nil {
+		var pgErr *pgconn.PgError
+		if f.committed && (f.answered == len(f.events) || !errors.As(err, &pgErr)) {
+			return &commitError{translate(err)}
+		}
 		return translate(err)
+	}
+	if f.committed {
+		tx.closed = true
+		return nil
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return &commitError{translate(err)}

@@ -39,6 +39,9 @@ type DB struct {
 	batcher *fireBatcher // nil: every fire commits alone
 	groups  *groupCache  // nil: DeliveryTarget reads every group
 	events  *eventLoader // reads the events of concurrent deliveries together
+	// notifier spaces River's insert notifications for the delivery jobs
+	// this package inserts itself (insertDeliveryJobsSQL).
+	notifier *insertNotifier
 	// secretOverlap is how long a worker's previous RPC secret keeps
 	// signing after a registration replaced it.
 	secretOverlap time.Duration
@@ -87,7 +90,11 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("river insert client: %w", err)
 	}
-	db := &DB{logger: logger, pool: pool, river: rc, secretOverlap: o.secretOverlap}
+	cooldown := o.notifyCooldown
+	if cooldown <= 0 {
+		cooldown = river.FetchCooldownDefault // what River's client then uses
+	}
+	db := &DB{logger: logger, pool: pool, river: rc, secretOverlap: o.secretOverlap, notifier: &insertNotifier{cooldown: cooldown}}
 	db.events = &eventLoader{db: db}
 	if o.targetTTL > 0 {
 		db.groups = &groupCache{ttl: o.targetTTL, groups: map[groupKey]*cachedGroup{}}

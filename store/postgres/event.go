@@ -155,14 +155,25 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 }
 
 // fanOut gathers the fires of one transaction: their statements, sent to
-// Postgres in one pipelined round trip by flush, then their deliveries,
-// inserted in one statement. The groups subscribed to each (API, event)
-// are looked up once per transaction.
+// Postgres in one pipelined round trip by flush, then, for many events,
+// their deliveries, inserted in one statement. A transaction of fewer than
+// copyEventsMin events stores each event and its deliveries with one
+// statement (inline); a larger one looks up the groups subscribed to each
+// (API, event) once, and inserts all deliveries with River.
 type fanOut struct {
 	batch  pgx.Batch
 	groups map[[2]string][]subscribedGroup
 	events []*stagedEvent // to store, by flush
 	jobs   []river.InsertManyParams
+	// commit, when set, asks flush to put the COMMIT of tx (a begunTx) in
+	// the same pipeline when nothing is to be sent after it; committed
+	// then says it was sent. See fanOutTx.
+	commit, committed bool
+	// lookups counts the lookups of stageDeliveries, whose deliveries
+	// River inserts after the pipeline.
+	lookups int
+	// answered counts the inline statements answered without error.
+	answered int
 }
 
 // stagedEvent is an event to store and, once flush ran, whether it was
@@ -227,25 +238,68 @@ func (f *fanOut) addDeliveries(ev *gateway.Event, groups []subscribedGroup) int 
 	return len(groups)
 }
 
-// stage queues the lookup of the groups subscribed to ev and ev itself,
-// for flush to store with one delivery per group. It is the per-event step
-// shared by a lone fire and a batch of fires in one transaction.
+// stage queues ev, for flush to store with one delivery per subscribed
+// group. It is the per-event step shared by a lone fire and a batch of
+// fires in one transaction.
 func (f *fanOut) stage(ev *gateway.Event) *stagedEvent {
-	k := [2]string{ev.API, ev.Name}
-	if _, seen := f.groups[k]; !seen {
+	st := &stagedEvent{ev: ev}
+	f.events = append(f.events, st)
+	return st
+}
+
+// inline reports whether flush stores each event with its deliveries in
+// one statement.
+func (f *fanOut) inline() bool { return len(f.events) < copyEventsMin }
+
+// lookUpGroups queues the lookup of the groups subscribed to each (API,
+// event) of the staged events, once each.
+func (f *fanOut) lookUpGroups() {
+	for _, st := range f.events {
+		k := [2]string{st.ev.API, st.ev.Name}
+		if _, seen := f.groups[k]; seen {
+			continue
+		}
 		if f.groups == nil {
 			f.groups = map[[2]string][]subscribedGroup{}
 		}
 		f.groups[k] = nil
-		f.batch.Queue(subscribedGroupsSQL, ev.API, ev.Name).Query(func(rows pgx.Rows) error {
+		f.batch.Queue(subscribedGroupsSQL, st.ev.API, st.ev.Name).Query(func(rows pgx.Rows) error {
 			groups, err := collectGroups(rows)
 			f.groups[k] = groups
 			return err
 		})
 	}
-	st := &stagedEvent{ev: ev}
-	f.events = append(f.events, st)
-	return st
+}
+
+// Inline statements: an event, the groups subscribed to it, its deliveries
+// and, when $6 is not empty, River's insert notification, with how many
+// events (0 or 1: a keyed one whose key is taken is not stored) and jobs
+// were inserted and whether it notified. $1 id, $2 api, $3 name, $4 params,
+// $5 created_at, $7 traceparent, $8 tracestate, $9 the idempotency key of a
+// keyed event.
+var (
+	insertEventInlineSQL = inlineSQL(`
+		INSERT INTO lightbus_event (id, api, name, params, created_at, traceparent, tracestate)
+		VALUES ($1, $2, $3, $4, $5, $7, $8)
+		RETURNING id::text AS id`)
+	insertKeyedEventInlineSQL = inlineSQL(`
+		INSERT INTO lightbus_event (id, api, name, params, created_at, idempotency_key, traceparent, tracestate)
+		VALUES ($1, $2, $3, $4, $5, $9, $7, $8)
+		ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING id::text AS id`)
+)
+
+func inlineSQL(insertEvent string) string {
+	return `
+	WITH ev AS (` + insertEvent + `),
+	g AS (
+		SELECT DISTINCT l.service, l.name AS listener, l.max_attempts, l.timeout_ms
+		FROM lightbus_subscription s
+		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
+		WHERE s.api = $2 AND s.event IN ($3, '*')),
+	jobs AS (` + insertDeliveryJobsSQL + `
+		RETURNING 1)
+	SELECT (SELECT count(*) FROM ev)::int, (SELECT count(*) FROM jobs)::int, ` + riverInsertNotifySQL(6)
 }
 
 // eventCopyColumns are the columns of lightbus_event that a fire sets.
@@ -256,6 +310,7 @@ var eventCopyColumns = []string{"id", "api", "name", "params", "created_at", "tr
 // set by flush.
 func (f *fanOut) stageDeliveries(ev *gateway.Event) *int {
 	n := new(int)
+	f.lookups++
 	f.batch.Queue(subscribedGroupsSQL, ev.API, ev.Name).Query(func(rows pgx.Rows) error {
 		groups, err := collectGroups(rows)
 		if err != nil {
@@ -270,13 +325,87 @@ func (f *fanOut) stageDeliveries(ev *gateway.Event) *int {
 // flush runs the staged statements in tx, stores the staged events and
 // inserts the deliveries.
 func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
+	inline := f.inline()
 	var copied [][]any
+	if inline {
+		db.queueInline(f)
+		// Nothing follows the pipeline: its COMMIT may go with it.
+		if f.commit && f.lookups == 0 {
+			f.batch.Queue("COMMIT")
+			f.committed = true
+		}
+	} else {
+		f.lookUpGroups()
+		var err error
+		if copied, err = f.queueEvents(); err != nil {
+			return err
+		}
+	}
+	if f.batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, &f.batch).Close(); err != nil {
+			return err
+		}
+	}
+	if len(copied) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"lightbus_event"}, eventCopyColumns, pgx.CopyFromRows(copied)); err != nil {
+			return err
+		}
+	}
+	if !inline {
+		// The events are stored: queue one delivery per subscribed group.
+		for _, st := range f.events {
+			if st.stored {
+				st.n = f.addDeliveries(st.ev, f.groups[[2]string{st.ev.API, st.ev.Name}])
+			}
+		}
+	}
+	if len(f.jobs) == 0 {
+		return nil
+	}
+	if _, err := db.river.InsertManyFastTx(ctx, tx, f.jobs); err != nil {
+		return fmt.Errorf("queue deliveries: %w", err)
+	}
+	return nil
+}
+
+// queueInline queues each staged event with its deliveries, one statement
+// each (inlineSQL), with River's insert notification when one is due.
+func (db *DB) queueInline(f *fanOut) {
+	now := time.Now()
+	notify := db.notifier.payload(now)
+	for _, st := range f.events {
+		ev := st.ev
+		sql, args := insertEventInlineSQL, []any{ev.ID, ev.API, ev.Name, string(ev.Params), ev.CreatedAt, notify,
+			nullable(ev.TraceParent), nullable(ev.TraceState)}
+		if ev.IdempotencyKey != "" {
+			sql, args = insertKeyedEventInlineSQL, append(args, ev.IdempotencyKey)
+		}
+		f.batch.Queue(sql, args...).QueryRow(func(row pgx.Row) error {
+			var stored, notified int
+			if err := row.Scan(&stored, &st.n, &notified); err != nil {
+				return err
+			}
+			st.stored = stored == 1
+			f.answered++
+			if notified > 0 {
+				db.notifier.sent(now)
+			}
+			return nil
+		})
+	}
+}
+
+// queueEvents queues the inserts of the staged events and returns the rows
+// of those to store with one COPY instead: the events without a key, when
+// there are copyEventsMin of them or more.
+func (f *fanOut) queueEvents() ([][]any, error) {
 	unkeyed := 0
 	for _, st := range f.events {
 		if st.ev.IdempotencyKey == "" {
 			unkeyed++
 		}
 	}
+	var copied [][]any
 	for _, st := range f.events {
 		ev := st.ev
 		switch {
@@ -290,43 +419,21 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 		case unkeyed >= copyEventsMin:
 			id, err := uuid.Parse(ev.ID)
 			if err != nil {
-				return fmt.Errorf("event id %q: %w", ev.ID, err)
+				return nil, fmt.Errorf("event id %q: %w", ev.ID, err)
 			}
 			// COPY sends every column in binary: a uuid as its 16 bytes.
 			copied = append(copied, []any{[16]byte(id), ev.API, ev.Name, string(ev.Params), ev.CreatedAt,
 				nullable(ev.TraceParent), nullable(ev.TraceState)})
-			st.stored = true // once the COPY below succeeds; an error fails flush
+			st.stored = true // once the COPY succeeds; an error fails flush
 		default:
 			f.batch.Queue(`
 				INSERT INTO lightbus_event (id, api, name, params, created_at, traceparent, tracestate)
 				VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 				ev.ID, ev.API, ev.Name, string(ev.Params), ev.CreatedAt, nullable(ev.TraceParent), nullable(ev.TraceState))
-			st.stored = true // once the batch below succeeds; an error fails flush
+			st.stored = true // once the batch succeeds; an error fails flush
 		}
 	}
-	if f.batch.Len() > 0 {
-		if err := tx.SendBatch(ctx, &f.batch).Close(); err != nil {
-			return err
-		}
-	}
-	if len(copied) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"lightbus_event"}, eventCopyColumns, pgx.CopyFromRows(copied)); err != nil {
-			return err
-		}
-	}
-	// The events are stored: queue one delivery per subscribed group.
-	for _, st := range f.events {
-		if st.stored {
-			st.n = f.addDeliveries(st.ev, f.groups[[2]string{st.ev.API, st.ev.Name}])
-		}
-	}
-	if len(f.jobs) == 0 {
-		return nil
-	}
-	if _, err := db.river.InsertManyFastTx(ctx, tx, f.jobs); err != nil {
-		return fmt.Errorf("queue deliveries: %w", err)
-	}
-	return nil
+	return copied, nil
 }
 
 type eventRow struct {

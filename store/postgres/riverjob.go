@@ -4,10 +4,13 @@ package postgres
 //
 // Every statement of ours that reads or writes a River table is in this
 // file; the rest of the package calls the constants and functions here.
-// River itself inserts the delivery and replay jobs (InsertManyFastTx,
-// InsertTx), works and finishes them; our statements read delivery jobs for
-// the API, count them, check for them when pruning events and replaying, and
-// revive dead ones (redrive).
+// River itself inserts most delivery jobs and the replay jobs
+// (InsertManyFastTx, InsertTx), works and finishes them; our statements
+// insert the delivery jobs of transactions of a few events (in the
+// statement that stores their event, with River's insert notification:
+// insertDeliveryJobsSQL), read delivery jobs for the API, count them, check
+// for them when pruning events and replaying, and revive dead ones
+// (redrive).
 //
 // The statements were written against River v0.51.2
 // (github.com/riverqueue/river and riverdriver/riverpgxv5 v0.51.2), on the
@@ -18,19 +21,28 @@ package postgres
 //
 //	column        type (udt_name)   what we do with it
 //	id            int8              the delivery id; read, filtered, ordered on
-//	kind          text              filtered on 'lightbus.delivery' (kindIsDelivery)
-//	args          jsonb             read: event_id, service, listener (dispatch.DeliveryArgs)
-//	state         river_job_state   read, filtered on, set by redrive; counted by queue
-//	queue         text              counted on (QueueCounts, for the metrics)
+//	kind          text              filtered on 'lightbus.delivery' (kindIsDelivery); inserted
+//	args          jsonb             read: event_id, service, listener (dispatch.DeliveryArgs); inserted
+//	state         river_job_state   read, filtered on, set by redrive; counted by queue; inserted
+//	queue         text              counted on (QueueCounts, for the metrics); inserted
 //	attempt       int2              read; redrive adds max_attempts on top of it
-//	max_attempts  int2              read, set by redrive
-//	scheduled_at  timestamptz       read, set by redrive
+//	max_attempts  int2              read, set by redrive; inserted
+//	priority      int2              inserted
+//	created_at    timestamptz       inserted
+//	scheduled_at  timestamptz       read, set by redrive; inserted
 //	attempted_at  timestamptz       read (NULL before the first attempt)
 //	finalized_at  timestamptz       read, filtered on, cleared by redrive
 //	errors        _jsonb            read: River's rivertype.AttemptError per failed
 //	                                attempt ({"at", "attempt", "error", "trace"})
 //	metadata      jsonb             read: the delivery job's recorded output,
-//	                                under "output" (rivertype.MetadataKeyOutput)
+//	                                under "output" (rivertype.MetadataKeyOutput); inserted
+//	tags          _varchar          inserted
+//
+// The jobs we insert are the rows River's InsertManyFastTx would insert for
+// the same dispatch.DeliveryArgs and options (TestDeliveryJobsAsRiverInserts
+// compares them column by column), and they notify River's producers as its
+// insert does: pg_notify on "<schema>.river_insert" with {"queue": ...}, at
+// most once per fetch cooldown (TestDeliveryJobsWakeRiver).
 //
 // and the labels of River's enum river_job_state (riverJobStates). Our own
 // migrations add two partial indexes on river_job, both WHERE kind =
@@ -42,10 +54,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/lightbus-go/lightbus/gateway"
@@ -78,6 +93,9 @@ var riverColumns = []riverColumn{
 	{"river_job", "finalized_at", "timestamptz", false},
 	{"river_job", "errors", "_jsonb", false},
 	{"river_job", "metadata", "jsonb", false},
+	{"river_job", "priority", "int2", true},
+	{"river_job", "created_at", "timestamptz", true},
+	{"river_job", "tags", "_varchar", true},
 }
 
 // riverJobStates are the labels of River's enum river_job_state, each of
@@ -353,3 +371,53 @@ func (db *DB) QueueCounts(ctx context.Context) ([]dispatch.QueueCount, error) {
 	}
 	return counts, nil
 }
+
+// insertDeliveryJobsSQL inserts one delivery job for the event of the
+// common table expression ev (its id as text) per listener group of g
+// (service, listener, max_attempts, timeout_ms): the rows River's
+// InsertManyFastTx inserts for dispatch.DeliveryArgs with the group's
+// MaxAttempts, in the queue dispatch.QueueDelivery. The statement that
+// stores an event queues its deliveries with it, so a fire of a few
+// events takes no round trip for them (see fanOut.inline).
+var insertDeliveryJobsSQL = `
+	INSERT INTO river_job (args, kind, max_attempts, priority, queue, state, scheduled_at, created_at, metadata, tags)
+	SELECT jsonb_build_object('event_id', ev.id, 'service', g.service, 'listener', g.listener)
+	         || CASE WHEN g.timeout_ms <> 0 THEN jsonb_build_object('timeout_ms', g.timeout_ms) ELSE '{}'::jsonb END,
+	       '` + dispatch.DeliveryKind + `',
+	       CASE WHEN g.max_attempts > 0 THEN g.max_attempts ELSE ` + strconv.Itoa(river.MaxAttemptsDefault) + ` END,
+	       ` + strconv.Itoa(river.PriorityDefault) + `, '` + dispatch.QueueDelivery + `', 'available', now(), now(), '{}', '{}'
+	FROM ev, g`
+
+// riverInsertNotifySQL is River's insert notification, which wakes the
+// producers of a queue at once instead of at their next poll, as a scalar
+// subquery of a statement whose common table expression jobs holds the
+// inserted jobs: it notifies when $n, its payload, is not empty and a job
+// was inserted, and counts 1 then. Postgres sends the notification at
+// commit, once per transaction however many statements ask for it.
+func riverInsertNotifySQL(n int) string {
+	p := "$" + strconv.Itoa(n)
+	return `(SELECT count(pg_notify(current_schema() || '.river_insert', ` + p + `))
+		FROM (SELECT FROM jobs LIMIT 1) j WHERE ` + p + ` <> '')::int`
+}
+
+// riverInsertNotifyPayload is the payload of River's insert notification
+// for the delivery queue.
+var riverInsertNotifyPayload = fmt.Sprintf(`{"queue": %q}`, dispatch.QueueDelivery)
+
+// insertNotifier spaces the insert notifications of the delivery jobs we
+// insert, as River's client spaces its own: at most one per cooldown.
+type insertNotifier struct {
+	cooldown time.Duration
+	last     atomic.Int64 // unix nanoseconds of the last notification
+}
+
+// payload returns the notification's payload when one is due, else "".
+func (n *insertNotifier) payload(now time.Time) string {
+	if now.UnixNano()-n.last.Load() < int64(n.cooldown) {
+		return ""
+	}
+	return riverInsertNotifyPayload
+}
+
+// sent records a notification sent at now.
+func (n *insertNotifier) sent(now time.Time) { n.last.Store(now.UnixNano()) }

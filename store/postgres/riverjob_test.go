@@ -2,14 +2,19 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/gateway/dispatch"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
@@ -134,6 +139,157 @@ func TestStatusOf(t *testing.T) {
 	for attempt, want := range map[int]int{1: 503, 2: 502, 3: 0, 4: 0} {
 		if got := statusOf(outcomes, attempt); got != want {
 			t.Errorf("status of attempt %d = %d, want %d", attempt, got, want)
+		}
+	}
+}
+
+// deliveryJobTestGroups makes three listener groups of service "svc"
+// subscribed to api.ev: "a" (7 attempts), "b" (3 attempts, a 2.5 s
+// timeout, subscribed twice: by name and by "*") and "c" (0 attempts:
+// River's default). They are the groups addDeliveries gets from the lookup.
+func deliveryJobTestGroups(ctx context.Context, t *testing.T, pool *pgxpool.Pool) []subscribedGroup {
+	t.Helper()
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO lightbus_listener (service, name, secret, max_attempts, timeout_ms) VALUES
+			('svc', 'a', 's', 7, 0), ('svc', 'b', 's', 3, 2500), ('svc', 'c', 's', 0, 0);
+		INSERT INTO lightbus_subscription (api, event, service, listener) VALUES
+			('api', 'ev', 'svc', 'a'), ('api', 'ev', 'svc', 'b'), ('api', '*', 'svc', 'b'), ('api', 'ev', 'svc', 'c')`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, subscribedGroupsSQL, "api", "ev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := collectGroups(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 3 {
+		t.Fatalf("groups = %+v, want 3", groups)
+	}
+	return groups
+}
+
+// TestDeliveryJobsAsRiverInserts checks that the delivery jobs a lone fire
+// inserts itself (insertDeliveryJobsSQL) are the rows River's
+// InsertManyFastTx inserts for the same deliveries, column by column (but
+// the id and the times, which River takes from the gateway's clock).
+func TestDeliveryJobsAsRiverInserts(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	db, err := New(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := deliveryJobTestGroups(ctx, t, pool)
+
+	ev, err := gateway.NewEvent("api", "ev", json.RawMessage(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.fireAlone(ctx, ev, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deliveries != 3 {
+		t.Fatalf("deliveries = %d, want 3", res.Deliveries)
+	}
+	var ours int64
+	if err := pool.QueryRow(ctx, `SELECT max(id) FROM river_job`).Scan(&ours); err != nil {
+		t.Fatal(err)
+	}
+
+	f := &fanOut{}
+	f.addDeliveries(ev, groups)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := db.river.InsertManyFastTx(ctx, tx, f.jobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	jobs := func(cond string) []string {
+		t.Helper()
+		rows, err := pool.Query(ctx, `
+			SELECT (to_jsonb(j) - 'id' - 'created_at' - 'scheduled_at')::text
+			FROM river_job j WHERE `+cond+` AND created_at = scheduled_at AND scheduled_at <= now()
+			ORDER BY args->>'listener'`, ours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	mine, rivers := jobs("id <= $1"), jobs("id > $1")
+	if len(mine) != 3 || !slices.Equal(mine, rivers) {
+		t.Errorf("the fire's jobs differ from River's:\n%s\nRiver's:\n%s", strings.Join(mine, "\n"), strings.Join(rivers, "\n"))
+	}
+}
+
+// TestDeliveryJobsWakeRiver checks that the delivery jobs a lone fire
+// inserts itself wake River's producers at once, as River's own insert
+// notification does: the worker here polls only once a minute.
+func TestDeliveryJobsWakeRiver(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	db, err := New(pool, nil, WithInsertNotifyCooldown(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliveryJobTestGroups(ctx, t, pool)
+
+	worked := make(chan string, 16)
+	workers := river.NewWorkers()
+	river.AddWorker(workers, river.WorkFunc(func(_ context.Context, job *river.Job[dispatch.DeliveryArgs]) error {
+		worked <- job.Args.EventID
+		return nil
+	}))
+	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		FetchCooldown:     10 * time.Millisecond,
+		FetchPollInterval: time.Minute,
+		Queues:            map[string]river.QueueConfig{dispatch.QueueDelivery: {MaxWorkers: 4}},
+		Workers:           workers,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rc.Stop(context.WithoutCancel(ctx)) })
+
+	// The first fire may be fetched by the producer's first fetch at
+	// start; the second, fired once the first was worked, only by a
+	// notification.
+	for i := range 2 {
+		time.Sleep(20 * time.Millisecond) // past the notification cooldown
+		ev, err := gateway.NewEvent("api", "ev", json.RawMessage(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.fireAlone(ctx, ev, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		timeout := time.After(20 * time.Second)
+		for n := 0; n < 3; {
+			select {
+			case id := <-worked:
+				if id == ev.ID {
+					n++
+				}
+			case <-timeout:
+				t.Fatalf("fire %d: %d of its 3 deliveries worked after 20 s: River's producer was not woken", i+1, n)
+			}
 		}
 	}
 }
