@@ -184,6 +184,12 @@ func TestScheduledTaskOncePerService(t *testing.T) {
 		t.Fatalf("flaky as listed: %+v", flaky)
 	}
 
+	// lightbus workers shows the tasks, flaky's error with them.
+	out, stderr, err := runCLI(t, buildLightbus(t), gw, "", "workers")
+	if err != nil || !strings.Contains(out, "flaky failed on purpose") || !strings.Contains(out, "every 200ms") || !strings.Contains(out, "LAST ERROR") {
+		t.Fatalf("lightbus workers: %q %q, %v", out, stderr, err)
+	}
+
 	// Kill the leader of beat: the other takes over within a lease. A
 	// leader killed between a run and its report would see that tick run
 	// again (at least once per tick), so the leader is frozen first, and
