@@ -3,7 +3,9 @@
 // in examples/auth runs it as a worker, which
 //
 //   - answers the RPCs auth.check_password and auth.create_user, and
-//   - fires the event auth.user_registered whenever create_user adds a user.
+//   - fires the event auth.user_registered whenever create_user adds a user,
+//   - logs how many users it has every minute: a scheduled task that runs
+//     in one worker of the service, however many run.
 //
 // Users live in memory; "admin" (password "secret") exists from the start.
 package bus
@@ -13,6 +15,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"sync"
+	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
 )
@@ -67,6 +70,7 @@ func New(opts ...lightbus.Option) *lightbus.Bus {
 	CheckPassword.Handle(bus, s.checkPassword)
 	CreateUser.Handle(bus, s.createUser)
 	UserRegistered.Declare(bus)
+	bus.Every(time.Minute, s.countUsers, lightbus.TaskName("count_users"))
 	return bus
 }
 
@@ -81,6 +85,16 @@ type service struct {
 
 	mu    sync.Mutex
 	users map[string]user // by username
+}
+
+// countUsers is the count_users task: the gateway elects one worker of
+// the service to run it each minute, and another takes over if it stops.
+func (s *service) countUsers(ctx context.Context) error {
+	s.mu.Lock()
+	n := len(s.users)
+	s.mu.Unlock()
+	s.bus.Logger().Info("auth: users", "count", n, "worker_id", s.bus.WorkerID())
+	return nil
 }
 
 func (s *service) checkPassword(ctx context.Context, p CheckPasswordParams) (bool, error) {
