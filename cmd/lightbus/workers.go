@@ -28,7 +28,7 @@ func (c *cli) workersCmd() *cobra.Command {
 				return err
 			}
 			tasks, err := bus.Tasks(cmd.Context())
-			if err != nil {
+			if err != nil && !lightbus.IsCode(err, lightbus.CodeNotFound) { // not_found: a gateway without tasks
 				return err
 			}
 			if workers == nil {
