@@ -56,6 +56,7 @@ type Bus struct {
 	listeners map[string]*listenerSet // by listener name
 	onStart   []func(context.Context) error
 	onStop    []func(context.Context) error
+	tasks     map[string]*task // scheduled tasks, by name (task.go)
 	// rpcKey verifies the gateway's RPC requests; from the latest
 	// registration answer. rpcKeyReady is closed when the first arrives.
 	rpcKey      []byte

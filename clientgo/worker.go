@@ -56,6 +56,9 @@ type Registration struct {
 	// current schema version: the latest worker to start with a changed
 	// schema wins, and the others show up here until they stop.
 	SchemaConflicts []SchemaConflict `json:"schema_conflicts,omitempty"`
+	// Tasks says, for each scheduled task declared, whether this worker
+	// leads it (see [Bus.Every]).
+	Tasks []TaskGrant `json:"tasks,omitempty"`
 }
 
 // ListenerGrant is a listener group the worker joined, with the secret
@@ -94,6 +97,7 @@ type registrationBody struct {
 	LeaseTTLMS int64          `json:"lease_ttl_ms"`
 	APIs       []apiDecl      `json:"apis"`
 	Listeners  []listenerDecl `json:"listeners"`
+	Tasks      []taskDecl     `json:"tasks,omitempty"`
 }
 
 // ListenerPath returns the path at which the worker serves the listener
@@ -144,9 +148,11 @@ func (b *Bus) Register(ctx context.Context, baseURL string) (*Registration, erro
 		return nil, err
 	}
 	var reg Registration
+	sent := time.Now()
 	if err := b.do(ctx, http.MethodPut, "/v1/workers/"+url.PathEscape(b.workerID), nil, body, nil, &reg); err != nil {
 		return nil, fmt.Errorf("lightbus: register worker %s: %w", b.workerID, err)
 	}
+	b.applyTaskGrants(reg.Tasks, sent)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.setRPCKey(reg.RPCSecret)
@@ -187,6 +193,7 @@ func (b *Bus) registrationBody(baseURL string) registrationBody {
 		LeaseTTLMS: b.leaseTTL.Milliseconds(),
 		APIs:       []apiDecl{},
 		Listeners:  []listenerDecl{},
+		Tasks:      b.taskDecls(),
 	}
 	for _, name := range slices.Sorted(maps.Keys(b.apis)) {
 		a := b.apis[name]
@@ -229,7 +236,9 @@ func (b *Bus) RunRegistration(ctx context.Context, baseURL string) error {
 	if err := b.runStart(ctx); err != nil {
 		return err
 	}
+	stopTasks := b.startTasks(ctx)
 	err := b.keepRegistered(ctx, baseURL)
+	stopTasks()
 	b.deregister(ctx)
 	return errors.Join(err, b.runStop(ctx))
 }
@@ -269,6 +278,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	regCtx, stopRegistering := context.WithCancel(ctx)
 	registered := make(chan error, 1)
 	go func() { registered <- b.keepRegistered(regCtx, baseURL) }()
+	stopTasks := b.startTasks(ctx)
 	registering := true
 	select {
 	case <-ctx.Done():
@@ -277,6 +287,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	case err = <-registered:
 		registering = false
 	}
+	stopTasks()
 	stopRegistering()
 	if registering {
 		<-registered

@@ -209,7 +209,8 @@ func forbidden(scope string) *Error {
 
 // authorizeRegistration checks that the caller may register reg: serve for
 // every API it provides, listen for the API of every event its listener
-// groups subscribe to, and, for a registration with neither, a serve or
+// groups subscribe to, serve on the service's own name when it declares
+// scheduled tasks, and, for a registration with none of these, a serve or
 // listen scope on any pattern. reg is valid.
 func (s *Service) authorizeRegistration(ctx context.Context, reg *Registration) error {
 	p, err := s.principal(ctx)
@@ -229,7 +230,10 @@ func (s *Service) authorizeRegistration(ctx context.Context, reg *Registration) 
 			}
 		}
 	}
-	if len(reg.APIs) == 0 && len(reg.Listeners) == 0 {
+	if len(reg.Tasks) > 0 && !p.Allows(ScopeServe, reg.Service) {
+		return forbidden(ScopeServe + ":" + reg.Service)
+	}
+	if len(reg.APIs) == 0 && len(reg.Listeners) == 0 && len(reg.Tasks) == 0 {
 		return s.authorizeWorker(ctx)
 	}
 	return nil

@@ -159,6 +159,10 @@ func TestServiceAuthorization(t *testing.T) {
 	serve := register(Registration{APIs: []APIDeclaration{{Name: "billing"}}})
 	listen := register(Registration{Listeners: []ListenerDeclaration{{Name: "l", Events: []string{"billing.charged", "shop.*"}, Path: "/l"}}})
 	bare := register(Registration{})
+	tasks := register(Registration{Tasks: []TaskDeclaration{{Name: "sweep", Kind: TaskEvery, Spec: "1m0s"}}})
+	reportRun := func(ctx context.Context) error {
+		return s.ReportTaskRun(ctx, &TaskRun{Service: "billing", Task: "sweep", WorkerID: "w1", Tick: time.Now()})
+	}
 	deregister := func(ctx context.Context) error { return s.Deregister(ctx, "w1") }
 	deleteGroup := func(ctx context.Context) error { return s.DeleteListener(ctx, "billing", "l") }
 	createKey := func(ctx context.Context) error { _, err := s.CreateKey(ctx, "k2", []string{"read"}); return err }
@@ -181,6 +185,9 @@ func TestServiceAuthorization(t *testing.T) {
 		{"listen missing one event's API", listen, []string{"listen:billing"}, "this key lacks the scope listen:shop"},
 		{"bare registration with listen", bare, []string{"listen:x"}, ""},
 		{"bare registration with fire", bare, []string{"fire:*"}, "this key lacks a serve or listen scope"},
+		{"tasks with serve on the service", tasks, []string{"serve:billing"}, ""},
+		{"tasks without serve on the service", tasks, []string{"serve:shop", "listen:*"}, "this key lacks the scope serve:billing"},
+		{"task run without serve on the service", reportRun, []string{"serve:shop", "read"}, "this key lacks the scope serve:billing"},
 		{"deregister with serve", deregister, []string{"serve:other"}, ""},
 		{"deregister with read", deregister, []string{"read"}, "this key lacks a serve or listen scope"},
 		{"delete a group without admin", deleteGroup, []string{"read", "listen:*"}, "this key lacks the scope admin"},

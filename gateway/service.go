@@ -22,6 +22,9 @@ type ServiceConfig struct {
 	SchemaCache *SchemaCache
 	// Forwarder sends RPCs to live workers.
 	Forwarder Forwarder
+	// Tasks keeps scheduled tasks' runs; nil keeps none (run reports are
+	// EUnavailable, the list is empty).
+	Tasks TaskStore
 	// WorkerNetworks is where workers' base URLs may point; a registration
 	// with another is refused (EForbidden). Nil is the default policy.
 	WorkerNetworks *WorkerNetworks

@@ -49,6 +49,9 @@ type Registration struct {
 	LeaseTTLMS int                   `json:"lease_ttl_ms"`
 	APIs       []APIDeclaration      `json:"apis"`
 	Listeners  []ListenerDeclaration `json:"listeners"`
+	// Tasks are the scheduled tasks the worker runs once per service: the
+	// answer says which of them it leads.
+	Tasks []TaskDeclaration `json:"tasks,omitempty"`
 	// InstanceID identifies the worker process: a random id it picks when
 	// it starts and sends on every PUT. A PUT whose instance differs from
 	// the stored one (or that creates the worker) is a registration and
@@ -164,6 +167,9 @@ func (r *Registration) Validate() error {
 			}
 		}
 	}
+	if err := r.validateTasks(); err != nil {
+		return err
+	}
 	seenListener := map[string]bool{}
 	for _, l := range r.Listeners {
 		if err := ValidateIdent("listener", l.Name); err != nil {
@@ -236,6 +242,8 @@ type RegistrationResult struct {
 	RPCSecret           string           `json:"rpc_secret"`
 	HeartbeatIntervalMS int64            `json:"heartbeat_interval_ms"`
 	SchemaConflicts     []SchemaConflict `json:"schema_conflicts,omitempty"`
+	// Tasks answers each declared task: whether this worker leads it.
+	Tasks []TaskGrant `json:"tasks,omitempty"`
 	// Published names the APIs whose schema got a new version.
 	Published []string `json:"-"`
 }
@@ -257,6 +265,12 @@ type WorkerStore interface {
 	// with newSecret when the worker is created, and replaced (the
 	// previous one kept for an overlap) when reg.InstanceID differs from
 	// the stored instance; a heartbeat keeps it.
+	//
+	// The registration also records the scheduled tasks the worker
+	// declares and grants it each one that has no live leader: a leader
+	// is live while its worker's lease runs, it belongs to the service and
+	// it still declares the task. One leader per (service, task), decided
+	// in the database; res.Tasks says which tasks this worker leads.
 	RegisterWorker(ctx context.Context, reg *Registration, newSecret func() string, maxAttempts int) (*RegistrationResult, error)
 
 	// ReleaseAPI removes an API's owner, so that any service can register
@@ -264,8 +278,8 @@ type WorkerStore interface {
 	// live worker of the owner provides it.
 	ReleaseAPI(ctx context.Context, api string) error
 
-	// DeregisterWorker removes a worker; removing an unknown worker is not
-	// an error.
+	// DeregisterWorker removes a worker and releases the tasks it leads;
+	// removing an unknown worker is not an error.
 	DeregisterWorker(ctx context.Context, id string) error
 
 	// ListWorkers lists live workers.

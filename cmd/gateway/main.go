@@ -310,6 +310,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	service := gateway.NewService(gateway.ServiceConfig{
 		Events:            store,
 		Workers:           store,
+		Tasks:             store,
 		Listeners:         store,
 		Replays:           store,
 		Schemas:           store,

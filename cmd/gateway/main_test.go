@@ -17,7 +17,12 @@ import (
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(taskWorkerEnv) != "" {
+		os.Exit(taskWorkerMain()) // a worker process of task_test.go
+	}
+	pgtest.Main(m)
+}
 
 // testConfig is the default configuration with retries and polling made
 // fast enough for tests. Authentication is off (the auth tests turn it on):

@@ -104,6 +104,11 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"service": "", "created_at": "2026-11-25T10:00:00Z", "schema": `+string(body)+`}`)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/workers":
 		answer(http.StatusOK, fakeWorkers)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/tasks":
+		answer(http.StatusOK, `{"tasks": [{"service": "auth", "name": "count_users", "kind": "every", "spec": "1m0s",
+			"leader_id": "auth-1", "last_tick": "2026-11-25T10:00:00Z", "last_run_at": "2026-11-25T10:00:00.2Z",
+			"last_duration_ms": 12, "last_error": "store down", "last_worker_id": "auth-1", "runs": 9, "failures": 1},
+			{"service": "auth", "name": "nightly", "kind": "cron", "spec": "CRON_TZ=UTC 0 3 * * *", "runs": 0, "failures": 0}]}`)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/events":
 		answer(http.StatusOK, fakeEvents)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/events/"+fakeEventID:
@@ -281,11 +286,15 @@ func TestWorkers(t *testing.T) {
 	if err := tb.execute(t, "workers"); err != nil {
 		t.Fatal(err)
 	}
-	if req := g.last(); req.Method != http.MethodGet || req.Path != "/v1/workers" {
+	if req := g.last(); req.Method != http.MethodGet || req.Path != "/v1/tasks" {
 		t.Errorf("request %s %s", req.Method, req.Path)
 	}
 	want := "ID      SERVICE  BASE URL                APIS  LISTENERS    EXPIRES\n" +
-		"auth-1  auth     http://127.0.0.1:40123  auth  create_user  2026-11-25T10:00:20Z\n"
+		"auth-1  auth     http://127.0.0.1:40123  auth  create_user  2026-11-25T10:00:20Z\n" +
+		"\n" +
+		"SERVICE  TASK         SCHEDULE                    LEADER  LAST RUN              TOOK  RUNS  FAILED  LAST ERROR\n" +
+		"auth     count_users  every 1m0s                  auth-1  2026-11-25T10:00:00Z  12ms  9     1       store down\n" +
+		"auth     nightly      cron CRON_TZ=UTC 0 3 * * *  -       -                     -     0     0       -\n"
 	if got := tb.stdout.String(); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
 	}

@@ -143,6 +143,42 @@ func (e ReplayState) Valid() bool {
 	}
 }
 
+// Defines values for TaskKind.
+const (
+	TaskKindCron  TaskKind = "cron"
+	TaskKindEvery TaskKind = "every"
+)
+
+// Valid indicates whether the value is a known member of the TaskKind enum.
+func (e TaskKind) Valid() bool {
+	switch e {
+	case TaskKindCron:
+		return true
+	case TaskKindEvery:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TaskDeclarationKind.
+const (
+	TaskDeclarationKindCron  TaskDeclarationKind = "cron"
+	TaskDeclarationKindEvery TaskDeclarationKind = "every"
+)
+
+// Valid indicates whether the value is a known member of the TaskDeclarationKind enum.
+func (e TaskDeclarationKind) Valid() bool {
+	switch e {
+	case TaskDeclarationKindCron:
+		return true
+	case TaskDeclarationKindEvery:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DeliverEventParamsCeSpecversion.
 const (
 	N10 DeliverEventParamsCeSpecversion = "1.0"
@@ -817,6 +853,12 @@ type RegistrationResult struct {
 	// of the registered APIs than its current version.
 	SchemaConflicts *[]SchemaConflict `json:"schema_conflicts,omitempty"`
 
+	// Tasks One grant per task the registration declares. The gateway grants a task to
+	// the registering worker when it has no live leader: none, or a worker whose
+	// lease has expired, that left the service or no longer declares the task. A
+	// leader keeps the task while it heartbeats; deregistering releases it.
+	Tasks *[]TaskGrant `json:"tasks,omitempty"`
+
 	// Worker A registered worker.
 	Worker Worker `json:"worker"`
 }
@@ -981,6 +1023,98 @@ type Scope = string
 // Examples: auth
 type ServiceName = string
 
+// Task defines model for Task.
+type Task struct {
+	// Failures Runs reported with an error.
+	Failures       int      `json:"failures"`
+	Kind           TaskKind `json:"kind"`
+	LastDurationMs *int     `json:"last_duration_ms,omitempty"`
+
+	// LastError The latest run's error; absent when it succeeded.
+	LastError *string `json:"last_error,omitempty"`
+
+	// LastRunAt When the latest run was reported.
+	LastRunAt *time.Time `json:"last_run_at,omitempty"`
+
+	// LastTick The scheduled time of the latest reported run.
+	LastTick *time.Time `json:"last_tick,omitempty"`
+
+	// LastWorkerId Examples: auth-1
+	LastWorkerId *WorkerID `json:"last_worker_id,omitempty"`
+
+	// LeaderId Examples: auth-1
+	LeaderId *WorkerID `json:"leader_id,omitempty"`
+
+	// Name A single identifier (event, RPC or listener name).
+	//
+	// Examples: user_registered
+	Name Identifier `json:"name"`
+
+	// Runs Runs reported.
+	Runs int `json:"runs"`
+
+	// Service The name of the service a worker or listener group belongs to; the same form as an API name.
+	//
+	// Examples: auth
+	Service ServiceName `json:"service"`
+	Spec    string      `json:"spec"`
+}
+
+// TaskKind defines model for Task.Kind.
+type TaskKind string
+
+// TaskDeclaration defines model for TaskDeclaration.
+type TaskDeclaration struct {
+	// Kind `every`: a fixed interval, `spec` a Go duration (`5m0s`); `cron`: a 5-field cron schedule, optionally prefixed with `CRON_TZ=` or `TZ=`.
+	Kind TaskDeclarationKind `json:"kind"`
+
+	// Name A single identifier (event, RPC or listener name).
+	//
+	// Examples: user_registered
+	Name Identifier `json:"name"`
+
+	// Spec The schedule, as the worker declares it; the gateway shows it and does not parse it. The latest registration's wins.
+	//
+	// Examples: 1m0s, CRON_TZ=Europe/London 0 3 * * *
+	Spec string `json:"spec"`
+}
+
+// TaskDeclarationKind `every`: a fixed interval, `spec` a Go duration (`5m0s`); `cron`: a 5-field cron schedule, optionally prefixed with `CRON_TZ=` or `TZ=`.
+type TaskDeclarationKind string
+
+// TaskGrant defines model for TaskGrant.
+type TaskGrant struct {
+	// LastTick The scheduled time of the latest reported run; a new leader skips ticks at or before it.
+	LastTick *time.Time `json:"last_tick,omitempty"`
+
+	// Leader This worker runs the task's ticks until its lease ends (renewed by each heartbeat).
+	Leader bool `json:"leader"`
+
+	// Name A single identifier (event, RPC or listener name).
+	//
+	// Examples: user_registered
+	Name Identifier `json:"name"`
+}
+
+// TaskList defines model for TaskList.
+type TaskList struct {
+	Tasks []Task `json:"tasks"`
+}
+
+// TaskRun defines model for TaskRun.
+type TaskRun struct {
+	DurationMs *int `json:"duration_ms,omitempty"`
+
+	// Error The run's error; absent or empty when it succeeded.
+	Error *string `json:"error,omitempty"`
+
+	// Tick The run's scheduled time.
+	Tick time.Time `json:"tick"`
+
+	// WorkerId Examples: auth-1
+	WorkerId WorkerID `json:"worker_id"`
+}
+
 // Version defines model for Version.
 type Version struct {
 	// Go The Go release that built it.
@@ -1065,6 +1199,11 @@ type WorkerRegistration struct {
 	//
 	// Examples: auth
 	Service ServiceName `json:"service"`
+
+	// Tasks The scheduled tasks this worker runs once per service (not per process):
+	// the answer's `tasks` says which of them this worker leads. Needs `serve`
+	// on the service's name.
+	Tasks *[]TaskDeclaration `json:"tasks,omitempty"`
 }
 
 // APIPath One or more identifiers joined by dots.
@@ -1094,6 +1233,16 @@ type ListenerPath = Identifier
 //
 // Examples: auth
 type ServicePath = ServiceName
+
+// TaskPath A single identifier (event, RPC or listener name).
+//
+// Examples: user_registered
+type TaskPath = Identifier
+
+// TaskServicePath The name of the service a worker or listener group belongs to; the same form as an API name.
+//
+// Examples: auth
+type TaskServicePath = ServiceName
 
 // TraceParentHeader defines model for TraceParentHeader.
 type TraceParentHeader = string
@@ -1354,6 +1503,9 @@ type CallRPCJSONRequestBody = Params
 
 // PublishSchemaJSONRequestBody defines body for PublishSchema for application/json ContentType.
 type PublishSchemaJSONRequestBody = SchemaPublication
+
+// ReportTaskRunJSONRequestBody defines body for ReportTaskRun for application/json ContentType.
+type ReportTaskRunJSONRequestBody = TaskRun
 
 // RegisterWorkerJSONRequestBody defines body for RegisterWorker for application/json ContentType.
 type RegisterWorkerJSONRequestBody = WorkerRegistration
@@ -1875,6 +2027,40 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/schema/{api}/versions (the `ListSchemaVersions` operationId).
 	ListSchemaVersions(ctx context.Context, api APIPath, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListTasks List scheduled tasks
+	//
+	// Every scheduled task a worker has declared (`tasks` in the registration), with
+	// its schedule as declared, its live leader (absent when no live worker of the
+	// service leads it: the next heartbeat of a worker declaring it takes it) and
+	// the latest run its leader reported. Needs `read`.
+	//
+	// Corresponds with GET /v1/tasks (the `ListTasks` operationId).
+	ListTasks(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReportTaskRunWithBody Report a run of a scheduled task
+	//
+	// The task's leader reports each run: its scheduled time (`tick`), how long it
+	// ran and its error. A worker that takes the task over skips ticks at or before
+	// the latest reported one. Needs `serve` on the service's name. A worker that
+	// does not lead the task gets `409 conflict` and must stop running it.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/tasks/{service}/{task}/runs (the `ReportTaskRun` operationId).
+	ReportTaskRunWithBody(ctx context.Context, service TaskServicePath, task TaskPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReportTaskRun Report a run of a scheduled task
+	//
+	// The task's leader reports each run: its scheduled time (`tick`), how long it
+	// ran and its error. A worker that takes the task over skips ticks at or before
+	// the latest reported one. Needs `serve` on the service's name. A worker that
+	// does not lead the task gets `409 conflict` and must stop running it.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/tasks/{service}/{task}/runs (the `ReportTaskRun` operationId).
+	ReportTaskRun(ctx context.Context, service TaskServicePath, task TaskPath, body ReportTaskRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetVersion The gateway's version
 	//
@@ -2629,6 +2815,70 @@ func (c *Client) PublishSchema(ctx context.Context, api APIPath, body PublishSch
 // Corresponds with GET /v1/schema/{api}/versions (the `ListSchemaVersions` operationId).
 func (c *Client) ListSchemaVersions(ctx context.Context, api APIPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListSchemaVersionsRequest(c.Server, api)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListTasks List scheduled tasks
+//
+// Every scheduled task a worker has declared (`tasks` in the registration), with
+// its schedule as declared, its live leader (absent when no live worker of the
+// service leads it: the next heartbeat of a worker declaring it takes it) and
+// the latest run its leader reported. Needs `read`.
+//
+// Corresponds with GET /v1/tasks (the `ListTasks` operationId).
+func (c *Client) ListTasks(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListTasksRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReportTaskRunWithBody Report a run of a scheduled task
+//
+// The task's leader reports each run: its scheduled time (`tick`), how long it
+// ran and its error. A worker that takes the task over skips ticks at or before
+// the latest reported one. Needs `serve` on the service's name. A worker that
+// does not lead the task gets `409 conflict` and must stop running it.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/tasks/{service}/{task}/runs (the `ReportTaskRun` operationId).
+func (c *Client) ReportTaskRunWithBody(ctx context.Context, service TaskServicePath, task TaskPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReportTaskRunRequestWithBody(c.Server, service, task, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReportTaskRun Report a run of a scheduled task
+//
+// The task's leader reports each run: its scheduled time (`tick`), how long it
+// ran and its error. A worker that takes the task over skips ticks at or before
+// the latest reported one. Needs `serve` on the service's name. A worker that
+// does not lead the task gets `409 conflict` and must stop running it.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/tasks/{service}/{task}/runs (the `ReportTaskRun` operationId).
+func (c *Client) ReportTaskRun(ctx context.Context, service TaskServicePath, task TaskPath, body ReportTaskRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReportTaskRunRequest(c.Server, service, task, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3964,6 +4214,87 @@ func NewListSchemaVersionsRequest(server string, api APIPath) (*http.Request, er
 	return req, nil
 }
 
+// NewListTasksRequest constructs an http.Request for the ListTasks method
+func NewListTasksRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/tasks")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewReportTaskRunRequest calls the generic ReportTaskRun builder with application/json body
+func NewReportTaskRunRequest(server string, service TaskServicePath, task TaskPath, body ReportTaskRunJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewReportTaskRunRequestWithBody(server, service, task, "application/json", bodyReader)
+}
+
+// NewReportTaskRunRequestWithBody constructs an http.Request for the ReportTaskRun method, with any body, and a specified content type
+func NewReportTaskRunRequestWithBody(server string, service TaskServicePath, task TaskPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "service", service, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "task", task, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/tasks/%s/%s/runs", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetVersionRequest constructs an http.Request for the GetVersion method
 func NewGetVersionRequest(server string) (*http.Request, error) {
 	var err error
@@ -4533,6 +4864,42 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/schema/{api}/versions (the `ListSchemaVersions` operationId).
 	ListSchemaVersionsWithResponse(ctx context.Context, api APIPath, reqEditors ...RequestEditorFn) (*ListSchemaVersionsResponse, error)
+
+	// ListTasksWithResponse List scheduled tasks
+	//
+	// Every scheduled task a worker has declared (`tasks` in the registration), with
+	// its schedule as declared, its live leader (absent when no live worker of the
+	// service leads it: the next heartbeat of a worker declaring it takes it) and
+	// the latest run its leader reported. Needs `read`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/tasks (the `ListTasks` operationId).
+	ListTasksWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListTasksResponse, error)
+
+	// ReportTaskRunWithBodyWithResponse Report a run of a scheduled task
+	//
+	// The task's leader reports each run: its scheduled time (`tick`), how long it
+	// ran and its error. A worker that takes the task over skips ticks at or before
+	// the latest reported one. Needs `serve` on the service's name. A worker that
+	// does not lead the task gets `409 conflict` and must stop running it.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/tasks/{service}/{task}/runs (the `ReportTaskRun` operationId).
+	ReportTaskRunWithBodyWithResponse(ctx context.Context, service TaskServicePath, task TaskPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReportTaskRunResponse, error)
+
+	// ReportTaskRunWithResponse Report a run of a scheduled task
+	//
+	// The task's leader reports each run: its scheduled time (`tick`), how long it
+	// ran and its error. A worker that takes the task over skips ticks at or before
+	// the latest reported one. Needs `serve` on the service's name. A worker that
+	// does not lead the task gets `409 conflict` and must stop running it.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/tasks/{service}/{task}/runs (the `ReportTaskRun` operationId).
+	ReportTaskRunWithResponse(ctx context.Context, service TaskServicePath, task TaskPath, body ReportTaskRunJSONRequestBody, reqEditors ...RequestEditorFn) (*ReportTaskRunResponse, error)
 
 	// GetVersionWithResponse The gateway's version
 	//
@@ -6978,6 +7345,207 @@ func (r ListSchemaVersionsResponse) ContentType() string {
 	return ""
 }
 
+// ListTasksResponse401Headers the declared response headers of an HTTP 401 response for ListTasks
+type ListTasksResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ListTasksResponse429Headers the declared response headers of an HTTP 429 response for ListTasks
+type ListTasksResponse429Headers struct {
+	RetryAfter *int
+}
+
+type ListTasksResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TaskList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListTasksResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListTasksResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListTasksResponse) GetJSON200() *TaskList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListTasksResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListTasksResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListTasksResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListTasksResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListTasksResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListTasksResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListTasksResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListTasksResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListTasksResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ReportTaskRunResponse401Headers the declared response headers of an HTTP 401 response for ReportTaskRun
+type ReportTaskRunResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ReportTaskRunResponse429Headers the declared response headers of an HTTP 429 response for ReportTaskRun
+type ReportTaskRunResponse429Headers struct {
+	RetryAfter *int
+}
+
+type ReportTaskRunResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Invalid
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ReportTaskRunResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ReportTaskRunResponse429Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ReportTaskRunResponse) GetApplicationproblemJSON400() *Invalid {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ReportTaskRunResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ReportTaskRunResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ReportTaskRunResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ReportTaskRunResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ReportTaskRunResponse) GetApplicationproblemJSON413() *TooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ReportTaskRunResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ReportTaskRunResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ReportTaskRunResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ReportTaskRunResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReportTaskRunResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReportTaskRunResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReportTaskRunResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetVersionResponse401Headers the declared response headers of an HTTP 401 response for GetVersion
 type GetVersionResponse401Headers struct {
 	WWWAuthenticate *string
@@ -7913,6 +8481,60 @@ func (c *ClientWithResponses) ListSchemaVersionsWithResponse(ctx context.Context
 		return nil, err
 	}
 	return ParseListSchemaVersionsResponse(rsp)
+}
+
+// ListTasksWithResponse List scheduled tasks
+//
+// Every scheduled task a worker has declared (`tasks` in the registration), with
+// its schedule as declared, its live leader (absent when no live worker of the
+// service leads it: the next heartbeat of a worker declaring it takes it) and
+// the latest run its leader reported. Needs `read`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/tasks (the `ListTasks` operationId).
+func (c *ClientWithResponses) ListTasksWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListTasksResponse, error) {
+	rsp, err := c.ListTasks(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListTasksResponse(rsp)
+}
+
+// ReportTaskRunWithBodyWithResponse Report a run of a scheduled task
+//
+// The task's leader reports each run: its scheduled time (`tick`), how long it
+// ran and its error. A worker that takes the task over skips ticks at or before
+// the latest reported one. Needs `serve` on the service's name. A worker that
+// does not lead the task gets `409 conflict` and must stop running it.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/tasks/{service}/{task}/runs (the `ReportTaskRun` operationId).
+func (c *ClientWithResponses) ReportTaskRunWithBodyWithResponse(ctx context.Context, service TaskServicePath, task TaskPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReportTaskRunResponse, error) {
+	rsp, err := c.ReportTaskRunWithBody(ctx, service, task, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReportTaskRunResponse(rsp)
+}
+
+// ReportTaskRunWithResponse Report a run of a scheduled task
+//
+// The task's leader reports each run: its scheduled time (`tick`), how long it
+// ran and its error. A worker that takes the task over skips ticks at or before
+// the latest reported one. Needs `serve` on the service's name. A worker that
+// does not lead the task gets `409 conflict` and must stop running it.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/tasks/{service}/{task}/runs (the `ReportTaskRun` operationId).
+func (c *ClientWithResponses) ReportTaskRunWithResponse(ctx context.Context, service TaskServicePath, task TaskPath, body ReportTaskRunJSONRequestBody, reqEditors ...RequestEditorFn) (*ReportTaskRunResponse, error) {
+	rsp, err := c.ReportTaskRun(ctx, service, task, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReportTaskRunResponse(rsp)
 }
 
 // GetVersionWithResponse The gateway's version
@@ -10219,6 +10841,198 @@ func ParseListSchemaVersionsResponse(rsp *http.Response) (*ListSchemaVersionsRes
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers ListSchemaVersionsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListTasksResponse parses an HTTP response from a ListTasksWithResponse call
+func ParseListTasksResponse(rsp *http.Response) (*ListTasksResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListTasksResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TaskList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListTasksResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListTasksResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseReportTaskRunResponse parses an HTTP response from a ReportTaskRunWithResponse call
+func ParseReportTaskRunResponse(rsp *http.Response) (*ReportTaskRunResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReportTaskRunResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Invalid
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ReportTaskRunResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ReportTaskRunResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

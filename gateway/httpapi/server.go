@@ -110,6 +110,8 @@ func (h *Handler) newRoutes() chi.Router {
 	r.Put("/v1/workers/{worker_id}", h.handle(h.putWorker))                         // register or heartbeat a worker
 	r.Delete("/v1/workers/{worker_id}", h.handle(h.deleteWorker))                   // deregister a worker
 	r.Delete("/v1/apis/{api}/owner", h.handle(h.releaseAPI))                        // release an API's owner (admin)
+	r.Get("/v1/tasks", h.handle(h.listTasks))                                       // scheduled tasks: leader, last run, last error
+	r.Post("/v1/tasks/{service}/{task}/runs", h.handle(h.reportTaskRun))            // a task's leader reports a run
 	r.Get("/v1/listeners", h.handle(h.listListeners))                               // listener groups with delivery counts and lag
 	r.Delete("/v1/listeners/{service}/{listener}", h.handle(h.deleteListener))      // remove a listener group
 	r.Get("/v1/listeners/{service}/{listener}/dead", h.handle(h.listDead))          // a group's dead deliveries

@@ -27,6 +27,7 @@ import (
 var (
 	_ gateway.EventStore     = (*DB)(nil)
 	_ gateway.WorkerStore    = (*DB)(nil)
+	_ gateway.TaskStore      = (*DB)(nil)
 	_ dispatch.RPCStore      = (*DB)(nil)
 	_ dispatch.DeliveryStore = (*DB)(nil)
 )

@@ -120,11 +120,11 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 		// signs too for the overlap. A heartbeat (the same instance, or
 		// none sent) keeps the secret; a worker without one gets one.
 		rows, err := tx.Query(ctx, `
-			INSERT INTO lightbus_worker (id, service, base_url, apis, listeners, lease_ttl_ms, expires_at, instance_id, rpc_secret)
-			VALUES ($1, $2, $3, $4, $5, $6::integer, now() + $6::integer * interval '1 millisecond', $7, $8)
+			INSERT INTO lightbus_worker (id, service, base_url, apis, listeners, lease_ttl_ms, expires_at, instance_id, rpc_secret, tasks)
+			VALUES ($1, $2, $3, $4, $5, $6::integer, now() + $6::integer * interval '1 millisecond', $7, $8, $10)
 			ON CONFLICT (id) DO UPDATE SET
 				service = EXCLUDED.service, base_url = EXCLUDED.base_url, apis = EXCLUDED.apis,
-				listeners = EXCLUDED.listeners, lease_ttl_ms = EXCLUDED.lease_ttl_ms,
+				listeners = EXCLUDED.listeners, lease_ttl_ms = EXCLUDED.lease_ttl_ms, tasks = EXCLUDED.tasks,
 				heartbeat_at = now(), expires_at = EXCLUDED.expires_at,
 				instance_id = CASE WHEN EXCLUDED.instance_id = '' THEN lightbus_worker.instance_id ELSE EXCLUDED.instance_id END,
 				registered_at = CASE WHEN `+rotates+` THEN now() ELSE lightbus_worker.registered_at END,
@@ -133,7 +133,7 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 				rpc_secret_previous_until = CASE WHEN `+rotates+` THEN now() + $9::bigint * interval '1 millisecond' ELSE lightbus_worker.rpc_secret_previous_until END
 			RETURNING `+workerColumns+`, rpc_secret`,
 			reg.WorkerID, reg.Service, reg.BaseURL, apis, listenerNames, reg.LeaseTTL().Milliseconds(),
-			reg.InstanceID, newSecret(), db.secretOverlap.Milliseconds())
+			reg.InstanceID, newSecret(), db.secretOverlap.Milliseconds(), taskNames(reg))
 		if err != nil {
 			return err
 		}
@@ -165,7 +165,13 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 			}
 			res.Listeners = append(res.Listeners, grant)
 		}
-		return registerSchemas(ctx, tx, reg, res)
+		if err := registerSchemas(ctx, tx, reg, res); err != nil {
+			return err
+		}
+		// Last: its lock serialises the service's registrations until
+		// commit, and every other lock is taken before it.
+		res.Tasks, err = registerTasks(ctx, tx, reg)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -3,7 +3,9 @@
 // in examples/auth runs it as a worker, which
 //
 //   - answers the RPCs auth.check_password and auth.create_user, and
-//   - fires the event auth.user_registered whenever create_user adds a user.
+//   - fires the event auth.user_registered whenever create_user adds a user,
+//   - logs how many users it has every minute: a scheduled task that runs
+//     in one worker of the service, however many run.
 //
 // Users live in memory; "admin" (password "secret") exists from the start.
 package bus
@@ -14,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
 )
@@ -74,6 +77,7 @@ func New(opts ...lightbus.Option) *lightbus.Bus {
 	CheckPassword.Handle(bus, s.checkPassword)
 	CreateUser.Handle(bus, s.createUser)
 	UserRegistered.Declare(bus)
+	bus.Every(time.Minute, s.countUsers, lightbus.TaskName("count_users"))
 	return bus
 }
 
@@ -96,6 +100,16 @@ type service struct {
 // newService returns the handlers with their user store, holding admin.
 func newService(events lightbus.Client, log *slog.Logger) *service {
 	return &service{events: events, log: log, users: map[string]user{"admin": {email: "admin@example.com", password: "secret"}}}
+}
+
+// countUsers is the count_users task: the gateway elects one worker of
+// the service to run it each minute, and another takes over if it stops.
+func (s *service) countUsers(ctx context.Context) error {
+	s.mu.Lock()
+	n := len(s.users)
+	s.mu.Unlock()
+	s.log.InfoContext(ctx, "auth: users", "count", n)
+	return nil
 }
 
 func (s *service) checkPassword(ctx context.Context, p CheckPasswordParams) (bool, error) {

@@ -437,6 +437,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tasks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List scheduled tasks
+         * @description Every scheduled task a worker has declared (`tasks` in the registration), with
+         *     its schedule as declared, its live leader (absent when no live worker of the
+         *     service leads it: the next heartbeat of a worker declaring it takes it) and
+         *     the latest run its leader reported. Needs `read`.
+         */
+        get: operations["listTasks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{service}/{task}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The task's service.
+                 * @example auth
+                 */
+                service: components["parameters"]["TaskServicePath"];
+                /**
+                 * @description The task's name.
+                 * @example expire_sessions
+                 */
+                task: components["parameters"]["TaskPath"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report a run of a scheduled task
+         * @description The task's leader reports each run: its scheduled time (`tick`), how long it
+         *     ran and its error. A worker that takes the task over skips ticks at or before
+         *     the latest reported one. Needs `serve` on the service's name. A worker that
+         *     does not lead the task gets `409 conflict` and must stop running it.
+         */
+        post: operations["reportTaskRun"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/schema": {
         parameters: {
             query?: never;
@@ -1174,6 +1231,26 @@ export interface components {
             apis?: components["schemas"]["APIDeclaration"][];
             /** @description The listener groups this worker serves. */
             listeners?: components["schemas"]["ListenerDeclaration"][];
+            /**
+             * @description The scheduled tasks this worker runs once per service (not per process):
+             *     the answer's `tasks` says which of them this worker leads. Needs `serve`
+             *     on the service's name.
+             */
+            tasks?: components["schemas"]["TaskDeclaration"][];
+        };
+        TaskDeclaration: {
+            name: components["schemas"]["Identifier"];
+            /**
+             * @description `every`: a fixed interval, `spec` a Go duration (`5m0s`); `cron`: a 5-field cron schedule, optionally prefixed with `CRON_TZ=` or `TZ=`.
+             * @enum {string}
+             */
+            kind: "every" | "cron";
+            /**
+             * @description The schedule, as the worker declares it; the gateway shows it and does not parse it. The latest registration's wins.
+             * @example 1m0s
+             * @example CRON_TZ=Europe/London 0 3 * * *
+             */
+            spec: string;
         };
         APIDeclaration: {
             name: components["schemas"]["APIName"];
@@ -1276,6 +1353,63 @@ export interface components {
              *     of the registered APIs than its current version.
              */
             schema_conflicts?: components["schemas"]["SchemaConflict"][];
+            /**
+             * @description One grant per task the registration declares. The gateway grants a task to
+             *     the registering worker when it has no live leader: none, or a worker whose
+             *     lease has expired, that left the service or no longer declares the task. A
+             *     leader keeps the task while it heartbeats; deregistering releases it.
+             */
+            tasks?: components["schemas"]["TaskGrant"][];
+        };
+        TaskGrant: {
+            name: components["schemas"]["Identifier"];
+            /** @description This worker runs the task's ticks until its lease ends (renewed by each heartbeat). */
+            leader: boolean;
+            /**
+             * Format: date-time
+             * @description The scheduled time of the latest reported run; a new leader skips ticks at or before it.
+             */
+            last_tick?: string;
+        };
+        TaskRun: {
+            worker_id: components["schemas"]["WorkerID"];
+            /**
+             * Format: date-time
+             * @description The run's scheduled time.
+             */
+            tick: string;
+            duration_ms?: number;
+            /** @description The run's error; absent or empty when it succeeded. */
+            error?: string;
+        };
+        Task: {
+            service: components["schemas"]["ServiceName"];
+            name: components["schemas"]["Identifier"];
+            /** @enum {string} */
+            kind: "every" | "cron";
+            spec: string;
+            leader_id?: components["schemas"]["WorkerID"];
+            /**
+             * Format: date-time
+             * @description The scheduled time of the latest reported run.
+             */
+            last_tick?: string;
+            /**
+             * Format: date-time
+             * @description When the latest run was reported.
+             */
+            last_run_at?: string;
+            last_duration_ms?: number;
+            /** @description The latest run's error; absent when it succeeded. */
+            last_error?: string;
+            last_worker_id?: components["schemas"]["WorkerID"];
+            /** @description Runs reported. */
+            runs: number;
+            /** @description Runs reported with an error. */
+            failures: number;
+        };
+        TaskList: {
+            tasks: components["schemas"]["Task"][];
         };
         /** @description A listener group the worker joined, with its signing secret. */
         ListenerGrant: {
@@ -1582,6 +1716,16 @@ export interface components {
          * @example customers
          */
         ServicePath: components["schemas"]["ServiceName"];
+        /**
+         * @description The task's service.
+         * @example auth
+         */
+        TaskServicePath: components["schemas"]["ServiceName"];
+        /**
+         * @description The task's name.
+         * @example expire_sessions
+         */
+        TaskPath: components["schemas"]["Identifier"];
         /**
          * @description The listener group's name.
          * @example create_user
@@ -2679,6 +2823,109 @@ export interface operations {
                 };
             };
             409: components["responses"]["Conflict"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listTasks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tasks, by service and name. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "tasks": [
+                     *         {
+                     *           "service": "auth",
+                     *           "name": "expire_sessions",
+                     *           "kind": "every",
+                     *           "spec": "1m0s",
+                     *           "leader_id": "auth-1",
+                     *           "last_tick": "2026-11-25T10:00:00Z",
+                     *           "last_run_at": "2026-11-25T10:00:00.412Z",
+                     *           "last_duration_ms": 412,
+                     *           "last_error": "connection refused",
+                     *           "last_worker_id": "auth-1",
+                     *           "runs": 42,
+                     *           "failures": 1
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TaskList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    reportTaskRun: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The task's service.
+                 * @example auth
+                 */
+                service: components["parameters"]["TaskServicePath"];
+                /**
+                 * @description The task's name.
+                 * @example expire_sessions
+                 */
+                task: components["parameters"]["TaskPath"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "worker_id": "auth-1",
+                 *       "tick": "2026-11-25T10:00:00Z",
+                 *       "duration_ms": 412,
+                 *       "error": "connection refused"
+                 *     }
+                 */
+                "application/json": components["schemas"]["TaskRun"];
+            };
+        };
+        responses: {
+            /** @description Recorded. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Invalid"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description `not_found`: the service has no such task. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
