@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -348,33 +347,13 @@ const eventColumns = `id::text AS id, api, name, convert_to(params::text, 'UTF8'
 
 // ListEvents implements gateway.EventStore.
 func (db *DB) ListEvents(ctx context.Context, q gateway.EventQuery) ([]gateway.Event, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if q.API != "" {
-		add("api = $%d", q.API)
-	}
-	if q.Event != "" {
-		add("name = $%d", q.Event)
-	}
-	if !q.Since.IsZero() {
-		add("created_at >= $%d", q.Since)
-	}
-	if !q.Until.IsZero() {
-		add("created_at < $%d", q.Until)
-	}
+	var c conds
+	c.filter(q.EventFilter)
 	if q.Before != "" {
-		add("id < $%d", q.Before)
+		c.add("id < $%d", q.Before)
 	}
-	sql := `SELECT ` + eventColumns + ` FROM lightbus_event`
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	args = append(args, q.Limit)
-	sql += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
+	sql := `SELECT ` + eventColumns + ` FROM lightbus_event` + c.sql() + ` ORDER BY id DESC LIMIT ` + c.arg(q.Limit)
+	args := c.args
 
 	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
