@@ -119,6 +119,9 @@ func ParseCondition(s string) (Condition, error) {
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || !json.Valid([]byte(value)) {
 			return Condition{}, Errorf(EInvalid, "where %q: %s compares numbers: want a JSON number after it", clip(s), c.Op)
 		}
+		if err := CheckJSON("the where value", []byte(value)); err != nil {
+			return Condition{}, err
+		}
 		c.Value = json.RawMessage(value)
 		return c, nil
 	}

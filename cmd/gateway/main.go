@@ -198,6 +198,7 @@ func openPool(ctx context.Context, dbURL string, cfg Config) (*pgxpool.Pool, err
 type app struct {
 	cfg     Config
 	handler http.Handler
+	api     *httpapi.Handler // its event streams end on shutdown
 	logger  *slog.Logger
 	pool    *pgxpool.Pool
 	river   *river.Client[pgx.Tx]
@@ -302,6 +303,13 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		WorkerNetworks:  networks,
 		Keys:            store,
 		RequireAuth:     cfg.authRequired(),
+		Streams: gateway.StreamConfig{
+			Store:        store,
+			MaxStreams:   cfg.StreamMax,
+			PollInterval: cfg.StreamPollInterval,
+			MaxResume:    cfg.StreamMaxResume,
+			Retention:    cfg.EventRetention,
+		},
 		Forwarder: dispatch.NewForwarder(dispatch.ForwarderConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,
@@ -322,6 +330,8 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		RateBurst:     cfg.RateBurst,
 		Recorder:      mets,
 		Metrics:       mets.Handler(),
+
+		StreamHeartbeat: cfg.StreamHeartbeat,
 	})
 	if cfg.BootstrapToken != "" {
 		if err := service.Bootstrap(ctx, cfg.BootstrapToken); err != nil {
@@ -340,7 +350,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if cfg.DebugVars {
 		handler = withDebugVars(server)
 	}
-	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store}, nil
+	return &app{cfg: cfg, handler: handler, api: server, logger: logger, pool: pool, river: rc, store: store}, nil
 }
 
 // poolStats converts the pool's statistics for the metrics.
@@ -381,6 +391,8 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       a.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits for requests to end: event streams end when it starts.
+	srv.RegisterOnShutdown(a.api.CloseStreams)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	a.logger.InfoContext(ctx, "gateway listening", slog.String("addr", ln.Addr().String()))
