@@ -214,11 +214,11 @@ func TestStreamHTTP(t *testing.T) {
 		c.first(t)
 		want := ""
 		for _, f := range []struct{ path, body string }{
-			{"/v1/events/shop/order_placed", `{"total":50,"address":{"city":"London"}}`},           // api
-			{"/v1/events/shop.eu/order_taken", `{"total":50,"address":{"city":"London"}}`},         // event
-			{"/v1/events/shop.eu/order_placed", `{"total":5,"address":{"city":"London"}}`},         // total
-			{"/v1/events/shop.eu/order_placed", `{"total":"50","address":{"city":"London"}}`},      // a string
-			{"/v1/events/shop.eu/order_placed", `{"total":50,"address":{"city":["London"]}}`},      // in an array
+			{"/v1/events/shop/order_placed", `{"total":50,"address":{"city":"London"}}`},          // api
+			{"/v1/events/shop.eu/order_taken", `{"total":50,"address":{"city":"London"}}`},        // event
+			{"/v1/events/shop.eu/order_placed", `{"total":5,"address":{"city":"London"}}`},        // total
+			{"/v1/events/shop.eu/order_placed", `{"total":"50","address":{"city":"London"}}`},     // a string
+			{"/v1/events/shop.eu/order_placed", `{"total":50,"address":{"city":["London"]}}`},     // in an array
 			{"/v1/events/shop.eu/order_placed", `{"total":50,"address":{"city":"London","n":1}}`}, // matches
 		} {
 			var res gateway.FireResult
@@ -331,7 +331,7 @@ func TestListEventsHTTPFilters(t *testing.T) {
 		{"where=plan!=null", "dca"},
 		{"where=tags.0=y", "b"},
 		{"where=tags=%5B%22y%22%5D", "b"}, // equality, not containment: ["x","y"] is not ["y"]
-		{"where=user.age%3E=18", "a"},      // the string "40" is not a number
+		{"where=user.age%3E=18", "a"},     // the string "40" is not a number
 		{"where=user.age%3C18", "b"},
 		{"where=user.age%3E17&where=user.age%3C=31", "a"},
 		{"where=n%3E1000", "c"},
