@@ -5,8 +5,18 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lightbus-go/lightbus/gateway"
 )
+
+// filterExecMode runs the statements of listings and streams unprepared
+// (the unnamed statement), so that each is planned for its values: a
+// cached statement switches to a generic plan after five runs, and the
+// generic plan of a where equality walks the whole table for a rare value
+// (2 s on a million events) because a common one is best served that way
+// (docs/INSPECTING.md). Planning costs well under a millisecond.
+const filterExecMode = pgx.QueryExecModeExec
 
 // conds collects a query's conditions and their arguments; every value is
 // a bound parameter, never part of the SQL text.
@@ -47,6 +57,12 @@ func (c *conds) sql() string {
 // value inside a longer array; a numeric comparison reads the value at its
 // path as numeric only when it is a JSON number.
 func (c *conds) filter(f gateway.EventFilter) {
+	c.names(f)
+	c.conditions(f.Where)
+}
+
+// names adds f's name patterns and time range (see filter).
+func (c *conds) names(f gateway.EventFilter) {
 	name := func(col, p string) {
 		switch {
 		case p == "":
@@ -64,7 +80,11 @@ func (c *conds) filter(f gateway.EventFilter) {
 	if !f.Until.IsZero() {
 		c.add("created_at < $%d", f.Until)
 	}
-	for _, cond := range f.Where {
+}
+
+// conditions adds where conditions on the parameters (see filter).
+func (c *conds) conditions(where []gateway.Condition) {
+	for _, cond := range where {
 		path := c.arg(cond.Path)
 		at := "(params::jsonb #> " + path + "::text[])"
 		switch {

@@ -48,14 +48,8 @@ func headCursor(xmin string, now time.Time) (gateway.StreamCursor, error) {
 // StreamEvents implements gateway.StreamStore. The horizon (xmin) and the
 // events are read in one statement, so under one snapshot.
 func (db *DB) StreamEvents(ctx context.Context, after gateway.StreamCursor, f gateway.EventFilter, limit int) ([]gateway.StreamedEvent, gateway.StreamCursor, error) {
-	var c conds
-	c.add("(xid, id) > ($%d::text::xid8, $%d::uuid)", strconv.FormatUint(after.XID, 10), after.ID.String())
-	c.where = append(c.where, "xid < h.xmin")
-	c.filter(f)
-	sql := `WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
-		SELECT ` + eventColumns + `, xid::text AS xid, h.xmin::text AS xmin, now() AS now
-		FROM h LEFT JOIN LATERAL (SELECT * FROM lightbus_event` + c.sql() + ` ORDER BY xid, id LIMIT ` + c.arg(limit) + `) e ON true`
-	rows, err := db.pool.Query(ctx, sql, c.args...)
+	sql, args := streamEventsSQL(after, f, limit)
+	rows, err := db.pool.Query(ctx, sql, append([]any{filterExecMode}, args...)...)
 	if err != nil {
 		return nil, after, translate(err)
 	}
@@ -95,6 +89,18 @@ func (db *DB) StreamEvents(ctx context.Context, after gateway.StreamCursor, f ga
 		head = after
 	}
 	return evs, head, nil
+}
+
+// streamEventsSQL is the statement of StreamEvents and its arguments.
+func streamEventsSQL(after gateway.StreamCursor, f gateway.EventFilter, limit int) (string, []any) {
+	var c conds
+	c.add("(xid, id) > ($%d::text::xid8, $%d::uuid)", strconv.FormatUint(after.XID, 10), after.ID.String())
+	c.where = append(c.where, "xid < h.xmin")
+	c.filter(f)
+	sql := `WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+		SELECT ` + eventColumns + `, xid::text AS xid, h.xmin::text AS xmin, now() AS now
+		FROM h LEFT JOIN LATERAL (SELECT * FROM lightbus_event` + c.sql() + ` ORDER BY xid, id LIMIT ` + c.arg(limit) + `) e ON true`
+	return sql, c.args
 }
 
 // nullableStreamRow is a row of StreamEvents: an event, or none (only the
