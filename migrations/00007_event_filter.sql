@@ -10,11 +10,28 @@
 ALTER TABLE lightbus_event ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX lightbus_event_xid_id ON lightbus_event (xid, id);
 
+-- The parameters as jsonb, for where conditions, or NULL for the few JSON
+-- texts jsonb cannot hold (an escaped NUL, a lone surrogate escape), which
+-- params keeps as sent: a bare params::jsonb would refuse such a fire (in
+-- the index) and fail every listing that reads one. The exception block
+-- is a subtransaction that writes nothing, so it takes no xid.
+-- +goose StatementBegin
+CREATE FUNCTION lightbus_params_jsonb(p json) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    RETURN p::jsonb;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+
 -- Where conditions on parameters: containment (@>) on the parameters as
 -- jsonb narrows equality tests through this index before the exact test.
-CREATE INDEX lightbus_event_params ON lightbus_event USING gin ((params::jsonb) jsonb_path_ops);
+CREATE INDEX lightbus_event_params ON lightbus_event USING gin (lightbus_params_jsonb(params) jsonb_path_ops);
 
 -- +goose Down
 DROP INDEX IF EXISTS lightbus_event_params;
+DROP FUNCTION IF EXISTS lightbus_params_jsonb(json);
 DROP INDEX IF EXISTS lightbus_event_xid_id;
 ALTER TABLE lightbus_event DROP COLUMN xid;

@@ -364,6 +364,17 @@ func TestListEventsHTTPHostileWhere(t *testing.T) {
 	t.Parallel()
 	gw := setup(t, nil)
 	gw.do(t, "POST", "/v1/events/auth/user_registered", `{"a":[1,{"b":2}],"c":"x"}`, nil, nil)
+	// JSON that params keeps and jsonb cannot hold: the conditions read
+	// past it.
+	for _, params := range []string{`{"a":"\u0000"}`, `{"a":"\ud800"}`} {
+		if resp := gw.do(t, "POST", "/v1/events/auth/user_registered", params, nil, nil); resp.StatusCode != 202 {
+			t.Fatalf("fire %s: %d", params, resp.StatusCode)
+		}
+	}
+	var page eventPage
+	if resp := gw.do(t, "GET", "/v1/events?where=c=x", "", nil, &page); resp.StatusCode != 200 || len(page.Events) != 1 {
+		t.Fatalf("where past unreadable parameters: %d, %d events", resp.StatusCode, len(page.Events))
+	}
 	for _, w := range hostileWheres {
 		for _, path := range []string{"/v1/events?where=", "/v1/events?api=auth&where=a%3E0&where="} {
 			resp := gw.do(t, "GET", path+url.QueryEscape(w), "", nil, nil)

@@ -52,10 +52,13 @@ func (c *conds) sql() string {
 
 // filter adds f's conditions: a name is an equality test (the
 // (api, name, id) index), a glob a LIKE with '%' and '_' escaped; a where
-// equality a containment test (@>, the GIN index on params::jsonb) and
+// equality a containment test (@>, the GIN index) and
 // the exact value at its path (#>), since containment also holds for a
 // value inside a longer array; a numeric comparison reads the value at its
-// path as numeric only when it is a JSON number.
+// path as numeric only when it is a JSON number. The parameters are read
+// as jsonb through lightbus_params_jsonb (migration 00007), the expression
+// of the GIN index, which is NULL for the rare JSON that jsonb cannot
+// hold: such an event matches no condition but !=.
 func (c *conds) filter(f gateway.EventFilter) {
 	c.names(f)
 	c.conditions(f.Where)
@@ -86,12 +89,12 @@ func (c *conds) names(f gateway.EventFilter) {
 func (c *conds) conditions(where []gateway.Condition) {
 	for _, cond := range where {
 		path := c.arg(cond.Path)
-		at := "(params::jsonb #> " + path + "::text[])"
+		at := "(lightbus_params_jsonb(params) #> " + path + "::text[])"
 		switch {
 		case cond.Op == gateway.OpEq:
 			eq := "(" + at + " = " + c.arg(string(cond.Value)) + "::jsonb)"
 			if doc, ok := containment(cond); ok {
-				eq = "(params::jsonb @> " + c.arg(doc) + "::jsonb AND " + eq + ")"
+				eq = "(lightbus_params_jsonb(params) @> " + c.arg(doc) + "::jsonb AND " + eq + ")"
 			}
 			c.where = append(c.where, eq)
 		case cond.Op == gateway.OpNe:
