@@ -14,10 +14,11 @@ CREATE INDEX lightbus_event_xid_id ON lightbus_event (xid, id);
 -- texts jsonb cannot hold (an escaped NUL, a lone surrogate escape), which
 -- params keeps as sent: a bare params::jsonb would refuse such a fire (in
 -- the index) and fail every listing that reads one. The exception block
--- is a subtransaction that writes nothing, so it takes no xid.
+-- is a subtransaction that writes nothing, so it takes no xid; it makes
+-- the function parallel unsafe (a query using it runs in one process).
 -- +goose StatementBegin
 CREATE FUNCTION lightbus_params_jsonb(p json) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL UNSAFE AS $$
 BEGIN
     RETURN p::jsonb;
 EXCEPTION WHEN data_exception THEN
