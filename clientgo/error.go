@@ -33,6 +33,7 @@ const (
 	CodeUnavailable  = "unavailable"  // 503: the gateway cannot serve now; retry later
 	CodeTimeout      = "timeout"      // 504: the RPC deadline passed before the worker answered
 	CodeRateLimited  = "rate_limited" // 429: the API key is over its rate limit; retry after Retry-After
+	CodeGone         = "gone"         // 410: a stream position older than the gateway keeps; start a new stream
 )
 
 // problemTypePrefix starts the `type` member of every Lightbus problem.

@@ -71,10 +71,16 @@ type DeliveryError struct {
 // EventQuery selects stored events for [Bus.Events]; zero fields do not
 // filter.
 type EventQuery struct {
-	// API keeps only events of this API.
+	// API keeps only events of this API, or of the APIs matching this
+	// glob ("auth.*": '*' stands for any run of characters).
 	API string
-	// Event keeps only events with this name.
+	// Event keeps only events with this name, or matching this glob
+	// ("user_*").
 	Event string
+	// Where keeps only events whose parameters meet every condition:
+	// "address.city=London", "total>=100", "plan!=null" (see the
+	// gateway's docs/INSPECTING.md).
+	Where []string
 	// Since keeps only events created at or after it.
 	Since time.Time
 	// Until keeps only events created before it.
@@ -117,6 +123,9 @@ func (b *Bus) Events(ctx context.Context, q EventQuery) (*EventPage, error) {
 	set("api", q.API)
 	set("event", q.Event)
 	set("before", q.Before)
+	for _, w := range q.Where {
+		v.Add("where", w)
+	}
 	if !q.Since.IsZero() {
 		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
 	}

@@ -246,6 +246,13 @@ func TestServiceReadAndAdminScopes(t *testing.T) {
 		"Schemas":        func(ctx context.Context) error { _, err := s.Schemas(ctx); return err },
 		"Schema":         func(ctx context.Context) error { _, err := s.Schema(ctx, "a", 0); return err },
 		"SchemaVersions": func(ctx context.Context) error { _, err := s.SchemaVersions(ctx, "a"); return err },
+		"OpenStream": func(ctx context.Context) error {
+			st, err := s.OpenStream(ctx, StreamQuery{})
+			if err == nil {
+				st.Close()
+			}
+			return err
+		},
 	}
 	admins := map[string]func(context.Context) error{
 		"DeleteListener": func(ctx context.Context) error { return s.DeleteListener(ctx, "a", "b") },

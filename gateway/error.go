@@ -26,6 +26,7 @@ const (
 	EUnavailable  = "unavailable"  // the gateway cannot serve now
 	ETimeout      = "timeout"      // the RPC deadline passed
 	ERateLimited  = "rate_limited" // the API key is over its rate limit
+	EGone         = "gone"         // the resource existed but is no longer kept (a stream position past its resume bound)
 )
 
 // Error is the gateway's one error type. Code says what kind of failure it is;

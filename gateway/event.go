@@ -106,34 +106,24 @@ func ValidateIdempotencyKey(key string) error {
 
 // EventQuery filters and pages a listing of events, newest first.
 type EventQuery struct {
-	API    string
-	Event  string
-	Since  time.Time // inclusive; zero for no bound
-	Until  time.Time // exclusive; zero for no bound
-	Before string    // an event id: list events older than it
+	EventFilter
+	Before string // an event id: list events older than it
 	Limit  int
 }
 
 // MaxListLimit is the most items one page of a listing may hold.
 const MaxListLimit = 1000
 
-// Validate checks the query's names, cursor and limit (1 to MaxListLimit),
-// and puts the cursor in canonical form.
+// Validate checks the query's filter, cursor and limit (1 to
+// MaxListLimit), and puts the cursor in canonical form.
 func (q *EventQuery) Validate() error {
-	if q.API != "" {
-		if err := ValidateAPIName(q.API); err != nil {
-			return err
-		}
-	}
-	if q.Event != "" {
-		if err := ValidateIdent("event", q.Event); err != nil {
-			return err
-		}
+	if err := q.EventFilter.Validate(); err != nil {
+		return err
 	}
 	if q.Before != "" {
 		id, err := uuid.Parse(q.Before)
 		if err != nil {
-			return Errorf(EInvalid, "before %q is not an event id", q.Before)
+			return Errorf(EInvalid, "before %q is not an event id", clip(q.Before))
 		}
 		q.Before = id.String() // in the form Postgres reads
 	}

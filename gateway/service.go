@@ -52,6 +52,8 @@ type ServiceConfig struct {
 	// answering costs a request at most this long (then EUnavailable).
 	// 0 means 5 s.
 	StoreTimeout time.Duration
+	// Streams serves live event streams (OpenStream).
+	Streams StreamConfig
 }
 
 // Service holds the gateway's rules: fire, call, register, inspect,
@@ -61,9 +63,10 @@ type ServiceConfig struct {
 // domain values; its errors are *Error values (or wrap one), never
 // transport details.
 type Service struct {
-	cfg    ServiceConfig
-	logger *slog.Logger
-	keys   *keyCache
+	cfg     ServiceConfig
+	logger  *slog.Logger
+	keys    *keyCache
+	streams *streamHub
 }
 
 // NewService returns the service for cfg, filling in defaults.
@@ -80,7 +83,7 @@ func NewService(cfg ServiceConfig) *Service {
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = 5 * time.Second
 	}
-	return &Service{cfg: cfg, logger: cfg.Logger, keys: newKeyCache()}
+	return &Service{cfg: cfg, logger: cfg.Logger, keys: newKeyCache(), streams: newStreamHub(cfg.Streams, cfg.Logger)}
 }
 
 // bounded runs one store call bounded by StoreTimeout. A call cut short by

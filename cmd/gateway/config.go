@@ -184,6 +184,21 @@ type Config struct {
 	OTelTracesEndpoint string `envconfig:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
 	OTelProtocol       string `envconfig:"OTEL_EXPORTER_OTLP_PROTOCOL"`
 	OTelTracesProtocol string `envconfig:"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"`
+
+	// StreamMax bounds the event streams (GET /v1/events/stream) open on
+	// one replica at once; more are answered 503 with Retry-After.
+	StreamMax int `envconfig:"LIGHTBUS_STREAM_MAX" default:"100"`
+	// StreamHeartbeat is how often a stream with nothing to send sends a
+	// comment, so that clients and proxies know it is alive.
+	StreamHeartbeat time.Duration `envconfig:"LIGHTBUS_STREAM_HEARTBEAT" default:"15s"`
+	// StreamPollInterval is how often a replica with open streams reads the
+	// head of the stream: the most a committed event waits before streams
+	// send it (one query per interval per replica, however many streams).
+	StreamPollInterval time.Duration `envconfig:"LIGHTBUS_STREAM_POLL_INTERVAL" default:"250ms"`
+	// StreamMaxResume is how far back a stream may resume (Last-Event-ID);
+	// an older position is answered 410 Gone, as is one older than
+	// LIGHTBUS_EVENT_RETENTION.
+	StreamMaxResume time.Duration `envconfig:"LIGHTBUS_STREAM_MAX_RESUME" default:"24h"`
 }
 
 // workerNetworks parses WorkerNetworks.
@@ -288,6 +303,10 @@ func (c *Config) Validate() error {
 		{"LIGHTBUS_DB_TIMEOUT", c.DBTimeout > 0},
 		{"LIGHTBUS_METRICS_CACHE_TTL", c.MetricsCacheTTL > 0},
 		{"LIGHTBUS_METRICS_MAX_SERIES", c.MetricsMaxSeries > 0},
+		{"LIGHTBUS_STREAM_MAX", c.StreamMax > 0},
+		{"LIGHTBUS_STREAM_HEARTBEAT", c.StreamHeartbeat > 0},
+		{"LIGHTBUS_STREAM_POLL_INTERVAL", c.StreamPollInterval > 0},
+		{"LIGHTBUS_STREAM_MAX_RESUME", c.StreamMaxResume > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {
@@ -341,6 +360,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_RATE_LIMIT must be a number of requests a second, 0 for no limit")
 	case c.RateBurst < 0:
 		return fmt.Errorf("LIGHTBUS_RATE_BURST must not be negative")
+	case c.StreamPollInterval > c.StreamHeartbeat:
+		return fmt.Errorf("LIGHTBUS_STREAM_POLL_INTERVAL (%s) exceeds LIGHTBUS_STREAM_HEARTBEAT (%s)", c.StreamPollInterval, c.StreamHeartbeat)
 	}
 	if _, err := c.workerNetworks(); err != nil {
 		return err

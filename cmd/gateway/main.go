@@ -201,6 +201,7 @@ func openPool(ctx context.Context, dbURL string, cfg Config) (*pgxpool.Pool, err
 type app struct {
 	cfg     Config
 	handler http.Handler
+	api     *httpapi.Handler // its event streams end on shutdown
 	logger  *slog.Logger
 	pool    *pgxpool.Pool
 	river   *river.Client[pgx.Tx]
@@ -329,6 +330,13 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		WorkerNetworks:  networks,
 		Keys:            store,
 		RequireAuth:     cfg.authRequired(),
+		Streams: gateway.StreamConfig{
+			Store:        store,
+			MaxStreams:   cfg.StreamMax,
+			PollInterval: cfg.StreamPollInterval,
+			MaxResume:    cfg.StreamMaxResume,
+			Retention:    cfg.EventRetention,
+		},
 		Forwarder: dispatch.NewForwarder(dispatch.ForwarderConfig{
 			DefaultTimeout: cfg.RPCTimeout,
 			Logger:         logger,
@@ -365,6 +373,8 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		RiverUI:       riverUIHandler(ui),
 
 		TracerProvider: tracer,
+
+		StreamHeartbeat: cfg.StreamHeartbeat,
 	})
 	if cfg.BootstrapToken != "" {
 		if err := service.Bootstrap(ctx, cfg.BootstrapToken); err != nil {
@@ -383,7 +393,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if cfg.DebugVars {
 		handler = withDebugVars(server)
 	}
-	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store, ui: ui, stopUI: func() {}, tracer: sdkTracer}, nil
+	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store, api: server, ui: ui, stopUI: func() {}, tracer: sdkTracer}, nil
 }
 
 // riverUIHandler returns ui as the http.Handler httpapi serves, nil (no
@@ -443,6 +453,8 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       a.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits for requests to end: event streams end when it starts.
+	srv.RegisterOnShutdown(a.api.CloseStreams)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	a.logger.InfoContext(ctx, "gateway listening", slog.String("addr", ln.Addr().String()))

@@ -71,6 +71,10 @@ func testConfig() Config {
 		WorkerSecretOverlap: 5 * time.Minute,
 		MetricsCacheTTL:     5 * time.Second,
 		MetricsMaxSeries:    1000,
+		StreamMax:           10,
+		StreamHeartbeat:     time.Second,
+		StreamPollInterval:  20 * time.Millisecond,
+		StreamMaxResume:     24 * time.Hour,
 	}
 }
 

@@ -162,6 +162,22 @@ func specChecked(t *testing.T, next http.Handler) http.Handler {
 		reqErr := openapi3filter.ValidateRequest(ctx, reqInput)
 
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		if strings.Contains(r.Header.Get("Accept"), "text/event-stream") || route.Operation.OperationID == "streamEvents" {
+			// A stream does not end: checked as it starts, then passed on.
+			next.ServeHTTP(&streamChecked{ResponseWriter: w, check: func(status int, header http.Header) {
+				exchange := fmt.Sprintf("%s %s answered %d", r.Method, r.URL.RequestURI(), status)
+				if reqErr != nil && status < 400 {
+					report("openapi.yaml drift: %s, but the spec calls the request invalid: %v", exchange, reqErr)
+				}
+				if route.Operation.Responses.Status(status) == nil {
+					report("openapi.yaml drift: %s, a status the spec does not declare", exchange)
+				}
+				if ct := header.Get("Content-Type"); status == http.StatusOK && ct != "text/event-stream" {
+					report("openapi.yaml drift: %s with Content-Type %q", exchange, ct)
+				}
+			}}, r)
+			return
+		}
 		rec := httptest.NewRecorder()
 		next.ServeHTTP(rec, r)
 		resp := rec.Result()
@@ -199,6 +215,32 @@ func specChecked(t *testing.T, next http.Handler) http.Handler {
 		}
 	})
 }
+
+// streamChecked checks a stream's status and header as they are written,
+// and passes everything on as it comes.
+type streamChecked struct {
+	http.ResponseWriter
+	check   func(status int, header http.Header)
+	checked bool
+}
+
+func (s *streamChecked) WriteHeader(status int) {
+	if !s.checked {
+		s.checked = true
+		s.check(status, s.Header())
+	}
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *streamChecked) Write(b []byte) (int, error) {
+	if !s.checked {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController flush and set deadlines.
+func (s *streamChecked) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // errReader fails every read with err.
 type errReader struct{ err error }

@@ -147,7 +147,7 @@ registers the service's APIs and listeners on it at init.`,
 	// The token's default is read when it is used, not shown in --help.
 	root.PersistentFlags().StringVar(&c.token, "token", "", "the API key sent to the gateway (default $LIGHTBUS_TOKEN)")
 	root.PersistentFlags().BoolVar(&c.jsonOut, "json", false, "print the gateway's answers as JSON")
-	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.deadCmd(), c.replayCmd(),
+	root.AddCommand(c.runCmd(), c.buildCmd(), c.fireCmd(), c.callCmd(), c.workersCmd(), c.listenersCmd(), c.eventsCmd(), c.inspectCmd(), c.deadCmd(), c.replayCmd(),
 		c.dumpschemaCmd(), c.loadschemaCmd(), c.versionCmd())
 	return root
 }

@@ -76,6 +76,7 @@ const (
 	ProblemCodeBadGateway   ProblemCode = "bad_gateway"
 	ProblemCodeConflict     ProblemCode = "conflict"
 	ProblemCodeForbidden    ProblemCode = "forbidden"
+	ProblemCodeGone         ProblemCode = "gone"
 	ProblemCodeInternal     ProblemCode = "internal"
 	ProblemCodeInvalid      ProblemCode = "invalid"
 	ProblemCodeNoWorker     ProblemCode = "no_worker"
@@ -97,6 +98,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeConflict:
 		return true
 	case ProblemCodeForbidden:
+		return true
+	case ProblemCodeGone:
 		return true
 	case ProblemCodeInternal:
 		return true
@@ -1214,10 +1217,25 @@ type APIPath = APIName
 // DeliveryIDPath A delivery's id (its River job id).
 type DeliveryIDPath = DeliveryID
 
+// EventAPIFilter defines model for EventAPIFilter.
+type EventAPIFilter = string
+
+// EventNameFilter defines model for EventNameFilter.
+type EventNameFilter = string
+
 // EventPath A single identifier (event, RPC or listener name).
 //
 // Examples: user_registered
 type EventPath = Identifier
+
+// EventSince defines model for EventSince.
+type EventSince = time.Time
+
+// EventUntil defines model for EventUntil.
+type EventUntil = time.Time
+
+// EventWhere defines model for EventWhere.
+type EventWhere = []string
 
 // IdempotencyKeyHeader 1 to 255 printable ASCII characters, scoped to the event's API.
 //
@@ -1320,17 +1338,26 @@ type ParamsBody = Params
 
 // ListEventsParams defines parameters for ListEvents.
 type ListEventsParams struct {
-	// Api Only events of this API.
-	Api *APIName `form:"api,omitempty" json:"api,omitempty"`
+	// Api Only events of this API, or of the APIs matching this glob (`*` stands for any run of characters, e.g. `auth.*`; `*` alone for all).
+	Api *EventAPIFilter `form:"api,omitempty" json:"api,omitempty"`
 
-	// Event Only events with this name.
-	Event *Identifier `form:"event,omitempty" json:"event,omitempty"`
+	// Event Only events with this name, or with names matching this glob (e.g. `user_*`).
+	Event *EventNameFilter `form:"event,omitempty" json:"event,omitempty"`
 
 	// Since Only events created at or after this time (RFC 3339, years 0001 to 9999 in UTC).
-	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+	Since *EventSince `form:"since,omitempty" json:"since,omitempty"`
 
 	// Until Only events created before this time (RFC 3339, years 0001 to 9999 in UTC).
-	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+	Until *EventUntil `form:"until,omitempty" json:"until,omitempty"`
+
+	// Where A condition on the parameters, `PATH OP VALUE`; repeat for more (at most 8, all
+	// must hold). PATH is dot-separated keys (a segment of digits also indexes an
+	// array), at most 8 segments of letters, digits, `_` and `-`. OP: `=` (JSON
+	// equality: VALUE as JSON when it is JSON, else as a string: `city=London`,
+	// `age=30`, `name="30"`), `!=` (absent or not equal), `>` `>=` `<` `<=` (VALUE a
+	// JSON number; only parameters holding a number there match). VALUE is at most
+	// 256 bytes.
+	Where *EventWhere `form:"where,omitempty" json:"where,omitempty"`
 
 	// Before The cursor (a page's `next_cursor`, an event id); only events older than that event.
 	Before *Cursor `form:"before,omitempty" json:"before,omitempty"`
@@ -1352,6 +1379,36 @@ type FireBatchParams struct {
 	// Tracestate W3C Trace Context vendor data, kept and passed on with a well-formed
 	// `traceparent` (ignored without one).
 	Tracestate *TraceStateHeader `json:"tracestate,omitempty"`
+}
+
+// StreamEventsParams defines parameters for StreamEvents.
+type StreamEventsParams struct {
+	// Api Only events of this API, or of the APIs matching this glob (`*` stands for any run of characters, e.g. `auth.*`; `*` alone for all).
+	Api *EventAPIFilter `form:"api,omitempty" json:"api,omitempty"`
+
+	// Event Only events with this name, or with names matching this glob (e.g. `user_*`).
+	Event *EventNameFilter `form:"event,omitempty" json:"event,omitempty"`
+
+	// Since Only events created at or after this time (RFC 3339, years 0001 to 9999 in UTC).
+	Since *EventSince `form:"since,omitempty" json:"since,omitempty"`
+
+	// Until Only events created before this time (RFC 3339, years 0001 to 9999 in UTC).
+	Until *EventUntil `form:"until,omitempty" json:"until,omitempty"`
+
+	// Where A condition on the parameters, `PATH OP VALUE`; repeat for more (at most 8, all
+	// must hold). PATH is dot-separated keys (a segment of digits also indexes an
+	// array), at most 8 segments of letters, digits, `_` and `-`. OP: `=` (JSON
+	// equality: VALUE as JSON when it is JSON, else as a string: `city=London`,
+	// `age=30`, `name="30"`), `!=` (absent or not equal), `>` `>=` `<` `<=` (VALUE a
+	// JSON number; only parameters holding a number there match). VALUE is at most
+	// 256 bytes.
+	Where *EventWhere `form:"where,omitempty" json:"where,omitempty"`
+
+	// After A position (an `id:` of this stream) to resume after, for clients that cannot send `Last-Event-ID`; the header wins when both are sent.
+	After *string `form:"after,omitempty" json:"after,omitempty"`
+
+	// LastEventID The `id:` of the last message received; the stream resumes after it.
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
 // FireEventParams defines parameters for FireEvent.
@@ -1732,6 +1789,9 @@ type ClientInterface interface {
 	//
 	// Pages through stored events from newest to oldest. Pass `next_cursor` from one
 	// page as `before` to get the next; an empty `next_cursor` means the last page.
+	// Filters: `api` and `event` take a name or a glob (`*` for any run of
+	// characters), `since`/`until` a time range, and each `where` a condition on the
+	// parameters; all must hold. See docs/INSPECTING.md.
 	//
 	// Corresponds with GET /v1/events (the `ListEvents` operationId).
 	ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1773,6 +1833,22 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/events (the `FireBatch` operationId).
 	FireBatch(ctx context.Context, params *FireBatchParams, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StreamEvents Follow events as they commit (Server-Sent Events)
+	//
+	// A `text/event-stream` of the events matching the filters (as for
+	// `GET /v1/events`), in commit order, from now or, with `Last-Event-ID` (or
+	// `after`), from that position with no event missed or repeated, across
+	// reconnects and gateway restarts. The first message is the stream's position
+	// alone (`retry:` and `id:`); each event is a message with `id:` (an opaque
+	// position), `event: lightbus.event` and `data:` (the event as JSON, as in a
+	// listing). A comment (`: ping`) comes every `LIGHTBUS_STREAM_HEARTBEAT` without
+	// events, after an `id:`-only message when the stream moved past events the
+	// filters skipped. An event is sent once every transaction that began before it
+	// committed has finished, within `LIGHTBUS_STREAM_POLL_INTERVAL`. Needs `read`.
+	//
+	// Corresponds with GET /v1/events/stream (the `StreamEvents` operationId).
+	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// FireEventWithBody Fire an event
 	//
@@ -2289,6 +2365,9 @@ func (c *Client) RedriveDelivery(ctx context.Context, deliveryId DeliveryIDPath,
 //
 // Pages through stored events from newest to oldest. Pass `next_cursor` from one
 // page as `before` to get the next; an empty `next_cursor` means the last page.
+// Filters: `api` and `event` take a name or a glob (`*` for any run of
+// characters), `since`/`until` a time range, and each `where` a condition on the
+// parameters; all must hold. See docs/INSPECTING.md.
 //
 // Corresponds with GET /v1/events (the `ListEvents` operationId).
 func (c *Client) ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2351,6 +2430,32 @@ func (c *Client) FireBatchWithBody(ctx context.Context, params *FireBatchParams,
 // Corresponds with POST /v1/events (the `FireBatch` operationId).
 func (c *Client) FireBatch(ctx context.Context, params *FireBatchParams, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewFireBatchRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StreamEvents Follow events as they commit (Server-Sent Events)
+//
+// A `text/event-stream` of the events matching the filters (as for
+// `GET /v1/events`), in commit order, from now or, with `Last-Event-ID` (or
+// `after`), from that position with no event missed or repeated, across
+// reconnects and gateway restarts. The first message is the stream's position
+// alone (`retry:` and `id:`); each event is a message with `id:` (an opaque
+// position), `event: lightbus.event` and `data:` (the event as JSON, as in a
+// listing). A comment (`: ping`) comes every `LIGHTBUS_STREAM_HEARTBEAT` without
+// events, after an `id:`-only message when the stream moved past events the
+// filters skipped. An event is sent once every transaction that began before it
+// committed has finished, within `LIGHTBUS_STREAM_POLL_INTERVAL`. Needs `read`.
+//
+// Corresponds with GET /v1/events/stream (the `StreamEvents` operationId).
+func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamEventsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3320,6 +3425,18 @@ func NewListEventsRequest(server string, params *ListEventsParams) (*http.Reques
 
 		}
 
+		if params.Where != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "where", *params.Where, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Before != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "before", *params.Before, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
@@ -3417,6 +3534,135 @@ func NewFireBatchRequestWithBody(server string, params *FireBatchParams, content
 			}
 
 			req.Header.Set("tracestate", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewStreamEventsRequest constructs an http.Request for the StreamEvents method
+func NewStreamEventsRequest(server string, params *StreamEventsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/events/stream")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Api != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "api", *params.Api, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Event != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "event", *params.Event, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Until != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Where != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "where", *params.Where, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
 		}
 
 	}
@@ -4549,6 +4795,9 @@ type ClientWithResponsesInterface interface {
 	//
 	// Pages through stored events from newest to oldest. Pass `next_cursor` from one
 	// page as `before` to get the next; an empty `next_cursor` means the last page.
+	// Filters: `api` and `event` take a name or a glob (`*` for any run of
+	// characters), `since`/`until` a time range, and each `where` a condition on the
+	// parameters; all must hold. See docs/INSPECTING.md.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4592,6 +4841,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/events (the `FireBatch` operationId).
 	FireBatchWithResponse(ctx context.Context, params *FireBatchParams, body FireBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*FireBatchResponse, error)
+
+	// StreamEventsWithResponse Follow events as they commit (Server-Sent Events)
+	//
+	// A `text/event-stream` of the events matching the filters (as for
+	// `GET /v1/events`), in commit order, from now or, with `Last-Event-ID` (or
+	// `after`), from that position with no event missed or repeated, across
+	// reconnects and gateway restarts. The first message is the stream's position
+	// alone (`retry:` and `id:`); each event is a message with `id:` (an opaque
+	// position), `event: lightbus.event` and `data:` (the event as JSON, as in a
+	// listing). A comment (`: ping`) comes every `LIGHTBUS_STREAM_HEARTBEAT` without
+	// events, after an `id:`-only message when the stream moved past events the
+	// filters skipped. An event is sent once every transaction that began before it
+	// committed has finished, within `LIGHTBUS_STREAM_POLL_INTERVAL`. Needs `read`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/events/stream (the `StreamEvents` operationId).
+	StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
 
 	// FireEventWithBodyWithResponse Fire an event
 	//
@@ -5730,6 +5997,103 @@ func (r FireBatchResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r FireBatchResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// StreamEventsResponse401Headers the declared response headers of an HTTP 401 response for StreamEvents
+type StreamEventsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// StreamEventsResponse429Headers the declared response headers of an HTTP 429 response for StreamEvents
+type StreamEventsResponse429Headers struct {
+	RetryAfter *int
+}
+
+type StreamEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Invalid
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON410 the response for an HTTP 410 `application/problem+json` response
+	ApplicationproblemJSON410 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *StreamEventsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *StreamEventsResponse429Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON400() *Invalid {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON410 returns the response for an HTTP 410 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON410() *Problem {
+	return r.ApplicationproblemJSON410
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r StreamEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r StreamEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r StreamEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r StreamEventsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -8023,6 +8387,9 @@ func (c *ClientWithResponses) RedriveDeliveryWithResponse(ctx context.Context, d
 //
 // Pages through stored events from newest to oldest. Pass `next_cursor` from one
 // page as `before` to get the next; an empty `next_cursor` means the last page.
+// Filters: `api` and `event` take a name or a glob (`*` for any run of
+// characters), `since`/`until` a time range, and each `where` a condition on the
+// parameters; all must hold. See docs/INSPECTING.md.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -8083,6 +8450,30 @@ func (c *ClientWithResponses) FireBatchWithResponse(ctx context.Context, params 
 		return nil, err
 	}
 	return ParseFireBatchResponse(rsp)
+}
+
+// StreamEventsWithResponse Follow events as they commit (Server-Sent Events)
+//
+// A `text/event-stream` of the events matching the filters (as for
+// `GET /v1/events`), in commit order, from now or, with `Last-Event-ID` (or
+// `after`), from that position with no event missed or repeated, across
+// reconnects and gateway restarts. The first message is the stream's position
+// alone (`retry:` and `id:`); each event is a message with `id:` (an opaque
+// position), `event: lightbus.event` and `data:` (the event as JSON, as in a
+// listing). A comment (`: ping`) comes every `LIGHTBUS_STREAM_HEARTBEAT` without
+// events, after an `id:`-only message when the stream moved past events the
+// filters skipped. An event is sent once every transaction that began before it
+// committed has finished, within `LIGHTBUS_STREAM_POLL_INTERVAL`. Needs `read`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/events/stream (the `StreamEvents` operationId).
+func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error) {
+	rsp, err := c.StreamEvents(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStreamEventsResponse(rsp)
 }
 
 // FireEventWithBodyWithResponse Fire an event
@@ -9310,6 +9701,97 @@ func ParseFireBatchResponse(rsp *http.Response) (*FireBatchResponse, error) {
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers FireBatchResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseStreamEventsResponse parses an HTTP response from a StreamEventsWithResponse call
+func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &StreamEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Invalid
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 410:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON410 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers StreamEventsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers StreamEventsResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -112,14 +112,11 @@ func (h *Handler) fireBatch(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	v := r.URL.Query()
-	q := gateway.EventQuery{API: v.Get("api"), Event: v.Get("event"), Before: v.Get("before"), Limit: 100}
-	var err error
-	if q.Since, err = parseTime(v, "since"); err != nil {
+	f, err := parseFilter(v)
+	if err != nil {
 		return err
 	}
-	if q.Until, err = parseTime(v, "until"); err != nil {
-		return err
-	}
+	q := gateway.EventQuery{EventFilter: f, Before: v.Get("before"), Limit: 100}
 	if q.Limit, err = parseLimit(v, q.Limit); err != nil {
 		return err
 	}
@@ -129,6 +126,21 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": events, "next_cursor": next})
 	return nil
+}
+
+// parseFilter reads the filter of a listing or a stream of events: api,
+// event, since, until and any number of where; the service checks them.
+func parseFilter(v url.Values) (gateway.EventFilter, error) {
+	f := gateway.EventFilter{API: v.Get("api"), Event: v.Get("event")}
+	var err error
+	if f.Since, err = parseTime(v, "since"); err != nil {
+		return f, err
+	}
+	if f.Until, err = parseTime(v, "until"); err != nil {
+		return f, err
+	}
+	f.Where, err = gateway.ParseConditions(v["where"])
+	return f, err
 }
 
 func (h *Handler) getEvent(w http.ResponseWriter, r *http.Request) error {

@@ -29,6 +29,7 @@ var statusByCode = map[string]int{
 	gateway.EUnavailable:  http.StatusServiceUnavailable,
 	gateway.ETimeout:      http.StatusGatewayTimeout,
 	gateway.ERateLimited:  http.StatusTooManyRequests,
+	gateway.EGone:         http.StatusGone,
 }
 
 var titleByCode = map[string]string{
@@ -46,6 +47,7 @@ var titleByCode = map[string]string{
 	gateway.EUnavailable:  "Service unavailable",
 	gateway.ETimeout:      "Timeout",
 	gateway.ERateLimited:  "Too many requests",
+	gateway.EGone:         "Gone",
 }
 
 // ErrorStatus returns the HTTP status for err's code.

@@ -6,8 +6,10 @@
 package httpapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -44,6 +46,13 @@ type Config struct {
 	// Either way, the W3C trace context (traceparent, tracestate) a fire or
 	// a call carries is stored with its events or forwarded with the call.
 	TracerProvider trace.TracerProvider
+	// StreamHeartbeat is how often an event stream with nothing to send
+	// sends a comment, so that clients and proxies see it alive. 0 means
+	// 15 s.
+	StreamHeartbeat time.Duration
+	// StreamRetry is the reconnection delay an event stream asks clients
+	// for (the SSE retry field). 0 means 1 s.
+	StreamRetry time.Duration
 }
 
 // Handler is the gateway's HTTP API.
@@ -59,6 +68,9 @@ type Handler struct {
 	// no-op, which lets requests without trace context skip it.
 	tracer  trace.Tracer
 	tracing bool
+	// closing ends every open event stream when done (CloseStreams).
+	closing      context.Context
+	closeStreams context.CancelFunc
 }
 
 // New returns the HTTP API for cfg.
@@ -75,6 +87,12 @@ func New(cfg Config) *Handler {
 	if cfg.Recorder == nil {
 		cfg.Recorder = nopRecorder{}
 	}
+	if cfg.StreamHeartbeat <= 0 {
+		cfg.StreamHeartbeat = 15 * time.Second
+	}
+	if cfg.StreamRetry <= 0 {
+		cfg.StreamRetry = time.Second
+	}
 	h := &Handler{cfg: cfg, svc: cfg.Service, logger: cfg.Logger, limits: newLimiter(cfg.RateLimit, cfg.RateBurst), rec: cfg.Recorder}
 	h.ui = h.riverUIHandler(cfg.RiverUI)
 	h.tracing = cfg.TracerProvider != nil
@@ -82,9 +100,15 @@ func New(cfg Config) *Handler {
 		cfg.TracerProvider = noop.NewTracerProvider()
 	}
 	h.tracer = cfg.TracerProvider.Tracer(tracing.TracerName)
+	h.closing, h.closeStreams = context.WithCancel(context.Background())
 	h.routes = h.newRoutes()
 	return h
 }
+
+// CloseStreams ends every open event stream (and any opened later): a
+// server shutting down calls it, since http.Server.Shutdown waits for
+// requests to end and a stream does not end by itself.
+func (h *Handler) CloseStreams() { h.closeStreams() }
 
 // Routes returns the router, for serving and for enumerating routes.
 func (h *Handler) Routes() chi.Router { return h.routes }
@@ -104,6 +128,7 @@ func (h *Handler) newRoutes() chi.Router {
 	r.Post("/v1/events/{api}/{event}", h.handle(h.fireEvent))                       // fire an event
 	r.Post("/v1/events", h.handle(h.fireBatch))                                     // fire a batch of events in one transaction
 	r.Get("/v1/events", h.handle(h.listEvents))                                     // list stored events, newest first
+	r.Get("/v1/events/stream", h.handle(h.streamEvents))                            // follow events as they commit (Server-Sent Events)
 	r.Get("/v1/events/{id}", h.handle(h.getEvent))                                  // one event with its deliveries
 	r.Post("/v1/rpc/{api}/{method}", h.handle(h.callRPC))                           // call a procedure on a live worker
 	r.Get("/v1/workers", h.handle(h.listWorkers))                                   // list live workers

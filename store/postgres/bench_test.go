@@ -119,3 +119,56 @@ func BenchmarkFireEvents(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFireIndexCost measures what migration 00007 costs a fire: the
+// xid column with its index, and the GIN index on the parameters, against
+// the table as it was before (both dropped) and without the GIN index
+// alone. Serial single fires, group-committed parallel fires and batches
+// of 100 (COPY).
+func BenchmarkFireIndexCost(b *testing.B) {
+	variants := []struct{ name, sql string }{
+		{"00007", ``},
+		{"no-gin", `DROP INDEX lightbus_event_params`},
+		{"before-00007", `DROP INDEX lightbus_event_params; ALTER TABLE lightbus_event DROP COLUMN xid`},
+	}
+	params := json.RawMessage(`{"user":{"name":"sally","address":{"city":"London"}},"email":"sally@example.com","total":42}`)
+	for _, mode := range []string{"serial", "parallel-batched", "batch100"} {
+		for _, v := range variants {
+			b.Run(mode+"/"+v.name, func(b *testing.B) {
+				ctx, bundle := setup(b)
+				if v.sql != "" {
+					if _, err := bundle.pool.Exec(ctx, v.sql); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if mode == "parallel-batched" {
+					bundle.db.EnableFireBatching(postgres.FireBatchConfig{Window: 500 * time.Microsecond, MaxSize: 64, MaxInFlight: 4})
+					defer bundle.db.Close()
+				}
+				n := 1
+				if mode == "batch100" {
+					n = 100
+				}
+				measure(b, mode != "parallel-batched", func() {
+					evs := make([]*gateway.Event, n)
+					for i := range evs {
+						ev, err := gateway.NewEvent("customers", "new_customer", params)
+						if err != nil {
+							b.Fatal(err)
+						}
+						evs[i] = ev
+					}
+					var err error
+					if n == 1 {
+						_, err = bundle.db.FireEvent(ctx, evs[0], time.Hour)
+					} else {
+						_, err = bundle.db.FireEvents(ctx, evs, time.Hour)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				})
+			})
+		}
+	}
+}

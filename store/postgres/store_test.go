@@ -143,25 +143,25 @@ func TestListEvents(t *testing.T) {
 	}
 	fire(ctx, t, bundle.db, "other", "a", `{}`)
 
-	page, err := bundle.db.ListEvents(ctx, gateway.EventQuery{API: "api", Limit: 2})
+	page, err := bundle.db.ListEvents(ctx, gateway.EventQuery{EventFilter: gateway.EventFilter{API: "api"}, Limit: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(page) != 2 || page[0].ID != ids[4] || page[1].ID != ids[3] {
 		t.Fatalf("first page = %+v, want the two newest", page)
 	}
-	page, err = bundle.db.ListEvents(ctx, gateway.EventQuery{API: "api", Before: page[1].ID, Limit: 10})
+	page, err = bundle.db.ListEvents(ctx, gateway.EventQuery{EventFilter: gateway.EventFilter{API: "api"}, Before: page[1].ID, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(page) != 3 || page[0].ID != ids[2] {
 		t.Fatalf("second page = %+v", page)
 	}
-	page, err = bundle.db.ListEvents(ctx, gateway.EventQuery{API: "api", Event: "b", Limit: 10})
+	page, err = bundle.db.ListEvents(ctx, gateway.EventQuery{EventFilter: gateway.EventFilter{API: "api", Event: "b"}, Limit: 10})
 	if err != nil || len(page) != 2 {
 		t.Fatalf("filter by event: %v, %+v", err, page)
 	}
-	page, err = bundle.db.ListEvents(ctx, gateway.EventQuery{Since: time.Now().Add(time.Hour), Limit: 10})
+	page, err = bundle.db.ListEvents(ctx, gateway.EventQuery{EventFilter: gateway.EventFilter{Since: time.Now().Add(time.Hour)}, Limit: 10})
 	if err != nil || len(page) != 0 {
 		t.Fatalf("since the future: %v, %+v", err, page)
 	}

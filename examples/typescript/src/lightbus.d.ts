@@ -47,6 +47,9 @@ export interface paths {
          * List stored events, newest first
          * @description Pages through stored events from newest to oldest. Pass `next_cursor` from one
          *     page as `before` to get the next; an empty `next_cursor` means the last page.
+         *     Filters: `api` and `event` take a name or a glob (`*` for any run of
+         *     characters), `since`/`until` a time range, and each `where` a condition on the
+         *     parameters; all must hold. See docs/INSPECTING.md.
          */
         get: operations["listEvents"];
         put?: never;
@@ -65,6 +68,35 @@ export interface paths {
          *     is stored with it and its deliveries continue that trace.
          */
         post: operations["fireBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow events as they commit (Server-Sent Events)
+         * @description A `text/event-stream` of the events matching the filters (as for
+         *     `GET /v1/events`), in commit order, from now or, with `Last-Event-ID` (or
+         *     `after`), from that position with no event missed or repeated, across
+         *     reconnects and gateway restarts. The first message is the stream's position
+         *     alone (`retry:` and `id:`); each event is a message with `id:` (an opaque
+         *     position), `event: lightbus.event` and `data:` (the event as JSON, as in a
+         *     listing). A comment (`: ping`) comes every `LIGHTBUS_STREAM_HEARTBEAT` without
+         *     events, after an `id:`-only message when the stream moved past events the
+         *     filters skipped. An event is sent once every transaction that began before it
+         *     committed has finished, within `LIGHTBUS_STREAM_POLL_INTERVAL`. Needs `read`.
+         */
+        get: operations["streamEvents"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1532,7 +1564,7 @@ export interface components {
          * @description The stable code of a problem; programs switch on it.
          * @enum {string}
          */
-        ProblemCode: "invalid" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "validation" | "remote_error" | "internal" | "bad_gateway" | "no_worker" | "unavailable" | "timeout" | "rate_limited";
+        ProblemCode: "invalid" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "validation" | "remote_error" | "internal" | "bad_gateway" | "no_worker" | "unavailable" | "timeout" | "rate_limited" | "gone";
     };
     responses: {
         /** @description `invalid`: malformed JSON, a body that is not an object or is beyond the limits, a bad name, header or query parameter. */
@@ -1691,6 +1723,34 @@ export interface components {
         };
     };
     parameters: {
+        /**
+         * @description Only events of this API, or of the APIs matching this glob (`*` stands for any run of characters, e.g. `auth.*`; `*` alone for all).
+         * @example auth.*
+         */
+        EventAPIFilter: string;
+        /**
+         * @description Only events with this name, or with names matching this glob (e.g. `user_*`).
+         * @example user_*
+         */
+        EventNameFilter: string;
+        /** @description Only events created at or after this time (RFC 3339, years 0001 to 9999 in UTC). */
+        EventSince: string;
+        /** @description Only events created before this time (RFC 3339, years 0001 to 9999 in UTC). */
+        EventUntil: string;
+        /**
+         * @description A condition on the parameters, `PATH OP VALUE`; repeat for more (at most 8, all
+         *     must hold). PATH is dot-separated keys (a segment of digits also indexes an
+         *     array), at most 8 segments of letters, digits, `_` and `-`. OP: `=` (JSON
+         *     equality: VALUE as JSON when it is JSON, else as a string: `city=London`,
+         *     `age=30`, `name="30"`), `!=` (absent or not equal), `>` `>=` `<` `<=` (VALUE a
+         *     JSON number; only parameters holding a number there match). VALUE is at most
+         *     256 bytes.
+         * @example [
+         *       "address.city=London",
+         *       "total>=100"
+         *     ]
+         */
+        EventWhere: string[];
         /**
          * @description The API name.
          * @example auth
@@ -1896,14 +1956,34 @@ export interface operations {
     listEvents: {
         parameters: {
             query?: {
-                /** @description Only events of this API. */
-                api?: components["schemas"]["APIName"];
-                /** @description Only events with this name. */
-                event?: components["schemas"]["Identifier"];
+                /**
+                 * @description Only events of this API, or of the APIs matching this glob (`*` stands for any run of characters, e.g. `auth.*`; `*` alone for all).
+                 * @example auth.*
+                 */
+                api?: components["parameters"]["EventAPIFilter"];
+                /**
+                 * @description Only events with this name, or with names matching this glob (e.g. `user_*`).
+                 * @example user_*
+                 */
+                event?: components["parameters"]["EventNameFilter"];
                 /** @description Only events created at or after this time (RFC 3339, years 0001 to 9999 in UTC). */
-                since?: string;
+                since?: components["parameters"]["EventSince"];
                 /** @description Only events created before this time (RFC 3339, years 0001 to 9999 in UTC). */
-                until?: string;
+                until?: components["parameters"]["EventUntil"];
+                /**
+                 * @description A condition on the parameters, `PATH OP VALUE`; repeat for more (at most 8, all
+                 *     must hold). PATH is dot-separated keys (a segment of digits also indexes an
+                 *     array), at most 8 segments of letters, digits, `_` and `-`. OP: `=` (JSON
+                 *     equality: VALUE as JSON when it is JSON, else as a string: `city=London`,
+                 *     `age=30`, `name="30"`), `!=` (absent or not equal), `>` `>=` `<` `<=` (VALUE a
+                 *     JSON number; only parameters holding a number there match). VALUE is at most
+                 *     256 bytes.
+                 * @example [
+                 *       "address.city=London",
+                 *       "total>=100"
+                 *     ]
+                 */
+                where?: components["parameters"]["EventWhere"];
                 /** @description The cursor (a page's `next_cursor`, an event id); only events older than that event. */
                 before?: components["schemas"]["Cursor"];
                 /** @description The maximum number of events on the page. */
@@ -2049,6 +2129,99 @@ export interface operations {
             429: components["responses"]["RateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    streamEvents: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Only events of this API, or of the APIs matching this glob (`*` stands for any run of characters, e.g. `auth.*`; `*` alone for all).
+                 * @example auth.*
+                 */
+                api?: components["parameters"]["EventAPIFilter"];
+                /**
+                 * @description Only events with this name, or with names matching this glob (e.g. `user_*`).
+                 * @example user_*
+                 */
+                event?: components["parameters"]["EventNameFilter"];
+                /** @description Only events created at or after this time (RFC 3339, years 0001 to 9999 in UTC). */
+                since?: components["parameters"]["EventSince"];
+                /** @description Only events created before this time (RFC 3339, years 0001 to 9999 in UTC). */
+                until?: components["parameters"]["EventUntil"];
+                /**
+                 * @description A condition on the parameters, `PATH OP VALUE`; repeat for more (at most 8, all
+                 *     must hold). PATH is dot-separated keys (a segment of digits also indexes an
+                 *     array), at most 8 segments of letters, digits, `_` and `-`. OP: `=` (JSON
+                 *     equality: VALUE as JSON when it is JSON, else as a string: `city=London`,
+                 *     `age=30`, `name="30"`), `!=` (absent or not equal), `>` `>=` `<` `<=` (VALUE a
+                 *     JSON number; only parameters holding a number there match). VALUE is at most
+                 *     256 bytes.
+                 * @example [
+                 *       "address.city=London",
+                 *       "total>=100"
+                 *     ]
+                 */
+                where?: components["parameters"]["EventWhere"];
+                /**
+                 * @description A position (an `id:` of this stream) to resume after, for clients that cannot send `Last-Event-ID`; the header wins when both are sent.
+                 * @example AQAAAAAAAAL4AZNvboorfD2eT1prfI2eDwAGQ2tgcgAB
+                 */
+                after?: string;
+            };
+            header?: {
+                /**
+                 * @description The `id:` of the last message received; the stream resumes after it.
+                 * @example AQAAAAAAAAL4AZNvboorfD2eT1prfI2eDwAGQ2tgcgAB
+                 */
+                "Last-Event-ID"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stream; it ends when the gateway shuts down, and the client reconnects with its last id. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example retry: 1000
+                     *     id: AQAAAAAAAAL3_____________________wAGQ2tgcgAA
+                     *
+                     *     id: AQAAAAAAAAL4AZNvboorfD2eT1prfI2eDwAGQ2tgcgAB
+                     *     event: lightbus.event
+                     *     data: {"id":"01936f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f","api":"auth","event":"user_registered","params":{"user":"sally"},"created_at":"2026-11-25T10:00:00.123456Z"}
+                     *
+                     *     : ping
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            400: components["responses"]["Invalid"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description `gone`: the position is older than `LIGHTBUS_STREAM_MAX_RESUME` or the event retention; open a new stream and list older events with `GET /v1/events`. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            /** @description `unavailable`: `LIGHTBUS_STREAM_MAX` streams are open on this replica (with `Retry-After`), or the database is down. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getEvent: {
