@@ -10,10 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/lightbus-go/lightbus/internal/webhook"
@@ -282,8 +279,12 @@ func (b *Bus) Run(ctx context.Context) error {
 		<-registered
 	}
 
-	b.log.Info("lightbus: worker stopping", "worker_id", b.workerID)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.shutdownTimeout)
+	if cause := context.Cause(ctx); errors.Is(cause, errParentGone) {
+		b.log.Warn("lightbus: worker stopping: lightbus run exited", "worker_id", b.workerID)
+	} else {
+		b.log.Info("lightbus: worker stopping", "worker_id", b.workerID)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.stopTimeout(ctx))
 	if serr := srv.Shutdown(shutdownCtx); serr != nil {
 		b.log.Warn("lightbus: in-flight handlers did not finish in time", "error", serr)
 		srv.Close()
@@ -350,7 +351,7 @@ func refused(err error) bool {
 
 // deregister deregisters, bounded by the shutdown timeout, and logs failure.
 func (b *Bus) deregister(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.stopTimeout(ctx))
 	defer cancel()
 	if err := b.Deregister(ctx); err != nil {
 		b.log.Warn("lightbus: could not deregister; the lease will expire", "worker_id", b.workerID, "error", err)
@@ -380,7 +381,7 @@ func (b *Bus) runStop(ctx context.Context) error {
 	b.mu.RUnlock()
 	var errs []error
 	for _, fn := range slices.Backward(hooks) {
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.shutdownTimeout)
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.stopTimeout(ctx))
 		if err := fn(hctx); err != nil {
 			errs = append(errs, fmt.Errorf("lightbus: on stop: %w", err))
 		}
@@ -400,21 +401,6 @@ func advertisedURL(addr net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-// Main runs bus as the worker process until SIGINT or SIGTERM, and exits
-// with status 1 when [Bus.Run] fails. The main package that `lightbus run`
-// generates is one call:
-//
-//	func main() { lightbus.Main(bus.Bus) }
-func Main(bus *Bus) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := bus.Run(ctx); err != nil {
-		bus.log.Error("lightbus: worker failed", "error", err)
-		stop()
-		os.Exit(1)
-	}
 }
 
 func jsonBody(v any) ([]byte, error) {

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	lightbus "github.com/lightbus-go/lightbus/clientgo"
 )
 
 // runCmd is `lightbus run`: build the worker if its sources changed, then run
@@ -79,21 +82,53 @@ to it, and run exits with its exit code.`,
 }
 
 // runWorker runs bin in dir with args, env (nil for lightbus's own) and the
-// command line's standard streams, passes SIGINT and SIGTERM on to it and returns its exit status as
-// an *exitError (nil when it exits 0).
+// command line's standard streams, passes SIGINT and SIGTERM on to it and
+// returns its exit status as an *exitError (nil when it exits 0). A worker
+// killed by a signal is reported on standard error.
+//
+// The worker must not outlive lightbus run, even one killed with SIGKILL:
+// it would stay registered and keep taking calls with old code beside the
+// next run's worker. Two mechanisms end it: on Linux the kernel sends it
+// SIGTERM when the thread that started it exits (Pdeathsig, so this
+// goroutine keeps its OS thread until the worker has exited), and on every
+// system but Windows it inherits the read end of a pipe whose write end only
+// lightbus run holds: end of file there tells the worker runtime that
+// lightbus run is gone.
 func (c *cli) runWorker(bin, dir string, args, env []string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	if env == nil {
+		env = os.Environ()
+	}
 	cmd.Env = env
 	cmd.Stdin = c.stdin
 	cmd.Stdout = c.stdout
 	cmd.Stderr = c.stderr
+	setParentDeathSignal(cmd)
+
+	var parentEnd *os.File
+	if runtime.GOOS != "windows" {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		defer w.Close()
+		defer r.Close()
+		parentEnd = r
+		cmd.ExtraFiles = []*os.File{r} // file descriptor 3 in the worker
+		cmd.Env = append(cmd.Env, lightbus.EnvParentFD+"=3")
+	}
 
 	sigs, stop := c.signals()
 	defer stop()
 
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("run: starting the worker: %w", err)
+	}
+	if parentEnd != nil {
+		parentEnd.Close() // the worker has its own copy
 	}
 	done := make(chan struct{})
 	go func() {
@@ -108,7 +143,24 @@ func (c *cli) runWorker(bin, dir string, args, env []string) error {
 	}()
 	err := cmd.Wait()
 	close(done)
+	if sig, ok := killedBy(err); ok {
+		fmt.Fprintf(c.stderr, "lightbus: worker killed by signal %d (%s)\n", sig, sig)
+	}
 	return exitStatus(err)
+}
+
+// killedBy returns the signal that ended the process whose Wait returned
+// err, if one did.
+func killedBy(err error) (syscall.Signal, bool) {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return 0, false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() {
+		return 0, false
+	}
+	return ws.Signal(), true
 }
 
 // exitStatus turns the error of a finished process into an *exitError with
@@ -122,8 +174,8 @@ func exitStatus(err error) error {
 		return nil
 	}
 	code := ee.ExitCode()
-	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		code = 128 + int(ws.Signal())
+	if sig, ok := killedBy(err); ok {
+		code = 128 + int(sig)
 	}
 	if code <= 0 {
 		code = 1
