@@ -43,6 +43,7 @@ type Bus struct {
 	retryBase       time.Duration
 	retryMax        time.Duration
 	propagator      propagation.TextMapPropagator // nil: see [Bus.traceContext]
+	features        map[string]bool               // the features run (FeatureRPCs, ...); nil: all
 
 	slots chan struct{} // one token per running handler
 	mux   *http.ServeMux
@@ -119,8 +120,10 @@ func Create(opts ...Option) (*Bus, error) {
 	}
 	if c.workerID == "" {
 		c.workerID = defaultWorkerID(c.service)
-	} else if !isWorkerID(c.workerID) {
-		return nil, fmt.Errorf("lightbus: invalid worker id %q: want [A-Za-z0-9._-]{1,128}", c.workerID)
+	} else if id, err := ProcessName(c.workerID); err != nil {
+		return nil, fmt.Errorf("lightbus: invalid worker id: %w", err)
+	} else {
+		c.workerID = id
 	}
 	if c.leaseTTL < 500*time.Millisecond || c.leaseTTL > 10*time.Minute {
 		return nil, fmt.Errorf("lightbus: lease TTL %s out of range: want 500ms to 10m", c.leaseTTL)

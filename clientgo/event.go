@@ -281,6 +281,9 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	b.mu.RUnlock()
+	if !b.runs(FeatureEvents) {
+		ls = nil
+	}
 	if ls == nil {
 		writeProblem(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("this worker has no listener %q", listener), nil)
 		return

@@ -27,7 +27,16 @@ var errParentGone = errors.New("lightbus run exited")
 const orphanTimeout = 3 * time.Second
 
 // Main runs bus as the worker process until SIGINT or SIGTERM, and exits
-// with status 1 when [Bus.Run] fails. The main package that `lightbus run`
+// with status 1 when [Bus.Run] fails.
+//
+// Main first applies the worker settings of the environment over those of
+// the code: $LIGHTBUS_URL, $LIGHTBUS_TOKEN, $LIGHTBUS_SERVICE_NAME,
+// $LIGHTBUS_PROCESS_NAME (the worker id, see [ProcessName]),
+// $LIGHTBUS_LOG_LEVEL and $LIGHTBUS_LOG_FORMAT (a new logger to standard
+// error, in place of [WithLogger]'s), and $LIGHTBUS_ONLY or $LIGHTBUS_SKIP
+// (the features run: [FeatureRPCs], [FeatureEvents], [FeatureTasks]).
+// `lightbus run` sets them from its flags, so a flag beats the
+// environment, which beats the code. A bad value stops the worker. The main package that `lightbus run`
 // generates is one call:
 //
 //	func main() { lightbus.Main(bus.Bus) }
@@ -43,6 +52,10 @@ func Main(bus *Bus) {
 	defer stop()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if err := bus.applyEnv(os.Getenv); err != nil {
+		bus.log.Error("lightbus: worker failed", "error", err)
+		os.Exit(1)
+	}
 	if err := watchParent(os.Getenv(EnvParentFD), cancel); err != nil {
 		bus.log.Error("lightbus: worker failed", "error", err)
 		os.Exit(1)

@@ -198,6 +198,9 @@ func (b *Bus) serveRPC(w http.ResponseWriter, r *http.Request) {
 	b.mu.RLock()
 	h := b.rpcs[name]
 	b.mu.RUnlock()
+	if !b.runs(FeatureRPCs) {
+		h = nil
+	}
 	if h == nil {
 		writeProblem(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("this worker does not serve rpc %s", name), nil)
 		return

@@ -186,6 +186,9 @@ func (b *Bus) registrationBody(baseURL string) registrationBody {
 		Listeners:  []listenerDecl{},
 	}
 	for _, name := range slices.Sorted(maps.Keys(b.apis)) {
+		if !b.runs(FeatureRPCs) {
+			break
+		}
 		a := b.apis[name]
 		d := apiDecl{Name: name, Events: []eventDecl{}, RPCs: []rpcDecl{}}
 		for _, e := range slices.Sorted(maps.Keys(a.events)) {
@@ -197,6 +200,9 @@ func (b *Bus) registrationBody(baseURL string) registrationBody {
 		body.APIs = append(body.APIs, d)
 	}
 	for _, name := range slices.Sorted(maps.Keys(b.listeners)) {
+		if !b.runs(FeatureEvents) {
+			break
+		}
 		body.Listeners = append(body.Listeners, listenerDecl{
 			Name:   name,
 			Events: slices.Sorted(maps.Keys(b.listeners[name].handlers)),

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,21 +180,44 @@ func exited(pid int) bool {
 	return !ok || state == 'Z'
 }
 
-// A worker started by lightbus run dies with it, even when lightbus run is
-// killed with SIGKILL, and deregisters; a worker killed by a signal makes
-// lightbus run say so and exit 128+N.
+// A worker started by lightbus run takes its settings from run's flags over
+// the environment over the code, and dies with run, even when run is killed
+// with SIGKILL, deregistering; a worker killed by a signal makes lightbus
+// run say so and exit 128+N.
 func TestLightbusRunWorkerLifetime(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, nil)
 	bin := buildLightbus(t)
 	client := newBus(t, gw.URL)
-	env := runEnv(t, t.TempDir(), "LIGHTBUS_URL="+gw.URL)
+	// What the environment says, which the flags override.
+	env := runEnv(t, t.TempDir(), "LIGHTBUS_URL="+gw.URL, "LIGHTBUS_SERVICE_NAME=fromenv", "LIGHTBUS_ONLY=rpcs",
+		"LIGHTBUS_PROCESS_NAME=fromenv", "LIGHTBUS_LOG_FORMAT=text")
 	dir := filepath.Join("..", "..", "examples", "customers")
 
-	// lightbus run killed: the worker stops and deregisters.
-	run := startRun(t, bin, dir, env)
-	w := waitWorker(t, client, "customers")
+	// Unknown flags and bad values are errors, before anything is built.
+	for _, args := range [][]string{{"--bogus"}, {"--only", "rpcs,cron"}, {"--only", "rpcs", "--skip", "events"}, {"--process-name", "{uid}"}, {"--log-level", "loud"}} {
+		r := startRun(t, bin, dir, env, args...)
+		if err := r.wait(t); err == nil || !strings.HasPrefix(r.stderr.String(), "lightbus: ") || strings.Contains(r.stderr.String(), "building") {
+			t.Errorf("lightbus run %s: %v\n%s", strings.Join(args, " "), err, r.stderr.String())
+		}
+	}
+
+	// The code names the service "customers"; the flags rename it, name
+	// the process, skip RPCs (its API) and log JSON.
+	run := startRun(t, bin, dir, env, "--service-name", "shop", "--process-name", "cust-{pid}-{random4}", "--skip", "rpcs", "--log-format", "json")
+	w := waitWorker(t, client, "shop")
 	worker := childOf(t, run.cmd.Process.Pid)
+	if want := regexp.MustCompile("^cust-" + strconv.Itoa(worker) + "-[0-9a-f]{4}$"); !want.MatchString(w.ID) {
+		t.Errorf("worker id %q, want %s", w.ID, want)
+	}
+	if len(w.APIs) != 0 || !slices.Equal(w.Listeners, []string{"create_user"}) {
+		t.Errorf("worker with --skip rpcs registered APIs %v and listeners %v, want none and [create_user]", w.APIs, w.Listeners)
+	}
+	if out := run.stderr.String(); !strings.Contains(out, `"msg":"lightbus: worker registered"`) {
+		t.Errorf("no JSON log line in:\n%s", out)
+	}
+
+	// lightbus run killed: the worker stops and deregisters.
 	if err := run.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +227,14 @@ func TestLightbusRunWorkerLifetime(t *testing.T) {
 		t.Errorf("worker %s still registered after it exited", w.ID)
 	}
 
-	// The worker killed: lightbus run reports the signal and exits 137.
-	run = startRun(t, bin, dir, env)
-	waitWorker(t, client, "customers")
+	// The environment beats the code: LIGHTBUS_ONLY=rpcs registers the
+	// API, not the listener. The worker killed: lightbus run reports the
+	// signal and exits 137.
+	run = startRun(t, bin, dir, env, "--service-name", "customers")
+	w = waitWorker(t, client, "customers")
+	if w.ID != "fromenv" || !slices.Equal(w.APIs, []string{"customers"}) || len(w.Listeners) != 0 {
+		t.Errorf("worker %s with LIGHTBUS_ONLY=rpcs registered APIs %v and listeners %v, want [customers] and none", w.ID, w.APIs, w.Listeners)
+	}
 	worker = childOf(t, run.cmd.Process.Pid)
 	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
