@@ -57,6 +57,8 @@ type Bus struct {
 	listeners map[string]*listenerSet // by listener name
 	onStart   []func(context.Context) error
 	onStop    []func(context.Context) error
+	tasks     []*task     // background tasks, in the order added
+	runner    *taskRunner // the running worker's tasks; nil when not running
 	// rpcKey verifies the gateway's RPC requests; from the latest
 	// registration answer. rpcKeyReady is closed when the first arrives.
 	rpcKey      []byte

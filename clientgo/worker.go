@@ -232,7 +232,18 @@ func (b *Bus) RunRegistration(ctx context.Context, baseURL string) error {
 	if err := b.runStart(ctx); err != nil {
 		return err
 	}
-	err := b.keepRegistered(ctx, baseURL)
+	tasks := b.startTasks(ctx)
+	regCtx, stopRegistering := context.WithCancel(ctx)
+	registered := make(chan error, 1)
+	go func() { registered <- b.keepRegistered(regCtx, baseURL) }()
+	var err error
+	select {
+	case err = <-registered:
+	case err = <-tasks.failed:
+	}
+	stopRegistering()
+	<-registered
+	b.stopTasks(tasks, b.stopTimeout(ctx))
 	b.deregister(ctx)
 	return errors.Join(err, b.runStop(ctx))
 }
@@ -242,8 +253,10 @@ func (b *Bus) RunRegistration(ctx context.Context, baseURL string) error {
 // once serving (retrying while the gateway is unreachable) and heartbeats.
 // When ctx is done it stops taking requests, waits for in-flight handlers
 // (bounded by [WithShutdownTimeout]), deregisters, and runs the OnStop hooks.
-// It returns nil after a clean stop; an error when it cannot listen, a hook
-// fails, or the gateway refuses the registration (e.g. CodeConflict).
+// Background tasks ([Bus.Go]) start once serving and are cancelled when
+// the worker stops. It returns nil after a clean stop; an error when it
+// cannot listen, a hook fails, a background task fails, or the gateway
+// refuses the registration (e.g. CodeConflict).
 func (b *Bus) Run(ctx context.Context) error {
 	if b.service == "" {
 		return errNoService
@@ -269,6 +282,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	go func() { served <- srv.Serve(ln) }()
 	b.log.Info("lightbus: worker serving", "service", b.service, "worker_id", b.workerID, "addr", ln.Addr().String(), "base_url", baseURL)
 
+	tasks := b.startTasks(ctx)
 	regCtx, stopRegistering := context.WithCancel(ctx)
 	registered := make(chan error, 1)
 	go func() { registered <- b.keepRegistered(regCtx, baseURL) }()
@@ -279,6 +293,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		err = fmt.Errorf("lightbus: worker: %w", err)
 	case err = <-registered:
 		registering = false
+	case err = <-tasks.failed:
 	}
 	stopRegistering()
 	if registering {
@@ -290,12 +305,14 @@ func (b *Bus) Run(ctx context.Context) error {
 	} else {
 		b.log.Info("lightbus: worker stopping", "worker_id", b.workerID)
 	}
+	tasks.cancel()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.stopTimeout(ctx))
 	if serr := srv.Shutdown(shutdownCtx); serr != nil {
 		b.log.Warn("lightbus: in-flight handlers did not finish in time", "error", serr)
 		srv.Close()
 	}
 	cancel()
+	b.stopTasks(tasks, b.stopTimeout(ctx))
 	b.deregister(ctx)
 	return errors.Join(err, b.runStop(ctx))
 }
