@@ -44,6 +44,10 @@ type Bus struct {
 	retryMax        time.Duration
 	propagator      propagation.TextMapPropagator // nil: see [Bus.traceContext]
 	features        map[string]bool               // the features run (FeatureRPCs, ...); nil: all
+	fireMW          []FireMiddleware
+	callMW          []CallMiddleware
+	rpcMW           []RPCMiddleware
+	listenerMW      []ListenerMiddleware
 
 	slots chan struct{} // one token per running handler
 	mux   *http.ServeMux
@@ -147,6 +151,10 @@ func Create(opts ...Option) (*Bus, error) {
 		workerURL:       strings.TrimRight(c.workerURL, "/"),
 		workerID:        c.workerID,
 		propagator:      c.propagator,
+		fireMW:          c.fireMW,
+		callMW:          c.callMW,
+		rpcMW:           c.rpcMW,
+		listenerMW:      c.listenerMW,
 		leaseTTL:        c.leaseTTL,
 		shutdownTimeout: c.shutdownTimeout,
 		validate:        !c.noValidation,

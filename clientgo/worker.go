@@ -240,9 +240,10 @@ func (b *Bus) RunRegistration(ctx context.Context, baseURL string) error {
 	select {
 	case err = <-registered:
 	case err = <-tasks.failed:
+		stopRegistering()
+		<-registered
 	}
 	stopRegistering()
-	<-registered
 	b.stopTasks(tasks, b.stopTimeout(ctx))
 	b.deregister(ctx)
 	return errors.Join(err, b.runStop(ctx))
