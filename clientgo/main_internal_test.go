@@ -10,6 +10,11 @@ import (
 	"time"
 )
 
+// watchedPipes keeps the read ends handed to watchParent reachable: the
+// watcher closes their descriptor, and a finalizer of theirs would close
+// the same number again, by then another test's socket.
+var watchedPipes []*os.File
+
 func TestWatchParent(t *testing.T) {
 	t.Parallel()
 	if runtime.GOOS == "windows" {
@@ -19,6 +24,7 @@ func TestWatchParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	watchedPipes = append(watchedPipes, r)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	if err := watchParent(strconv.Itoa(int(r.Fd())), cancel); err != nil {
@@ -46,7 +52,6 @@ func TestWatchParent(t *testing.T) {
 	if got := b.stopTimeout(context.Background()); got != time.Minute {
 		t.Errorf("stop timeout %s, want the shutdown timeout", got)
 	}
-	runtime.KeepAlive(r)
 
 	for _, bad := range []string{"x", "1", "-3"} {
 		if err := watchParent(bad, cancel); err == nil {
