@@ -43,6 +43,11 @@ type Bus struct {
 	retryBase       time.Duration
 	retryMax        time.Duration
 	propagator      propagation.TextMapPropagator // nil: see [Bus.traceContext]
+	features        map[string]bool               // the features run (FeatureRPCs, ...); nil: all
+	fireMW          []FireMiddleware
+	callMW          []CallMiddleware
+	rpcMW           []RPCMiddleware
+	listenerMW      []ListenerMiddleware
 
 	slots chan struct{} // one token per running handler
 	mux   *http.ServeMux
@@ -50,13 +55,15 @@ type Bus struct {
 	// instance is a registration, which gets a new RPC secret.
 	instanceID string
 
-	mu        sync.RWMutex
-	apis      map[string]*apiState    // by API name
-	rpcs      map[string]HandlerFunc  // by "api.method"
-	listeners map[string]*listenerSet // by listener name
-	onStart   []func(context.Context) error
-	onStop    []func(context.Context) error
-	tasks     map[string]*task // scheduled tasks, by name (task.go)
+	mu         sync.RWMutex
+	apis       map[string]*apiState    // by API name
+	rpcs       map[string]HandlerFunc  // by "api.method"
+	listeners  map[string]*listenerSet // by listener name
+	onStart    []func(context.Context) error
+	onStop     []func(context.Context) error
+	tasks      map[string]*task // scheduled tasks, by name (task.go)
+	background []*bgTask        // background tasks (Bus.Go), in the order added
+	runner     *taskRunner      // the running worker's tasks; nil when not running
 	// rpcKey verifies the gateway's RPC requests; from the latest
 	// registration answer. rpcKeyReady is closed when the first arrives.
 	rpcKey      []byte
@@ -120,8 +127,10 @@ func Create(opts ...Option) (*Bus, error) {
 	}
 	if c.workerID == "" {
 		c.workerID = defaultWorkerID(c.service)
-	} else if !isWorkerID(c.workerID) {
-		return nil, fmt.Errorf("lightbus: invalid worker id %q: want [A-Za-z0-9._-]{1,128}", c.workerID)
+	} else if id, err := ProcessName(c.workerID); err != nil {
+		return nil, fmt.Errorf("lightbus: invalid worker id: %w", err)
+	} else {
+		c.workerID = id
 	}
 	if c.leaseTTL < 500*time.Millisecond || c.leaseTTL > 10*time.Minute {
 		return nil, fmt.Errorf("lightbus: lease TTL %s out of range: want 500ms to 10m", c.leaseTTL)
@@ -143,6 +152,10 @@ func Create(opts ...Option) (*Bus, error) {
 		workerURL:       strings.TrimRight(c.workerURL, "/"),
 		workerID:        c.workerID,
 		propagator:      c.propagator,
+		fireMW:          c.fireMW,
+		callMW:          c.callMW,
+		rpcMW:           c.rpcMW,
+		listenerMW:      c.listenerMW,
 		leaseTTL:        c.leaseTTL,
 		shutdownTimeout: c.shutdownTimeout,
 		validate:        !c.noValidation,

@@ -56,11 +56,18 @@ func (b *Bus) Fire(ctx context.Context, name string, params any, opts ...CallOpt
 	if cc.idempotencyKey == "" {
 		cc.idempotencyKey = newUUID()
 	}
-	header := http.Header{"Idempotency-Key": {cc.idempotencyKey}}
+	send := chain(b.sendFire, b.fireMW)
+	return send(ctx, FireRequest{API: api, Event: event, Params: body, IdempotencyKey: cc.idempotencyKey})
+}
+
+// sendFire is the innermost FireFunc: it sends the fire, retrying.
+func (b *Bus) sendFire(ctx context.Context, req FireRequest) (FireResult, error) {
+	name := req.API + "." + req.Event
+	header := http.Header{"Idempotency-Key": {req.IdempotencyKey}}
 	b.injectTrace(ctx, header)
 	for attempt := 1; ; attempt++ {
 		var res FireResult
-		err := b.do(ctx, http.MethodPost, "/v1/events/"+api+"/"+event, nil, body, header, &res)
+		err := b.do(ctx, http.MethodPost, "/v1/events/"+req.API+"/"+req.Event, nil, req.Params, header, &res)
 		if err == nil {
 			return res, nil
 		}
@@ -281,6 +288,9 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	b.mu.RUnlock()
+	if !b.runs(FeatureEvents) {
+		ls = nil
+	}
 	if ls == nil {
 		writeProblem(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("this worker has no listener %q", listener), nil)
 		return
@@ -313,7 +323,11 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 	log := b.log.With("listener", listener, "event", ceType, "event_id", ev.ID, "attempt", ev.Attempt)
 	start := time.Now()
-	_, err = callHandler(b.extractTrace(r.Context(), r.Header), func(ctx context.Context, _ json.RawMessage) (any, error) {
+	ctx := context.WithValue(b.extractTrace(r.Context(), r.Header), deliveryKey{}, DeliveryInfo{
+		EventID: ev.ID, API: api, Event: event, Attempt: ev.Attempt, Service: b.service, Listener: listener, Time: ev.Time,
+	})
+	fn = chain(fn, b.listenerMW)
+	_, err = callHandler(ctx, func(ctx context.Context, _ json.RawMessage) (any, error) {
 		return nil, fn(ctx, ev)
 	}, nil)
 	switch {

@@ -46,6 +46,10 @@ type config struct {
 	shutdownTimeout time.Duration
 	noValidation    bool
 	propagator      propagation.TextMapPropagator
+	fireMW          []FireMiddleware
+	callMW          []CallMiddleware
+	rpcMW           []RPCMiddleware
+	listenerMW      []ListenerMiddleware
 
 	// Retry tuning; unexported so tests can shorten it.
 	fireAttempts int

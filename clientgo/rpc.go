@@ -65,27 +65,36 @@ func (b *Bus) Call(ctx context.Context, name string, params, result any, opts ..
 		ctx, cancel = context.WithTimeout(ctx, timeout+callGrace)
 		defer cancel()
 	}
+	raw, err := chain(b.sendCall, b.callMW)(ctx, CallRequest{API: api, Method: method, Params: body, Timeout: timeout})
+	if err != nil {
+		return err
+	}
+	if result == nil {
+		return nil
+	}
+	if len(raw) == 0 {
+		raw = json.RawMessage("null")
+	}
+	if err := json.Unmarshal(raw, result); err != nil {
+		return fmt.Errorf("lightbus: call %s: decoding the result %s: %w", name, snippet(raw), err)
+	}
+	return nil
+}
+
+// sendCall is the innermost CallFunc: it sends the call once.
+func (b *Bus) sendCall(ctx context.Context, req CallRequest) (json.RawMessage, error) {
 	header := http.Header{}
-	if timeout > 0 {
-		header.Set("Lightbus-Timeout", formatTimeout(timeout))
+	if req.Timeout > 0 {
+		header.Set("Lightbus-Timeout", formatTimeout(req.Timeout))
 	}
 	b.injectTrace(ctx, header)
 	var out struct {
 		Result json.RawMessage `json:"result"`
 	}
-	if err := b.do(ctx, http.MethodPost, "/v1/rpc/"+api+"/"+method, nil, body, header, &out); err != nil {
-		return fmt.Errorf("lightbus: call %s: %w", name, err)
+	if err := b.do(ctx, http.MethodPost, "/v1/rpc/"+req.API+"/"+req.Method, nil, req.Params, header, &out); err != nil {
+		return nil, fmt.Errorf("lightbus: call %s.%s: %w", req.API, req.Method, err)
 	}
-	if result == nil {
-		return nil
-	}
-	if len(out.Result) == 0 {
-		out.Result = json.RawMessage("null")
-	}
-	if err := json.Unmarshal(out.Result, result); err != nil {
-		return fmt.Errorf("lightbus: call %s: decoding the result %s: %w", name, snippet(out.Result), err)
-	}
-	return nil
+	return out.Result, nil
 }
 
 // formatTimeout renders d as a Go duration in whole milliseconds (at least
@@ -199,6 +208,9 @@ func (b *Bus) serveRPC(w http.ResponseWriter, r *http.Request) {
 	b.mu.RLock()
 	h := b.rpcs[name]
 	b.mu.RUnlock()
+	if !b.runs(FeatureRPCs) {
+		h = nil
+	}
 	if h == nil {
 		writeProblem(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("this worker does not serve rpc %s", name), nil)
 		return
@@ -226,9 +238,12 @@ func (b *Bus) serveRPC(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, CodeUnavailable, "the worker is busy: no handler slot freed before the deadline", nil)
 		return
 	}
-	log := b.log.With("rpc", name, "request_id", r.Header.Get("Lightbus-Request-Id"))
+	info := RPCInfo{API: api, Method: method, RequestID: r.Header.Get("Lightbus-Request-Id")}
+	info.Deadline, _ = ctx.Deadline()
+	ctx = context.WithValue(ctx, rpcKey{}, info)
+	log := b.log.With("rpc", name, "request_id", info.RequestID)
 	start := time.Now()
-	result, err := callHandler(ctx, h, params)
+	result, err := callHandler(ctx, chain(h, b.rpcMW), params)
 	if err == nil {
 		var data []byte
 		if data, err = json.Marshal(struct {

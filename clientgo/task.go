@@ -21,7 +21,8 @@ import (
 // to the gateway; the task runs again at its next tick.
 type TaskFunc func(ctx context.Context) error
 
-// TaskOption adjusts a scheduled task.
+// TaskOption adjusts a scheduled task ([Bus.Every], [Bus.Schedule]) or a
+// background task ([Bus.Go]); each option says which it applies to.
 type TaskOption func(*taskConfig)
 
 type taskConfig struct {
@@ -29,11 +30,13 @@ type taskConfig struct {
 	runAtStart bool
 	perProcess bool
 	loc        *time.Location
+	restart    bool // background tasks only (RestartOnFailure)
 }
 
-// TaskName names a task; without it the task is named after its function
-// ("expireSessions"), and a function literal must be named with it. Names
-// are identifiers, unique within the service.
+// TaskName names a task. A scheduled task without it is named after its
+// function ("expireSessions"), and a function literal must be named with
+// it; names are identifiers, unique within the service. A background task
+// without it is "task-N", N counting from 1 in the order of [Bus.Go] calls.
 func TaskName(name string) TaskOption { return func(c *taskConfig) { c.name = name } }
 
 // RunAtStart makes an [Bus.Every] task run as soon as the worker leads it
@@ -200,6 +203,9 @@ func funcName(fn TaskFunc) string {
 // taskDecls returns the declarations of the tasks the gateway elects a
 // leader for. The caller holds b.mu.
 func (b *Bus) taskDecls() []taskDecl {
+	if !b.runs(FeatureTasks) {
+		return nil
+	}
 	var decls []taskDecl
 	for _, t := range b.tasks {
 		if !t.perProcess {
@@ -316,6 +322,10 @@ func (b *Bus) startTasks(ctx context.Context) (stop func()) {
 	}
 	b.mu.RUnlock()
 	if len(tasks) == 0 {
+		return func() {}
+	}
+	if !b.runs(FeatureTasks) {
+		b.log.Info("lightbus: scheduled tasks skipped", "tasks", len(tasks))
 		return func() {}
 	}
 	loopCtx, stopLoops := context.WithCancel(ctx)

@@ -10,10 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/lightbus-go/lightbus/internal/webhook"
@@ -196,6 +193,9 @@ func (b *Bus) registrationBody(baseURL string) registrationBody {
 		Tasks:      b.taskDecls(),
 	}
 	for _, name := range slices.Sorted(maps.Keys(b.apis)) {
+		if !b.runs(FeatureRPCs) {
+			break
+		}
 		a := b.apis[name]
 		d := apiDecl{Name: name, Events: []eventDecl{}, RPCs: []rpcDecl{}}
 		for _, e := range slices.Sorted(maps.Keys(a.events)) {
@@ -207,6 +207,9 @@ func (b *Bus) registrationBody(baseURL string) registrationBody {
 		body.APIs = append(body.APIs, d)
 	}
 	for _, name := range slices.Sorted(maps.Keys(b.listeners)) {
+		if !b.runs(FeatureEvents) {
+			break
+		}
 		body.Listeners = append(body.Listeners, listenerDecl{
 			Name:   name,
 			Events: slices.Sorted(maps.Keys(b.listeners[name].handlers)),
@@ -237,8 +240,20 @@ func (b *Bus) RunRegistration(ctx context.Context, baseURL string) error {
 		return err
 	}
 	stopTasks := b.startTasks(ctx)
-	err := b.keepRegistered(ctx, baseURL)
+	background := b.startBackground(ctx)
+	regCtx, stopRegistering := context.WithCancel(ctx)
+	registered := make(chan error, 1)
+	go func() { registered <- b.keepRegistered(regCtx, baseURL) }()
+	var err error
+	select {
+	case err = <-registered:
+	case err = <-background.failed:
+		stopRegistering()
+		<-registered
+	}
+	stopRegistering()
 	stopTasks()
+	b.stopBackground(background, b.stopTimeout(ctx))
 	b.deregister(ctx)
 	return errors.Join(err, b.runStop(ctx))
 }
@@ -248,8 +263,10 @@ func (b *Bus) RunRegistration(ctx context.Context, baseURL string) error {
 // once serving (retrying while the gateway is unreachable) and heartbeats.
 // When ctx is done it stops taking requests, waits for in-flight handlers
 // (bounded by [WithShutdownTimeout]), deregisters, and runs the OnStop hooks.
-// It returns nil after a clean stop; an error when it cannot listen, a hook
-// fails, or the gateway refuses the registration (e.g. CodeConflict).
+// Background tasks ([Bus.Go]) start once serving and are cancelled when
+// the worker stops. It returns nil after a clean stop; an error when it
+// cannot listen, a hook fails, a background task fails, or the gateway
+// refuses the registration (e.g. CodeConflict).
 func (b *Bus) Run(ctx context.Context) error {
 	if b.service == "" {
 		return errNoService
@@ -275,6 +292,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	go func() { served <- srv.Serve(ln) }()
 	b.log.Info("lightbus: worker serving", "service", b.service, "worker_id", b.workerID, "addr", ln.Addr().String(), "base_url", baseURL)
 
+	background := b.startBackground(ctx)
 	regCtx, stopRegistering := context.WithCancel(ctx)
 	registered := make(chan error, 1)
 	go func() { registered <- b.keepRegistered(regCtx, baseURL) }()
@@ -286,6 +304,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		err = fmt.Errorf("lightbus: worker: %w", err)
 	case err = <-registered:
 		registering = false
+	case err = <-background.failed:
 	}
 	stopTasks()
 	stopRegistering()
@@ -293,13 +312,19 @@ func (b *Bus) Run(ctx context.Context) error {
 		<-registered
 	}
 
-	b.log.Info("lightbus: worker stopping", "worker_id", b.workerID)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.shutdownTimeout)
+	if cause := context.Cause(ctx); errors.Is(cause, errParentGone) {
+		b.log.Warn("lightbus: worker stopping: lightbus run exited", "worker_id", b.workerID)
+	} else {
+		b.log.Info("lightbus: worker stopping", "worker_id", b.workerID)
+	}
+	background.cancel()
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.stopTimeout(ctx))
 	if serr := srv.Shutdown(shutdownCtx); serr != nil {
 		b.log.Warn("lightbus: in-flight handlers did not finish in time", "error", serr)
 		srv.Close()
 	}
 	cancel()
+	b.stopBackground(background, b.stopTimeout(ctx))
 	b.deregister(ctx)
 	return errors.Join(err, b.runStop(ctx))
 }
@@ -361,7 +386,7 @@ func refused(err error) bool {
 
 // deregister deregisters, bounded by the shutdown timeout, and logs failure.
 func (b *Bus) deregister(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.stopTimeout(ctx))
 	defer cancel()
 	if err := b.Deregister(ctx); err != nil {
 		b.log.Warn("lightbus: could not deregister; the lease will expire", "worker_id", b.workerID, "error", err)
@@ -391,7 +416,7 @@ func (b *Bus) runStop(ctx context.Context) error {
 	b.mu.RUnlock()
 	var errs []error
 	for _, fn := range slices.Backward(hooks) {
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.shutdownTimeout)
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.stopTimeout(ctx))
 		if err := fn(hctx); err != nil {
 			errs = append(errs, fmt.Errorf("lightbus: on stop: %w", err))
 		}
@@ -411,21 +436,6 @@ func advertisedURL(addr net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-// Main runs bus as the worker process until SIGINT or SIGTERM, and exits
-// with status 1 when [Bus.Run] fails. The main package that `lightbus run`
-// generates is one call:
-//
-//	func main() { lightbus.Main(bus.Bus) }
-func Main(bus *Bus) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := bus.Run(ctx); err != nil {
-		bus.log.Error("lightbus: worker failed", "error", err)
-		stop()
-		os.Exit(1)
-	}
 }
 
 func jsonBody(v any) ([]byte, error) {
