@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -238,6 +239,10 @@ type RegistrationResult struct {
 	SchemaConflicts     []SchemaConflict `json:"schema_conflicts,omitempty"`
 	// Published names the APIs whose schema got a new version.
 	Published []string `json:"-"`
+	// Declared names the APIs for which the worker declares another schema
+	// than at its previous registration (or declares one for the first
+	// time): their current version may have changed without a new one.
+	Declared []string `json:"-"`
 }
 
 // WorkerStore keeps worker registrations and listener groups.
@@ -311,7 +316,7 @@ func (s *Service) Register(ctx context.Context, reg *Registration) (*Registratio
 // warns about workers that disagree on a schema.
 func (s *Service) afterRegistration(ctx context.Context, reg *Registration, res *RegistrationResult) {
 	if s.cfg.SchemaCache != nil {
-		for _, api := range res.Published {
+		for _, api := range slices.Concat(res.Published, res.Declared) {
 			s.cfg.SchemaCache.Invalidate(api)
 		}
 	}

@@ -324,3 +324,76 @@ func TestBatchFireValidatesSchemas(t *testing.T) {
 		t.Fatalf("valid batch: %d", resp.StatusCode)
 	}
 }
+
+// The current schema of an API follows its live workers: a stricter version
+// published by a worker that is gone (deregistered, or its lease expired)
+// no longer refuses the calls of a worker still live on the older version.
+func TestSchemaFollowsLiveWorkers(t *testing.T) {
+	t.Parallel()
+	for _, gone := range []string{"Deregistered", "Expired"} {
+		t.Run(gone, func(t *testing.T) {
+			t.Parallel()
+			gw := startGateway(t, func(c *Config) { c.SchemaCacheTTL = 50 * time.Millisecond })
+			register := func(workerID string, leaseMS int, required ...string) {
+				t.Helper()
+				w := rpcWorker(t, workerID, func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "application/json")
+					fmt.Fprint(w, `{"result": true}`)
+				})
+				req, _ := json.Marshal(required)
+				body := fmt.Sprintf(`{"service": "auth", "base_url": %q, "lease_ttl_ms": %d, "apis": [{"name": "auth",
+					"rpcs": [{"name": "check_password", "params_schema": {"type": "object", "required": %s}}]}]}`, w.URL, leaseMS, req)
+				if resp := gw.do(t, "PUT", "/v1/workers/"+workerID, body, nil, nil); resp.StatusCode != 200 {
+					t.Fatalf("register %s: %d", workerID, resp.StatusCode)
+				}
+			}
+			call := func() *http.Response {
+				return gw.do(t, "POST", "/v1/rpc/auth/check_password", `{"username": "sally"}`, nil, nil)
+			}
+			register("auth-b", 60000, "username") // v1
+			if resp := call(); resp.StatusCode != 200 {
+				t.Fatalf("call under v1: %d", resp.StatusCode)
+			}
+
+			switch gone {
+			case "Deregistered":
+				register("auth-a", 60000, "username", "otp") // v2, stricter
+				p := expectProblem(t, call(), 422, "validation")
+				expectViolations(t, p, gateway.Violation{Pointer: "/otp", Message: "missing required property"})
+				if resp := gw.do(t, "DELETE", "/v1/workers/auth-a", "", nil, nil); resp.StatusCode != 204 {
+					t.Fatalf("deregister: %d", resp.StatusCode)
+				}
+			case "Expired":
+				register("auth-a", 1000, "username", "otp") // v2, stricter; its lease runs out
+			}
+			testwait.For(t, 30*time.Second, "calls valid under v1 to be accepted again", func() bool {
+				return call().StatusCode == 200
+			})
+			var cur schemaAnswer
+			gw.do(t, "GET", "/v1/schema/auth", "", nil, &cur)
+			if cur.Version != 1 || cur.WorkerID != "auth-b" || len(cur.Conflicts) != 0 {
+				t.Fatalf("current schema: %+v", cur)
+			}
+			var versions struct {
+				Versions []schemaAnswer `json:"versions"`
+			}
+			gw.do(t, "GET", "/v1/schema/auth/versions", "", nil, &versions)
+			if len(versions.Versions) != 2 || versions.Versions[0].WorkerID != "auth-a" {
+				t.Fatalf("versions: %+v", versions.Versions)
+			}
+
+			// The stricter worker back: its version is current again (at once
+			// on the replica it registered with), and no new version is made.
+			register("auth-a", 60000, "username", "otp")
+			expectProblem(t, call(), 422, "validation")
+			gw.do(t, "GET", "/v1/schema/auth", "", nil, &cur)
+			if cur.Version != 2 || len(cur.Conflicts) != 1 || cur.Conflicts[0].WorkerID != "auth-b" {
+				t.Fatalf("current schema with both live: %+v", cur)
+			}
+			gw.do(t, "GET", "/v1/schema/auth/versions", "", nil, &versions)
+			if len(versions.Versions) != 2 {
+				t.Fatalf("versions after the worker came back: %+v", versions.Versions)
+			}
+		})
+	}
+}
