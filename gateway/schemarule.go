@@ -9,40 +9,44 @@ import (
 // validateEvent checks a fired event against its API's current schema:
 // unknown APIs and events pass unless the gateway is strict (ENotFound);
 // parameters that do not match are an EValidation error listing each
-// violation. Call it before the event is stored.
-func (s *Service) validateEvent(ctx context.Context, ev *Event) error {
+// violation. Call it before the event is stored. An event that passes
+// although its API's schema does not declare it (a typo, often) comes with
+// a warning for the caller, naming the declared event it is closest to.
+func (s *Service) validateEvent(ctx context.Context, ev *Event) (warning string, err error) {
 	if s.cfg.SchemaCache == nil {
-		return nil
+		return "", nil
 	}
 	api, err := s.schemaOf(ctx, ev.API)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if api == nil {
 		if s.cfg.StrictSchemas {
-			return Errorf(ENotFound, "API %q has no schema, and the gateway only accepts events of APIs with one", ev.API)
+			return "", Errorf(ENotFound, "API %q has no schema, and the gateway only accepts events of APIs with one", ev.API)
 		}
-		return nil
+		return "", nil
 	}
 	sch, ok := api.Event(ev.Name)
 	if !ok {
+		undeclared := fmt.Sprintf("event %q is not declared by the schema of API %q (version %d)", ev.Name, ev.API, api.Version)
+		hint := didYouMean(ev.Name, api.Events())
 		if s.cfg.StrictSchemas {
-			return Errorf(ENotFound, "the schema of API %q (version %d) declares no event %q", ev.API, api.Version, ev.Name)
+			return "", Errorf(ENotFound, "%s%s", undeclared, hint)
 		}
-		return nil
+		return undeclared + "; it was stored all the same" + hint, nil
 	}
 	if !api.Validate {
-		return nil
+		return "", nil
 	}
 	vs, err := ValidateJSON(sch, ev.Params)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if len(vs) > 0 {
-		return &Error{Code: EValidation, Violations: vs,
+		return "", &Error{Code: EValidation, Violations: vs,
 			Message: fmt.Sprintf("the parameters of %s.%s do not match its schema (version %d)", ev.API, ev.Name, api.Version)}
 	}
-	return nil
+	return "", nil
 }
 
 // validateCall checks an RPC's parameters as validateEvent checks an

@@ -397,3 +397,71 @@ func TestSchemaFollowsLiveWorkers(t *testing.T) {
 		})
 	}
 }
+
+// A fire of an event that its API's schema does not declare is accepted,
+// with a warning naming the declared event it is closest to: in a
+// Lightbus-Warning header, in warnings, in clientgo's FireResult and on
+// lightbus fire's standard error.
+func TestUndeclaredEventWarning(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, nil)
+	gw.do(t, "PUT", "/v1/schema/auth", `{"events": {"user_registered": {}, "user_deleted": {}}}`, nil, nil)
+	const want = `event "user_registred" is not declared by the schema of API "auth" (version 1); it was stored all the same; did you mean "user_registered"?`
+
+	var res struct {
+		ID       string   `json:"id"`
+		Warnings []string `json:"warnings"`
+	}
+	resp := gw.do(t, "POST", "/v1/events/auth/user_registred", `{}`, nil, &res)
+	if resp.StatusCode != 202 || res.ID == "" || !slices.Equal(resp.Header.Values("Lightbus-Warning"), []string{want}) || !slices.Equal(res.Warnings, []string{want}) {
+		t.Fatalf("fire of a typo: %d %q %+v", resp.StatusCode, resp.Header.Values("Lightbus-Warning"), res)
+	}
+	// No near name: the warning says only that it is not declared.
+	res.Warnings = nil
+	resp = gw.do(t, "POST", "/v1/events/auth/order_placed", `{}`, nil, &res)
+	if w := resp.Header.Get("Lightbus-Warning"); resp.StatusCode != 202 || !strings.HasPrefix(w, `event "order_placed" is not declared`) ||
+		strings.Contains(w, "did you mean") || len(res.Warnings) != 1 {
+		t.Fatalf("fire of an undeclared event: %d %q %+v", resp.StatusCode, w, res)
+	}
+	// Declared events, and APIs without a schema, carry no warning.
+	for _, path := range []string{"/v1/events/auth/user_registered", "/v1/events/billing/paid"} {
+		res.Warnings = nil
+		resp = gw.do(t, "POST", path, `{}`, nil, &res)
+		if resp.StatusCode != 202 || resp.Header.Get("Lightbus-Warning") != "" || res.Warnings != nil {
+			t.Fatalf("POST %s: %d %q %+v", path, resp.StatusCode, resp.Header.Get("Lightbus-Warning"), res)
+		}
+	}
+	// A repeat (same Idempotency-Key) warns again.
+	key := map[string]string{"Idempotency-Key": "k1"}
+	gw.do(t, "POST", "/v1/events/auth/user_registred", `{}`, key, nil)
+	res.Warnings = nil
+	if resp = gw.do(t, "POST", "/v1/events/auth/user_registred", `{}`, key, &res); resp.StatusCode != 200 || !slices.Equal(res.Warnings, []string{want}) {
+		t.Fatalf("repeat: %d %+v", resp.StatusCode, res)
+	}
+	// A batch: each item's warnings.
+	var batch struct {
+		Results []struct {
+			Index    int      `json:"index"`
+			Warnings []string `json:"warnings"`
+		} `json:"results"`
+	}
+	resp = gw.do(t, "POST", "/v1/events", `[{"api": "auth", "event": "user_registered", "params": {}}, {"api": "auth", "event": "user_registred", "params": {}}]`, nil, &batch)
+	if resp.StatusCode != 202 || len(batch.Results) != 2 || batch.Results[0].Warnings != nil || !slices.Equal(batch.Results[1].Warnings, []string{want}) {
+		t.Fatalf("batch: %d %+v", resp.StatusCode, batch)
+	}
+
+	// The Go client and the CLI.
+	bus, err := lightbus.Create(lightbus.WithURL(gw.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fired, err := bus.Fire(t.Context(), "auth.user_registred", nil)
+	if err != nil || !slices.Equal(fired.Warnings, []string{want}) {
+		t.Fatalf("clientgo: %+v, %v", fired, err)
+	}
+	bin := buildLightbus(t)
+	out, stderr, err := runCLI(t, bin, gw, "", "fire", "auth.user_registred", "{}")
+	if err != nil || !strings.Contains(out, "DELIVERIES") || stderr != "lightbus: warning: "+want+"\n" {
+		t.Fatalf("lightbus fire: %v\nstdout %q\nstderr %q", err, out, stderr)
+	}
+}

@@ -237,6 +237,12 @@ type BatchResultItem struct {
 
 	// Repeat True when this fire repeated an earlier one's `Idempotency-Key`; the result is the earlier event's.
 	Repeat bool `json:"repeat"`
+
+	// Warnings What the gateway accepted but finds suspect, one sentence each; absent when
+	// none. Today: an event that the API's schema does not declare (with the
+	// declared event it is closest to, if any). Also sent as `Lightbus-Warning`
+	// headers on a single fire.
+	Warnings *[]string `json:"warnings,omitempty"`
 }
 
 // CreatedKey defines model for CreatedKey.
@@ -517,6 +523,12 @@ type FireResult struct {
 
 	// Repeat True when this fire repeated an earlier one's `Idempotency-Key`; the result is the earlier event's.
 	Repeat bool `json:"repeat"`
+
+	// Warnings What the gateway accepted but finds suspect, one sentence each; absent when
+	// none. Today: an event that the API's schema does not declare (with the
+	// declared event it is closest to, if any). Also sent as `Lightbus-Warning`
+	// headers on a single fire.
+	Warnings *[]string `json:"warnings,omitempty"`
 }
 
 // Health defines model for Health.
@@ -1636,7 +1648,11 @@ type ClientInterface interface {
 	// list each violation with a JSON Pointer into the parameters; nothing is stored.
 	// An API without a schema, or an event its schema does not declare, is accepted,
 	// unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-	// `404 not_found`.
+	// `404 not_found`. An event that the API's schema does not declare is most
+	// often a typo: the answer says so in a `Lightbus-Warning` header and in
+	// `warnings`, with the declared event it is closest to, if any
+	// (`event "user_registred" is not declared by the schema of API "auth"
+	// (version 3); it was stored all the same; did you mean "user_registered"?`).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1657,7 +1673,11 @@ type ClientInterface interface {
 	// list each violation with a JSON Pointer into the parameters; nothing is stored.
 	// An API without a schema, or an event its schema does not declare, is accepted,
 	// unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-	// `404 not_found`.
+	// `404 not_found`. An event that the API's schema does not declare is most
+	// often a typo: the answer says so in a `Lightbus-Warning` header and in
+	// `warnings`, with the declared event it is closest to, if any
+	// (`event "user_registred" is not declared by the schema of API "auth"
+	// (version 3); it was stored all the same; did you mean "user_registered"?`).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2189,7 +2209,11 @@ func (c *Client) FireBatch(ctx context.Context, params *FireBatchParams, body Fi
 // list each violation with a JSON Pointer into the parameters; nothing is stored.
 // An API without a schema, or an event its schema does not declare, is accepted,
 // unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-// `404 not_found`.
+// `404 not_found`. An event that the API's schema does not declare is most
+// often a typo: the answer says so in a `Lightbus-Warning` header and in
+// `warnings`, with the declared event it is closest to, if any
+// (`event "user_registred" is not declared by the schema of API "auth"
+// (version 3); it was stored all the same; did you mean "user_registered"?`).
 //
 // Takes any type of body and a specified content type.
 //
@@ -2220,7 +2244,11 @@ func (c *Client) FireEventWithBody(ctx context.Context, api APIPath, event Event
 // list each violation with a JSON Pointer into the parameters; nothing is stored.
 // An API without a schema, or an event its schema does not declare, is accepted,
 // unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-// `404 not_found`.
+// `404 not_found`. An event that the API's schema does not declare is most
+// often a typo: the answer says so in a `Lightbus-Warning` header and in
+// `warnings`, with the declared event it is closest to, if any
+// (`event "user_registred" is not declared by the schema of API "auth"
+// (version 3); it was stored all the same; did you mean "user_registered"?`).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4276,7 +4304,11 @@ type ClientWithResponsesInterface interface {
 	// list each violation with a JSON Pointer into the parameters; nothing is stored.
 	// An API without a schema, or an event its schema does not declare, is accepted,
 	// unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-	// `404 not_found`.
+	// `404 not_found`. An event that the API's schema does not declare is most
+	// often a typo: the answer says so in a `Lightbus-Warning` header and in
+	// `warnings`, with the declared event it is closest to, if any
+	// (`event "user_registred" is not declared by the schema of API "auth"
+	// (version 3); it was stored all the same; did you mean "user_registered"?`).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4297,7 +4329,11 @@ type ClientWithResponsesInterface interface {
 	// list each violation with a JSON Pointer into the parameters; nothing is stored.
 	// An API without a schema, or an event its schema does not declare, is accepted,
 	// unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-	// `404 not_found`.
+	// `404 not_found`. An event that the API's schema does not declare is most
+	// often a typo: the answer says so in a `Lightbus-Warning` header and in
+	// `warnings`, with the declared event it is closest to, if any
+	// (`event "user_registred" is not declared by the schema of API "auth"
+	// (version 3); it was stored all the same; did you mean "user_registered"?`).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5372,6 +5408,12 @@ func (r FireBatchResponse) ContentType() string {
 // FireEventResponse200Headers the declared response headers of an HTTP 200 response for FireEvent
 type FireEventResponse200Headers struct {
 	IdempotencyReplayed *string
+	LightbusWarning     *string
+}
+
+// FireEventResponse202Headers the declared response headers of an HTTP 202 response for FireEvent
+type FireEventResponse202Headers struct {
+	LightbusWarning *string
 }
 
 // FireEventResponse401Headers the declared response headers of an HTTP 401 response for FireEvent
@@ -5413,6 +5455,8 @@ type FireEventResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *FireEventResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *FireEventResponse202Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *FireEventResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -7531,7 +7575,11 @@ func (c *ClientWithResponses) FireBatchWithResponse(ctx context.Context, params 
 // list each violation with a JSON Pointer into the parameters; nothing is stored.
 // An API without a schema, or an event its schema does not declare, is accepted,
 // unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-// `404 not_found`.
+// `404 not_found`. An event that the API's schema does not declare is most
+// often a typo: the answer says so in a `Lightbus-Warning` header and in
+// `warnings`, with the declared event it is closest to, if any
+// (`event "user_registred" is not declared by the schema of API "auth"
+// (version 3); it was stored all the same; did you mean "user_registered"?`).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7558,7 +7606,11 @@ func (c *ClientWithResponses) FireEventWithBodyWithResponse(ctx context.Context,
 // list each violation with a JSON Pointer into the parameters; nothing is stored.
 // An API without a schema, or an event its schema does not declare, is accepted,
 // unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-// `404 not_found`.
+// `404 not_found`. An event that the API's schema does not declare is most
+// often a typo: the answer says so in a `Lightbus-Warning` header and in
+// `warnings`, with the declared event it is closest to, if any
+// (`event "user_registred" is not declared by the schema of API "auth"
+// (version 3); it was stored all the same; did you mean "user_registered"?`).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8811,7 +8863,24 @@ func ParseFireEventResponse(rsp *http.Response) (*FireEventResponse, error) {
 			}
 			headers.IdempotencyReplayed = &value
 		}
+		if values := rsp.Header.Values("Lightbus-Warning"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Lightbus-Warning", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.LightbusWarning = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers FireEventResponse202Headers
+		if values := rsp.Header.Values("Lightbus-Warning"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Lightbus-Warning", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.LightbusWarning = &value
+		}
+		response.Headers202 = &headers
 	case rsp.StatusCode == 401:
 		var headers FireEventResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {

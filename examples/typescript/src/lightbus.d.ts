@@ -27,7 +27,11 @@ export interface paths {
          *     list each violation with a JSON Pointer into the parameters; nothing is stored.
          *     An API without a schema, or an event its schema does not declare, is accepted,
          *     unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-         *     `404 not_found`.
+         *     `404 not_found`. An event that the API's schema does not declare is most
+         *     often a typo: the answer says so in a `Lightbus-Warning` header and in
+         *     `warnings`, with the declared event it is closest to, if any
+         *     (`event "user_registred" is not declared by the schema of API "auth"
+         *     (version 3); it was stored all the same; did you mean "user_registered"?`).
          */
         post: operations["fireEvent"];
         delete?: never;
@@ -950,6 +954,13 @@ export interface components {
             deliveries: number;
             /** @description True when this fire repeated an earlier one's `Idempotency-Key`; the result is the earlier event's. */
             repeat: boolean;
+            /**
+             * @description What the gateway accepted but finds suspect, one sentence each; absent when
+             *     none. Today: an event that the API's schema does not declare (with the
+             *     declared event it is closest to, if any). Also sent as `Lightbus-Warning`
+             *     headers on a single fire.
+             */
+            warnings?: string[];
         };
         /** @description The events of a batch fire, fired in one transaction. */
         BatchRequest: components["schemas"]["BatchItem"][];
@@ -1634,6 +1645,11 @@ export interface components {
          *     Optional on delivery answers.
          */
         WorkerIDEcho: components["schemas"]["WorkerID"];
+        /**
+         * @description One per warning (see `warnings` in the body): something the gateway accepted
+         *     but finds suspect, such as an event that the API's schema does not declare.
+         */
+        LightbusWarning: string;
     };
     pathItems: never;
 }
@@ -1694,6 +1710,7 @@ export interface operations {
                 headers: {
                     /** @description `true`. */
                     "Idempotency-Replayed"?: "true";
+                    "Lightbus-Warning": components["headers"]["LightbusWarning"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1713,6 +1730,7 @@ export interface operations {
             /** @description The event is stored and its deliveries are queued (`repeat` is false). */
             202: {
                 headers: {
+                    "Lightbus-Warning": components["headers"]["LightbusWarning"];
                     [name: string]: unknown;
                 };
                 content: {
