@@ -51,25 +51,31 @@ func (s *Service) validateEvent(ctx context.Context, ev *Event) (warning string,
 
 // validateCall checks an RPC's parameters as validateEvent checks an
 // event's, and returns the compiled schema of its API (nil when none) for
-// validateResult.
+// validateResult. Unlike an event, a call is refused when its API is
+// unknown to the gateway (EUnknownAPI: no worker would ever answer it), or
+// when its API's schema does not declare its RPC (ENotFound), unless the
+// schema turns validation off; both errors name the nearest known name.
 func (s *Service) validateCall(ctx context.Context, call *Call) (*CompiledAPI, error) {
-	if s.cfg.SchemaCache == nil {
-		return nil, nil
-	}
-	api, err := s.schemaOf(ctx, call.API)
-	if err != nil {
-		return nil, err
+	var api *CompiledAPI
+	if s.cfg.SchemaCache != nil {
+		var err error
+		if api, err = s.schemaOf(ctx, call.API); err != nil {
+			return nil, err
+		}
 	}
 	if api == nil {
-		if s.cfg.StrictSchemas {
+		if err := s.checkKnownAPI(ctx, call.API); err != nil {
+			return nil, err
+		}
+		if s.cfg.StrictSchemas && s.cfg.SchemaCache != nil {
 			return nil, Errorf(ENotFound, "API %q has no schema, and the gateway only accepts calls to APIs with one", call.API)
 		}
 		return nil, nil
 	}
 	params, _, ok := api.RPC(call.Method)
 	if !ok {
-		if s.cfg.StrictSchemas {
-			return nil, Errorf(ENotFound, "the schema of API %q (version %d) declares no rpc %q", call.API, api.Version, call.Method)
+		if s.cfg.StrictSchemas || api.Validate {
+			return nil, undeclaredRPC(api, call)
 		}
 		return api, nil
 	}

@@ -22,6 +22,10 @@ type ServiceConfig struct {
 	SchemaCache *SchemaCache
 	// Forwarder sends RPCs to live workers.
 	Forwarder Forwarder
+	// APIs knows which APIs the gateway has heard of: a call to another
+	// one is answered EUnknownAPI at once instead of waiting for a worker.
+	// Nil knows every API.
+	APIs APIDirectory
 	// WorkerNetworks is where workers' base URLs may point; a registration
 	// with another is refused (EForbidden). Nil is the default policy.
 	WorkerNetworks *WorkerNetworks
@@ -61,6 +65,7 @@ type Service struct {
 	cfg    ServiceConfig
 	logger *slog.Logger
 	keys   *keyCache
+	known  knownAPIs
 }
 
 // NewService returns the service for cfg, filling in defaults.

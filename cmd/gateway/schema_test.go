@@ -146,7 +146,7 @@ func TestStrictSchemas(t *testing.T) {
 
 	expectProblem(t, gw.do(t, "POST", "/v1/events/nothing/paid", `{}`, nil, nil), 404, "not_found")
 	expectProblem(t, gw.do(t, "POST", "/v1/events/billing/unknown", `{}`, nil, nil), 404, "not_found")
-	expectProblem(t, gw.do(t, "POST", "/v1/rpc/nothing/refund", `{}`, nil, nil), 404, "not_found")
+	expectProblem(t, gw.do(t, "POST", "/v1/rpc/nothing/refund", `{}`, nil, nil), 404, "unknown_api") // never heard of
 	expectProblem(t, gw.do(t, "POST", "/v1/rpc/billing/unknown", `{}`, nil, nil), 404, "not_found")
 	expectProblem(t, gw.do(t, "POST", "/v1/events/billing/paid", `{}`, nil, nil), 422, "validation")
 	if resp := gw.do(t, "POST", "/v1/events/billing/untyped", `{"any": "thing"}`, nil, nil); resp.StatusCode != 202 {

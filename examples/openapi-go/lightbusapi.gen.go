@@ -86,6 +86,7 @@ const (
 	ProblemCodeTooLarge     ProblemCode = "too_large"
 	ProblemCodeUnauthorized ProblemCode = "unauthorized"
 	ProblemCodeUnavailable  ProblemCode = "unavailable"
+	ProblemCodeUnknownApi   ProblemCode = "unknown_api"
 	ProblemCodeValidation   ProblemCode = "validation"
 )
 
@@ -117,6 +118,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeUnauthorized:
 		return true
 	case ProblemCodeUnavailable:
+		return true
+	case ProblemCodeUnknownApi:
 		return true
 	case ProblemCodeValidation:
 		return true
@@ -1818,7 +1821,11 @@ type ClientInterface interface {
 	// without one) and forwards the call to a live worker providing `api` (round
 	// robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 	// the gateway's maximum. If no worker is live the call waits for one to register
-	// until the deadline. A call is re-sent to another worker only when the
+	// until the deadline, provided the gateway knows the API (a worker registered it
+	// once, it has an owner or a schema): a call to an API it has never heard of is
+	// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+	// declare is `404 not_found` (unless the schema says `"validate": false`); both
+	// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 	// connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 	// false, the worker's result is checked against the RPC's result schema: a
 	// result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -1836,7 +1843,11 @@ type ClientInterface interface {
 	// without one) and forwards the call to a live worker providing `api` (round
 	// robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 	// the gateway's maximum. If no worker is live the call waits for one to register
-	// until the deadline. A call is re-sent to another worker only when the
+	// until the deadline, provided the gateway knows the API (a worker registered it
+	// once, it has an owner or a schema): a call to an API it has never heard of is
+	// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+	// declare is `404 not_found` (unless the schema says `"validate": false`); both
+	// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 	// connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 	// false, the worker's result is checked against the RPC's result schema: a
 	// result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -2519,7 +2530,11 @@ func (c *Client) ReplayListener(ctx context.Context, service ServicePath, listen
 // without one) and forwards the call to a live worker providing `api` (round
 // robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 // the gateway's maximum. If no worker is live the call waits for one to register
-// until the deadline. A call is re-sent to another worker only when the
+// until the deadline, provided the gateway knows the API (a worker registered it
+// once, it has an owner or a schema): a call to an API it has never heard of is
+// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+// declare is `404 not_found` (unless the schema says `"validate": false`); both
+// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 // connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 // false, the worker's result is checked against the RPC's result schema: a
 // result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -2547,7 +2562,11 @@ func (c *Client) CallRPCWithBody(ctx context.Context, api APIPath, method Identi
 // without one) and forwards the call to a live worker providing `api` (round
 // robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 // the gateway's maximum. If no worker is live the call waits for one to register
-// until the deadline. A call is re-sent to another worker only when the
+// until the deadline, provided the gateway knows the API (a worker registered it
+// once, it has an owner or a schema): a call to an API it has never heard of is
+// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+// declare is `404 not_found` (unless the schema says `"validate": false`); both
+// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 // connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 // false, the worker's result is checked against the RPC's result schema: a
 // result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -4486,7 +4505,11 @@ type ClientWithResponsesInterface interface {
 	// without one) and forwards the call to a live worker providing `api` (round
 	// robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 	// the gateway's maximum. If no worker is live the call waits for one to register
-	// until the deadline. A call is re-sent to another worker only when the
+	// until the deadline, provided the gateway knows the API (a worker registered it
+	// once, it has an owner or a schema): a call to an API it has never heard of is
+	// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+	// declare is `404 not_found` (unless the schema says `"validate": false`); both
+	// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 	// connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 	// false, the worker's result is checked against the RPC's result schema: a
 	// result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -4504,7 +4527,11 @@ type ClientWithResponsesInterface interface {
 	// without one) and forwards the call to a live worker providing `api` (round
 	// robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 	// the gateway's maximum. If no worker is live the call waits for one to register
-	// until the deadline. A call is re-sent to another worker only when the
+	// until the deadline, provided the gateway knows the API (a worker registered it
+	// once, it has an owner or a schema): a call to an API it has never heard of is
+	// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+	// declare is `404 not_found` (unless the schema says `"validate": false`); both
+	// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 	// connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 	// false, the worker's result is checked against the RPC's result schema: a
 	// result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -6503,7 +6530,7 @@ type CallRPCResponse struct {
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFound
+	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -6545,7 +6572,7 @@ func (r CallRPCResponse) GetApplicationproblemJSON403() *Forbidden {
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r CallRPCResponse) GetApplicationproblemJSON404() *NotFound {
+func (r CallRPCResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
 }
 
@@ -7841,7 +7868,11 @@ func (c *ClientWithResponses) ReplayListenerWithResponse(ctx context.Context, se
 // without one) and forwards the call to a live worker providing `api` (round
 // robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 // the gateway's maximum. If no worker is live the call waits for one to register
-// until the deadline. A call is re-sent to another worker only when the
+// until the deadline, provided the gateway knows the API (a worker registered it
+// once, it has an owner or a schema): a call to an API it has never heard of is
+// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+// declare is `404 not_found` (unless the schema says `"validate": false`); both
+// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 // connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 // false, the worker's result is checked against the RPC's result schema: a
 // result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -7865,7 +7896,11 @@ func (c *ClientWithResponses) CallRPCWithBodyWithResponse(ctx context.Context, a
 // without one) and forwards the call to a live worker providing `api` (round
 // robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 // the gateway's maximum. If no worker is live the call waits for one to register
-// until the deadline. A call is re-sent to another worker only when the
+// until the deadline, provided the gateway knows the API (a worker registered it
+// once, it has an owner or a schema): a call to an API it has never heard of is
+// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+// declare is `404 not_found` (unless the schema says `"validate": false`); both
+// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 // connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 // false, the worker's result is checked against the RPC's result schema: a
 // result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -9833,7 +9868,7 @@ func ParseCallRPCResponse(rsp *http.Response) (*CallRPCResponse, error) {
 		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

@@ -322,7 +322,11 @@ export interface paths {
          *     without one) and forwards the call to a live worker providing `api` (round
          *     robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
          *     the gateway's maximum. If no worker is live the call waits for one to register
-         *     until the deadline. A call is re-sent to another worker only when the
+         *     until the deadline, provided the gateway knows the API (a worker registered it
+         *     once, it has an owner or a schema): a call to an API it has never heard of is
+         *     `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+         *     declare is `404 not_found` (unless the schema says `"validate": false`); both
+         *     name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
          *     connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
          *     false, the worker's result is checked against the RPC's result schema: a
          *     result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -1409,7 +1413,7 @@ export interface components {
          * @description The stable code of a problem; programs switch on it.
          * @enum {string}
          */
-        ProblemCode: "invalid" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "validation" | "remote_error" | "internal" | "bad_gateway" | "no_worker" | "unavailable" | "timeout" | "rate_limited";
+        ProblemCode: "invalid" | "unauthorized" | "forbidden" | "not_found" | "unknown_api" | "conflict" | "too_large" | "validation" | "remote_error" | "internal" | "bad_gateway" | "no_worker" | "unavailable" | "timeout" | "rate_limited";
     };
     responses: {
         /** @description `invalid`: malformed JSON, a body that is not an object or is beyond the limits, a bad name, header or query parameter. */
@@ -2433,7 +2437,18 @@ export interface operations {
             400: components["responses"]["Invalid"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
+            /**
+             * @description `unknown_api`: the gateway has never heard of the API; or `not_found`: the
+             *     API's schema does not declare the RPC. Both name the nearest known name.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Validation"];
             429: components["responses"]["RateLimited"];
