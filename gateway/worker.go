@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -239,10 +238,6 @@ type RegistrationResult struct {
 	SchemaConflicts     []SchemaConflict `json:"schema_conflicts,omitempty"`
 	// Published names the APIs whose schema got a new version.
 	Published []string `json:"-"`
-	// Declared names the APIs for which the worker declares another schema
-	// than at its previous registration (or declares one for the first
-	// time): their current version may have changed without a new one.
-	Declared []string `json:"-"`
 }
 
 // WorkerStore keeps worker registrations and listener groups.
@@ -312,12 +307,17 @@ func (s *Service) Register(ctx context.Context, reg *Registration) (*Registratio
 	return res, nil
 }
 
-// afterRegistration forgets cached schemas the registration replaced and
-// warns about workers that disagree on a schema.
+// afterRegistration forgets the cached current schema of each API the
+// worker declares one for: the registration may have published a version,
+// or made a live worker declare an older one again (the current version
+// follows the live workers; see SchemaStore). It then warns about workers
+// that disagree on a schema.
 func (s *Service) afterRegistration(ctx context.Context, reg *Registration, res *RegistrationResult) {
 	if s.cfg.SchemaCache != nil {
-		for _, api := range slices.Concat(res.Published, res.Declared) {
-			s.cfg.SchemaCache.Invalidate(api)
+		for _, a := range reg.APIs {
+			if a.SchemaDocument() != nil {
+				s.cfg.SchemaCache.Invalidate(a.Name)
+			}
 		}
 	}
 	for _, api := range res.Published {

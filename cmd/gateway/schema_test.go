@@ -394,6 +394,22 @@ func TestSchemaFollowsLiveWorkers(t *testing.T) {
 			if len(versions.Versions) != 2 {
 				t.Fatalf("versions after the worker came back: %+v", versions.Versions)
 			}
+			if gone != "Deregistered" {
+				return
+			}
+
+			// Gone again, its version can be made current with PUT: the same
+			// document as a new version, published without a worker.
+			gw.do(t, "DELETE", "/v1/workers/auth-a", "", nil, nil)
+			testwait.For(t, 30*time.Second, "v1 to be current again", func() bool { return call().StatusCode == 200 })
+			var v2 schemaAnswer
+			gw.do(t, "GET", "/v1/schema/auth?version=2", "", nil, &v2)
+			doc, _ := json.Marshal(v2.Schema)
+			var v3 schemaAnswer
+			if resp := gw.do(t, "PUT", "/v1/schema/auth", string(doc), nil, &v3); resp.StatusCode != 201 || v3.Version != 3 || v3.Hash != v2.Hash {
+				t.Fatalf("PUT of version 2's document: %d %+v", resp.StatusCode, v3)
+			}
+			expectProblem(t, call(), 422, "validation")
 		})
 	}
 }

@@ -129,7 +129,6 @@ func registerSchemas(ctx context.Context, tx pgx.Tx, reg *gateway.Registration, 
 		if prev == hash {
 			continue // a heartbeat: it does not publish again
 		}
-		res.Declared = append(res.Declared, a.Name)
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO lightbus_worker_schema (worker_id, api, hash) VALUES ($1, $2, $3)
 			ON CONFLICT (worker_id, api) DO UPDATE SET hash = EXCLUDED.hash`, reg.WorkerID, a.Name, hash); err != nil {
