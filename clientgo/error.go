@@ -22,7 +22,8 @@ const (
 	CodeInvalid      = "invalid"      // 400: malformed JSON, a body that is not an object, a bad name, header or query parameter
 	CodeUnauthorized = "unauthorized" // 401: no API key, or an unknown or revoked one (or a bad delivery signature)
 	CodeForbidden    = "forbidden"    // 403: the API key lacks the scope; Error.Detail names it
-	CodeNotFound     = "not_found"    // 404: no such resource, or an RPC nobody serves
+	CodeNotFound     = "not_found"    // 404: no such resource, or an RPC nobody serves (or that its API's schema does not declare)
+	CodeUnknownAPI   = "unknown_api"  // 404: a call to an API the gateway has never heard of; Error.Detail names the nearest known API
 	CodeConflict     = "conflict"     // 409: conflicts with current state, e.g. an API owned by another service
 	CodeTooLarge     = "too_large"    // 413: the body is over the configured limit
 	CodeValidation   = "validation"   // 422: the parameters do not match the declared schema; see Error.Violations

@@ -30,6 +30,10 @@ type FireResult struct {
 	// same Idempotency-Key, e.g. a retry whose first answer was lost): the
 	// result is the original event's.
 	Repeat bool `json:"repeat"`
+	// Warnings says what the gateway accepted but finds suspect, one
+	// sentence each: today, an event that its API's schema does not
+	// declare, often a typo ("did you mean ..."). Empty when none.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Fire fires the event name ("auth.user_registered") with params, which

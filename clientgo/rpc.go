@@ -37,7 +37,8 @@ const callGrace = 5 * time.Second
 // gateway applies the API's default. Errors answered by the gateway are
 // *Error: CodeRemoteError (the handler failed; see ErrorType and Message),
 // CodeNoWorker, CodeTimeout, CodeValidation, CodeInvalid, CodeNotFound,
-// CodeBadGateway, ... A call is never retried: it may have run.
+// CodeUnknownAPI (an API the gateway has never heard of: a typo, most
+// often), CodeBadGateway, ... A call is never retried: it may have run.
 func (b *Bus) Call(ctx context.Context, name string, params, result any, opts ...CallOption) error {
 	api, method, err := splitName("rpc", name, false)
 	if err != nil {

@@ -16,6 +16,7 @@ const (
 	EUnauthorized = "unauthorized" // missing or bad credentials
 	EForbidden    = "forbidden"    // credentials lack the permission
 	ENotFound     = "not_found"    // no such resource
+	EUnknownAPI   = "unknown_api"  // an RPC to an API the gateway has never heard of
 	EConflict     = "conflict"     // conflicts with current state
 	ETooLarge     = "too_large"    // body over the configured limit
 	EValidation   = "validation"   // parameters do not match the schema

@@ -80,6 +80,9 @@ type FireResult struct {
 	CreatedAt  time.Time `json:"created_at"`
 	Deliveries int       `json:"deliveries"`
 	Repeat     bool      `json:"repeat"`
+	// Warnings says what the gateway accepted but finds suspect, such as
+	// an event its API's schema does not declare; absent when none.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Idempotency key bounds.

@@ -42,15 +42,24 @@ func (s *Service) Fire(ctx context.Context, ev *Event) (*FireResult, error) {
 			return nil, err
 		}
 	}
-	if err := s.validateEvent(ctx, ev); err != nil {
+	warning, err := s.validateEvent(ctx, ev)
+	if err != nil {
 		return nil, err
 	}
 	var res *FireResult
-	err := s.bounded(ctx, func(ctx context.Context) (err error) {
+	err = s.bounded(ctx, func(ctx context.Context) (err error) {
 		res, err = s.cfg.Events.FireEvent(ctx, ev, s.cfg.IdempotencyWindow)
 		return err
 	})
-	return res, err
+	if err != nil {
+		return nil, err
+	}
+	if warning != "" {
+		out := *res // the store's result may be shared (idempotent repeats)
+		out.Warnings = []string{warning}
+		res = &out
+	}
+	return res, nil
 }
 
 // FireBatch stores every item's event and queues their deliveries in one
@@ -67,7 +76,8 @@ func (s *Service) FireBatch(ctx context.Context, items []BatchItem) ([]BatchResu
 			return nil, err
 		}
 	}
-	if err := s.validateBatch(ctx, events); err != nil {
+	warnings, err := s.validateBatch(ctx, events)
+	if err != nil {
 		return nil, err
 	}
 	var fired []*FireResult
@@ -81,6 +91,9 @@ func (s *Service) FireBatch(ctx context.Context, items []BatchItem) ([]BatchResu
 	results := make([]BatchResult, len(fired))
 	for i, f := range fired {
 		results[i] = BatchResult{Index: i, FireResult: *f}
+		if warnings[i] != "" {
+			results[i].Warnings = []string{warnings[i]}
+		}
 	}
 	return results, nil
 }
@@ -129,17 +142,20 @@ func NewBatch(items []BatchItem) ([]*Event, error) {
 
 // validateBatch checks every event of a batch against its schema, as a
 // single fire would, and reports every violation with a pointer into the
-// batch (/2/params/email); nothing is stored when any event fails.
-func (s *Service) validateBatch(ctx context.Context, events []*Event) error {
+// batch (/2/params/email); nothing is stored when any event fails. It
+// returns each event's warning ("" when none), by index.
+func (s *Service) validateBatch(ctx context.Context, events []*Event) ([]string, error) {
 	var bad []Violation
+	warnings := make([]string, len(events))
 	for i, ev := range events {
-		err := s.validateEvent(ctx, ev)
+		var err error
+		warnings[i], err = s.validateEvent(ctx, ev)
 		if err == nil {
 			continue
 		}
 		var e *Error
 		if !errors.As(err, &e) || (e.Code != EValidation && e.Code != ENotFound) {
-			return err
+			return nil, err
 		}
 		if len(e.Violations) == 0 {
 			bad = append(bad, Violation{Pointer: fmt.Sprintf("/%d", i), Message: e.Message})
@@ -149,7 +165,7 @@ func (s *Service) validateBatch(ctx context.Context, events []*Event) error {
 		}
 	}
 	if len(bad) > 0 {
-		return &Error{Code: EValidation, Message: "events of the batch do not match their schemas; nothing was stored", Violations: bad}
+		return nil, &Error{Code: EValidation, Message: "events of the batch do not match their schemas; nothing was stored", Violations: bad}
 	}
-	return nil
+	return warnings, nil
 }

@@ -173,6 +173,13 @@ type SchemaConflict struct {
 
 // SchemaStore keeps the versions of API schemas. Registrations publish
 // through WorkerStore.RegisterWorker.
+//
+// The current version of an API follows its live workers: it is the newest
+// version that a live worker declares (by hash) or that was published
+// without a worker (PUT /v1/schema/{api}); when no live worker declares a
+// schema for the API, it is the newest version. A version published by a
+// worker that is gone is thus not enforced on the workers still live, and a
+// schema outlives all its workers.
 type SchemaStore interface {
 	// PublishSchema stores sv (API, Hash, Schema, Service, WorkerID set) as
 	// the API's next version, unless the current version has the same

@@ -196,6 +196,12 @@ func (c *CompiledAPI) Event(name string) (*jsonschema.Schema, bool) {
 	return s, ok
 }
 
+// Events returns the names of the events the API declares, sorted.
+func (c *CompiledAPI) Events() []string { return slices.Sorted(maps.Keys(c.events)) }
+
+// RPCs returns the names of the RPCs the API declares, sorted.
+func (c *CompiledAPI) RPCs() []string { return slices.Sorted(maps.Keys(c.rpcs)) }
+
 // RPC reports whether the API declares the RPC and returns its parameters
 // and result schemas (nil when absent).
 func (c *CompiledAPI) RPC(name string) (params, result *jsonschema.Schema, ok bool) {

@@ -9,63 +9,73 @@ import (
 // validateEvent checks a fired event against its API's current schema:
 // unknown APIs and events pass unless the gateway is strict (ENotFound);
 // parameters that do not match are an EValidation error listing each
-// violation. Call it before the event is stored.
-func (s *Service) validateEvent(ctx context.Context, ev *Event) error {
+// violation. Call it before the event is stored. An event that passes
+// although its API's schema does not declare it (a typo, often) comes with
+// a warning for the caller, naming the declared event it is closest to.
+func (s *Service) validateEvent(ctx context.Context, ev *Event) (warning string, err error) {
 	if s.cfg.SchemaCache == nil {
-		return nil
+		return "", nil
 	}
 	api, err := s.schemaOf(ctx, ev.API)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if api == nil {
 		if s.cfg.StrictSchemas {
-			return Errorf(ENotFound, "API %q has no schema, and the gateway only accepts events of APIs with one", ev.API)
+			return "", Errorf(ENotFound, "API %q has no schema, and the gateway only accepts events of APIs with one", ev.API)
 		}
-		return nil
+		return "", nil
 	}
 	sch, ok := api.Event(ev.Name)
 	if !ok {
+		undeclared := fmt.Sprintf("event %q is not declared by the schema of API %q (version %d)", ev.Name, ev.API, api.Version)
+		hint := didYouMean(ev.Name, api.Events())
 		if s.cfg.StrictSchemas {
-			return Errorf(ENotFound, "the schema of API %q (version %d) declares no event %q", ev.API, api.Version, ev.Name)
+			return "", Errorf(ENotFound, "%s%s", undeclared, hint)
 		}
-		return nil
+		return undeclared + "; it was stored all the same" + hint, nil
 	}
 	if !api.Validate {
-		return nil
+		return "", nil
 	}
 	vs, err := ValidateJSON(sch, ev.Params)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if len(vs) > 0 {
-		return &Error{Code: EValidation, Violations: vs,
+		return "", &Error{Code: EValidation, Violations: vs,
 			Message: fmt.Sprintf("the parameters of %s.%s do not match its schema (version %d)", ev.API, ev.Name, api.Version)}
 	}
-	return nil
+	return "", nil
 }
 
 // validateCall checks an RPC's parameters as validateEvent checks an
 // event's, and returns the compiled schema of its API (nil when none) for
-// validateResult.
+// validateResult. Unlike an event, a call is refused when its API is
+// unknown to the gateway (EUnknownAPI: no worker would ever answer it), or
+// when its API's schema does not declare its RPC (ENotFound), unless the
+// schema turns validation off; both errors name the nearest known name.
 func (s *Service) validateCall(ctx context.Context, call *Call) (*CompiledAPI, error) {
-	if s.cfg.SchemaCache == nil {
-		return nil, nil
-	}
-	api, err := s.schemaOf(ctx, call.API)
-	if err != nil {
-		return nil, err
+	var api *CompiledAPI
+	if s.cfg.SchemaCache != nil {
+		var err error
+		if api, err = s.schemaOf(ctx, call.API); err != nil {
+			return nil, err
+		}
 	}
 	if api == nil {
-		if s.cfg.StrictSchemas {
+		if err := s.checkKnownAPI(ctx, call.API); err != nil {
+			return nil, err
+		}
+		if s.cfg.StrictSchemas && s.cfg.SchemaCache != nil {
 			return nil, Errorf(ENotFound, "API %q has no schema, and the gateway only accepts calls to APIs with one", call.API)
 		}
 		return nil, nil
 	}
 	params, _, ok := api.RPC(call.Method)
 	if !ok {
-		if s.cfg.StrictSchemas {
-			return nil, Errorf(ENotFound, "the schema of API %q (version %d) declares no rpc %q", call.API, api.Version, call.Method)
+		if s.cfg.StrictSchemas || api.Validate {
+			return nil, undeclaredRPC(api, call)
 		}
 		return api, nil
 	}

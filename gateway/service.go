@@ -25,6 +25,10 @@ type ServiceConfig struct {
 	// Tasks keeps scheduled tasks' runs; nil keeps none (run reports are
 	// EUnavailable, the list is empty).
 	Tasks TaskStore
+	// APIs knows which APIs the gateway has heard of: a call to another
+	// one is answered EUnknownAPI at once instead of waiting for a worker.
+	// Nil knows every API.
+	APIs APIDirectory
 	// WorkerNetworks is where workers' base URLs may point; a registration
 	// with another is refused (EForbidden). Nil is the default policy.
 	WorkerNetworks *WorkerNetworks
@@ -67,6 +71,7 @@ type Service struct {
 	logger  *slog.Logger
 	keys    *keyCache
 	streams *streamHub
+	known   knownAPIs
 }
 
 // NewService returns the service for cfg, filling in defaults.

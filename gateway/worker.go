@@ -321,12 +321,17 @@ func (s *Service) Register(ctx context.Context, reg *Registration) (*Registratio
 	return res, nil
 }
 
-// afterRegistration forgets cached schemas the registration replaced and
-// warns about workers that disagree on a schema.
+// afterRegistration forgets the cached current schema of each API the
+// worker declares one for: the registration may have published a version,
+// or made a live worker declare an older one again (the current version
+// follows the live workers; see SchemaStore). It then warns about workers
+// that disagree on a schema.
 func (s *Service) afterRegistration(ctx context.Context, reg *Registration, res *RegistrationResult) {
 	if s.cfg.SchemaCache != nil {
-		for _, api := range res.Published {
-			s.cfg.SchemaCache.Invalidate(api)
+		for _, a := range reg.APIs {
+			if a.SchemaDocument() != nil {
+				s.cfg.SchemaCache.Invalidate(a.Name)
+			}
 		}
 	}
 	for _, api := range res.Published {

@@ -84,6 +84,11 @@ func expectUnauthorized(t *testing.T, resp *http.Response) {
 func TestAuthScopes(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, withAuth)
+	// billing is known, so that an allowed call waits for a worker (and
+	// finds none) rather than being unknown_api.
+	if resp := gw.do(t, "PUT", "/v1/schema/billing", `{"rpcs":{"charge":{}}}`, bearer(testBootstrapToken), nil); resp.StatusCode != 201 {
+		t.Fatalf("publish billing's schema: %d", resp.StatusCode)
+	}
 
 	type request struct{ method, path, body string }
 	fire := request{"POST", "/v1/events/billing/charged", `{}`}

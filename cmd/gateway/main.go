@@ -315,6 +315,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Listeners:         store,
 		Replays:           store,
 		Schemas:           store,
+		APIs:              store,
 		Ready:             store.Ready,
 		Logger:            logger,
 		MaxAttempts:       cfg.DeliveryMaxAttempts,

@@ -5,10 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	lightbus "github.com/lightbus-go/lightbus/clientgo"
 	"github.com/lightbus-go/lightbus/internal/testwait"
 )
 
@@ -19,6 +21,17 @@ func registerWorker(t *testing.T, gw *testGateway, workerID, service, api, baseU
 		service, baseURL, leaseMS, api)
 	if resp := gw.do(t, "PUT", "/v1/workers/"+workerID, body, nil, nil); resp.StatusCode != 200 {
 		t.Fatalf("register %s: %d", workerID, resp.StatusCode)
+	}
+}
+
+// restarting makes api known to gw with no live worker: a worker registers
+// it and deregisters, as one does when it restarts. Calls to an API the
+// gateway knows wait for a worker; to another, they are unknown_api at once.
+func restarting(t *testing.T, gw *testGateway, api string) {
+	t.Helper()
+	registerWorker(t, gw, api+"-0", api, api, "http://127.0.0.1:9", 60000)
+	if resp := gw.do(t, "DELETE", "/v1/workers/"+api+"-0", "", nil, nil); resp.StatusCode != 204 {
+		t.Fatalf("deregister %s-0: %d", api, resp.StatusCode)
 	}
 }
 
@@ -113,6 +126,7 @@ func TestRPC(t *testing.T) {
 	t.Run("NoWorker", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
+		restarting(t, gw, "auth")
 		start := time.Now()
 		expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, map[string]string{"Lightbus-Timeout": "300ms"}, nil), 503, "no_worker")
 		// It waits for a worker until the deadline, not longer: 3 s leaves a
@@ -177,6 +191,7 @@ func TestRPC(t *testing.T) {
 	t.Run("WaitsForAWorker", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t, nil)
+		restarting(t, gw, "auth")
 		w := rpcWorker(t, "auth-1", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"result":"late but here"}`) })
 		go func() {
 			time.Sleep(400 * time.Millisecond) // any delay: the call must wait for the late worker
@@ -269,5 +284,59 @@ func TestRPCAtMostOnceAcrossWorkers(t *testing.T) {
 	var out struct{ Result bool }
 	if resp := gw.do(t, "POST", "/v1/rpc/auth/check_password", `{}`, nil, &out); resp.StatusCode != 200 || !out.Result {
 		t.Fatalf("the next call: %d %+v", resp.StatusCode, out)
+	}
+}
+
+// A call to an API the gateway has never heard of is answered at once,
+// 404 unknown_api with the nearest known API, instead of waiting its whole
+// deadline for a worker; a call to an RPC the API's schema does not declare
+// is 404 not_found with the nearest declared RPC.
+func TestUnknownAPI(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, nil)
+	gw.do(t, "PUT", "/v1/schema/auth", `{"rpcs": {"check_password": {}, "create_user": {}}}`, nil, nil)
+	gw.do(t, "PUT", "/v1/schema/loose", `{"validate": false, "rpcs": {"ping": {}}}`, nil, nil)
+	restarting(t, gw, "billing") // known without a schema
+	long := map[string]string{"Lightbus-Timeout": "1m"}
+	short := map[string]string{"Lightbus-Timeout": "200ms"}
+
+	// At once, though the deadline is a minute away.
+	p := expectProblem(t, gw.do(t, "POST", "/v1/rpc/auht/check_password", `{}`, long, nil), 404, "unknown_api")
+	if !strings.HasSuffix(p.Detail, `; did you mean "auth"?`) {
+		t.Errorf("unknown API: %+v", p)
+	}
+	p = expectProblem(t, gw.do(t, "POST", "/v1/rpc/bliling/refund", `{}`, long, nil), 404, "unknown_api")
+	if !strings.HasSuffix(p.Detail, `; did you mean "billing"?`) {
+		t.Errorf("unknown API near one without a schema: %+v", p)
+	}
+	p = expectProblem(t, gw.do(t, "POST", "/v1/rpc/inventory/count", `{}`, long, nil), 404, "unknown_api")
+	if strings.Contains(p.Detail, "did you mean") {
+		t.Errorf("unknown API far from any: %+v", p)
+	}
+	p = expectProblem(t, gw.do(t, "POST", "/v1/rpc/auth/chek_password", `{}`, long, nil), 404, "not_found")
+	if p.Detail != `the schema of API "auth" (version 1) declares no rpc "chek_password"; did you mean "check_password"?` {
+		t.Errorf("undeclared RPC: %+v", p)
+	}
+
+	// Known APIs wait for a worker: with a schema (the RPC declared, or
+	// validation off), or registered once.
+	for _, path := range []string{"/v1/rpc/auth/check_password", "/v1/rpc/loose/anything", "/v1/rpc/billing/refund"} {
+		expectProblem(t, gw.do(t, "POST", path, `{}`, short, nil), 503, "no_worker")
+	}
+	// An API registered just now (here, or on another replica) is known at
+	// once: an unknown name is looked up again.
+	expectProblem(t, gw.do(t, "POST", "/v1/rpc/late/x", `{}`, long, nil), 404, "unknown_api")
+	if _, err := gw.app.pool.Exec(t.Context(), `INSERT INTO lightbus_api_owner (api, service) VALUES ('late', 'late')`); err != nil {
+		t.Fatal(err)
+	}
+	expectProblem(t, gw.do(t, "POST", "/v1/rpc/late/x", `{}`, short, nil), 503, "no_worker")
+
+	// The Go client sees the code.
+	bus, err := lightbus.Create(lightbus.WithURL(gw.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Call(t.Context(), "auht.check_password", nil, nil); !lightbus.IsCode(err, lightbus.CodeUnknownAPI) || !strings.Contains(err.Error(), `did you mean "auth"`) {
+		t.Errorf("clientgo: %v", err)
 	}
 }

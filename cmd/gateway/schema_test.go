@@ -146,7 +146,7 @@ func TestStrictSchemas(t *testing.T) {
 
 	expectProblem(t, gw.do(t, "POST", "/v1/events/nothing/paid", `{}`, nil, nil), 404, "not_found")
 	expectProblem(t, gw.do(t, "POST", "/v1/events/billing/unknown", `{}`, nil, nil), 404, "not_found")
-	expectProblem(t, gw.do(t, "POST", "/v1/rpc/nothing/refund", `{}`, nil, nil), 404, "not_found")
+	expectProblem(t, gw.do(t, "POST", "/v1/rpc/nothing/refund", `{}`, nil, nil), 404, "unknown_api") // never heard of
 	expectProblem(t, gw.do(t, "POST", "/v1/rpc/billing/unknown", `{}`, nil, nil), 404, "not_found")
 	expectProblem(t, gw.do(t, "POST", "/v1/events/billing/paid", `{}`, nil, nil), 422, "validation")
 	if resp := gw.do(t, "POST", "/v1/events/billing/untyped", `{"any": "thing"}`, nil, nil); resp.StatusCode != 202 {
@@ -322,5 +322,162 @@ func TestBatchFireValidatesSchemas(t *testing.T) {
 	ok := `[{"api": "billing", "event": "paid", "params": {"invoice": "i1", "amount": 5}}, {"api": "other", "event": "x", "params": {}}]`
 	if resp := gw.do(t, "POST", "/v1/events", ok, nil, nil); resp.StatusCode != 202 {
 		t.Fatalf("valid batch: %d", resp.StatusCode)
+	}
+}
+
+// The current schema of an API follows its live workers: a stricter version
+// published by a worker that is gone (deregistered, or its lease expired)
+// no longer refuses the calls of a worker still live on the older version.
+func TestSchemaFollowsLiveWorkers(t *testing.T) {
+	t.Parallel()
+	for _, gone := range []string{"Deregistered", "Expired"} {
+		t.Run(gone, func(t *testing.T) {
+			t.Parallel()
+			gw := startGateway(t, func(c *Config) { c.SchemaCacheTTL = 50 * time.Millisecond })
+			register := func(workerID string, leaseMS int, required ...string) {
+				t.Helper()
+				w := rpcWorker(t, workerID, func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "application/json")
+					fmt.Fprint(w, `{"result": true}`)
+				})
+				req, _ := json.Marshal(required)
+				body := fmt.Sprintf(`{"service": "auth", "base_url": %q, "lease_ttl_ms": %d, "apis": [{"name": "auth",
+					"rpcs": [{"name": "check_password", "params_schema": {"type": "object", "required": %s}}]}]}`, w.URL, leaseMS, req)
+				if resp := gw.do(t, "PUT", "/v1/workers/"+workerID, body, nil, nil); resp.StatusCode != 200 {
+					t.Fatalf("register %s: %d", workerID, resp.StatusCode)
+				}
+			}
+			call := func() *http.Response {
+				return gw.do(t, "POST", "/v1/rpc/auth/check_password", `{"username": "sally"}`, nil, nil)
+			}
+			register("auth-b", 60000, "username") // v1
+			if resp := call(); resp.StatusCode != 200 {
+				t.Fatalf("call under v1: %d", resp.StatusCode)
+			}
+
+			switch gone {
+			case "Deregistered":
+				register("auth-a", 60000, "username", "otp") // v2, stricter
+				p := expectProblem(t, call(), 422, "validation")
+				expectViolations(t, p, gateway.Violation{Pointer: "/otp", Message: "missing required property"})
+				if resp := gw.do(t, "DELETE", "/v1/workers/auth-a", "", nil, nil); resp.StatusCode != 204 {
+					t.Fatalf("deregister: %d", resp.StatusCode)
+				}
+			case "Expired":
+				register("auth-a", 1000, "username", "otp") // v2, stricter; its lease runs out
+			}
+			testwait.For(t, 30*time.Second, "calls valid under v1 to be accepted again", func() bool {
+				return call().StatusCode == 200
+			})
+			var cur schemaAnswer
+			gw.do(t, "GET", "/v1/schema/auth", "", nil, &cur)
+			if cur.Version != 1 || cur.WorkerID != "auth-b" || len(cur.Conflicts) != 0 {
+				t.Fatalf("current schema: %+v", cur)
+			}
+			var versions struct {
+				Versions []schemaAnswer `json:"versions"`
+			}
+			gw.do(t, "GET", "/v1/schema/auth/versions", "", nil, &versions)
+			if len(versions.Versions) != 2 || versions.Versions[0].WorkerID != "auth-a" {
+				t.Fatalf("versions: %+v", versions.Versions)
+			}
+
+			// The stricter worker back: its version is current again (at once
+			// on the replica it registered with), and no new version is made.
+			register("auth-a", 60000, "username", "otp")
+			expectProblem(t, call(), 422, "validation")
+			gw.do(t, "GET", "/v1/schema/auth", "", nil, &cur)
+			if cur.Version != 2 || len(cur.Conflicts) != 1 || cur.Conflicts[0].WorkerID != "auth-b" {
+				t.Fatalf("current schema with both live: %+v", cur)
+			}
+			gw.do(t, "GET", "/v1/schema/auth/versions", "", nil, &versions)
+			if len(versions.Versions) != 2 {
+				t.Fatalf("versions after the worker came back: %+v", versions.Versions)
+			}
+			if gone != "Deregistered" {
+				return
+			}
+
+			// Gone again, its version can be made current with PUT: the same
+			// document as a new version, published without a worker.
+			gw.do(t, "DELETE", "/v1/workers/auth-a", "", nil, nil)
+			testwait.For(t, 30*time.Second, "v1 to be current again", func() bool { return call().StatusCode == 200 })
+			var v2 schemaAnswer
+			gw.do(t, "GET", "/v1/schema/auth?version=2", "", nil, &v2)
+			doc, _ := json.Marshal(v2.Schema)
+			var v3 schemaAnswer
+			if resp := gw.do(t, "PUT", "/v1/schema/auth", string(doc), nil, &v3); resp.StatusCode != 201 || v3.Version != 3 || v3.Hash != v2.Hash {
+				t.Fatalf("PUT of version 2's document: %d %+v", resp.StatusCode, v3)
+			}
+			expectProblem(t, call(), 422, "validation")
+		})
+	}
+}
+
+// A fire of an event that its API's schema does not declare is accepted,
+// with a warning naming the declared event it is closest to: in a
+// Lightbus-Warning header, in warnings, in clientgo's FireResult and on
+// lightbus fire's standard error.
+func TestUndeclaredEventWarning(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, nil)
+	gw.do(t, "PUT", "/v1/schema/auth", `{"events": {"user_registered": {}, "user_deleted": {}}}`, nil, nil)
+	const want = `event "user_registred" is not declared by the schema of API "auth" (version 1); it was stored all the same; did you mean "user_registered"?`
+
+	var res struct {
+		ID       string   `json:"id"`
+		Warnings []string `json:"warnings"`
+	}
+	resp := gw.do(t, "POST", "/v1/events/auth/user_registred", `{}`, nil, &res)
+	if resp.StatusCode != 202 || res.ID == "" || !slices.Equal(resp.Header.Values("Lightbus-Warning"), []string{want}) || !slices.Equal(res.Warnings, []string{want}) {
+		t.Fatalf("fire of a typo: %d %q %+v", resp.StatusCode, resp.Header.Values("Lightbus-Warning"), res)
+	}
+	// No near name: the warning says only that it is not declared.
+	res.Warnings = nil
+	resp = gw.do(t, "POST", "/v1/events/auth/order_placed", `{}`, nil, &res)
+	if w := resp.Header.Get("Lightbus-Warning"); resp.StatusCode != 202 || !strings.HasPrefix(w, `event "order_placed" is not declared`) ||
+		strings.Contains(w, "did you mean") || len(res.Warnings) != 1 {
+		t.Fatalf("fire of an undeclared event: %d %q %+v", resp.StatusCode, w, res)
+	}
+	// Declared events, and APIs without a schema, carry no warning.
+	for _, path := range []string{"/v1/events/auth/user_registered", "/v1/events/billing/paid"} {
+		res.Warnings = nil
+		resp = gw.do(t, "POST", path, `{}`, nil, &res)
+		if resp.StatusCode != 202 || resp.Header.Get("Lightbus-Warning") != "" || res.Warnings != nil {
+			t.Fatalf("POST %s: %d %q %+v", path, resp.StatusCode, resp.Header.Get("Lightbus-Warning"), res)
+		}
+	}
+	// A repeat (same Idempotency-Key) warns again.
+	key := map[string]string{"Idempotency-Key": "k1"}
+	gw.do(t, "POST", "/v1/events/auth/user_registred", `{}`, key, nil)
+	res.Warnings = nil
+	if resp = gw.do(t, "POST", "/v1/events/auth/user_registred", `{}`, key, &res); resp.StatusCode != 200 || !slices.Equal(res.Warnings, []string{want}) {
+		t.Fatalf("repeat: %d %+v", resp.StatusCode, res)
+	}
+	// A batch: each item's warnings.
+	var batch struct {
+		Results []struct {
+			Index    int      `json:"index"`
+			Warnings []string `json:"warnings"`
+		} `json:"results"`
+	}
+	resp = gw.do(t, "POST", "/v1/events", `[{"api": "auth", "event": "user_registered", "params": {}}, {"api": "auth", "event": "user_registred", "params": {}}]`, nil, &batch)
+	if resp.StatusCode != 202 || len(batch.Results) != 2 || batch.Results[0].Warnings != nil || !slices.Equal(batch.Results[1].Warnings, []string{want}) {
+		t.Fatalf("batch: %d %+v", resp.StatusCode, batch)
+	}
+
+	// The Go client and the CLI.
+	bus, err := lightbus.Create(lightbus.WithURL(gw.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fired, err := bus.Fire(t.Context(), "auth.user_registred", nil)
+	if err != nil || !slices.Equal(fired.Warnings, []string{want}) {
+		t.Fatalf("clientgo: %+v, %v", fired, err)
+	}
+	bin := buildLightbus(t)
+	out, stderr, err := runCLI(t, bin, gw, "", "fire", "auth.user_registred", "{}")
+	if err != nil || !strings.Contains(out, "DELIVERIES") || stderr != "lightbus: warning: "+want+"\n" {
+		t.Fatalf("lightbus fire: %v\nstdout %q\nstderr %q", err, out, stderr)
 	}
 }

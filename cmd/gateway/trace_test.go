@@ -241,7 +241,9 @@ func TestTraceHeaders(t *testing.T) {
 			t.Errorf("traceparent %.40q stored %q %q, want nothing", bad, gotTP, gotTS)
 		}
 	}
-	// A call with a malformed traceparent is no worse off: no worker, 503.
+	// A call with a malformed traceparent is no worse off: no worker, 503
+	// (for an API the gateway knows; see TestUnknownAPI).
+	restarting(t, gw, "shop")
 	expectProblem(t, gw.do(t, "POST", "/v1/rpc/shop/quote", `{}`, map[string]string{"Traceparent": "garbage", "Lightbus-Timeout": "50ms"}, nil),
 		http.StatusServiceUnavailable, "no_worker")
 }

@@ -38,6 +38,9 @@ event and queued its deliveries.`,
 			if err != nil {
 				return err
 			}
+			for _, w := range res.Warnings {
+				c.progress("lightbus: warning: %s\n", w)
+			}
 			if c.jsonOut {
 				return c.printJSON(res)
 			}

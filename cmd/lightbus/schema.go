@@ -88,7 +88,11 @@ func (c *cli) loadschemaCmd() *cobra.Command {
 one schema document (its API named by its "api" member, else by the file
 name: auth.json is the schema of auth) or an object of documents keyed by API
 name, as dumpschema writes; DIR holds such files (*.json). Each API gets a new
-schema version unless its content is unchanged.`,
+schema version unless its content is unchanged.
+
+The output of Lightbus's (Python) dumpschema is read too, and converted: its
+events' and RPCs' "parameters" become params_schema and their "response"
+result_schema; the draft-07 schemas are kept as they are.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			files := []string{args[0]}
@@ -107,6 +111,17 @@ schema version unless its content is unchanged.`,
 				if err := readSchemaFile(f, docs); err != nil {
 					return err
 				}
+			}
+			for _, api := range slices.Sorted(maps.Keys(docs)) {
+				if !isLightbusSchema(docs[api]) {
+					continue
+				}
+				doc, err := fromLightbusSchema(api, docs[api])
+				if err != nil {
+					return err
+				}
+				docs[api] = doc
+				c.progress("%s: converted from Lightbus's schema format\n", api)
 			}
 			bus, err := c.bus()
 			if err != nil {

@@ -164,8 +164,17 @@ func TestGeneratedClient(t *testing.T) {
 			r, err := client.CallRPCWithResponse(ctx, "demo", "rogue", nil, lightbusapi.Params{})
 			return r.ApplicationproblemJSON502, err
 		}},
+		{lightbusapi.ProblemCodeUnknownApi, func() (*lightbusapi.Problem, error) {
+			r, err := client.CallRPCWithResponse(ctx, "nobody", "home", timeout("1m"), lightbusapi.Params{})
+			return r.ApplicationproblemJSON404, err
+		}},
 		{lightbusapi.ProblemCodeNoWorker, func() (*lightbusapi.Problem, error) {
-			r, err := client.CallRPCWithResponse(ctx, "nobody", "home", timeout("200ms"), lightbusapi.Params{})
+			// A call waits for a worker of an API the gateway knows: here,
+			// by its schema.
+			if _, err := client.PublishSchemaWithBodyWithResponse(ctx, "somebody", "application/json", strings.NewReader(`{"rpcs": {"home": {}}}`)); err != nil {
+				return nil, err
+			}
+			r, err := client.CallRPCWithResponse(ctx, "somebody", "home", timeout("200ms"), lightbusapi.Params{})
 			return r.ApplicationproblemJSON503, err
 		}},
 		{lightbusapi.ProblemCodeTimeout, func() (*lightbusapi.Problem, error) {

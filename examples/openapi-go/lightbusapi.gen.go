@@ -87,6 +87,7 @@ const (
 	ProblemCodeTooLarge     ProblemCode = "too_large"
 	ProblemCodeUnauthorized ProblemCode = "unauthorized"
 	ProblemCodeUnavailable  ProblemCode = "unavailable"
+	ProblemCodeUnknownApi   ProblemCode = "unknown_api"
 	ProblemCodeValidation   ProblemCode = "validation"
 )
 
@@ -120,6 +121,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeUnauthorized:
 		return true
 	case ProblemCodeUnavailable:
+		return true
+	case ProblemCodeUnknownApi:
 		return true
 	case ProblemCodeValidation:
 		return true
@@ -276,6 +279,12 @@ type BatchResultItem struct {
 
 	// Repeat True when this fire repeated an earlier one's `Idempotency-Key`; the result is the earlier event's.
 	Repeat bool `json:"repeat"`
+
+	// Warnings What the gateway accepted but finds suspect, one sentence each; absent when
+	// none. Today: an event that the API's schema does not declare (with the
+	// declared event it is closest to, if any). Also sent as `Lightbus-Warning`
+	// headers on a single fire.
+	Warnings *[]string `json:"warnings,omitempty"`
 }
 
 // CreatedKey defines model for CreatedKey.
@@ -556,6 +565,12 @@ type FireResult struct {
 
 	// Repeat True when this fire repeated an earlier one's `Idempotency-Key`; the result is the earlier event's.
 	Repeat bool `json:"repeat"`
+
+	// Warnings What the gateway accepted but finds suspect, one sentence each; absent when
+	// none. Today: an event that the API's schema does not declare (with the
+	// declared event it is closest to, if any). Also sent as `Lightbus-Warning`
+	// headers on a single fire.
+	Warnings *[]string `json:"warnings,omitempty"`
 }
 
 // Health defines model for Health.
@@ -1864,7 +1879,11 @@ type ClientInterface interface {
 	// list each violation with a JSON Pointer into the parameters; nothing is stored.
 	// An API without a schema, or an event its schema does not declare, is accepted,
 	// unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-	// `404 not_found`.
+	// `404 not_found`. An event that the API's schema does not declare is most
+	// often a typo: the answer says so in a `Lightbus-Warning` header and in
+	// `warnings`, with the declared event it is closest to, if any
+	// (`event "user_registred" is not declared by the schema of API "auth"
+	// (version 3); it was stored all the same; did you mean "user_registered"?`).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1885,7 +1904,11 @@ type ClientInterface interface {
 	// list each violation with a JSON Pointer into the parameters; nothing is stored.
 	// An API without a schema, or an event its schema does not declare, is accepted,
 	// unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-	// `404 not_found`.
+	// `404 not_found`. An event that the API's schema does not declare is most
+	// often a typo: the answer says so in a `Lightbus-Warning` header and in
+	// `warnings`, with the declared event it is closest to, if any
+	// (`event "user_registred" is not declared by the schema of API "auth"
+	// (version 3); it was stored all the same; did you mean "user_registered"?`).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2026,7 +2049,11 @@ type ClientInterface interface {
 	// without one) and forwards the call to a live worker providing `api` (round
 	// robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 	// the gateway's maximum. If no worker is live the call waits for one to register
-	// until the deadline. A call is re-sent to another worker only when the
+	// until the deadline, provided the gateway knows the API (a worker registered it
+	// once, it has an owner or a schema): a call to an API it has never heard of is
+	// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+	// declare is `404 not_found` (unless the schema says `"validate": false`); both
+	// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 	// connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 	// false, the worker's result is checked against the RPC's result schema: a
 	// result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -2044,7 +2071,11 @@ type ClientInterface interface {
 	// without one) and forwards the call to a live worker providing `api` (round
 	// robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 	// the gateway's maximum. If no worker is live the call waits for one to register
-	// until the deadline. A call is re-sent to another worker only when the
+	// until the deadline, provided the gateway knows the API (a worker registered it
+	// once, it has an owner or a schema): a call to an API it has never heard of is
+	// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+	// declare is `404 not_found` (unless the schema says `"validate": false`); both
+	// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 	// connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 	// false, the worker's result is checked against the RPC's result schema: a
 	// result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -2480,7 +2511,11 @@ func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, r
 // list each violation with a JSON Pointer into the parameters; nothing is stored.
 // An API without a schema, or an event its schema does not declare, is accepted,
 // unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-// `404 not_found`.
+// `404 not_found`. An event that the API's schema does not declare is most
+// often a typo: the answer says so in a `Lightbus-Warning` header and in
+// `warnings`, with the declared event it is closest to, if any
+// (`event "user_registred" is not declared by the schema of API "auth"
+// (version 3); it was stored all the same; did you mean "user_registered"?`).
 //
 // Takes any type of body and a specified content type.
 //
@@ -2511,7 +2546,11 @@ func (c *Client) FireEventWithBody(ctx context.Context, api APIPath, event Event
 // list each violation with a JSON Pointer into the parameters; nothing is stored.
 // An API without a schema, or an event its schema does not declare, is accepted,
 // unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-// `404 not_found`.
+// `404 not_found`. An event that the API's schema does not declare is most
+// often a typo: the answer says so in a `Lightbus-Warning` header and in
+// `warnings`, with the declared event it is closest to, if any
+// (`event "user_registred" is not declared by the schema of API "auth"
+// (version 3); it was stored all the same; did you mean "user_registered"?`).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2782,7 +2821,11 @@ func (c *Client) ReplayListener(ctx context.Context, service ServicePath, listen
 // without one) and forwards the call to a live worker providing `api` (round
 // robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 // the gateway's maximum. If no worker is live the call waits for one to register
-// until the deadline. A call is re-sent to another worker only when the
+// until the deadline, provided the gateway knows the API (a worker registered it
+// once, it has an owner or a schema): a call to an API it has never heard of is
+// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+// declare is `404 not_found` (unless the schema says `"validate": false`); both
+// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 // connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 // false, the worker's result is checked against the RPC's result schema: a
 // result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -2810,7 +2853,11 @@ func (c *Client) CallRPCWithBody(ctx context.Context, api APIPath, method Identi
 // without one) and forwards the call to a live worker providing `api` (round
 // robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 // the gateway's maximum. If no worker is live the call waits for one to register
-// until the deadline. A call is re-sent to another worker only when the
+// until the deadline, provided the gateway knows the API (a worker registered it
+// once, it has an owner or a schema): a call to an API it has never heard of is
+// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+// declare is `404 not_found` (unless the schema says `"validate": false`); both
+// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 // connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 // false, the worker's result is checked against the RPC's result schema: a
 // result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -4874,7 +4921,11 @@ type ClientWithResponsesInterface interface {
 	// list each violation with a JSON Pointer into the parameters; nothing is stored.
 	// An API without a schema, or an event its schema does not declare, is accepted,
 	// unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-	// `404 not_found`.
+	// `404 not_found`. An event that the API's schema does not declare is most
+	// often a typo: the answer says so in a `Lightbus-Warning` header and in
+	// `warnings`, with the declared event it is closest to, if any
+	// (`event "user_registred" is not declared by the schema of API "auth"
+	// (version 3); it was stored all the same; did you mean "user_registered"?`).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4895,7 +4946,11 @@ type ClientWithResponsesInterface interface {
 	// list each violation with a JSON Pointer into the parameters; nothing is stored.
 	// An API without a schema, or an event its schema does not declare, is accepted,
 	// unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-	// `404 not_found`.
+	// `404 not_found`. An event that the API's schema does not declare is most
+	// often a typo: the answer says so in a `Lightbus-Warning` header and in
+	// `warnings`, with the declared event it is closest to, if any
+	// (`event "user_registred" is not declared by the schema of API "auth"
+	// (version 3); it was stored all the same; did you mean "user_registered"?`).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5048,7 +5103,11 @@ type ClientWithResponsesInterface interface {
 	// without one) and forwards the call to a live worker providing `api` (round
 	// robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 	// the gateway's maximum. If no worker is live the call waits for one to register
-	// until the deadline. A call is re-sent to another worker only when the
+	// until the deadline, provided the gateway knows the API (a worker registered it
+	// once, it has an owner or a schema): a call to an API it has never heard of is
+	// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+	// declare is `404 not_found` (unless the schema says `"validate": false`); both
+	// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 	// connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 	// false, the worker's result is checked against the RPC's result schema: a
 	// result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -5066,7 +5125,11 @@ type ClientWithResponsesInterface interface {
 	// without one) and forwards the call to a live worker providing `api` (round
 	// robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 	// the gateway's maximum. If no worker is live the call waits for one to register
-	// until the deadline. A call is re-sent to another worker only when the
+	// until the deadline, provided the gateway knows the API (a worker registered it
+	// once, it has an owner or a schema): a call to an API it has never heard of is
+	// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+	// declare is `404 not_found` (unless the schema says `"validate": false`); both
+	// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 	// connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 	// false, the worker's result is checked against the RPC's result schema: a
 	// result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -6103,6 +6166,12 @@ func (r StreamEventsResponse) ContentType() string {
 // FireEventResponse200Headers the declared response headers of an HTTP 200 response for FireEvent
 type FireEventResponse200Headers struct {
 	IdempotencyReplayed *string
+	LightbusWarning     *string
+}
+
+// FireEventResponse202Headers the declared response headers of an HTTP 202 response for FireEvent
+type FireEventResponse202Headers struct {
+	LightbusWarning *string
 }
 
 // FireEventResponse401Headers the declared response headers of an HTTP 401 response for FireEvent
@@ -6144,6 +6213,8 @@ type FireEventResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *FireEventResponse200Headers
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *FireEventResponse202Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *FireEventResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -7190,7 +7261,7 @@ type CallRPCResponse struct {
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFound
+	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -7232,7 +7303,7 @@ func (r CallRPCResponse) GetApplicationproblemJSON403() *Forbidden {
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r CallRPCResponse) GetApplicationproblemJSON404() *NotFound {
+func (r CallRPCResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
 }
 
@@ -8490,7 +8561,11 @@ func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, para
 // list each violation with a JSON Pointer into the parameters; nothing is stored.
 // An API without a schema, or an event its schema does not declare, is accepted,
 // unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-// `404 not_found`.
+// `404 not_found`. An event that the API's schema does not declare is most
+// often a typo: the answer says so in a `Lightbus-Warning` header and in
+// `warnings`, with the declared event it is closest to, if any
+// (`event "user_registred" is not declared by the schema of API "auth"
+// (version 3); it was stored all the same; did you mean "user_registered"?`).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8517,7 +8592,11 @@ func (c *ClientWithResponses) FireEventWithBodyWithResponse(ctx context.Context,
 // list each violation with a JSON Pointer into the parameters; nothing is stored.
 // An API without a schema, or an event its schema does not declare, is accepted,
 // unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-// `404 not_found`.
+// `404 not_found`. An event that the API's schema does not declare is most
+// often a typo: the answer says so in a `Lightbus-Warning` header and in
+// `warnings`, with the declared event it is closest to, if any
+// (`event "user_registred" is not declared by the schema of API "auth"
+// (version 3); it was stored all the same; did you mean "user_registered"?`).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8748,7 +8827,11 @@ func (c *ClientWithResponses) ReplayListenerWithResponse(ctx context.Context, se
 // without one) and forwards the call to a live worker providing `api` (round
 // robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 // the gateway's maximum. If no worker is live the call waits for one to register
-// until the deadline. A call is re-sent to another worker only when the
+// until the deadline, provided the gateway knows the API (a worker registered it
+// once, it has an owner or a schema): a call to an API it has never heard of is
+// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+// declare is `404 not_found` (unless the schema says `"validate": false`); both
+// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 // connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 // false, the worker's result is checked against the RPC's result schema: a
 // result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -8772,7 +8855,11 @@ func (c *ClientWithResponses) CallRPCWithBodyWithResponse(ctx context.Context, a
 // without one) and forwards the call to a live worker providing `api` (round
 // robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
 // the gateway's maximum. If no worker is live the call waits for one to register
-// until the deadline. A call is re-sent to another worker only when the
+// until the deadline, provided the gateway knows the API (a worker registered it
+// once, it has an owner or a schema): a call to an API it has never heard of is
+// `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+// declare is `404 not_found` (unless the schema says `"validate": false`); both
+// name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
 // connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
 // false, the worker's result is checked against the RPC's result schema: a
 // result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -9915,7 +10002,24 @@ func ParseFireEventResponse(rsp *http.Response) (*FireEventResponse, error) {
 			}
 			headers.IdempotencyReplayed = &value
 		}
+		if values := rsp.Header.Values("Lightbus-Warning"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Lightbus-Warning", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.LightbusWarning = &value
+		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 202:
+		var headers FireEventResponse202Headers
+		if values := rsp.Header.Values("Lightbus-Warning"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Lightbus-Warning", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.LightbusWarning = &value
+		}
+		response.Headers202 = &headers
 	case rsp.StatusCode == 401:
 		var headers FireEventResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -10868,7 +10972,7 @@ func ParseCallRPCResponse(rsp *http.Response) (*CallRPCResponse, error) {
 		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

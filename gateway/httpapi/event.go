@@ -40,6 +40,9 @@ func (h *Handler) fireEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	for _, warning := range res.Warnings {
+		w.Header().Add("Lightbus-Warning", warning)
+	}
 	if res.Repeat {
 		w.Header().Set("Idempotency-Replayed", "true")
 		writeJSON(w, http.StatusOK, res)

@@ -30,6 +30,19 @@ func (r *schemaRow) version() gateway.SchemaVersion {
 
 const schemaColumns = `api, version, hash, service, worker_id, created_at, document`
 
+// currentOrder sorts the versions of an API (rows of lightbus_schema as s)
+// so that its current version comes first: the newest of those a live
+// worker declares (by hash) or that were published without a worker (PUT
+// /v1/schema: an empty worker_id); when no live worker declares a schema for the
+// API, simply the newest. So a version published by a worker that is gone
+// stops being enforced on the workers still live, while a schema outlives
+// all its workers. docs/SCHEMAS.md states the rule.
+const currentOrder = `(s.worker_id = ''
+		OR EXISTS (SELECT 1 FROM lightbus_worker_schema ws JOIN lightbus_worker w ON w.id = ws.worker_id
+			WHERE ws.api = s.api AND ws.hash = s.hash AND w.expires_at > now())
+		OR NOT EXISTS (SELECT 1 FROM lightbus_worker_schema ws JOIN lightbus_worker w ON w.id = ws.worker_id
+			WHERE ws.api = s.api AND w.expires_at > now())) DESC, s.version DESC`
+
 // lockAPI takes the transaction-scoped advisory lock that serialises changes
 // to one API (registrations take the same lock).
 func lockAPI(ctx context.Context, tx pgx.Tx, api string) error {
@@ -56,9 +69,9 @@ func (db *DB) PublishSchema(ctx context.Context, sv *gateway.SchemaVersion) (*ga
 }
 
 // publishSchemaTx stores sv as the API's next version unless the current one
-// has the same hash. The caller holds the API's lock.
+// (currentOrder) has the same hash. The caller holds the API's lock.
 func publishSchemaTx(ctx context.Context, tx pgx.Tx, sv *gateway.SchemaVersion) (*gateway.SchemaVersion, bool, error) {
-	rows, err := tx.Query(ctx, `SELECT `+schemaColumns+` FROM lightbus_schema WHERE api = $1 ORDER BY version DESC LIMIT 1`, sv.API)
+	rows, err := tx.Query(ctx, `SELECT `+schemaColumns+` FROM lightbus_schema s WHERE api = $1 ORDER BY `+currentOrder+` LIMIT 1`, sv.API)
 	if err != nil {
 		return nil, false, err
 	}
@@ -70,7 +83,9 @@ func publishSchemaTx(ctx context.Context, tx pgx.Tx, sv *gateway.SchemaVersion) 
 			v := cur.version()
 			return &v, false, nil
 		}
-		next = cur.Version + 1
+		if err := tx.QueryRow(ctx, `SELECT max(version) + 1 FROM lightbus_schema WHERE api = $1`, sv.API).Scan(&next); err != nil {
+			return nil, false, err
+		}
 	case !errors.Is(err, pgx.ErrNoRows):
 		return nil, false, err
 	}
@@ -156,7 +171,7 @@ func schemaConflicts(ctx context.Context, q querier, apis []string) ([]gateway.S
 		FROM lightbus_worker_schema ws
 		JOIN lightbus_worker w ON w.id = ws.worker_id AND w.expires_at > now()
 		JOIN LATERAL (
-			SELECT s.hash FROM lightbus_schema s WHERE s.api = ws.api ORDER BY s.version DESC LIMIT 1
+			SELECT s.hash FROM lightbus_schema s WHERE s.api = ws.api ORDER BY `+currentOrder+` LIMIT 1
 		) cur ON true
 		WHERE ws.api = ANY($1) AND ws.hash <> cur.hash
 		ORDER BY ws.api, ws.worker_id`, apis)
@@ -180,16 +195,20 @@ func (db *DB) SchemaConflicts(ctx context.Context, api string) ([]gateway.Schema
 func (db *DB) CurrentSchemaRef(ctx context.Context, api string) (gateway.SchemaRef, error) {
 	var ref gateway.SchemaRef
 	err := db.pool.QueryRow(ctx, `
-		SELECT version, hash FROM lightbus_schema WHERE api = $1 ORDER BY version DESC LIMIT 1`, api).
+		SELECT version, hash FROM lightbus_schema s WHERE api = $1 ORDER BY `+currentOrder+` LIMIT 1`, api).
 		Scan(&ref.Version, &ref.Hash)
 	return ref, translate(err)
 }
 
 // SchemaVersion implements gateway.SchemaStore.
 func (db *DB) SchemaVersion(ctx context.Context, api string, version int) (*gateway.SchemaVersion, error) {
-	rows, err := db.pool.Query(ctx, `
-		SELECT `+schemaColumns+` FROM lightbus_schema
-		WHERE api = $1 AND ($2 = 0 OR version = $2) ORDER BY version DESC LIMIT 1`, api, version)
+	query := `SELECT ` + schemaColumns + ` FROM lightbus_schema WHERE api = $1 AND version = $2`
+	args := []any{api, version}
+	if version == 0 {
+		query = `SELECT ` + schemaColumns + ` FROM lightbus_schema s WHERE api = $1 ORDER BY ` + currentOrder + ` LIMIT 1`
+		args = args[:1]
+	}
+	rows, err := db.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -204,7 +223,7 @@ func (db *DB) SchemaVersion(ctx context.Context, api string, version int) (*gate
 // ListSchemas implements gateway.SchemaStore.
 func (db *DB) ListSchemas(ctx context.Context) ([]gateway.SchemaVersion, error) {
 	rows, err := db.pool.Query(ctx, `
-		SELECT DISTINCT ON (api) `+schemaColumns+` FROM lightbus_schema ORDER BY api, version DESC`)
+		SELECT DISTINCT ON (api) `+schemaColumns+` FROM lightbus_schema s ORDER BY api, `+currentOrder)
 	if err != nil {
 		return nil, translate(err)
 	}

@@ -27,7 +27,11 @@ export interface paths {
          *     list each violation with a JSON Pointer into the parameters; nothing is stored.
          *     An API without a schema, or an event its schema does not declare, is accepted,
          *     unless the gateway runs with `LIGHTBUS_STRICT_SCHEMAS`: then it is a
-         *     `404 not_found`.
+         *     `404 not_found`. An event that the API's schema does not declare is most
+         *     often a typo: the answer says so in a `Lightbus-Warning` header and in
+         *     `warnings`, with the declared event it is closest to, if any
+         *     (`event "user_registred" is not declared by the schema of API "auth"
+         *     (version 3); it was stored all the same; did you mean "user_registered"?`).
          */
         post: operations["fireEvent"];
         delete?: never;
@@ -350,7 +354,11 @@ export interface paths {
          *     without one) and forwards the call to a live worker providing `api` (round
          *     robin), with a deadline: the API's default, or `Lightbus-Timeout`, capped at
          *     the gateway's maximum. If no worker is live the call waits for one to register
-         *     until the deadline. A call is re-sent to another worker only when the
+         *     until the deadline, provided the gateway knows the API (a worker registered it
+         *     once, it has an owner or a schema): a call to an API it has never heard of is
+         *     `404 unknown_api` at once, and a call to an RPC that the API's schema does not
+         *     declare is `404 not_found` (unless the schema says `"validate": false`); both
+         *     name the nearest known name ("did you mean"). A call is re-sent to another worker only when the
          *     connection to the first was refused. Unless `LIGHTBUS_VALIDATE_RESULTS` is
          *     false, the worker's result is checked against the RPC's result schema: a
          *     result that does not match is a `502 bad_gateway` whose `errors` point into the
@@ -1039,6 +1047,13 @@ export interface components {
             deliveries: number;
             /** @description True when this fire repeated an earlier one's `Idempotency-Key`; the result is the earlier event's. */
             repeat: boolean;
+            /**
+             * @description What the gateway accepted but finds suspect, one sentence each; absent when
+             *     none. Today: an event that the API's schema does not declare (with the
+             *     declared event it is closest to, if any). Also sent as `Lightbus-Warning`
+             *     headers on a single fire.
+             */
+            warnings?: string[];
         };
         /** @description The events of a batch fire, fired in one transaction. */
         BatchRequest: components["schemas"]["BatchItem"][];
@@ -1564,7 +1579,7 @@ export interface components {
          * @description The stable code of a problem; programs switch on it.
          * @enum {string}
          */
-        ProblemCode: "invalid" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "validation" | "remote_error" | "internal" | "bad_gateway" | "no_worker" | "unavailable" | "timeout" | "rate_limited" | "gone";
+        ProblemCode: "invalid" | "unauthorized" | "forbidden" | "not_found" | "unknown_api" | "conflict" | "too_large" | "validation" | "remote_error" | "internal" | "bad_gateway" | "no_worker" | "unavailable" | "timeout" | "rate_limited" | "gone";
     };
     responses: {
         /** @description `invalid`: malformed JSON, a body that is not an object or is beyond the limits, a bad name, header or query parameter. */
@@ -1838,6 +1853,11 @@ export interface components {
          *     Optional on delivery answers.
          */
         WorkerIDEcho: components["schemas"]["WorkerID"];
+        /**
+         * @description One per warning (see `warnings` in the body): something the gateway accepted
+         *     but finds suspect, such as an event that the API's schema does not declare.
+         */
+        LightbusWarning: string;
     };
     pathItems: never;
 }
@@ -1898,6 +1918,7 @@ export interface operations {
                 headers: {
                     /** @description `true`. */
                     "Idempotency-Replayed"?: "true";
+                    "Lightbus-Warning": components["headers"]["LightbusWarning"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1917,6 +1938,7 @@ export interface operations {
             /** @description The event is stored and its deliveries are queued (`repeat` is false). */
             202: {
                 headers: {
+                    "Lightbus-Warning": components["headers"]["LightbusWarning"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2732,7 +2754,18 @@ export interface operations {
             400: components["responses"]["Invalid"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
+            /**
+             * @description `unknown_api`: the gateway has never heard of the API; or `not_found`: the
+             *     API's schema does not declare the RPC. Both name the nearest known name.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Validation"];
             429: components["responses"]["RateLimited"];
