@@ -181,8 +181,11 @@ func (b *Bus) declareEvent(name string, decl eventDecl) {
 // and runs fn for each delivery. Several calls with the same listener name
 // add events to the same group, served at POST /lightbus/events/{listener};
 // every worker of the service that registers the group shares its
-// deliveries. Call Listen before [Bus.Run] registers, e.g. in an [Bus.OnStart]
-// hook. It panics on a bad name or when the group already listens to event.
+// deliveries. Call Listen where the Bus is created, in the bus package's
+// constructor (see "Registering handlers and listeners" in the package
+// doc); one made while the worker runs reaches the gateway with its next
+// heartbeat. It panics on a bad name or when the group already listens
+// to event.
 //
 // The worker verifies each delivery's Standard Webhooks signature (401 when
 // missing, wrong or older than webhook.DefaultTolerance), then answers 204
