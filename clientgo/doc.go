@@ -13,11 +13,10 @@
 //     deregisters on shutdown ([Bus.Run]). A service needs a worker only if it
 //     provides RPCs or listens for events.
 //
-// The bus package of an "auth" service:
+// The bus package of an "auth" service creates its Bus and registers
+// everything the service provides and listens to, in one constructor:
 //
 //	package bus
-//
-//	var Bus = lightbus.MustCreate(lightbus.WithService("auth"))
 //
 //	type CheckPasswordParams struct {
 //		Username string `json:"username"`
@@ -34,11 +33,18 @@
 //		UserRegistered = lightbus.NewEvent[UserRegisteredParams]("auth", "user_registered")
 //	)
 //
-//	func init() {
-//		CheckPassword.Handle(Bus, func(ctx context.Context, p CheckPasswordParams) (bool, error) {
+//	// Bus is the service's bus, configured from the environment.
+//	var Bus = New()
+//
+//	// New creates the auth service's Bus; tests pass options (a private
+//	// gateway's URL, say) and get a fresh one.
+//	func New(opts ...lightbus.Option) *lightbus.Bus {
+//		bus := lightbus.MustCreate(append([]lightbus.Option{lightbus.WithService("auth")}, opts...)...)
+//		CheckPassword.Handle(bus, func(ctx context.Context, p CheckPasswordParams) (bool, error) {
 //			return p.Username == "admin" && p.Password == "secret", nil
 //		})
-//		UserRegistered.Declare(Bus)
+//		UserRegistered.Declare(bus)
+//		return bus
 //	}
 //
 // Any code of the service, or of another service with its own Bus, uses it:
@@ -46,18 +52,69 @@
 //	ok, err := bus.CheckPassword.Call(ctx, bus.Bus, bus.CheckPasswordParams{Username: "admin", Password: "secret"})
 //	_, err = bus.UserRegistered.Fire(ctx, bus.Bus, bus.UserRegisteredParams{Username: "sally", Email: "sally@example.com"})
 //
-// and a "customers" service listens, calling an RPC for each event:
+// and a "customers" service's constructor registers a listener, which
+// calls an RPC for each event:
 //
-//	Bus.OnStart(func(ctx context.Context) error {
-//		Bus.Listen("customers.new_customer", "create_user", func(ctx context.Context, ev lightbus.EventMessage) error {
-//			return Bus.Call(ctx, "auth.create_user", ev.Params, nil)
+//	func New(opts ...lightbus.Option) *lightbus.Bus {
+//		bus := lightbus.MustCreate(append([]lightbus.Option{lightbus.WithService("customers")}, opts...)...)
+//		bus.Listen("customers.new_customer", "create_user", func(ctx context.Context, ev lightbus.EventMessage) error {
+//			return bus.Call(ctx, "auth.create_user", ev.Params, nil)
 //		})
-//		return nil
-//	})
+//		return bus
+//	}
 //
 // The untyped methods take qualified names ("auth.check_password"); the typed
 // handles [NewRPC] and [NewEvent] add Go types and declare JSON Schemas of
 // them to the gateway.
+//
+// # Registering handlers and listeners
+//
+// Register RPC handlers, listeners and tasks where the Bus is created: in
+// the bus package's constructor, which its package variable calls
+// (var Bus = New()). Not in init, and not in a [Bus.OnStart] hook (the
+// idiom of Python's Lightbus). Registering only records what the worker
+// will serve: nothing reaches the gateway until [Bus.Run], so a process
+// that uses the Bus only as a client (a web server firing events) runs no
+// listener however many it registered. Registering at creation keeps what
+// the service does in one place, readable without starting anything; a bad
+// name panics as soon as the package is loaded, in every test; and tests
+// get a fresh Bus pointed at their own gateway by calling the constructor
+// (lightbustest.Deliver, Invoke and StartGateway need nothing else).
+// Python's Lightbus sets up listeners on start because its listen() starts
+// consuming at once; here that is what Run does. Keep OnStart for what
+// needs the worker to be starting: opening connections its handlers use,
+// warming caches.
+//
+// # Names
+//
+//   - A service name ([WithService], $LIGHTBUS_SERVICE_NAME) and an API
+//     name are one or more identifiers joined by dots ("auth",
+//     "support.case"), at most 200 characters. An identifier is an ASCII
+//     letter or underscore followed by letters, digits and underscores:
+//     [A-Za-z_][A-Za-z0-9_]*. Names are case-sensitive.
+//   - An API belongs to the service that first registers it: a worker of
+//     another service that provides it is refused (409 conflict).
+//   - Event and RPC names are identifiers, unique within their API, and
+//     are written qualified: "auth.user_registered", "support.case.open"
+//     (the API is everything before the last dot). A listener may also
+//     subscribe to "api.*", every event of the API.
+//   - A listener name is an identifier. The listener group is (service,
+//     listener): unique within the service, and shared by every worker of
+//     the service that registers it (each event goes to one of them).
+//     [Bus.Listen] calls with the same name add events to one group; one
+//     group cannot listen to the same event twice.
+//   - A scheduled task name ([TaskName]) is an identifier, unique within the
+//     service; without TaskName it is the function's name. A background
+//     task ([Bus.Go]) is named only for logs ("task-N" by default).
+//   - A worker id ([WithWorkerID], `lightbus run --process-name`) is 1 to
+//     128 of [A-Za-z0-9._-], unique across all services: it names one
+//     process to the gateway. The default is service-hostname-pid-random;
+//     see [ProcessName] for templates such as "{hostname}-{pid}".
+//
+// Registration calls (Handle, Listen, DeclareEvent, Every, Schedule) panic
+// on a bad name, and Handle, Listen, Every and Schedule on a duplicate, the
+// way regexp.MustCompile does: it is a programming error, found when the
+// bus package loads.
 //
 // # Schemas
 //
@@ -115,6 +172,11 @@
 // event more than once; [EventMessage].ID is the same on every attempt, so
 // de-duplicate by it. Fire and [Bus.FireBatch] send an Idempotency-Key on
 // every retry, so a retried fire stores its event once.
+//
+// A listener that fails (returns an error or panics) is retried through
+// the gateway by default; a group listening with
+// OnError([AcknowledgeAndLog]) logs the error and acknowledges the
+// delivery instead, which is then never sent again (see [OnError]).
 //
 // A listener group's retries are set with [WithPolicy] and where a new group
 // starts with [StartFrom]. Deliveries that use all their attempts are dead:

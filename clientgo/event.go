@@ -145,8 +145,9 @@ type EventMessage struct {
 }
 
 // ListenerFunc handles one delivered event. A nil error completes the
-// delivery; an error makes the gateway retry it with backoff until the
-// group's maximum attempts, after which the delivery is dead.
+// delivery. An error (or a panic) goes through the group's error policy
+// ([OnError]): by default the gateway retries the delivery with backoff
+// until the group's maximum attempts, after which the delivery is dead.
 type ListenerFunc func(ctx context.Context, ev EventMessage) error
 
 // eventDecl is the wire form of an event declaration.
@@ -161,6 +162,7 @@ type listenerSet struct {
 	key      []byte                  // signing key from the latest registration
 	policy   *policyDecl             // from the latest Listen with WithPolicy
 	since    string                  // from the latest Listen with StartFrom
+	onError  ErrorPolicy             // from the latest Listen with OnError
 }
 
 // DeclareEvent declares that this service fires the event name
@@ -183,15 +185,22 @@ func (b *Bus) declareEvent(name string, decl eventDecl) {
 // and runs fn for each delivery. Several calls with the same listener name
 // add events to the same group, served at POST /lightbus/events/{listener};
 // every worker of the service that registers the group shares its
-// deliveries. Call Listen before [Bus.Run] registers, e.g. in an [Bus.OnStart]
-// hook. It panics on a bad name or when the group already listens to event.
+// deliveries. Call Listen where the Bus is created, in the bus package's
+// constructor (see "Registering handlers and listeners" in the package
+// doc); one made while the worker runs reaches the gateway with its next
+// heartbeat. It panics on a bad name or when the group already listens
+// to event.
 //
 // The worker verifies each delivery's Standard Webhooks signature (401 when
-// missing, wrong or older than webhook.DefaultTolerance), then answers 204 when fn returns nil, 400 invalid when its error
-// wraps [ErrInvalidParams], and 500 remote_error when it fails or panics.
+// missing, wrong or older than webhook.DefaultTolerance), then answers 204
+// when fn returns nil. When fn fails or panics, the group's error policy
+// ([OnError]) decides: by default ([RetryThroughGateway]) the answer is 400
+// invalid when the error wraps [ErrInvalidParams] and 500 remote_error
+// otherwise, and the gateway retries; with [AcknowledgeAndLog] the error is
+// logged and the answer is 204.
 //
-// Options such as [WithPolicy] apply to the whole group; the latest Listen
-// call that sets one wins.
+// Options such as [WithPolicy] and [OnError] apply to the whole group; the
+// latest Listen call that sets one wins.
 func (b *Bus) Listen(event, listener string, fn ListenerFunc, opts ...ListenOption) {
 	mustSplitName("event", event, true)
 	if !isIdent(listener) {
@@ -249,6 +258,52 @@ type backoffDecl struct {
 	MaxMS  int64 `json:"max_ms,omitempty"`
 }
 
+// ErrorPolicy is what a listener group's worker does when a listener
+// returns an error or panics; set it with [OnError].
+type ErrorPolicy int
+
+const (
+	// RetryThroughGateway, the default, answers the delivery with an error
+	// status (400 invalid when the error wraps [ErrInvalidParams], else 500
+	// remote_error): the gateway retries it with the group's backoff, and
+	// after the group's max_attempts ([WithPolicy]) the delivery is dead,
+	// listed and redrivable (see [Bus.DeadLetters]). Use it when a later
+	// attempt may succeed: a dependency is down, a call timed out.
+	RetryThroughGateway ErrorPolicy = iota
+	// AcknowledgeAndLog logs the error at error level (with the event id,
+	// the listener and the attempt) and answers the delivery 204, so the
+	// gateway records it delivered and never sends it again. Use it when a
+	// retry cannot help and the event may be dropped: best-effort
+	// notifications, caches, metrics.
+	AcknowledgeAndLog
+)
+
+// String returns the policy's name, as logs show it.
+func (p ErrorPolicy) String() string {
+	switch p {
+	case RetryThroughGateway:
+		return "retry_through_gateway"
+	case AcknowledgeAndLog:
+		return "acknowledge_and_log"
+	}
+	return fmt.Sprintf("ErrorPolicy(%d)", int(p))
+}
+
+// OnError sets what the worker does when a listener of the group returns
+// an error or panics (listener middleware included): [RetryThroughGateway]
+// (the default) or [AcknowledgeAndLog]. It is the worker's own choice: the
+// gateway sees only the answer.
+//
+//	bus.Listen("orders.shipped", "notify_slack", notifySlack, lightbus.OnError(lightbus.AcknowledgeAndLog))
+//
+// It panics on an unknown policy.
+func OnError(p ErrorPolicy) ListenOption {
+	if p != RetryThroughGateway && p != AcknowledgeAndLog {
+		panic(fmt.Sprintf("lightbus: OnError: unknown error policy %d", int(p)))
+	}
+	return func(ls *listenerSet) { ls.onError = p }
+}
+
 // StartFrom sets where the group starts when the gateway creates it: "now"
 // (the default: only events fired from now on), "earliest" (every retained
 // event), an RFC 3339 time, or an event id (that event and every later
@@ -282,8 +337,10 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 	ls := b.listeners[listener]
 	var key []byte
 	var fn ListenerFunc
+	var onError ErrorPolicy
 	if ls != nil {
 		key = ls.key
+		onError = ls.onError
 		fn = ls.handlers[ceType]
 		if fn == nil {
 			if i := strings.LastIndexByte(ceType, '.'); i > 0 {
@@ -337,6 +394,9 @@ func (b *Bus) serveDelivery(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		log.Debug("lightbus: event handled", "duration", time.Since(start))
+		w.WriteHeader(http.StatusNoContent)
+	case onError == AcknowledgeAndLog:
+		logHandlerError(log.With("on_error", onError), "lightbus: listener failed: acknowledged, the event will not be delivered again", errorType(err), err, time.Since(start))
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, ErrInvalidParams):
 		log.Error("lightbus: listener rejected the event's parameters", "error", err)

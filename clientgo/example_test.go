@@ -108,19 +108,18 @@ func ExampleBus_Listen() {
 	bus := lightbus.MustCreate(lightbus.WithService("auth"))
 	var handled sync.WaitGroup // for this example: both groups got the event
 	handled.Add(2)
-	bus.OnStart(func(ctx context.Context) error {
-		// Typed: the parameters decoded into a NewCustomerParams.
-		NewCustomer.Listen(bus, "create_user", func(ctx context.Context, ev lightbus.EventMessage, p NewCustomerParams) error {
-			defer handled.Done()
-			fmt.Printf("create_user: %s <%s>\n", p.Name, p.Email)
-			return nil
-		})
-		// Untyped, and every event of an API, in another listener group.
-		bus.Listen("customers.*", "audit", func(ctx context.Context, ev lightbus.EventMessage) error {
-			defer handled.Done()
-			fmt.Printf("audit: %s.%s attempt %d: %s\n", ev.API, ev.Event, ev.Attempt, ev.Params)
-			return nil
-		})
+	// Listeners are registered where the Bus is created (in a bus package,
+	// its constructor); only Run serves them.
+	// Typed: the parameters decoded into a NewCustomerParams.
+	NewCustomer.Listen(bus, "create_user", func(ctx context.Context, ev lightbus.EventMessage, p NewCustomerParams) error {
+		defer handled.Done()
+		fmt.Printf("create_user: %s <%s>\n", p.Name, p.Email)
+		return nil
+	})
+	// Untyped, and every event of an API, in another listener group.
+	bus.Listen("customers.*", "audit", func(ctx context.Context, ev lightbus.EventMessage) error {
+		defer handled.Done()
+		fmt.Printf("audit: %s.%s attempt %d: %s\n", ev.API, ev.Event, ev.Attempt, ev.Params)
 		return nil
 	})
 	// Serve, register and heartbeat; a worker's main runs lightbus.Main(bus)
@@ -147,6 +146,23 @@ func ExampleBus_Listen() {
 	// create_user: Sally <sally@example.com>
 	// audit: customers.new_customer attempt 1: {"name":"Sally","email":"sally@example.com"}
 }
+
+func ExampleOnError() {
+	bus := lightbus.MustCreate(lightbus.WithService("orders"))
+	// A best-effort notification: when Slack fails, log and move on rather
+	// than have the gateway retry the delivery for hours.
+	bus.Listen("orders.shipped", "notify_slack", func(ctx context.Context, ev lightbus.EventMessage) error {
+		return postToSlack(ctx, ev.Params)
+	}, lightbus.OnError(lightbus.AcknowledgeAndLog))
+	// The default: an error makes the gateway deliver the event again,
+	// with backoff, up to the group's max attempts (then it is dead).
+	bus.Listen("orders.shipped", "update_stock", func(ctx context.Context, ev lightbus.EventMessage) error {
+		return updateStock(ctx, ev.Params)
+	}, lightbus.WithPolicy(lightbus.Policy{MaxAttempts: 10}))
+}
+
+func postToSlack(context.Context, json.RawMessage) error { return nil }
+func updateStock(context.Context, json.RawMessage) error { return nil }
 
 func ExampleBus_Handler() {
 	bus := lightbus.MustCreate(lightbus.WithService("orders"))

@@ -54,7 +54,7 @@ type RPCMiddleware func(next HandlerFunc) HandlerFunc
 // ListenerMiddleware wraps the worker's listeners: it runs after the
 // delivery's signature is checked, with the delivery's details in ctx
 // ([DeliveryFromContext]) and its trace context. Its error is the
-// listener's: it goes through the listener's error policy ([OnError]). Add
+// listener's: it goes through the listener group's error policy ([OnError]). Add
 // it with [WithListenerMiddleware].
 type ListenerMiddleware func(next ListenerFunc) ListenerFunc
 

@@ -64,8 +64,9 @@ func (e Event[P]) Fire(ctx context.Context, c Client, p P, opts ...CallOption) (
 
 // Listen runs fn for each delivery of the event to the listener group
 // (bus's service, listener), with the parameters decoded into a P (see
-// [Bus.Listen]). Parameters that do not decode are answered 400 invalid
-// without calling fn.
+// [Bus.Listen]). Parameters that do not decode are an error wrapping
+// [ErrInvalidParams], without calling fn, which goes through the group's
+// error policy ([OnError]): by default the answer is 400 invalid.
 func (e Event[P]) Listen(bus *Bus, listener string, fn func(ctx context.Context, ev EventMessage, p P) error, opts ...ListenOption) {
 	name := e.Name()
 	bus.Listen(name, listener, func(ctx context.Context, ev EventMessage) error {

@@ -22,8 +22,9 @@ import (
 // gateway would send (attempt 1, CloudEvents and Standard Webhooks
 // headers), signed with the group's key, and returns the answer's status:
 // 204 when the listener returned nil, 400 when its error wraps
-// lightbus.ErrInvalidParams, 500 when it failed, 404 when the group does
-// not listen to the event. The body of any other answer than 204 goes to
+// lightbus.ErrInvalidParams, 500 when it failed or panicked (204 for both
+// when the group acknowledges errors, see lightbus.OnError), 404 when the
+// group does not listen to the event. The body of any other answer than 204 goes to
 // t.Log.
 //
 // When bus has no listener group listener yet, Deliver first runs bus's

@@ -134,3 +134,45 @@ func postUnsigned(t *testing.T, bus *lightbus.Bus, path, body string) int {
 	bus.Handler().ServeHTTP(rec, req)
 	return rec.Code
 }
+
+// TestDeliverErrorPolicy checks the worker's answers under each error
+// policy: a failure, a panic and rejected parameters are 500, 500 and 400
+// by default, and all 204 with AcknowledgeAndLog.
+func TestDeliverErrorPolicy(t *testing.T) {
+	t.Parallel()
+	listener := func(ctx context.Context, ev lightbus.EventMessage, p registeredParams) error {
+		switch p.Username {
+		case "panic":
+			panic("the listener panics")
+		case "":
+			return fmt.Errorf("%w: no username", lightbus.ErrInvalidParams)
+		}
+		return errors.New("the listener fails")
+	}
+	bus := lightbus.MustCreate(lightbus.WithService("customers"), lightbus.WithURL("http://127.0.0.1:1"))
+	userRegistered.Listen(bus, "retried", listener)
+	userRegistered.Listen(bus, "acknowledged", listener, lightbus.OnError(lightbus.AcknowledgeAndLog))
+	for _, tc := range []struct {
+		username              string
+		retried, acknowledged int
+	}{
+		{"fail", 500, 204},
+		{"panic", 500, 204},
+		{"", 400, 204},
+	} {
+		p := registeredParams{Username: tc.username}
+		if got := lightbustest.Deliver(t, bus, "retried", "auth.user_registered", p); got != tc.retried {
+			t.Errorf("%q to the default group: %d, want %d", tc.username, got, tc.retried)
+		}
+		if got := lightbustest.Deliver(t, bus, "acknowledged", "auth.user_registered", p); got != tc.acknowledged {
+			t.Errorf("%q to the acknowledging group: %d, want %d", tc.username, got, tc.acknowledged)
+		}
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Error("OnError with an unknown policy did not panic")
+		}
+	}()
+	lightbus.OnError(lightbus.ErrorPolicy(7))
+}

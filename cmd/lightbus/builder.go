@@ -161,7 +161,7 @@ func (b *workerBuilder) resolve(ctx context.Context, dir, spec string) (*workerT
 		return nil, fmt.Errorf("reading the bus package %s: %w", pkg.ImportPath, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("package %s does not declare var %s (want: var %s = lightbus.MustCreate(...))", pkg.ImportPath, busVar, busVar)
+		return nil, fmt.Errorf("package %s does not declare var %s (want: var %s = New(), New creating a *lightbus.Bus)", pkg.ImportPath, busVar, busVar)
 	}
 	env, err := b.readGoEnv(ctx, dir)
 	if err != nil {

@@ -21,9 +21,13 @@
 // The worker process imports the service's bus package (./bus by default,
 // else --module or $LIGHTBUS_MODULE), which declares
 //
-//	var Bus = lightbus.MustCreate(...)
+//	var Bus = New()
 //
-// and registers the service's APIs and listeners on it at init. The gateway
+// where its constructor New creates the Bus (lightbus.MustCreate) and
+// registers the service's RPC handlers, listeners and tasks on it: at
+// creation, not in init or an OnStart hook, so that what the service does
+// is in one place and tests get a fresh Bus from New (see the package doc
+// of clientgo for the reason and the naming rules). The gateway
 // is at --url, $LIGHTBUS_URL, else http://127.0.0.1:8080; the API key sent
 // to it is --token, else $LIGHTBUS_TOKEN.
 //
@@ -131,8 +135,8 @@ func (c *cli) rootCmd() *cobra.Command {
 and inspects the Lightbus gateway.
 
 A worker is built from the service's bus package (./bus, --module or
-$LIGHTBUS_MODULE), which declares "var Bus = lightbus.MustCreate(...)" and
-registers the service's APIs and listeners on it at init.`,
+$LIGHTBUS_MODULE), which declares "var Bus = New()": a constructor that
+creates the Bus and registers the service's APIs, listeners and tasks on it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

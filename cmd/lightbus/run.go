@@ -31,8 +31,8 @@ func (c *cli) runCmd() *cobra.Command {
 service's RPCs and listeners and registers them with the gateway.
 
 The bus package (./bus, --module or $LIGHTBUS_MODULE: a directory or an import
-path) declares "var Bus = lightbus.MustCreate(...)" and registers APIs and
-listeners on it at init. run compiles a small main package around it inside
+path) declares "var Bus = New()", a constructor that creates the Bus and
+registers the service's RPC handlers, listeners and tasks on it. run compiles a small main package around it inside
 your module, without writing to your source tree, and keeps the binary in the
 user cache directory; it is rebuilt only when the module's Go files, go.mod,
 go.sum, the toolchain or the build flags change.

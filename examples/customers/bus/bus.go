@@ -26,26 +26,25 @@ var NewCustomer = lightbus.NewEvent[NewCustomerParams]("customers", "new_custome
 // (LIGHTBUS_URL, ...).
 var Bus = New()
 
-// New returns a Bus of service "customers" that declares NewCustomer and,
-// once started, listens to it as the listener group "create_user"; opts add
-// to or override the defaults.
+// New returns a Bus of service "customers" that declares NewCustomer and
+// listens to it as the listener group "create_user"; opts add to or
+// override the defaults. Like every bus package, it registers everything
+// here, where the Bus is created: only the worker (`lightbus run`) serves
+// the listener, so a process that merely fires events with Bus runs none.
 func New(opts ...lightbus.Option) *lightbus.Bus {
 	bus := lightbus.MustCreate(append([]lightbus.Option{lightbus.WithService("customers")}, opts...)...)
 	setUp(bus, bus)
 	return bus
 }
 
-// setUp declares NewCustomer on bus and, on start, listens to it with a
-// listener that calls RPCs through calls: bus itself, or a mock in unit
-// tests.
+// setUp declares NewCustomer on bus and listens to it with a listener that
+// calls RPCs through calls: bus itself, or a mock in unit tests. The
+// listener keeps the default error policy (lightbus.RetryThroughGateway):
+// when auth is down, the gateway delivers the event again later.
 func setUp(bus *lightbus.Bus, calls lightbus.Client) {
 	NewCustomer.Declare(bus)
-	// Set up listeners on start.
-	bus.OnStart(func(ctx context.Context) error {
-		NewCustomer.Listen(bus, "create_user", func(ctx context.Context, ev lightbus.EventMessage, p NewCustomerParams) error {
-			return createUserForCustomer(ctx, calls, bus.Logger(), ev, p)
-		})
-		return nil
+	NewCustomer.Listen(bus, "create_user", func(ctx context.Context, ev lightbus.EventMessage, p NewCustomerParams) error {
+		return createUserForCustomer(ctx, calls, bus.Logger(), ev, p)
 	})
 }
 
