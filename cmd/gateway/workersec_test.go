@@ -123,7 +123,9 @@ func TestWorkerRejectsUnsignedRequests(t *testing.T) {
 	ctx := context.Background()
 
 	var ran, delivered atomic.Int32
-	bus := pingBus(t, gw, "auth", "auth-1", "auth", &ran)
+	// Registered once and never heartbeated: a lease long enough to outlast
+	// the test on a busy machine, so that the fire at the end finds it live.
+	bus := pingBus(t, gw, "auth", "auth-1", "auth", &ran, lightbus.WithLeaseTTL(time.Minute))
 	bus.Listen("auth.user_registered", "audit", func(ctx context.Context, ev lightbus.EventMessage) error {
 		delivered.Add(1)
 		return nil
