@@ -23,8 +23,19 @@ type Config struct {
 	LogLevel  string `envconfig:"LIGHTBUS_LOG_LEVEL" default:"info"`
 	LogFormat string `envconfig:"LIGHTBUS_LOG_FORMAT" default:"text"`
 
-	DBMaxConns   int32 `envconfig:"LIGHTBUS_DB_MAX_CONNS" default:"20"`
-	MaxBodyBytes int64 `envconfig:"LIGHTBUS_MAX_BODY_BYTES" default:"1048576"`
+	DBMaxConns int32 `envconfig:"LIGHTBUS_DB_MAX_CONNS" default:"20"`
+	// DBPooler says what DATABASE_URL reaches: "none" (Postgres, or a
+	// pooler in session mode) or "transaction" (a pooler in transaction
+	// mode, such as PgBouncer's pool_mode = transaction): then River polls
+	// for jobs rather than LISTEN, unless DBListenURL is set, and migrations
+	// run only over DBListenURL. A setting, not a guess: a pooler cannot be
+	// told from Postgres reliably.
+	DBPooler string `envconfig:"LIGHTBUS_DB_POOLER" default:"none"`
+	// DBListenURL is a direct connection to Postgres (bypassing the
+	// pooler) for what needs a session: River's LISTEN and the migrations'
+	// advisory lock. Only with DBPooler "transaction".
+	DBListenURL  string `envconfig:"LIGHTBUS_DB_LISTEN_URL"`
+	MaxBodyBytes int64  `envconfig:"LIGHTBUS_MAX_BODY_BYTES" default:"1048576"`
 	// MaxBatchBytes bounds the body of a batch fire (POST /v1/events).
 	MaxBatchBytes   int64         `envconfig:"LIGHTBUS_MAX_BATCH_BYTES" default:"10485760"`
 	ShutdownTimeout time.Duration `envconfig:"LIGHTBUS_SHUTDOWN_TIMEOUT" default:"30s"`
@@ -318,6 +329,10 @@ func (c *Config) Validate() error {
 		// Migrations hold one connection for their lock while using others,
 		// and River keeps one for notifications.
 		return fmt.Errorf("LIGHTBUS_DB_MAX_CONNS must be at least 4")
+	case c.DBPooler != poolerNone && c.DBPooler != poolerTransaction:
+		return fmt.Errorf("LIGHTBUS_DB_POOLER must be none or transaction, not %q", c.DBPooler)
+	case c.DBListenURL != "" && c.DBPooler != poolerTransaction:
+		return fmt.Errorf("LIGHTBUS_DB_LISTEN_URL is for a transaction pooler: set LIGHTBUS_DB_POOLER=transaction too, or leave it empty")
 	case c.RPCTargetTTL < 0:
 		return fmt.Errorf("LIGHTBUS_RPC_TARGET_TTL must not be negative")
 	case c.DeliveryTargetTTL < 0:

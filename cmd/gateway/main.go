@@ -31,7 +31,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"riverqueue.com/riverui"
@@ -40,7 +39,6 @@ import (
 	"github.com/lightbus-go/lightbus/gateway/dispatch"
 	"github.com/lightbus-go/lightbus/gateway/httpapi"
 	"github.com/lightbus-go/lightbus/gateway/metrics"
-	"github.com/lightbus-go/lightbus/migrations"
 	"github.com/lightbus-go/lightbus/store/postgres"
 	"github.com/lightbus-go/lightbus/store/postgres/devpg"
 )
@@ -157,7 +155,7 @@ func connect(ctx context.Context, dbURL string, cfg Config, logger *slog.Logger)
 	for attempt := 1; ; attempt++ {
 		pool, err := openPool(ctx, dbURL, cfg)
 		if err == nil {
-			if err = migrations.Up(ctx, pool, logger); err == nil {
+			if err = migrate(ctx, pool, cfg, logger); err == nil {
 				return pool, nil
 			}
 			pool.Close()
@@ -204,6 +202,7 @@ type app struct {
 	api     *httpapi.Handler // its event streams end on shutdown
 	logger  *slog.Logger
 	pool    *pgxpool.Pool
+	listen  *pgxpool.Pool // LIGHTBUS_DB_LISTEN_URL's, for River's LISTEN; nil when none
 	river   *river.Client[pgx.Tx]
 	store   *postgres.DB
 	// ui is the River UI (nil when LIGHTBUS_RIVER_UI=false); stopUI stops
@@ -248,12 +247,22 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if sdkTracer != nil {
 		tracer = sdkTracer
 	}
+	var listen *pgxpool.Pool // River's LISTEN behind a transaction pooler
 	// failed undoes what newApp started when a later step fails.
 	failed := func() {
 		if sdkTracer != nil {
 			_ = sdkTracer.Shutdown(context.WithoutCancel(ctx))
 		}
 		pool.Close()
+		if listen != nil {
+			listen.Close()
+		}
+	}
+	if cfg.DBPooler == poolerTransaction && cfg.DBListenURL != "" {
+		if listen, err = openDirectPool(ctx, cfg); err != nil {
+			failed()
+			return nil, err
+		}
 	}
 	mets := metrics.New(metrics.Config{
 		Source:       store,
@@ -285,13 +294,16 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Undelivered: cfg.PruneUndelivered,
 	}))
 	river.AddWorker(workers, dispatch.NewReplayer(store, 0))
-	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+	rc, err := river.NewClient(riverDriver(pool, listen), &river.Config{
 		// Dead deliveries live at least as long as events; an event is not
 		// pruned while it has one, so a dead letter never loses its event.
 		DiscardedJobRetentionPeriod: cfg.DeadRetention,
 		FetchCooldown:               cfg.FetchCooldown,
 		FetchPollInterval:           cfg.FetchPollInterval,
 		Logger:                      logger.With(slog.String("component", "river")),
+		// Behind a transaction pooler River cannot LISTEN: it polls,
+		// unless its LISTEN has a direct connection.
+		PollOnly: cfg.DBPooler == poolerTransaction && listen == nil,
 		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.PruneInterval),
 			func() (river.JobArgs, *river.InsertOpts) { return dispatch.PruneArgs{}, nil },
 			&river.PeriodicJobOpts{RunOnStart: true})},
@@ -394,7 +406,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if cfg.DebugVars {
 		handler = withDebugVars(server)
 	}
-	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, river: rc, store: store, api: server, ui: ui, stopUI: func() {}, tracer: sdkTracer}, nil
+	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, listen: listen, river: rc, store: store, api: server, ui: ui, stopUI: func() {}, tracer: sdkTracer}, nil
 }
 
 // riverUIHandler returns ui as the http.Handler httpapi serves, nil (no
@@ -490,6 +502,9 @@ func (a *app) close(ctx context.Context) {
 		cancel()
 	}
 	a.pool.Close()
+	if a.listen != nil {
+		a.listen.Close()
+	}
 	if a.tracer != nil {
 		// Shutdown exports what is left; a collector that cannot take it
 		// within the shutdown timeout loses those spans.

@@ -35,6 +35,7 @@ func testConfig() Config {
 		LogLevel:            "debug",
 		LogFormat:           "text",
 		DBMaxConns:          10,
+		DBPooler:            poolerNone,
 		MaxBodyBytes:        64 << 10,
 		MaxBatchBytes:       1 << 20,
 		ShutdownTimeout:     5 * time.Second,
@@ -178,6 +179,8 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for variable, mutate := range map[string]func(*Config){
 		"LIGHTBUS_ADDR":                  func(c *Config) { c.Addr = "" },
+		"LIGHTBUS_DB_POOLER":             func(c *Config) { c.DBPooler = "statement" },
+		"LIGHTBUS_DB_LISTEN_URL":         func(c *Config) { c.DBListenURL = "postgres://db/lightbus" },
 		"LIGHTBUS_DB_MAX_CONNS":          func(c *Config) { c.DBMaxConns = 2 },
 		"LIGHTBUS_RPC_TIMEOUT":           func(c *Config) { c.RPCTimeout = 0 },
 		"LIGHTBUS_RPC_MAX_TIMEOUT":       func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },

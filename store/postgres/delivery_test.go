@@ -36,11 +36,16 @@ func TestDeliveryAttemptStatus(t *testing.T) {
 		for _, e := range errs {
 			rows = append(rows, map[string]any{"at": e.At, "attempt": e.Attempt, "error": e.Error, "trace": ""})
 		}
+		// JSON as a string: it encodes in every exec mode (LIGHTBUS_TEST_EXEC_MODE).
+		rowsJSON, err := json.Marshal(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
 		tag, err := bundle.pool.Exec(ctx, `
 			UPDATE river_job SET state = 'discarded', attempt = $2, max_attempts = $2, attempted_at = now(), finalized_at = now(),
 				errors = (SELECT array_agg(e ORDER BY n) FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, n)),
 				metadata = COALESCE(jsonb_set(metadata, '{output}', $4::jsonb), metadata)
-			WHERE args->>'event_id' = $1`, ev.ID, len(errs), rows, output)
+			WHERE args->>'event_id' = $1`, ev.ID, len(errs), string(rowsJSON), output)
 		if err != nil || tag.RowsAffected() != 1 {
 			t.Fatalf("updating the delivery: %v, %d rows", err, tag.RowsAffected())
 		}
@@ -107,9 +112,12 @@ func TestDeliveryAttemptStatus(t *testing.T) {
 		meta := []byte(`{}`)
 		for _, o := range []dispatch.AttemptOutcome{{Attempt: 1, Status: 503, Kind: dispatch.OutcomeStatus},
 			{Attempt: 2, Kind: dispatch.OutcomeTransport}} {
-			out := dispatch.AppendOutcome(meta, o)
+			out, err := json.Marshal(dispatch.AppendOutcome(meta, o))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := bundle.pool.QueryRow(context.Background(), `SELECT jsonb_set($1::jsonb, '{output}', to_jsonb($2::json))`,
-				meta, out).Scan(&meta); err != nil {
+				string(meta), string(out)).Scan(&meta); err != nil {
 				t.Fatal(err)
 			}
 		}

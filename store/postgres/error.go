@@ -41,6 +41,12 @@ func translate(err error) error {
 			return gateway.WrapError(gateway.EConflict, err, "already exists")
 		case pgErr.Code == "40001", pgErr.Code == "40P01": // serialization_failure, deadlock_detected
 			return gateway.WrapError(gateway.EUnavailable, err, "the database asked to retry; try again")
+		case pgErr.Code == "08P01": // protocol_violation
+			// In the simple protocol (default_query_exec_mode=simple_protocol,
+			// for poolers) the arguments travel inside the statement's text,
+			// and a NUL in a string ends it early: the request's value, which
+			// a retry would send again, not an unavailable database.
+			return gateway.WrapError(gateway.EInvalid, err, "the request holds a value the database cannot store")
 		case len(pgErr.Code) == 5 && (pgErr.Code[:2] == "08" || pgErr.Code[:2] == "53" || pgErr.Code[:2] == "57"):
 			// connection exception, insufficient resources, operator intervention
 			return gateway.WrapError(gateway.EUnavailable, err, gateway.ErrUnavailable.Message)

@@ -58,7 +58,7 @@ func connectTimeout(t *testing.T) error {
 func TestTranslateDataException(t *testing.T) {
 	t.Parallel()
 
-	for _, code := range []string{"22P05", "22003", "22008", "22021", "22P02", "54001"} {
+	for _, code := range []string{"22P05", "22003", "22008", "22021", "22P02", "54001", "08P01"} {
 		err := fmt.Errorf("insert: %w", &pgconn.PgError{Code: code, Message: "secret detail"})
 		got := translate(err)
 		var gerr *gateway.Error

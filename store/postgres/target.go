@@ -119,11 +119,7 @@ type eventLoader struct {
 // eventReq is one delivery's event read; done is closed when ev or err is
 // set.
 type eventReq struct {
-	id string
-	// uuid is id as the array argument of a read: pgx encodes a [][16]byte
-	// as uuid[] at once, while a []string it first fails to encode in
-	// binary, building an error, before it sends it as text.
-	uuid [16]byte
+	id   string // canonical form
 	ev   *gateway.Event
 	err  error
 	done chan struct{}
@@ -142,7 +138,7 @@ func (l *eventLoader) load(ctx context.Context, id string) (*gateway.Event, erro
 		return nil, gateway.Errorf(gateway.ENotFound, "event %s not found", id)
 	}
 	// The canonical form is what the database answers with.
-	req := &eventReq{id: parsed.String(), uuid: parsed, done: make(chan struct{})}
+	req := &eventReq{id: parsed.String(), done: make(chan struct{})}
 	l.mu.Lock()
 	l.pending = append(l.pending, req)
 	start := l.running < maxEventReads
@@ -189,9 +185,13 @@ func (l *eventLoader) read(batch []*eventReq) {
 			close(r.done)
 		}
 	}()
-	ids := make([][16]byte, len(batch))
+	// The ids go as text[], cast to uuid[] in the statement: a []string
+	// encodes as text[] in every pgx exec mode, also without a describe
+	// (PgBouncer in transaction mode), and at once in binary when the
+	// parameter's type is described as text[].
+	ids := make([]string, len(batch))
 	for i, r := range batch {
-		ids[i] = r.uuid
+		ids[i] = r.id
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), eventReadTimeout)
 	defer cancel()
@@ -204,7 +204,7 @@ func (l *eventLoader) read(batch []*eventReq) {
 		// connection after five executions.
 		rows, err = l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = $1::uuid`, batch[0].id)
 	} else {
-		rows, err = l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = ANY($1::uuid[])`, ids)
+		rows, err = l.db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = ANY($1::text[]::uuid[])`, ids)
 	}
 	var found []eventRow
 	if err == nil {

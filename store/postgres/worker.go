@@ -110,7 +110,7 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 				INSERT INTO lightbus_api (name, service, definition) VALUES ($1, $2, $3)
 				ON CONFLICT (name) DO UPDATE SET service = EXCLUDED.service, definition = EXCLUDED.definition, updated_at = now()
 				WHERE lightbus_api.service <> EXCLUDED.service OR lightbus_api.definition <> EXCLUDED.definition`,
-				a.Name, reg.Service, def); err != nil {
+				a.Name, reg.Service, string(def)); err != nil { // a string: a []byte is bytea without a describe
 				return err
 			}
 		}

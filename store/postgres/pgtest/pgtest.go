@@ -54,6 +54,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,6 +78,17 @@ const EnvURL = "TEST_DATABASE_URL"
 // riverVersionFallback is used in the template hash when the build carries no
 // module information.
 const riverVersionFallback = "v0.51.2"
+
+// EnvExecMode names the environment variable choosing the pgx query exec
+// mode of New's pools and NewURL's URLs: cache_statement (pgx's default),
+// cache_describe, describe_exec, exec or simple_protocol, the modes a
+// connection pooler in transaction mode may require. Empty leaves pgx's
+// default.
+const EnvExecMode = "LIGHTBUS_TEST_EXEC_MODE"
+
+// ExecModes lists the names of pgx's query exec modes, as the
+// default_query_exec_mode connection parameter spells them.
+var ExecModes = []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"}
 
 // templateLockKey is the advisory lock held while a template is built
 // ("lbpgtest" in ASCII).
@@ -222,10 +234,25 @@ func closeEnvironment() {
 }
 
 // New returns a pool on a fresh database holding the migrated schema. The
-// pool is closed and the database dropped when the test ends.
+// pool is closed and the database dropped when the test ends. Its query exec
+// mode is LIGHTBUS_TEST_EXEC_MODE's when set.
 func New(t testing.TB) *pgxpool.Pool {
 	t.Helper()
+	return NewWithExecMode(t, "")
+}
+
+// NewWithExecMode is New with the pool's default query exec mode named by
+// mode (one of ExecModes); an empty mode is LIGHTBUS_TEST_EXEC_MODE's, or
+// pgx's default.
+func NewWithExecMode(t testing.TB, mode string) *pgxpool.Pool {
+	t.Helper()
 	dbURL := NewURL(t)
+	if mode != "" {
+		var err error
+		if dbURL, err = WithExecMode(dbURL, mode); err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+	}
 	pool, err := pgxpool.New(t.Context(), dbURL)
 	if err != nil {
 		t.Fatalf("pgtest: open pool: %v", err)
@@ -236,6 +263,7 @@ func New(t testing.TB) *pgxpool.Pool {
 
 // NewURL creates a fresh database holding the migrated schema and returns its
 // URL. The database is dropped (its connections ended) when the test ends.
+// The URL names LIGHTBUS_TEST_EXEC_MODE's query exec mode when that is set.
 func NewURL(t testing.TB) string {
 	t.Helper()
 	e, base, err := environmentOf()
@@ -259,7 +287,31 @@ func NewURL(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
+	if mode := os.Getenv(EnvExecMode); mode != "" {
+		if dbURL, err = WithExecMode(dbURL, mode); err != nil {
+			t.Fatalf("pgtest: %s: %v", EnvExecMode, err)
+		}
+	}
 	return dbURL
+}
+
+// WithExecMode returns dbURL (a URL or a keyword/value string) with its
+// default_query_exec_mode parameter set to mode, one of ExecModes.
+func WithExecMode(dbURL, mode string) (string, error) {
+	if !slices.Contains(ExecModes, mode) {
+		return "", fmt.Errorf("unknown query exec mode %q (want one of %s)", mode, strings.Join(ExecModes, ", "))
+	}
+	if strings.HasPrefix(dbURL, "postgres://") || strings.HasPrefix(dbURL, "postgresql://") {
+		u, err := url.Parse(dbURL)
+		if err != nil {
+			return "", err
+		}
+		q := u.Query()
+		q.Set("default_query_exec_mode", mode)
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	return dbURL + " default_query_exec_mode=" + mode, nil
 }
 
 // environmentOf returns the environment, setting it up on first use, and the
