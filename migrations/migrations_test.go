@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"strings"
 	"sync"
 	"testing"
@@ -47,7 +48,8 @@ func emptySchemaPools(t *testing.T, n int) []*pgxpool.Pool {
 func TestUpConcurrently(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pools := emptySchemaPools(t, 4)
+	// As many as a Deployment's replicas (and a surge) starting together.
+	pools := emptySchemaPools(t, 8)
 	pool := pools[0]
 
 	if err := migrations.Check(ctx, pool); !errors.Is(err, migrations.ErrPending) {
@@ -75,6 +77,18 @@ func TestUpConcurrently(t *testing.T) {
 	}
 	if tables != 2 {
 		t.Fatalf("found %d of lightbus_event and river_job in the new schema", tables)
+	}
+	// Each migration was applied once, by one replica.
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var applied, distinct int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT version_id) FROM lightbus_goose_version WHERE version_id > 0`).Scan(&applied, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if applied != len(files) || distinct != len(files) {
+		t.Fatalf("%d migrations recorded (%d distinct), want each of the %d files once", applied, distinct, len(files))
 	}
 }
 
