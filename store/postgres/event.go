@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -156,15 +157,19 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 
 // fanOut gathers the fires of one transaction: their statements, sent to
 // Postgres in one pipelined round trip by flush, then, for many events,
-// their deliveries, inserted in one statement. A transaction of fewer than
-// copyEventsMin events stores each event and its deliveries with one
-// statement (inline); a larger one looks up the groups subscribed to each
-// (API, event) once, and inserts all deliveries with River.
+// their deliveries, inserted in one statement. A transaction of one event
+// stores it and its deliveries with one statement (inline); a larger one
+// looks up the groups subscribed to each (API, event) once, and inserts
+// the deliveries with River, one delivery batch per group (queueJobs).
 type fanOut struct {
 	batch  pgx.Batch
 	groups map[[2]string][]subscribedGroup
 	events []*stagedEvent // to store, by flush
 	jobs   []river.InsertManyParams
+	// byGroup holds the deliveries added by addDeliveries, by group (in
+	// groupOrder), until queueJobs makes them jobs.
+	byGroup    map[groupKey]*groupEvents
+	groupOrder []groupKey
 	// commit, when set, asks flush to put the COMMIT of tx (a begunTx) in
 	// the same pipeline when nothing is to be sent after it; committed
 	// then says it was sent. See fanOutTx.
@@ -228,14 +233,67 @@ func collectGroups(rows pgx.Rows) ([]subscribedGroup, error) {
 }
 
 // addDeliveries queues one delivery of ev per group and returns how many.
+// The deliveries of one group are queued together, by queueJobs.
 func (f *fanOut) addDeliveries(ev *gateway.Event, groups []subscribedGroup) int {
 	for _, g := range groups {
-		f.jobs = append(f.jobs, river.InsertManyParams{
-			Args:       dispatch.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener, TimeoutMS: g.timeoutMS},
-			InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: dispatch.QueueDelivery},
-		})
+		k := groupKey{g.service, g.listener}
+		ge := f.byGroup[k]
+		if ge == nil {
+			if f.byGroup == nil {
+				f.byGroup = map[groupKey]*groupEvents{}
+			}
+			ge = &groupEvents{group: g}
+			f.byGroup[k] = ge
+			f.groupOrder = append(f.groupOrder, k)
+		}
+		ge.ids = append(ge.ids, ev.ID)
 	}
 	return len(groups)
+}
+
+// groupEvents are the events of a transaction to deliver to one group.
+type groupEvents struct {
+	group subscribedGroup
+	ids   []string
+}
+
+// queueJobs turns the deliveries added by addDeliveries into jobs: per
+// group, one delivery batch of up to most events (deliveryJobs).
+func (f *fanOut) queueJobs(most int) {
+	for _, k := range f.groupOrder {
+		ge := f.byGroup[k]
+		f.jobs = append(f.jobs, deliveryJobs(ge.group, ge.ids, most)...)
+	}
+	f.byGroup, f.groupOrder = nil, nil
+}
+
+// deliveryJobs returns the jobs that deliver ids to group g: a delivery
+// batch per most events, in id order (UUIDv7: oldest first), and a delivery
+// job of its own for an event alone.
+func deliveryJobs(g subscribedGroup, ids []string, most int) []river.InsertManyParams {
+	slices.Sort(ids)
+	var jobs []river.InsertManyParams
+	for len(ids) > 0 {
+		n := min(len(ids), max(most, 1))
+		chunk := ids[:n]
+		ids = ids[n:]
+		if len(chunk) == 1 {
+			jobs = append(jobs, river.InsertManyParams{
+				Args:       dispatch.DeliveryArgs{EventID: chunk[0], Service: g.service, Listener: g.listener, TimeoutMS: g.timeoutMS},
+				InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: dispatch.QueueDelivery},
+			})
+			continue
+		}
+		maxAttempts := g.maxAttempts
+		if maxAttempts <= 0 {
+			maxAttempts = river.MaxAttemptsDefault // as River sets a delivery job's
+		}
+		jobs = append(jobs, river.InsertManyParams{
+			Args: dispatch.DeliveryBatchArgs{Service: g.service, Listener: g.listener, EventIDs: slices.Clone(chunk),
+				MaxAttempts: maxAttempts, TimeoutMS: g.timeoutMS},
+		})
+	}
+	return jobs
 }
 
 // stage queues ev, for flush to store with one delivery per subscribed
@@ -248,8 +306,10 @@ func (f *fanOut) stage(ev *gateway.Event) *stagedEvent {
 }
 
 // inline reports whether flush stores each event with its deliveries in
-// one statement.
-func (f *fanOut) inline() bool { return len(f.events) < copyEventsMin }
+// one statement: when there is one event, whose deliveries are a job per
+// group either way. Several events are stored first and their deliveries
+// queued by group, so that a group gets one job for all of them.
+func (f *fanOut) inline() bool { return len(f.events) == 1 }
 
 // lookUpGroups queues the lookup of the groups subscribed to each (API,
 // event) of the staged events, once each.
@@ -359,6 +419,7 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 			}
 		}
 	}
+	f.queueJobs(db.batchMax)
 	if len(f.jobs) == 0 {
 		return nil
 	}
