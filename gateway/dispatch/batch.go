@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-		"time"
+	"time"
 
 	"github.com/riverqueue/river"
 
