@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -267,5 +268,91 @@ func TestBatchFireQueuesOneJobPerGroup(t *testing.T) {
 	}
 	if n, events := jobs(); n != 3 || events != 201 {
 		t.Errorf("then 101 more queued %d jobs in all for %d events, want 3 for 201", n, events)
+	}
+}
+
+// TestFewEventsJobsAsRiverInserts checks that the jobs a transaction of a
+// few events inserts itself (insertFewSQL) are the rows River's
+// InsertManyFastTx inserts for the same deliveries (deliveryJobs), column
+// by column but the id and the times: a delivery batch per group of two
+// events or more, a delivery job for an event alone.
+func TestFewEventsJobsAsRiverInserts(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	db, err := New(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := deliveryJobTestGroups(ctx, t, pool) // a, b, c on api.ev
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO lightbus_listener (service, name, secret, max_attempts, timeout_ms) VALUES ('svc', 'd', 's', 4, 900);
+		INSERT INTO lightbus_subscription (api, event, service, listener) VALUES ('api', 'other', 'svc', 'd')`); err != nil {
+		t.Fatal(err)
+	}
+	evs := newTestEvents(t, 3)
+	other, err := gateway.NewEvent("api", "other", json.RawMessage(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs = append(evs, other)
+	evs[1].IdempotencyKey = "k1"
+	res, err := db.FireEvents(ctx, evs, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		// api.other goes to d, and to b (subscribed to api.*).
+		if want := map[bool]int{true: 2, false: 3}[i == 3]; r.Deliveries != want {
+			t.Errorf("event %d: %d deliveries, want %d", i, r.Deliveries, want)
+		}
+	}
+	var ours int64
+	if err := pool.QueryRow(ctx, `SELECT max(id) FROM river_job`).Scan(&ours); err != nil {
+		t.Fatal(err)
+	}
+	if ours != 4 {
+		t.Fatalf("%d jobs for 4 events to 4 groups, want 4: a batch for each of a, b, c, a job for d", ours)
+	}
+
+	var jobs []river.InsertManyParams
+	ids := []string{evs[0].ID, evs[1].ID, evs[2].ID}
+	for _, g := range groups {
+		if g.listener == "b" {
+			jobs = append(jobs, deliveryJobs(g, append(slices.Clone(ids), other.ID), 100)...)
+			continue
+		}
+		jobs = append(jobs, deliveryJobs(g, slices.Clone(ids), 100)...)
+	}
+	jobs = append(jobs, deliveryJobs(subscribedGroup{service: "svc", listener: "d", maxAttempts: 4, timeoutMS: 900}, []string{other.ID}, 100)...)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	read := func(cond string) []string {
+		t.Helper()
+		rows, err := pool.Query(ctx, `
+			SELECT (to_jsonb(j) - 'id' - 'created_at' - 'scheduled_at')::text
+			FROM river_job j WHERE `+cond+` AND created_at = scheduled_at AND scheduled_at <= now()
+			ORDER BY args->>'listener'`, ours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	mine, rivers := read("id <= $1"), read("id > $1")
+	if len(mine) != 4 || strings.Join(mine, "\n") != strings.Join(rivers, "\n") {
+		t.Errorf("the transaction's jobs differ from River's:\n%s\nRiver's:\n%s", strings.Join(mine, "\n"), strings.Join(rivers, "\n"))
 	}
 }

@@ -158,9 +158,11 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 // fanOut gathers the fires of one transaction: their statements, sent to
 // Postgres in one pipelined round trip by flush, then, for many events,
 // their deliveries, inserted in one statement. A transaction of one event
-// stores it and its deliveries with one statement (inline); a larger one
-// looks up the groups subscribed to each (API, event) once, and inserts
-// the deliveries with River, one delivery batch per group (queueJobs).
+// stores it and its deliveries with one statement (inline), one of fewer
+// than copyEventsMin events all of them with one delivery batch per group
+// (few); a larger one looks up the groups subscribed to each (API, event)
+// once, and inserts the deliveries with River, one delivery batch per group
+// (queueJobs).
 type fanOut struct {
 	batch  pgx.Batch
 	groups map[[2]string][]subscribedGroup
@@ -307,8 +309,8 @@ func (f *fanOut) stage(ev *gateway.Event) *stagedEvent {
 
 // inline reports whether flush stores each event with its deliveries in
 // one statement: when there is one event, whose deliveries are a job per
-// group either way. Several events are stored first and their deliveries
-// queued by group, so that a group gets one job for all of them.
+// group either way. Several events get one job per group for all of them
+// (few, queueJobs).
 func (f *fanOut) inline() bool { return len(f.events) == 1 }
 
 // lookUpGroups queues the lookup of the groups subscribed to each (API,
@@ -385,16 +387,21 @@ func (f *fanOut) stageDeliveries(ev *gateway.Event) *int {
 // flush runs the staged statements in tx, stores the staged events and
 // inserts the deliveries.
 func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
-	inline := f.inline()
+	inline, few := f.inline(), f.few(db.batchMax)
 	var copied [][]any
-	if inline {
+	switch {
+	case inline:
 		db.queueInline(f)
 		// Nothing follows the pipeline: its COMMIT may go with it.
 		if f.commit && f.lookups == 0 {
 			f.batch.Queue("COMMIT")
 			f.committed = true
 		}
-	} else {
+	case few:
+		if err := db.queueFew(f); err != nil {
+			return err
+		}
+	default:
 		f.lookUpGroups()
 		var err error
 		if copied, err = f.queueEvents(); err != nil {
@@ -411,7 +418,7 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 			return err
 		}
 	}
-	if !inline {
+	if !inline && !few {
 		// The events are stored: queue one delivery per subscribed group.
 		for _, st := range f.events {
 			if st.stored {
@@ -454,6 +461,81 @@ func (db *DB) queueInline(f *fanOut) {
 			return nil
 		})
 	}
+}
+
+// few reports whether flush stores the staged events, more than one, with
+// one statement that inserts their deliveries too (insertFewSQL): fewer
+// than copyEventsMin of them, all in one delivery batch per group.
+func (f *fanOut) few(batchMax int) bool {
+	return len(f.events) > 1 && len(f.events) < copyEventsMin && batchMax >= len(f.events)
+}
+
+// insertFewSQL stores events and queues their deliveries in one statement:
+// the events ($1 ids, $2 apis, $3 names, $4 params, $5 created_at, $6
+// idempotency keys or NULL, $7 traceparents, $8 tracestates; one whose key
+// is taken is not stored), for each subscribed group one delivery batch of
+// the stored events, or a delivery job when there is one (the rows River's
+// InsertManyFastTx inserts for deliveryJobs: TestFewEventsJobsAsRiverInserts),
+// and River's insert notification when $9 is not empty. It answers a row
+// per stored event: its id, its deliveries and whether it notified.
+var insertFewSQL = `
+	WITH ev AS (
+		INSERT INTO lightbus_event (id, api, name, params, created_at, idempotency_key, traceparent, tracestate)
+		SELECT u.id, u.api, u.name, u.params::jsonb, u.created_at, u.key, u.tp, u.ts
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[], $8::text[])
+		     AS u(id, api, name, params, created_at, key, tp, ts)
+		ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING id, api, name),
+	d AS (
+		SELECT DISTINCT ev.id, l.service, l.name AS listener, l.max_attempts, l.timeout_ms
+		FROM ev
+		JOIN lightbus_subscription s ON s.api = ev.api AND s.event IN (ev.name, '*')
+		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener),
+	g AS (
+		SELECT d.service, d.listener, d.max_attempts, d.timeout_ms, array_agg(d.id::text ORDER BY d.id) AS ids
+		FROM d GROUP BY d.service, d.listener, d.max_attempts, d.timeout_ms),
+	jobs AS (` + insertGroupJobsSQL + `
+		RETURNING 1)
+	SELECT ev.id::text, (SELECT count(*) FROM d WHERE d.id = ev.id)::int, ` + riverInsertNotifySQL(9) + `
+	FROM ev`
+
+// queueFew queues the staged events with insertFewSQL, with River's insert
+// notification when one is due.
+func (db *DB) queueFew(f *fanOut) error {
+	n := len(f.events)
+	ids := make([][16]byte, n)
+	apis, names, params := make([]string, n), make([]string, n), make([]string, n)
+	created := make([]time.Time, n)
+	keys, tps, tss := make([]*string, n), make([]*string, n), make([]*string, n)
+	byID := make(map[string]*stagedEvent, n)
+	for i, st := range f.events {
+		ev := st.ev
+		id, err := uuid.Parse(ev.ID)
+		if err != nil {
+			return fmt.Errorf("event id %q: %w", ev.ID, err)
+		}
+		ids[i] = id
+		apis[i], names[i], params[i], created[i] = ev.API, ev.Name, string(ev.Params), ev.CreatedAt
+		keys[i], tps[i], tss[i] = nullable(ev.IdempotencyKey), nullable(ev.TraceParent), nullable(ev.TraceState)
+		byID[id.String()] = st
+	}
+	now := time.Now()
+	f.batch.Queue(insertFewSQL, ids, apis, names, params, created, keys, tps, tss, db.notifier.payload(now)).
+		Query(func(rows pgx.Rows) error {
+			var id string
+			var deliveries, notified int
+			_, err := pgx.ForEachRow(rows, []any{&id, &deliveries, &notified}, func() error {
+				if st := byID[id]; st != nil {
+					st.stored, st.n = true, deliveries
+				}
+				if notified > 0 {
+					db.notifier.sent(now)
+				}
+				return nil
+			})
+			return err
+		})
+	return nil
 }
 
 // queueEvents queues the inserts of the staged events and returns the rows

@@ -441,6 +441,25 @@ var insertDeliveryJobsSQL = `
 	       ` + strconv.Itoa(river.PriorityDefault) + `, '` + dispatch.QueueDelivery + `', 'available', now(), now(), '{}', '{}'
 	FROM ev, g`
 
+// insertGroupJobsSQL inserts the deliveries of the common table
+// expression g (service, listener, max_attempts, timeout_ms, ids: the ids of
+// events stored by the statement, in id order): per group one delivery
+// batch, or a delivery job for an event alone, the rows River's
+// InsertManyFastTx inserts for deliveryJobs. The statement that stores a
+// few events queues their deliveries with them (insertFewSQL).
+var insertGroupJobsSQL = `
+	INSERT INTO river_job (args, kind, max_attempts, priority, queue, state, scheduled_at, created_at, metadata, tags)
+	SELECT CASE WHEN cardinality(g.ids) = 1
+	            THEN jsonb_build_object('event_id', g.ids[1], 'service', g.service, 'listener', g.listener)
+	            ELSE jsonb_build_object('service', g.service, 'listener', g.listener, 'event_ids', to_jsonb(g.ids),
+	                   'max_attempts', CASE WHEN g.max_attempts > 0 THEN g.max_attempts ELSE ` + strconv.Itoa(river.MaxAttemptsDefault) + ` END)
+	       END || CASE WHEN g.timeout_ms <> 0 THEN jsonb_build_object('timeout_ms', g.timeout_ms) ELSE '{}'::jsonb END,
+	       CASE WHEN cardinality(g.ids) = 1 THEN '` + dispatch.DeliveryKind + `' ELSE '` + dispatch.DeliveryBatchKind + `' END,
+	       CASE WHEN cardinality(g.ids) > 1 THEN ` + strconv.Itoa(dispatch.DeliveryBatchMaxAttempts) + `
+	            WHEN g.max_attempts > 0 THEN g.max_attempts ELSE ` + strconv.Itoa(river.MaxAttemptsDefault) + ` END,
+	       ` + strconv.Itoa(river.PriorityDefault) + `, '` + dispatch.QueueDelivery + `', 'available', now(), now(), '{}', '{}'
+	FROM g`
+
 // riverInsertNotifySQL is River's insert notification, which wakes the
 // producers of a queue at once instead of at their next poll, as a scalar
 // subquery of a statement whose common table expression jobs holds the
