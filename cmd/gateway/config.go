@@ -71,6 +71,12 @@ type Config struct {
 	// worker's lease ended is never used.
 	DeliveryTargetTTL time.Duration `envconfig:"LIGHTBUS_DELIVERY_TARGET_TTL" default:"1s"`
 
+	// DeliveryBatchMax is the most events of one delivery batch: a
+	// transaction that stores several events for one listener group (a
+	// group commit, a batch fire, a replay page) queues one River job per
+	// this many of them. 1 queues a job per delivery.
+	DeliveryBatchMax int `envconfig:"LIGHTBUS_DELIVERY_BATCH_MAX" default:"100"`
+
 	DeliveryTimeout     time.Duration `envconfig:"LIGHTBUS_DELIVERY_TIMEOUT" default:"30s"`
 	DeliveryMaxAttempts int           `envconfig:"LIGHTBUS_DELIVERY_MAX_ATTEMPTS" default:"25"`
 	DeliveryWorkers     int           `envconfig:"LIGHTBUS_DELIVERY_WORKERS" default:"100"`
@@ -337,6 +343,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_RPC_TARGET_TTL must not be negative")
 	case c.DeliveryTargetTTL < 0:
 		return fmt.Errorf("LIGHTBUS_DELIVERY_TARGET_TTL must not be negative")
+	case c.DeliveryBatchMax < 1 || c.DeliveryBatchMax > 1000:
+		return fmt.Errorf("LIGHTBUS_DELIVERY_BATCH_MAX (%d) must be between 1 and 1000", c.DeliveryBatchMax)
 	case c.FireBatchWindow < 0:
 		return fmt.Errorf("LIGHTBUS_FIRE_BATCH_WINDOW must not be negative")
 	case c.FireBatchInFlight >= int(c.DBMaxConns):

@@ -225,7 +225,8 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	}
 	logger.Info("worker network policy", slog.String("allowed", networks.String()))
 	store, err := postgres.New(pool, logger, postgres.WithInsertNotifyCooldown(cfg.FetchCooldown),
-		postgres.WithDeliveryTargetTTL(cfg.DeliveryTargetTTL), postgres.WithRPCSecretOverlap(cfg.WorkerSecretOverlap))
+		postgres.WithDeliveryTargetTTL(cfg.DeliveryTargetTTL), postgres.WithRPCSecretOverlap(cfg.WorkerSecretOverlap),
+		postgres.WithDeliveryBatchMax(cfg.DeliveryBatchMax))
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -274,7 +275,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	})
 	workers := river.NewWorkers()
 	retry := gateway.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax, Jitter: 0.2}
-	river.AddWorker(workers, dispatch.NewDeliverer(dispatch.DelivererConfig{
+	deliverer := dispatch.NewDeliverer(dispatch.DelivererConfig{
 		GroupLimit: cfg.GroupMaxInFlight,
 		Logger:     logger,
 		Observer:   mets,
@@ -285,7 +286,9 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Networks:   networks,
 
 		TracerProvider: tracer,
-	}))
+	})
+	river.AddWorker(workers, deliverer)
+	river.AddWorker(workers, dispatch.NewBatchDeliverer(deliverer, store))
 	river.AddWorker(workers, dispatch.NewPruner(dispatch.PrunerConfig{
 		Batch:       cfg.PruneBatch,
 		Logger:      logger,

@@ -276,6 +276,17 @@ func (w *Deliverer) acquire(ctx context.Context, group string, limit int) bool {
 	}
 }
 
+// tryAcquire takes an in-flight slot for group if one is free now.
+func (w *Deliverer) tryAcquire(group string, limit int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if limit <= 0 || w.inFlight[group] < limit {
+		w.inFlight[group]++
+		return true
+	}
+	return false
+}
+
 func (w *Deliverer) release(group string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -339,86 +350,145 @@ func (w *Deliverer) work(ctx context.Context, job *river.Job[DeliveryArgs], at *
 	if len(target.Endpoints) == 0 {
 		return river.JobSnooze(w.snooze)
 	}
-	limit := target.Policy.MaxInFlight
-	if limit <= 0 {
-		limit = w.groupLimit
-	}
-	if !w.acquire(ctx, group, limit) {
+	if !w.acquire(ctx, group, w.limit(target.Policy)) {
 		return river.JobSnooze(inFlightSnooze + rand.N(inFlightSnooze))
 	}
 	defer w.release(group)
-	endpoint := target.Endpoints[int(w.next.Add(1)%uint64(len(target.Endpoints)))]
 
 	// The group's current timeout, within the job's own bound.
 	timeout := min(target.Policy.Timeout(w.timeout), w.requestTimeout(job))
-	reqCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := NewDeliveryRequest(reqCtx, endpoint.URL, &target.Event, target.Secret, job.Attempt, group, time.Now())
-	if err != nil {
-		return err
+	res := w.send(ctx, sendArgs{
+		service: args.Service, listener: args.Listener, ev: &target.Event, secret: target.Secret,
+		endpoints: target.Endpoints, retry: target.Policy.Retry(w.retry), attempt: job.Attempt, timeout: timeout,
+	})
+	at.took, at.sinceFired, at.gone = res.took, res.sinceFired, res.gone
+	if res.err == nil {
+		return nil
 	}
-	span := w.traceAttempt(ctx, req, job, &target.Event, endpoint.WorkerID)
-	retry := target.Policy.Retry(w.retry)
+	if !res.noRequest {
+		w.record(ctx, job, res.outcome)
+		w.retryAfter(job, res.delay)
+	}
+	return res.err
+}
+
+// limit is the max_in_flight of a group with policy p (0: none).
+func (w *Deliverer) limit(p gateway.DeliveryPolicy) int {
+	if p.MaxInFlight > 0 {
+		return p.MaxInFlight
+	}
+	return w.groupLimit
+}
+
+// sendArgs is one delivery attempt of an event to its group.
+type sendArgs struct {
+	service, listener string
+	ev                *gateway.Event
+	secret            string
+	endpoints         []gateway.Endpoint
+	retry             gateway.RetryPolicy
+	attempt           int
+	timeout           time.Duration
+}
+
+// sent is how one attempt ended.
+type sent struct {
+	// err is nil when the event was delivered, else the attempt's error
+	// as the delivery's errors keep it.
+	err error
+	// outcome is a failed attempt's outcome (its Attempt set).
+	outcome AttemptOutcome
+	// delay is how long after a failed attempt the delivery runs again:
+	// the group's backoff, the listener's Retry-After, or 0 after a 410.
+	delay time.Duration
+	// noRequest marks an attempt that made no request (its request could
+	// not be built): no outcome is recorded.
+	noRequest  bool
+	took       time.Duration // the request's time
+	sinceFired time.Duration // from the event's fire to its delivery
+	gone       bool          // the endpoint answered 410
+	start      time.Time     // when the attempt started
+}
+
+// send makes one attempt: a POST of a.ev to one of its group's live
+// endpoints (round robin), with the listener response contract applied. The
+// caller holds an in-flight slot of the group.
+func (w *Deliverer) send(ctx context.Context, a sendArgs) sent {
+	res := sent{start: time.Now()}
+	group := a.service + "." + a.listener
+	endpoint := a.endpoints[int(w.next.Add(1)%uint64(len(a.endpoints)))]
+	reqCtx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	req, err := NewDeliveryRequest(reqCtx, endpoint.URL, a.ev, a.secret, a.attempt, group, time.Now())
+	if err != nil {
+		res.err, res.noRequest = err, true
+		return res
+	}
+	span := w.traceAttempt(ctx, req, a, endpoint.WorkerID)
 	start := time.Now()
 	resp, err := w.client.Do(req)
 	endAttemptSpan(span, resp, err)
 	if err != nil {
-		at.took = time.Since(start)
-		w.retryAfter(job, retry.Delay(job.Attempt))
+		res.took = time.Since(start)
+		res.delay = a.retry.Delay(a.attempt)
 		if errors.Is(reqCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			w.record(ctx, job, AttemptOutcome{Kind: OutcomeTimeout})
-			return fmt.Errorf("deliver to %s: no answer within %s", endpoint.URL, timeout)
+			res.outcome = AttemptOutcome{Attempt: a.attempt, Kind: OutcomeTimeout}
+			res.err = fmt.Errorf("deliver to %s: no answer within %s", endpoint.URL, a.timeout)
+			return res
 		}
-		w.record(ctx, job, AttemptOutcome{Kind: OutcomeTransport})
-		return fmt.Errorf("deliver to %s: %w", endpoint.URL, err)
+		res.outcome = AttemptOutcome{Attempt: a.attempt, Kind: OutcomeTransport}
+		res.err = fmt.Errorf("deliver to %s: %w", endpoint.URL, err)
+		return res
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxSnippet))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
 	end := time.Now()
-	at.took = end.Sub(start)
+	res.took = end.Sub(start)
 	status := resp.StatusCode
 	if status >= 200 && status < 300 {
-		at.sinceFired = end.Sub(target.Event.CreatedAt)
-		return nil
+		res.sinceFired = end.Sub(a.ev.CreatedAt)
+		return res
 	}
 	w.logger.DebugContext(ctx, "delivery failed",
-		slog.String("event_id", args.EventID), slog.String("listener", group),
-		slog.Int("attempt", job.Attempt), slog.Int("status", status))
+		slog.String("event_id", a.ev.ID), slog.String("listener", group),
+		slog.Int("attempt", a.attempt), slog.Int("status", status))
 	failure := fmt.Sprintf("listener answered %d", status)
 	if text := strings.TrimSpace(strings.ToValidUTF8(string(snippet), "")); text != "" {
 		failure += ": " + text
 	}
-	outcome := AttemptOutcome{Status: status, Kind: OutcomeStatus}
-	if status == http.StatusGone {
-		outcome.Kind = OutcomeGone
-	}
-	w.record(ctx, job, outcome)
+	res.outcome = AttemptOutcome{Attempt: a.attempt, Status: status, Kind: OutcomeStatus}
+	res.delay = a.retry.Delay(a.attempt)
 	switch status {
 	case http.StatusGone:
-		at.gone = true
+		res.outcome.Kind = OutcomeGone
+		res.gone = true
 		// This endpoint no longer takes the group's deliveries: drop it,
 		// and try again at once on another endpoint (or wait for one).
-		if err := w.store.RemoveEndpoint(ctx, args.Service, args.Listener, endpoint.WorkerID); err != nil {
-			return fmt.Errorf("%s; removing the endpoint failed: %w", failure, err)
+		if err := w.store.RemoveEndpoint(ctx, a.service, a.listener, endpoint.WorkerID); err != nil {
+			res.err = fmt.Errorf("%s; removing the endpoint failed: %w", failure, err)
+			return res
 		}
-		w.retryAfter(job, 0)
-		return fmt.Errorf("%s (endpoint of worker %s removed)", failure, endpoint.WorkerID)
+		res.delay = 0
+		res.err = fmt.Errorf("%s (endpoint of worker %s removed)", failure, endpoint.WorkerID)
+		return res
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		if d, ok := gateway.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			w.retryAfter(job, d)
-			return fmt.Errorf("%s (Retry-After %s)", failure, d)
+			res.delay = d
+			res.err = fmt.Errorf("%s (Retry-After %s)", failure, d)
+			return res
 		}
 	}
-	w.retryAfter(job, retry.Delay(job.Attempt))
-	return errors.New(failure)
+	res.err = errors.New(failure)
+	return res
 }
 
 // traceAttempt sets the trace context of an attempt's request: a child of
 // the event's stored context, with the id of the attempt's span when spans
 // are made, else the stored context as it is (or none). The span ends with
 // endAttemptSpan.
-func (w *Deliverer) traceAttempt(ctx context.Context, req *http.Request, job *river.Job[DeliveryArgs], ev *gateway.Event, workerID string) trace.Span {
+func (w *Deliverer) traceAttempt(ctx context.Context, req *http.Request, a sendArgs, workerID string) trace.Span {
+	ev := a.ev
 	if !w.tracing {
 		if ev.TraceParent != "" {
 			req.Header[tracing.HeaderTraceParent] = []string{ev.TraceParent}
@@ -435,9 +505,9 @@ func (w *Deliverer) traceAttempt(ctx context.Context, req *http.Request, job *ri
 			attribute.String("lightbus.event_id", ev.ID),
 			attribute.String("lightbus.api", ev.API),
 			attribute.String("lightbus.event", ev.Name),
-			attribute.String("lightbus.service", job.Args.Service),
-			attribute.String("lightbus.listener", job.Args.Listener),
-			attribute.Int("lightbus.attempt", job.Attempt),
+			attribute.String("lightbus.service", a.service),
+			attribute.String("lightbus.listener", a.listener),
+			attribute.Int("lightbus.attempt", a.attempt),
 			attribute.String("lightbus.worker_id", workerID),
 			attribute.String("http.request.method", req.Method),
 			attribute.String("server.address", req.URL.Hostname()),

@@ -74,7 +74,7 @@ func TestFireIsOneTransaction(t *testing.T) {
 				t.Helper()
 				err := bundle.pool.QueryRow(ctx, `SELECT
 					(SELECT count(*) FROM lightbus_event WHERE id = $1),
-					(SELECT count(*) FROM river_job WHERE args->>'event_id' = $1::text)`, ev.ID).Scan(&events, &jobs)
+					(SELECT count(*) FROM river_job WHERE args->>'event_id' = $1::text OR args->'event_ids' @> jsonb_build_array($1::text))`, ev.ID).Scan(&events, &jobs)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -168,7 +168,8 @@ func holdAtCommit(t *testing.T, bundle *testBundle) {
 		BEGIN
 			IF NEW.params->>'refuse' = 'event' THEN RAISE EXCEPTION 'event refused at commit'; END IF;
 			IF NEW.params->>'probe' IS NOT NULL THEN
-				INSERT INTO fire_probe SELECT NEW.id, count(*) FROM river_job WHERE args->>'event_id' = NEW.id::text;
+				INSERT INTO fire_probe SELECT NEW.id, count(*) FROM river_job
+					WHERE args->>'event_id' = NEW.id::text OR args->'event_ids' @> jsonb_build_array(NEW.id::text);
 				PERFORM pg_sleep(1);
 			END IF;
 			RETURN NULL;
@@ -177,7 +178,8 @@ func holdAtCommit(t *testing.T, bundle *testBundle) {
 		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_event_at_commit()`,
 		`CREATE FUNCTION refuse_delivery_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
-			IF EXISTS (SELECT 1 FROM lightbus_event e WHERE e.id::text = NEW.args->>'event_id' AND e.params->>'refuse' = 'deliveries') THEN
+			IF EXISTS (SELECT 1 FROM lightbus_event e WHERE (e.id::text = NEW.args->>'event_id' OR NEW.args->'event_ids' @> jsonb_build_array(e.id::text))
+				AND e.params->>'refuse' = 'deliveries') THEN
 				RAISE EXCEPTION 'delivery refused at commit';
 			END IF;
 			RETURN NULL;

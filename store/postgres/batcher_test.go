@@ -76,7 +76,7 @@ func TestFireBatching(t *testing.T) {
 		if err := bundle.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM lightbus_event`).Scan(&stored, &txs); err != nil {
 			t.Fatal(err)
 		}
-		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = $1`, dispatch.DeliveryKind).Scan(&jobs); err != nil {
+		if err := bundle.pool.QueryRow(ctx, deliveriesSQL).Scan(&jobs); err != nil {
 			t.Fatal(err)
 		}
 		if stored != 100 || jobs != 100 {
@@ -84,6 +84,15 @@ func TestFireBatching(t *testing.T) {
 		}
 		if txs >= 100 {
 			t.Errorf("100 concurrent fires committed in %d transactions: none was shared", txs)
+		}
+		// A shared transaction queues one job for the group, however many
+		// events it stored: no more job rows than transactions.
+		var rows int
+		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE queue = $1`, dispatch.QueueDelivery).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows > txs {
+			t.Errorf("%d transactions queued %d job rows for one group, want at most one each", txs, rows)
 		}
 	})
 
@@ -166,7 +175,7 @@ func TestFireBatching(t *testing.T) {
 		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM lightbus_event`).Scan(&stored); err != nil {
 			t.Fatal(err)
 		}
-		if err := bundle.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = $1`, dispatch.DeliveryKind).Scan(&jobs); err != nil {
+		if err := bundle.pool.QueryRow(ctx, deliveriesSQL).Scan(&jobs); err != nil {
 			t.Fatal(err)
 		}
 		if stored != n+10 || jobs != n+10 {
@@ -412,3 +421,8 @@ func waitAtCommit(t *testing.T, bundle *testBundle) {
 		return sleeping
 	})
 }
+
+// deliveriesSQL counts the deliveries queued: delivery jobs and the events
+// of delivery batches.
+var deliveriesSQL = `SELECT COALESCE(sum(CASE WHEN kind = '` + dispatch.DeliveryBatchKind + `' THEN jsonb_array_length(args->'event_ids') ELSE 1 END), 0)
+	FROM river_job WHERE kind IN ('` + dispatch.DeliveryKind + `', '` + dispatch.DeliveryBatchKind + `')`

@@ -46,6 +46,8 @@ type DB struct {
 	// secretOverlap is how long a worker's previous RPC secret keeps
 	// signing after a registration replaced it.
 	secretOverlap time.Duration
+	// batchMax is the most events of one delivery batch.
+	batchMax int
 }
 
 // Option configures New.
@@ -55,6 +57,19 @@ type options struct {
 	notifyCooldown time.Duration
 	targetTTL      time.Duration
 	secretOverlap  time.Duration
+	batchMax       int
+}
+
+// DefaultDeliveryBatchMax is the most events of one delivery batch, unless
+// WithDeliveryBatchMax says otherwise.
+const DefaultDeliveryBatchMax = 100
+
+// WithDeliveryBatchMax sets the most events of one delivery batch: the
+// deliveries to one group of a transaction that stores several events are
+// queued as one River job per n events (dispatch.DeliveryBatchArgs). 1
+// queues a job per delivery.
+func WithDeliveryBatchMax(n int) Option {
+	return func(o *options) { o.batchMax = n }
 }
 
 // DefaultRPCSecretOverlap is how long a worker's previous RPC secret is
@@ -83,7 +98,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, opts ...Option) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	o := options{secretOverlap: DefaultRPCSecretOverlap}
+	o := options{secretOverlap: DefaultRPCSecretOverlap, batchMax: DefaultDeliveryBatchMax}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -95,7 +110,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, opts ...Option) (*DB, error) {
 	if cooldown <= 0 {
 		cooldown = river.FetchCooldownDefault // what River's client then uses
 	}
-	db := &DB{logger: logger, pool: pool, river: rc, secretOverlap: o.secretOverlap, notifier: &insertNotifier{cooldown: cooldown}}
+	db := &DB{logger: logger, pool: pool, river: rc, secretOverlap: o.secretOverlap, batchMax: max(o.batchMax, 1), notifier: &insertNotifier{cooldown: cooldown}}
 	db.events = &eventLoader{db: db}
 	if o.targetTTL > 0 {
 		db.groups = &groupCache{ttl: o.targetTTL, groups: map[groupKey]*cachedGroup{}}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -155,15 +156,21 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 
 // fanOut gathers the fires of one transaction: their statements, sent to
 // Postgres in one pipelined round trip by flush, then, for many events,
-// their deliveries, inserted in one statement. A transaction of fewer than
-// copyEventsMin events stores each event and its deliveries with one
-// statement (inline); a larger one looks up the groups subscribed to each
-// (API, event) once, and inserts all deliveries with River.
+// their deliveries, inserted in one statement. A transaction of one event
+// stores it and its deliveries with one statement (inline), one of fewer
+// than copyEventsMin events all of them with one delivery batch per group
+// (few); a larger one looks up the groups subscribed to each (API, event)
+// once, and inserts the deliveries with River, one delivery batch per group
+// (queueJobs).
 type fanOut struct {
 	batch  pgx.Batch
 	groups map[[2]string][]subscribedGroup
 	events []*stagedEvent // to store, by flush
 	jobs   []river.InsertManyParams
+	// byGroup holds the deliveries added by addDeliveries, by group (in
+	// groupOrder), until queueJobs makes them jobs.
+	byGroup    map[groupKey]*groupEvents
+	groupOrder []groupKey
 	// commit, when set, asks flush to put the COMMIT of tx (a begunTx) in
 	// the same pipeline when nothing is to be sent after it; committed
 	// then says it was sent. See fanOutTx.
@@ -227,14 +234,67 @@ func collectGroups(rows pgx.Rows) ([]subscribedGroup, error) {
 }
 
 // addDeliveries queues one delivery of ev per group and returns how many.
+// The deliveries of one group are queued together, by queueJobs.
 func (f *fanOut) addDeliveries(ev *gateway.Event, groups []subscribedGroup) int {
 	for _, g := range groups {
-		f.jobs = append(f.jobs, river.InsertManyParams{
-			Args:       dispatch.DeliveryArgs{EventID: ev.ID, Service: g.service, Listener: g.listener, TimeoutMS: g.timeoutMS},
-			InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: dispatch.QueueDelivery},
-		})
+		k := groupKey{g.service, g.listener}
+		ge := f.byGroup[k]
+		if ge == nil {
+			if f.byGroup == nil {
+				f.byGroup = map[groupKey]*groupEvents{}
+			}
+			ge = &groupEvents{group: g}
+			f.byGroup[k] = ge
+			f.groupOrder = append(f.groupOrder, k)
+		}
+		ge.ids = append(ge.ids, ev.ID)
 	}
 	return len(groups)
+}
+
+// groupEvents are the events of a transaction to deliver to one group.
+type groupEvents struct {
+	group subscribedGroup
+	ids   []string
+}
+
+// queueJobs turns the deliveries added by addDeliveries into jobs: per
+// group, one delivery batch of up to most events (deliveryJobs).
+func (f *fanOut) queueJobs(most int) {
+	for _, k := range f.groupOrder {
+		ge := f.byGroup[k]
+		f.jobs = append(f.jobs, deliveryJobs(ge.group, ge.ids, most)...)
+	}
+	f.byGroup, f.groupOrder = nil, nil
+}
+
+// deliveryJobs returns the jobs that deliver ids to group g: a delivery
+// batch per most events, in id order (UUIDv7: oldest first), and a delivery
+// job of its own for an event alone.
+func deliveryJobs(g subscribedGroup, ids []string, most int) []river.InsertManyParams {
+	slices.Sort(ids)
+	var jobs []river.InsertManyParams
+	for len(ids) > 0 {
+		n := min(len(ids), max(most, 1))
+		chunk := ids[:n]
+		ids = ids[n:]
+		if len(chunk) == 1 {
+			jobs = append(jobs, river.InsertManyParams{
+				Args:       dispatch.DeliveryArgs{EventID: chunk[0], Service: g.service, Listener: g.listener, TimeoutMS: g.timeoutMS},
+				InsertOpts: &river.InsertOpts{MaxAttempts: g.maxAttempts, Queue: dispatch.QueueDelivery},
+			})
+			continue
+		}
+		maxAttempts := g.maxAttempts
+		if maxAttempts <= 0 {
+			maxAttempts = river.MaxAttemptsDefault // as River sets a delivery job's
+		}
+		jobs = append(jobs, river.InsertManyParams{
+			Args: dispatch.DeliveryBatchArgs{Service: g.service, Listener: g.listener, EventIDs: slices.Clone(chunk),
+				MaxAttempts: maxAttempts, TimeoutMS: g.timeoutMS},
+		})
+	}
+	return jobs
 }
 
 // stage queues ev, for flush to store with one delivery per subscribed
@@ -247,8 +307,10 @@ func (f *fanOut) stage(ev *gateway.Event) *stagedEvent {
 }
 
 // inline reports whether flush stores each event with its deliveries in
-// one statement.
-func (f *fanOut) inline() bool { return len(f.events) < copyEventsMin }
+// one statement: when there is one event, whose deliveries are a job per
+// group either way. Several events get one job per group for all of them
+// (few, queueJobs).
+func (f *fanOut) inline() bool { return len(f.events) == 1 }
 
 // lookUpGroups queues the lookup of the groups subscribed to each (API,
 // event) of the staged events, once each.
@@ -324,16 +386,21 @@ func (f *fanOut) stageDeliveries(ev *gateway.Event) *int {
 // flush runs the staged statements in tx, stores the staged events and
 // inserts the deliveries.
 func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
-	inline := f.inline()
+	inline, few := f.inline(), f.few(db.batchMax)
 	var copied [][]any
-	if inline {
+	switch {
+	case inline:
 		db.queueInline(f)
 		// Nothing follows the pipeline: its COMMIT may go with it.
 		if f.commit && f.lookups == 0 {
 			f.batch.Queue("COMMIT")
 			f.committed = true
 		}
-	} else {
+	case few:
+		if err := db.queueFew(f); err != nil {
+			return err
+		}
+	default:
 		f.lookUpGroups()
 		var err error
 		if copied, err = f.queueEvents(); err != nil {
@@ -350,7 +417,7 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 			return err
 		}
 	}
-	if !inline {
+	if !inline && !few {
 		// The events are stored: queue one delivery per subscribed group.
 		for _, st := range f.events {
 			if st.stored {
@@ -358,6 +425,7 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 			}
 		}
 	}
+	f.queueJobs(db.batchMax)
 	if len(f.jobs) == 0 {
 		return nil
 	}
@@ -392,6 +460,81 @@ func (db *DB) queueInline(f *fanOut) {
 			return nil
 		})
 	}
+}
+
+// few reports whether flush stores the staged events, more than one, with
+// one statement that inserts their deliveries too (insertFewSQL): fewer
+// than copyEventsMin of them, all in one delivery batch per group.
+func (f *fanOut) few(batchMax int) bool {
+	return len(f.events) > 1 && len(f.events) < copyEventsMin && batchMax >= len(f.events)
+}
+
+// insertFewSQL stores events and queues their deliveries in one statement:
+// the events ($1 ids, $2 apis, $3 names, $4 params, $5 created_at, $6
+// idempotency keys or NULL, $7 traceparents, $8 tracestates; one whose key
+// is taken is not stored), for each subscribed group one delivery batch of
+// the stored events, or a delivery job when there is one (the rows River's
+// InsertManyFastTx inserts for deliveryJobs: TestFewEventsJobsAsRiverInserts),
+// and River's insert notification when $9 is not empty. It answers a row
+// per stored event: its id, its deliveries and whether it notified.
+var insertFewSQL = `
+	WITH ev AS (
+		INSERT INTO lightbus_event (id, api, name, params, created_at, idempotency_key, traceparent, tracestate)
+		SELECT u.id, u.api, u.name, u.params::json, u.created_at, u.key, u.tp, u.ts
+		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[], $8::text[])
+		     AS u(id, api, name, params, created_at, key, tp, ts)
+		ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING id, api, name),
+	d AS (
+		SELECT DISTINCT ev.id, l.service, l.name AS listener, l.max_attempts, l.timeout_ms
+		FROM ev
+		JOIN lightbus_subscription s ON s.api = ev.api AND s.event IN (ev.name, '*')
+		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener),
+	g AS (
+		SELECT d.service, d.listener, d.max_attempts, d.timeout_ms, array_agg(d.id::text ORDER BY d.id) AS ids
+		FROM d GROUP BY d.service, d.listener, d.max_attempts, d.timeout_ms),
+	jobs AS (` + insertGroupJobsSQL + `
+		RETURNING 1)
+	SELECT ev.id::text, (SELECT count(*) FROM d WHERE d.id = ev.id)::int, ` + riverInsertNotifySQL(9) + `
+	FROM ev`
+
+// queueFew queues the staged events with insertFewSQL, with River's insert
+// notification when one is due.
+func (db *DB) queueFew(f *fanOut) error {
+	n := len(f.events)
+	ids := make([]string, n)
+	apis, names, params := make([]string, n), make([]string, n), make([]string, n)
+	created := make([]time.Time, n)
+	keys, tps, tss := make([]*string, n), make([]*string, n), make([]*string, n)
+	byID := make(map[string]*stagedEvent, n)
+	for i, st := range f.events {
+		ev := st.ev
+		id, err := uuid.Parse(ev.ID)
+		if err != nil {
+			return fmt.Errorf("event id %q: %w", ev.ID, err)
+		}
+		ids[i] = id.String()
+		apis[i], names[i], params[i], created[i] = ev.API, ev.Name, string(ev.Params), ev.CreatedAt
+		keys[i], tps[i], tss[i] = nullable(ev.IdempotencyKey), nullable(ev.TraceParent), nullable(ev.TraceState)
+		byID[id.String()] = st
+	}
+	now := time.Now()
+	f.batch.Queue(insertFewSQL, ids, apis, names, params, created, keys, tps, tss, db.notifier.payload(now)).
+		Query(func(rows pgx.Rows) error {
+			var id string
+			var deliveries, notified int
+			_, err := pgx.ForEachRow(rows, []any{&id, &deliveries, &notified}, func() error {
+				if st := byID[id]; st != nil {
+					st.stored, st.n = true, deliveries
+				}
+				if notified > 0 {
+					db.notifier.sent(now)
+				}
+				return nil
+			})
+			return err
+		})
+	return nil
 }
 
 // queueEvents queues the inserts of the staged events and returns the rows

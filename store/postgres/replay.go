@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/gateway/dispatch"
@@ -125,7 +124,7 @@ func (db *DB) ReplayPage(ctx context.Context, replayID int64, limit int) (bool, 
 		if err != nil {
 			return err
 		}
-		var jobs []river.InsertManyParams
+		var ids []string
 		var last string
 		n := 0
 		for rows.Next() {
@@ -138,17 +137,16 @@ func (db *DB) ReplayPage(ctx context.Context, replayID int64, limit int) (bool, 
 			n++
 			last = id
 			if needed {
-				jobs = append(jobs, river.InsertManyParams{
-					Args:       dispatch.DeliveryArgs{EventID: id, Service: rp.Service, Listener: rp.Listener, TimeoutMS: timeoutMS},
-					InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts, Queue: dispatch.QueueDelivery},
-				})
+				ids = append(ids, id)
 			}
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if len(jobs) > 0 {
-			if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
+		if len(ids) > 0 {
+			// The page's deliveries, in batches (deliveryJobs).
+			g := subscribedGroup{service: rp.Service, listener: rp.Listener, maxAttempts: maxAttempts, timeoutMS: timeoutMS}
+			if _, err := db.river.InsertManyFastTx(ctx, tx, deliveryJobs(g, ids, db.batchMax)); err != nil {
 				return fmt.Errorf("queue replayed deliveries: %w", err)
 			}
 		}
@@ -161,7 +159,7 @@ func (db *DB) ReplayPage(ctx context.Context, replayID int64, limit int) (bool, 
 			UPDATE lightbus_replay SET cursor = COALESCE($2::uuid, cursor), queued = queued + $3,
 				state = CASE WHEN $4 THEN 'done' ELSE state END,
 				finished_at = CASE WHEN $4 THEN now() ELSE finished_at END
-			WHERE id = $1`, replayID, cursor, len(jobs), done)
+			WHERE id = $1`, replayID, cursor, len(ids), done)
 		return err
 	})
 	return done, err

@@ -117,6 +117,16 @@ var deliveryStates = map[string]string{
 // unfinished lists the River states of a delivery not yet finished.
 const unfinished = `('available', 'pending', 'scheduled', 'retryable', 'running')`
 
+// kindIsBatch selects delivery batches j, as kindIsDelivery delivery jobs:
+// the partial indexes of migration 00009 are WHERE kind =
+// 'lightbus.delivery_batch'.
+const kindIsBatch = `j.kind = '` + dispatch.DeliveryBatchKind + `'`
+
+// batchHas is the condition that batch j holds the event whose id (text) is
+// the expression id; the GIN index river_job_lightbus_batch_event_ids
+// serves it.
+func batchHas(id string) string { return `j.args->'event_ids' @> jsonb_build_array(` + id + `)` }
+
 // kindIsDelivery selects delivery jobs j. The kind is a literal, not a
 // parameter, so that the planner can use the partial indexes on river_job
 // (WHERE kind = 'lightbus.delivery') with any plan.
@@ -209,15 +219,34 @@ func (r *deliveryRecordRow) record() (*gateway.DeliveryRecord, error) {
 const recordFrom = `SELECT ` + deliveryColumns + `, COALESCE(e.api, '') AS api, COALESCE(e.name, '') AS event
 	FROM river_job j LEFT JOIN lightbus_event e ON e.id = (j.args->>'event_id')::uuid`
 
-// countEventDeliveriesSQL counts the deliveries of event $1.
-const countEventDeliveriesSQL = `SELECT count(*) FROM river_job j WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = $1`
+// countEventDeliveriesSQL counts the deliveries of event $1: its delivery
+// jobs and the delivery batches that hold it.
+var countEventDeliveriesSQL = `SELECT (SELECT count(*) FROM river_job j WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = $1)
+	+ (SELECT count(*) FROM river_job j WHERE ` + kindIsBatch + ` AND ` + batchHas("$1::text") + `)`
 
-// eventDeliveriesSQL selects the deliveryRows of event $1, by group.
-const eventDeliveriesSQL = `
+// batchDeliveryColumns reads the deliveryRow of event $1 in delivery batch
+// j: the batch's state, attempt and times, the deliveries' max_attempts,
+// and the batch's own errors (a batch fails as a whole only when it could
+// not be finished). A completed batch holds only the events it delivered:
+// a failed one has a delivery job of its own.
+const batchDeliveryColumns = `j.id, $1::text AS event_id, j.args->>'service' AS service,
+	j.args->>'listener' AS listener, j.state::text AS state, j.attempt,
+	COALESCE((j.args->>'max_attempts')::int, j.max_attempts) AS max_attempts,
+	j.scheduled_at, j.attempted_at, j.finalized_at,
+	convert_to(COALESCE(to_json(j.errors), '[]')::text, 'UTF8') AS errors,
+	convert_to('[]', 'UTF8') AS outcomes`
+
+// eventDeliveriesSQL selects the deliveryRows of event $1, by group: its
+// delivery jobs and the delivery batches that hold it.
+var eventDeliveriesSQL = `
 		SELECT ` + deliveryColumns + `
 		FROM river_job j
 		WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = $1
-		ORDER BY j.args->>'service', j.args->>'listener', j.id`
+		UNION ALL
+		SELECT ` + batchDeliveryColumns + `
+		FROM river_job j
+		WHERE ` + kindIsBatch + ` AND ` + batchHas("$1::text") + `
+		ORDER BY service, listener, id`
 
 // getDeliverySQL selects the deliveryRecordRow of delivery $1; $2 is
 // dispatch.DeliveryKind.
@@ -292,14 +321,16 @@ func redriveDeadSQL(q gateway.DeadQuery, start time.Time, limit int) (string, []
 // listListenersSQL selects a listenerRow per group. Each group's counts come
 // from the river_job_lightbus_listener index (service, listener, state):
 // finished deliveries (completed, cancelled) are not read.
-const listListenersSQL = `
+var listListenersSQL = `
 		SELECT l.service, l.name, l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight,
 		       ARRAY(SELECT s.api || '.' || s.event FROM lightbus_subscription s
 		             WHERE s.service = l.service AND s.listener = l.name ORDER BY 1) AS events,
 		       (SELECT count(*)::int FROM lightbus_endpoint p JOIN lightbus_worker w ON w.id = p.worker_id
 		        WHERE p.service = l.service AND p.listener = l.name AND w.expires_at > now()) AS endpoints,
-		       COALESCE(c.pending, 0) AS pending, COALESCE(c.in_flight, 0) AS in_flight, COALESCE(c.dead, 0) AS dead,
-		       (SELECT e.created_at FROM lightbus_event e WHERE e.id = c.oldest_event::uuid) AS oldest,
+		       COALESCE(c.pending, 0) + COALESCE(b.pending, 0) AS pending,
+		       COALESCE(c.in_flight, 0) + COALESCE(b.in_flight, 0) AS in_flight,
+		       COALESCE(c.dead, 0) + COALESCE(b.dead, 0) AS dead,
+		       (SELECT e.created_at FROM lightbus_event e WHERE e.id = LEAST(c.oldest_event, b.oldest_event)::uuid) AS oldest,
 		       now() AS now
 		FROM lightbus_listener l
 		LEFT JOIN LATERAL (
@@ -312,18 +343,34 @@ const listListenersSQL = `
 			WHERE ` + kindIsDelivery + ` AND j.args->>'service' = l.service AND j.args->>'listener' = l.name
 			  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
 		) c ON true
+		LEFT JOIN LATERAL (
+			-- A batch counts its events (river_job_lightbus_batch_listener).
+			SELECT sum(jsonb_array_length(j.args->'event_ids')) FILTER (WHERE j.state IN ('available', 'pending', 'scheduled', 'retryable'))::bigint AS pending,
+			       sum(jsonb_array_length(j.args->'event_ids')) FILTER (WHERE j.state = 'running')::bigint AS in_flight,
+			       sum(jsonb_array_length(j.args->'event_ids')) FILTER (WHERE j.state = 'discarded')::bigint AS dead,
+			       -- A batch's events are in id order: its first is its oldest.
+			       min(j.args->'event_ids'->>0) FILTER (WHERE j.state <> 'discarded') AS oldest_event
+			FROM river_job j
+			WHERE ` + kindIsBatch + ` AND j.args->>'service' = l.service AND j.args->>'listener' = l.name
+			  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
+		) b ON true
 		ORDER BY l.service, l.name`
 
 // pruneEventsSQL deletes up to $2 events created before $1, oldest first
 // (lightbus_event_created_at), keeping an event while any of its deliveries
-// is unfinished or dead unless $3 is set.
-const pruneEventsSQL = `
+// (a delivery job, or a delivery batch that holds it) is unfinished or dead
+// unless $3 is set.
+var pruneEventsSQL = `
 		WITH doomed AS (
 			SELECT e.id FROM lightbus_event e
 			WHERE e.created_at < $1
 			  AND ($3 OR NOT EXISTS (
 				SELECT 1 FROM river_job j
 				WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = e.id::text
+				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded'))
+			  AND NOT EXISTS (
+				SELECT 1 FROM river_job j
+				WHERE ` + kindIsBatch + ` AND ` + batchHas("e.id::text") + `
 				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')))
 			ORDER BY e.created_at
 			LIMIT $2
@@ -333,11 +380,17 @@ const pruneEventsSQL = `
 // replayPageSQL selects the next page of a replay's events, each with
 // whether it needs a delivery to the group: $1, $2 the group, $3 the cursor,
 // $4 from_id, $5 since, $6 until, $7 the page size, $8 redeliver (then only
-// an unfinished delivery makes another one unneeded).
-const replayPageSQL = `
+// an unfinished delivery makes another one unneeded). A delivery is a
+// delivery job or a delivery batch holding the event.
+var replayPageSQL = `
 			SELECT e.id::text, NOT EXISTS (
 				SELECT 1 FROM river_job j
 				WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = e.id::text
+				  AND j.args->>'service' = $1 AND j.args->>'listener' = $2
+				  AND (NOT $8 OR j.state IN ` + unfinished + `))
+			  AND NOT EXISTS (
+				SELECT 1 FROM river_job j
+				WHERE ` + kindIsBatch + ` AND ` + batchHas("e.id::text") + `
 				  AND j.args->>'service' = $1 AND j.args->>'listener' = $2
 				  AND (NOT $8 OR j.state IN ` + unfinished + `)) AS needed
 			FROM lightbus_event e
@@ -388,6 +441,25 @@ var insertDeliveryJobsSQL = `
 	       ` + strconv.Itoa(river.PriorityDefault) + `, '` + dispatch.QueueDelivery + `', 'available', now(), now(), '{}', '{}'
 	FROM ev, g`
 
+// insertGroupJobsSQL inserts the deliveries of the common table
+// expression g (service, listener, max_attempts, timeout_ms, ids: the ids of
+// events stored by the statement, in id order): per group one delivery
+// batch, or a delivery job for an event alone, the rows River's
+// InsertManyFastTx inserts for deliveryJobs. The statement that stores a
+// few events queues their deliveries with them (insertFewSQL).
+var insertGroupJobsSQL = `
+	INSERT INTO river_job (args, kind, max_attempts, priority, queue, state, scheduled_at, created_at, metadata, tags)
+	SELECT CASE WHEN cardinality(g.ids) = 1
+	            THEN jsonb_build_object('event_id', g.ids[1], 'service', g.service, 'listener', g.listener)
+	            ELSE jsonb_build_object('service', g.service, 'listener', g.listener, 'event_ids', to_jsonb(g.ids),
+	                   'max_attempts', CASE WHEN g.max_attempts > 0 THEN g.max_attempts ELSE ` + strconv.Itoa(river.MaxAttemptsDefault) + ` END)
+	       END || CASE WHEN g.timeout_ms <> 0 THEN jsonb_build_object('timeout_ms', g.timeout_ms) ELSE '{}'::jsonb END,
+	       CASE WHEN cardinality(g.ids) = 1 THEN '` + dispatch.DeliveryKind + `' ELSE '` + dispatch.DeliveryBatchKind + `' END,
+	       CASE WHEN cardinality(g.ids) > 1 THEN ` + strconv.Itoa(dispatch.DeliveryBatchMaxAttempts) + `
+	            WHEN g.max_attempts > 0 THEN g.max_attempts ELSE ` + strconv.Itoa(river.MaxAttemptsDefault) + ` END,
+	       ` + strconv.Itoa(river.PriorityDefault) + `, '` + dispatch.QueueDelivery + `', 'available', now(), now(), '{}', '{}'
+	FROM g`
+
 // riverInsertNotifySQL is River's insert notification, which wakes the
 // producers of a queue at once instead of at their next poll, as a scalar
 // subquery of a statement whose common table expression jobs holds the
@@ -421,3 +493,34 @@ func (n *insertNotifier) payload(now time.Time) string {
 
 // sent records a notification sent at now.
 func (n *insertNotifier) sent(now time.Time) { n.last.Store(now.UnixNano()) }
+
+// riverSchedulerInterval is River's scheduler interval, which the gateway
+// leaves at its default: River makes a failed job whose retry is due
+// within it available at once instead of retryable (its executor's
+// reportError), and insertFailedDeliveriesSQL does the same.
+const riverSchedulerInterval = 5 * time.Second
+
+// insertFailedDeliveriesSQL inserts the failed deliveries of a delivery
+// batch, each as the delivery job River leaves after that failed attempt
+// (TestFailedDeliveryAsRiverLeavesIt compares them column by column): its
+// attempt, attempted_at and attempted_by (the batch's), its error appended
+// to errors, its recorded output in metadata, and its state: available or
+// retryable at its retry time, or discarded (finalized) after a last
+// attempt. $1 args, $2 max_attempts, $3 attempt, $4 state, $5
+// scheduled_at, $6 the attempt's error (rivertype.AttemptError), $7
+// finalized_at, $8 metadata, one element per delivery; $9 created_at, $10
+// attempted_at, $11 attempted_by.
+var insertFailedDeliveriesSQL = `
+	INSERT INTO river_job (args, kind, max_attempts, priority, queue, state, scheduled_at, created_at,
+		attempt, attempted_at, attempted_by, errors, finalized_at, metadata, tags)
+	SELECT f.args, '` + dispatch.DeliveryKind + `', f.max_attempts, ` + strconv.Itoa(river.PriorityDefault) + `,
+	       '` + dispatch.QueueDelivery + `', f.state::river_job_state, f.scheduled_at, $9,
+	       f.attempt, $10, $11::text[], ARRAY[f.error], f.finalized_at, f.metadata, '{}'
+	FROM unnest($1::jsonb[], $2::int[], $3::int[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::timestamptz[], $8::jsonb[])
+	     AS f(args, max_attempts, attempt, state, scheduled_at, error, finalized_at, metadata)`
+
+// keepBatchEventsSQL sets the events of delivery batch $1 to $2 (a JSON
+// array): when the batch completes, those it delivered, so that each of
+// its events has one current delivery, the batch or a job of its own.
+const keepBatchEventsSQL = `UPDATE river_job SET args = jsonb_set(args, '{event_ids}', $2::jsonb) WHERE id = $1 AND kind = '` +
+	dispatch.DeliveryBatchKind + `'`

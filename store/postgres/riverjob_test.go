@@ -202,6 +202,7 @@ func TestDeliveryJobsAsRiverInserts(t *testing.T) {
 
 	f := &fanOut{}
 	f.addDeliveries(ev, groups)
+	f.queueJobs(db.batchMax)
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

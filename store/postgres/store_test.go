@@ -842,3 +842,49 @@ func countRows(ctx context.Context, t *testing.T, pool *pgxpool.Pool, query stri
 	}
 	return n
 }
+
+// TestEventBytesEveryFirePath: whatever path stores an event — a lone fire,
+// a few events in one statement, many by COPY, with and without keys — its
+// parameters are kept as the caller sent them: whitespace, key order,
+// duplicate keys, escapes and numbers' spelling (params is json, not jsonb).
+func TestEventBytesEveryFirePath(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t)
+	register(ctx, t, bundle.db, registration("w1", "audit", nil,
+		gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/h"}))
+
+	odd := []string{
+		`{"b": 1,   "a": 2}`,
+		`{"a": 1, "a": 2}`,
+		`{"n": 1.50, "e": 1E3, "z": -0}`,
+		`{"q": "a\"b\\c \u00e9 \u0000"}`,
+		"{\n\t\"x\" : [ 1 , 2 ]\n}",
+	}
+	for _, size := range []int{1, 3, 20} {
+		for _, keyed := range []bool{false, true} {
+			var evs []*gateway.Event
+			for i := range size {
+				ev, err := gateway.NewEvent("shop", "order_placed", json.RawMessage(odd[i%len(odd)]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if keyed {
+					ev.IdempotencyKey = fmt.Sprintf("k-%d-%d", size, i)
+				}
+				evs = append(evs, ev)
+			}
+			if _, err := bundle.db.FireEvents(ctx, evs, time.Hour); err != nil {
+				t.Fatalf("FireEvents(%d, keyed %v): %v", size, keyed, err)
+			}
+			for i, ev := range evs {
+				got, err := bundle.db.GetEvent(ctx, ev.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := odd[i%len(odd)]; string(got.Params) != want {
+					t.Errorf("%d events (keyed %v), event %d: stored %s, want the exact bytes %s", size, keyed, i, got.Params, want)
+				}
+			}
+		}
+	}
+}
