@@ -208,8 +208,7 @@ func TestBatchFireCoalescedDeliveries(t *testing.T) {
 
 // TestCoalescedDeliveryReaders: while a batch waits (its group has no live
 // endpoint), the group's counts and lag show its events and pruning keeps
-// them; once delivered they are pruned; a replay queues its page as one
-// batch and delivers it.
+// them; once delivered they are pruned.
 func TestCoalescedDeliveryReaders(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, func(c *Config) {
@@ -274,6 +273,33 @@ func TestCoalescedDeliveryReaders(t *testing.T) {
 	}
 	if s := group(); s.Pending != 0 || s.InFlight != 0 || s.LagMS != 0 {
 		t.Errorf("group caught up: %+v", s)
+	}
+}
+
+// TestCoalescedReplay: a replay of retained events queues its page as one
+// batch and delivers it. (A gateway of its own, with the default retention:
+// the events must outlast the replay however slow the machine.)
+func TestCoalescedReplay(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, nil)
+	var attempts attemptsByEvent
+	h := newHook(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		attempts.add(r)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	registerGroup(t, gw, "w1", "audit", "log", h.srv.URL, "", "shop.order_placed")
+	type replayStatus struct {
+		Replay *replayDoc `json:"replay"`
+	}
+	group := func() replayStatus {
+		var out struct {
+			Listeners []replayStatus `json:"listeners"`
+		}
+		gw.do(t, "GET", "/v1/listeners", "", nil, &out)
+		if len(out.Listeners) != 1 {
+			t.Fatalf("listeners %+v", out)
+		}
+		return out.Listeners[0]
 	}
 
 	// A replay of retained events queues one batch for its page.
