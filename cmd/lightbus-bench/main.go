@@ -10,6 +10,7 @@
 //	lightbus-bench rpc [flags]             the gateway's added RPC latency
 //	lightbus-bench baseline [flags]        the database and HTTP baselines alone
 //	lightbus-bench river-baseline --rate N a bare River client and worker
+//	lightbus-bench proxy --to URL,URL      a round-robin proxy over replicas
 //
 // It is a command of its own, apart from the lightbus CLI, because its
 // baselines link the Postgres driver and River, which the CLI must not. The
@@ -152,6 +153,7 @@ settings you know (the gateway's development Postgres), never a shared server.`,
 			},
 		})
 	}
+	root.AddCommand(proxyCmd(stderr))
 	return root
 }
 
