@@ -276,11 +276,21 @@ func send(base string, kind fireKind, ns []int64) answer {
 // gives its items idempotency keys: every other batch does.
 func keyedBatch(first int64) bool { return first%2 == 0 }
 
+// refusedDial reports whether err is a refused dial by its text: the HTTP
+// client can return a dial's refusal in a wrapper that does not unwrap to
+// the errno (seen once while a gateway stopped, among hundreds of refusals
+// that did unwrap). Like any refused connection, nothing reached the
+// gateway.
+func refusedDial(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "dial tcp") && strings.HasSuffix(msg, "connect: connection refused")
+}
+
 // transportKind classifies a transport error for the audit.
 func transportKind(err error) string {
 	var ne net.Error
 	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case errors.Is(err, syscall.ECONNREFUSED), refusedDial(err):
 		return "connection refused"
 	case errors.As(err, &ne) && ne.Timeout():
 		return "client timeout"
