@@ -476,7 +476,7 @@ func TestWorkerFailures(t *testing.T) {
 
 // TestGracefulShutdown sends SIGTERM mid-load: the gateway exits cleanly
 // within LIGHTBUS_SHUTDOWN_TIMEOUT, answers the requests it accepted, leaves
-// no delivery running, and loses nothing.
+// no delivery (single or batch) running, and loses nothing.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	dbURL := newDatabase(t)
@@ -550,7 +550,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	var running int
-	err = conn.QueryRow(context.Background(), `SELECT count(*) FROM river_job WHERE kind = 'lightbus.delivery' AND state = 'running'`).Scan(&running)
+	err = conn.QueryRow(context.Background(), `SELECT count(*) FROM river_job WHERE kind IN ('lightbus.delivery', 'lightbus.delivery_batch') AND state = 'running'`).Scan(&running)
 	conn.Close(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -601,7 +601,7 @@ func audit(t *testing.T, scenario, dbURL string, lg *loadGen, timeout time.Durat
 	// every 30 s. Either way none may stay running.
 	settleStart := time.Now()
 	for {
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'lightbus.delivery' AND state = 'running'`).Scan(&r.stuck); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind IN ('lightbus.delivery', 'lightbus.delivery_batch') AND state = 'running'`).Scan(&r.stuck); err != nil {
 			t.Fatalf("audit: %v", err)
 		}
 		if r.stuck == 0 || time.Since(settleStart) > 60*time.Second {
