@@ -325,33 +325,7 @@ func TestFewEventsJobsAsRiverInserts(t *testing.T) {
 		jobs = append(jobs, deliveryJobs(g, slices.Clone(ids), 100)...)
 	}
 	jobs = append(jobs, deliveryJobs(subscribedGroup{service: "svc", listener: "d", maxAttempts: 4, timeoutMS: 900}, []string{other.ID}, 100)...)
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	read := func(cond string) []string {
-		t.Helper()
-		rows, err := pool.Query(ctx, `
-			SELECT (to_jsonb(j) - 'id' - 'created_at' - 'scheduled_at')::text
-			FROM river_job j WHERE `+cond+` AND created_at = scheduled_at AND scheduled_at <= now()
-			ORDER BY args->>'listener'`, ours)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	mine, rivers := read("id <= $1"), read("id > $1")
+	mine, rivers := asRiverInsertsThem(ctx, t, db, jobs, ours)
 	if len(mine) != 4 || strings.Join(mine, "\n") != strings.Join(rivers, "\n") {
 		t.Errorf("the transaction's jobs differ from River's:\n%s\nRiver's:\n%s", strings.Join(mine, "\n"), strings.Join(rivers, "\n"))
 	}

@@ -203,34 +203,7 @@ func TestDeliveryJobsAsRiverInserts(t *testing.T) {
 	f := &fanOut{}
 	f.addDeliveries(ev, groups)
 	f.queueJobs(db.batchMax)
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := db.river.InsertManyFastTx(ctx, tx, f.jobs); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	jobs := func(cond string) []string {
-		t.Helper()
-		rows, err := pool.Query(ctx, `
-			SELECT (to_jsonb(j) - 'id' - 'created_at' - 'scheduled_at')::text
-			FROM river_job j WHERE `+cond+` AND created_at = scheduled_at AND scheduled_at <= now()
-			ORDER BY args->>'listener'`, ours)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	mine, rivers := jobs("id <= $1"), jobs("id > $1")
+	mine, rivers := asRiverInsertsThem(ctx, t, db, f.jobs, ours)
 	if len(mine) != 3 || !slices.Equal(mine, rivers) {
 		t.Errorf("the fire's jobs differ from River's:\n%s\nRiver's:\n%s", strings.Join(mine, "\n"), strings.Join(rivers, "\n"))
 	}
@@ -293,4 +266,39 @@ func TestDeliveryJobsWakeRiver(t *testing.T) {
 			}
 		}
 	}
+}
+
+// asRiverInsertsThem inserts jobs with River's own bulk insert and returns
+// the rows of river_job (every column but id and the times) that the code
+// under test wrote (id <= ours) and those River wrote (id > ours), each in
+// the order of their listener, for comparing one with the other.
+func asRiverInsertsThem(ctx context.Context, t *testing.T, db *DB, jobs []river.InsertManyParams, ours int64) (mine, rivers []string) {
+	t.Helper()
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := db.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	read := func(cond string) []string {
+		t.Helper()
+		rows, err := db.pool.Query(ctx, `
+			SELECT (to_jsonb(j) - 'id' - 'created_at' - 'scheduled_at')::text
+			FROM river_job j WHERE `+cond+` AND created_at = scheduled_at AND scheduled_at <= now()
+			ORDER BY args->>'listener'`, ours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	return read("id <= $1"), read("id > $1")
 }
