@@ -54,6 +54,11 @@ type Delivery struct {
 	FinalizedAt time.Time `json:"finalized_at,omitzero"`
 	// Errors lists each failed attempt.
 	Errors []DeliveryError `json:"errors"`
+	// Batch marks an event's delivery in a delivery batch (the deliveries
+	// of several events to one group, queued by one transaction): ID is
+	// the batch's, and State, Attempt and the times are the batch's. A
+	// failed delivery of a batch becomes a delivery of its own.
+	Batch bool `json:"batch,omitempty"`
 }
 
 // DeliveryError is one failed delivery attempt.
@@ -271,6 +276,9 @@ type DeliveryRecord struct {
 	// API and Event name the event; empty when the event was pruned.
 	API   string `json:"api,omitempty"`
 	Event string `json:"event,omitempty"`
+	// EventIDs are, for a delivery batch, every event it holds, oldest
+	// first; EventID, API and Event are then the first one's.
+	EventIDs []string `json:"event_ids,omitempty"`
 }
 
 // DeadQuery selects a listener group's dead deliveries for

@@ -19,6 +19,11 @@ type Delivery struct {
 	AttemptedAt *time.Time      `json:"attempted_at,omitempty"`
 	FinalizedAt *time.Time      `json:"finalized_at,omitempty"`
 	Errors      []DeliveryError `json:"errors"`
+	// Batch marks the delivery of an event in a delivery batch (the
+	// deliveries of several events to one group, queued by one
+	// transaction): ID is the batch's, shared with the batch's other
+	// events, and State, Attempt and the times are the batch's.
+	Batch bool `json:"batch,omitempty"`
 }
 
 // Delivery states, as reported by GET /v1/events/{id}.
@@ -49,6 +54,9 @@ type DeliveryRecord struct {
 	// API and Event name the event; empty when the event was pruned.
 	API   string `json:"api,omitempty"`
 	Event string `json:"event,omitempty"`
+	// EventIDs are, for a delivery batch, every event it holds, oldest
+	// first; EventID, API and Event are then the first one's.
+	EventIDs []string `json:"event_ids,omitempty"`
 }
 
 // DeliveryTarget is what a delivery needs: the event, the group's signing

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,11 +156,17 @@ func TestBatchFireCoalescedDeliveries(t *testing.T) {
 			if l.Attempt != 1 || len(l.Errors) != 0 || c.State != gateway.DeliveryCompleted {
 				t.Errorf("event %d delivered in its batch: %+v %+v", i, l, c)
 			}
+			if !l.Batch || !c.Batch {
+				t.Errorf("event %d delivered in its batch, not marked batch: %+v %+v", i, l, c)
+			}
 			if prev, ok := batchIDs[l.Service]; ok && prev != l.ID {
 				t.Errorf("event %d: delivery %d, another event of the same batch %d", i, l.ID, prev)
 			}
 			batchIDs[l.Service] = l.ID
 			continue
+		}
+		if l.Batch || c.Batch {
+			t.Errorf("event %d failed in its batch: its deliveries are its own, not the batch's: %+v %+v", i, l, c)
 		}
 		// Failed in the batch, then retried on its own.
 		if got := logAttempts.of(id); len(got) != 2 || got[0] != 1 || got[1] != 2 {
@@ -178,6 +185,30 @@ func TestBatchFireCoalescedDeliveries(t *testing.T) {
 			one.EventID != id || one.State != gateway.DeliveryCompleted || one.Attempt != 2 {
 			t.Errorf("event %d: GET /v1/deliveries/%d: %d %+v", i, l.ID, resp.StatusCode, one)
 		}
+	}
+
+	// The batch's id, as the events delivered in it show it, reads as the
+	// batch: completed, holding the five it delivered (the odd ones), never
+	// dead, so never redriven.
+	var delivered []string
+	for i, id := range ids {
+		if i%2 == 1 {
+			delivered = append(delivered, id)
+		}
+	}
+	var batch deliveryRecord
+	if resp := gw.do(t, "GET", fmt.Sprintf("/v1/deliveries/%d", batchIDs["audit"]), "", nil, &batch); resp.StatusCode != 200 ||
+		!batch.Batch || batch.State != gateway.DeliveryCompleted || !slices.Equal(batch.EventIDs, delivered) ||
+		batch.EventID != delivered[0] || batch.API != "shop" || batch.Event != "order_placed" || batch.Service != "audit" {
+		t.Errorf("GET /v1/deliveries/%d (a batch): %d %+v, want the completed batch holding %v", batchIDs["audit"], resp.StatusCode, batch, delivered)
+	}
+	var problem struct {
+		Code   string `json:"code"`
+		Detail string `json:"detail"`
+	}
+	if resp := gw.do(t, "POST", fmt.Sprintf("/v1/deliveries/%d/redrive", batchIDs["audit"]), "", nil, &problem); resp.StatusCode != http.StatusConflict ||
+		!strings.Contains(problem.Detail, "delivery batch") {
+		t.Errorf("redrive of a batch: %d %+v, want 409 saying it is a delivery batch", resp.StatusCode, problem)
 	}
 
 	// The dead ones are dead letters, with the batch's attempt recorded.

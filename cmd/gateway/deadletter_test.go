@@ -14,15 +14,17 @@ import (
 )
 
 type deliveryRecord struct {
-	ID          int64  `json:"id"`
-	EventID     string `json:"event_id"`
-	API         string `json:"api"`
-	Event       string `json:"event"`
-	Service     string `json:"service"`
-	Listener    string `json:"listener"`
-	State       string `json:"state"`
-	Attempt     int    `json:"attempt"`
-	MaxAttempts int    `json:"max_attempts"`
+	ID          int64    `json:"id"`
+	EventID     string   `json:"event_id"`
+	API         string   `json:"api"`
+	Event       string   `json:"event"`
+	Service     string   `json:"service"`
+	Listener    string   `json:"listener"`
+	State       string   `json:"state"`
+	Attempt     int      `json:"attempt"`
+	MaxAttempts int      `json:"max_attempts"`
+	Batch       bool     `json:"batch"`
+	EventIDs    []string `json:"event_ids"`
 	Errors      []struct {
 		Attempt int    `json:"attempt"`
 		Error   string `json:"error"`

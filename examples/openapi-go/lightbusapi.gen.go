@@ -311,8 +311,15 @@ type Cursor = string
 // Delivery The delivery of one event to one listener group.
 type Delivery struct {
 	// Attempt The number of attempts made so far.
-	Attempt     int             `json:"attempt"`
-	AttemptedAt *time.Time      `json:"attempted_at,omitempty"`
+	Attempt     int        `json:"attempt"`
+	AttemptedAt *time.Time `json:"attempted_at,omitempty"`
+
+	// Batch Present and true when the event is delivered in a delivery batch (the
+	// deliveries of several events to one group, queued by one transaction,
+	// docs/DELIVERY.md): `id` is then the batch's, shared with its other events,
+	// and `state`, `attempt` and the times are the batch's. A delivery of a batch
+	// that fails becomes a delivery of its own, with its own id.
+	Batch       *bool           `json:"batch,omitempty"`
 	Errors      []DeliveryError `json:"errors"`
 	FinalizedAt *time.Time      `json:"finalized_at,omitempty"`
 
@@ -393,15 +400,28 @@ type DeliveryRecord struct {
 	Api *string `json:"api,omitempty"`
 
 	// Attempt The number of attempts made so far.
-	Attempt     int             `json:"attempt"`
-	AttemptedAt *time.Time      `json:"attempted_at,omitempty"`
-	Errors      []DeliveryError `json:"errors"`
+	Attempt     int        `json:"attempt"`
+	AttemptedAt *time.Time `json:"attempted_at,omitempty"`
+
+	// Batch Present and true when the event is delivered in a delivery batch (the
+	// deliveries of several events to one group, queued by one transaction,
+	// docs/DELIVERY.md): `id` is then the batch's, shared with its other events,
+	// and `state`, `attempt` and the times are the batch's. A delivery of a batch
+	// that fails becomes a delivery of its own, with its own id.
+	Batch  *bool           `json:"batch,omitempty"`
+	Errors []DeliveryError `json:"errors"`
 
 	// Event The event's name; absent when the event was pruned.
 	Event *string `json:"event,omitempty"`
 
 	// EventId A UUIDv7; ids sort by creation time.
-	EventId     EventID    `json:"event_id"`
+	EventId EventID `json:"event_id"`
+
+	// EventIds For a delivery batch (`batch` true): every event it holds, oldest first
+	// (a completed batch holds only those it delivered); `event_id`, `api`
+	// and `event` are then the first one's. A batch is never dead: its
+	// redrive answers `409`.
+	EventIds    *[]EventID `json:"event_ids,omitempty"`
 	FinalizedAt *time.Time `json:"finalized_at,omitempty"`
 
 	// Id A delivery's id (its River job id).

@@ -63,13 +63,35 @@ func (db *DB) GetDelivery(ctx context.Context, id int64) (*gateway.DeliveryRecor
 		return nil, translate(err)
 	}
 	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[deliveryRecordRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return db.getBatch(ctx, id)
+	}
+	if err != nil {
+		return nil, translate(err)
+	}
+	return row.record()
+}
+
+// getBatch reads delivery batch id as a delivery record: the id that
+// GET /v1/events/{id} shows for an event delivered in a batch.
+func (db *DB) getBatch(ctx context.Context, id int64) (*gateway.DeliveryRecord, error) {
+	rows, err := db.pool.Query(ctx, getBatchSQL, id)
+	if err != nil {
+		return nil, translate(err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[batchRecordRow])
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, gateway.Errorf(gateway.ENotFound, "delivery %d not found", id)
 		}
 		return nil, translate(err)
 	}
-	return row.record()
+	rec, err := row.record()
+	if err != nil {
+		return nil, err
+	}
+	rec.EventIDs = row.EventIDs
+	return rec, nil
 }
 
 // RedriveDelivery implements gateway.ListenerStore.
@@ -81,6 +103,9 @@ func (db *DB) RedriveDelivery(ctx context.Context, id int64) (*gateway.DeliveryR
 	rec, err := db.GetDelivery(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if tag.RowsAffected() == 0 && rec.Batch {
+		return nil, gateway.Errorf(gateway.EConflict, "delivery %d is a delivery batch (%s), never dead: each failed delivery of a batch is a delivery of its own, listed on its event and among the group's dead letters", id, rec.State)
 	}
 	if tag.RowsAffected() == 0 {
 		return nil, gateway.Errorf(gateway.EConflict, "delivery %d is %s, not dead: only dead deliveries can be redriven", id, rec.State)

@@ -117,6 +117,17 @@ func exerciseStore(t *testing.T, db *postgres.DB, pool *pgxpool.Pool) {
 	}
 	_, err = postgres.ReadEvents(db, ids[:1])
 	must("ReadEvents (one)", err)
+	// A delivery batch's id, as a batched event's detail shows it.
+	batched, err := db.GetEvent(ctx, ids[0])
+	must("GetEvent (batched)", err)
+	if len(batched.Deliveries) != 1 || !batched.Deliveries[0].Batch {
+		t.Fatalf("GetEvent of a batched event = %+v, want its delivery batch", batched.Deliveries)
+	}
+	batch, err := db.GetDelivery(ctx, batched.Deliveries[0].ID)
+	must("GetDelivery (batch)", err)
+	if len(batch.EventIDs) == 0 {
+		t.Fatalf("GetDelivery of a batch = %+v, want its events", batch)
+	}
 	_, err = db.DeliveryTarget(ctx, ev.ID, "auth", "welcome")
 	must("DeliveryTarget", err)
 	detail, err := db.GetEvent(ctx, ev.ID)

@@ -165,6 +165,8 @@ type deliveryRow struct {
 	FinalizedAt *time.Time `db:"finalized_at"`
 	Errors      []byte     `db:"errors"`
 	Outcomes    []byte     `db:"outcomes"`
+	// Batch marks a delivery batch's row: ID is the batch's.
+	Batch bool `db:"batch"`
 }
 
 // deliveryColumns reads a deliveryRow from river_job j. Of the metadata only
@@ -173,7 +175,8 @@ const deliveryColumns = `j.id, j.args->>'event_id' AS event_id, j.args->>'servic
 	j.args->>'listener' AS listener, j.state::text AS state, j.attempt, j.max_attempts,
 	j.scheduled_at, j.attempted_at, j.finalized_at,
 	convert_to(COALESCE(to_json(j.errors), '[]')::text, 'UTF8') AS errors,
-	convert_to(COALESCE(j.metadata->'` + rivertype.MetadataKeyOutput + `'->'attempts', '[]')::text, 'UTF8') AS outcomes`
+	convert_to(COALESCE(j.metadata->'` + rivertype.MetadataKeyOutput + `'->'attempts', '[]')::text, 'UTF8') AS outcomes,
+	false AS batch`
 
 func (d *deliveryRow) delivery() (gateway.Delivery, error) {
 	var attemptErrors []gateway.DeliveryError
@@ -198,6 +201,7 @@ func (d *deliveryRow) delivery() (gateway.Delivery, error) {
 		AttemptedAt: utc(d.AttemptedAt),
 		FinalizedAt: utc(d.FinalizedAt),
 		Errors:      attemptErrors,
+		Batch:       d.Batch,
 	}, nil
 }
 
@@ -214,6 +218,28 @@ func (r *deliveryRecordRow) record() (*gateway.DeliveryRecord, error) {
 	}
 	return &gateway.DeliveryRecord{Delivery: d, EventID: r.EventID, API: r.API, Event: r.Event}, nil
 }
+
+// batchRecordRow is a delivery batch read as a deliveryRecordRow, with the
+// events it holds.
+type batchRecordRow struct {
+	deliveryRecordRow
+	EventIDs []string `db:"event_ids"`
+}
+
+// getBatchSQL selects the batchRecordRow of delivery batch $1: the batch's
+// state, attempt and times as batchDeliveryColumns reads them for each of
+// its events, its first event (event_id, api, event) and every event it
+// holds (event_ids; a completed batch holds only those it delivered).
+const getBatchSQL = `SELECT j.id, j.args->'event_ids'->>0 AS event_id, j.args->>'service' AS service,
+	j.args->>'listener' AS listener, j.state::text AS state, j.attempt,
+	COALESCE((j.args->>'max_attempts')::int, j.max_attempts) AS max_attempts,
+	j.scheduled_at, j.attempted_at, j.finalized_at,
+	convert_to(COALESCE(to_json(j.errors), '[]')::text, 'UTF8') AS errors,
+	convert_to('[]', 'UTF8') AS outcomes, true AS batch,
+	COALESCE(e.api, '') AS api, COALESCE(e.name, '') AS event,
+	ARRAY(SELECT jsonb_array_elements_text(j.args->'event_ids')) AS event_ids
+	FROM river_job j LEFT JOIN lightbus_event e ON e.id = (j.args->'event_ids'->>0)::uuid
+	WHERE j.id = $1 AND ` + kindIsBatch
 
 // recordFrom selects deliveryRecordRows from river_job j and its event e.
 const recordFrom = `SELECT ` + deliveryColumns + `, COALESCE(e.api, '') AS api, COALESCE(e.name, '') AS event
@@ -234,7 +260,7 @@ const batchDeliveryColumns = `j.id, $1::text AS event_id, j.args->>'service' AS 
 	COALESCE((j.args->>'max_attempts')::int, j.max_attempts) AS max_attempts,
 	j.scheduled_at, j.attempted_at, j.finalized_at,
 	convert_to(COALESCE(to_json(j.errors), '[]')::text, 'UTF8') AS errors,
-	convert_to('[]', 'UTF8') AS outcomes`
+	convert_to('[]', 'UTF8') AS outcomes, true AS batch`
 
 // eventDeliveriesSQL selects the deliveryRows of event $1, by group: its
 // delivery jobs and the delivery batches that hold it.

@@ -1125,6 +1125,14 @@ export interface components {
             /** Format: date-time */
             finalized_at?: string | null;
             errors: components["schemas"]["DeliveryError"][];
+            /**
+             * @description Present and true when the event is delivered in a delivery batch (the
+             *     deliveries of several events to one group, queued by one transaction,
+             *     docs/DELIVERY.md): `id` is then the batch's, shared with its other events,
+             *     and `state`, `attempt` and the times are the batch's. A delivery of a batch
+             *     that fails becomes a delivery of its own, with its own id.
+             */
+            batch?: boolean;
         };
         /** @description The answer to `GET /v1/listeners`. */
         ListenerList: {
@@ -1233,6 +1241,13 @@ export interface components {
             api?: string;
             /** @description The event's name; absent when the event was pruned. */
             event?: string;
+            /**
+             * @description For a delivery batch (`batch` true): every event it holds, oldest first
+             *     (a completed batch holds only those it delivered); `event_id`, `api`
+             *     and `event` are then the first one's. A batch is never dead: its
+             *     redrive answers `409`.
+             */
+            event_ids?: components["schemas"]["EventID"][];
         };
         /** @description One failed delivery attempt. */
         DeliveryError: {
