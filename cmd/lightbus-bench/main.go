@@ -119,6 +119,7 @@ settings you know (the gateway's development Postgres), never a shared server.`,
 	f.IntVar(&o.BatchSize, "batch-size", 100, "events per batch fire")
 	f.StringVar(&o.DatabaseURL, "database-url", "", "Postgres for the baselines (a scratch schema is created and dropped)")
 	f.IntVar(&o.GatewayPID, "gateway-pid", 0, "the gateway's process id: report its resident memory")
+	f.Var(cpuFlag{&o.CPU}, "cpu", "name=pid of a process (with its descendants, e.g. the Postgres postmaster) whose CPU time to report per event, call or delivery of each load, with the load tool's own; repeatable")
 	f.StringVar(&params, "params", "", "the JSON object fired and called with (default: a small user event)")
 	f.BoolVar(&o.IdempotencyKeys, "idempotency-keys", false, "fire and fire-batch: give every event a new idempotency key, as the Go client does (the database baseline's rows get keys too)")
 	f.DurationVar(&o.FetchCooldown, "fetch-cooldown", 10*time.Millisecond, "the bare River baseline's fetch cooldown (set to the gateway's)")
@@ -172,3 +173,28 @@ func parseGroups(s string) ([]int, error) {
 	}
 	return out, nil
 }
+
+// cpuFlag collects --cpu name=pid values.
+type cpuFlag struct{ targets *[]bench.CPUTarget }
+
+func (f cpuFlag) String() string {
+	if f.targets == nil {
+		return ""
+	}
+	var parts []string
+	for _, t := range *f.targets {
+		parts = append(parts, fmt.Sprintf("%s=%d", t.Name, t.PID))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f cpuFlag) Set(s string) error {
+	t, err := bench.ParseCPUTarget(s)
+	if err != nil {
+		return err
+	}
+	*f.targets = append(*f.targets, t)
+	return nil
+}
+
+func (cpuFlag) Type() string { return "name=pid" }

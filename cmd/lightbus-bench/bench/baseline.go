@@ -89,6 +89,7 @@ func (b *runner) dbBaseline(ctx context.Context) error {
 		groups = b.o.Groups[0]
 	}
 	params := string(b.o.Params)
+	mark := b.cpuMark()
 	s := Drive(ctx, b.o.Load, BaselineDB, b.o.Progress, func(ctx context.Context, _ int) (int, error) {
 		id := uuid.Must(uuid.NewV7()).String()
 		var key *string
@@ -111,7 +112,7 @@ func (b *runner) dbBaseline(ctx context.Context) error {
 		})
 		return 1, err
 	})
-	b.r.add(Result{Name: BaselineDB, Summary: s,
+	b.r.add(Result{Name: BaselineDB, Summary: s, CPU: mark.perItem(s.Items),
 		Note: fmt.Sprintf("one transaction per event: 1 event row%s + %d job row(s), synchronous_commit=%s", keyNote(b.o.IdempotencyKeys), groups, syncCommit)})
 	return nil
 }
@@ -158,20 +159,24 @@ func (b *runner) rpc(ctx context.Context) error {
 				return err
 			}
 		}
+		dm := b.cpuMark()
 		d := Drive(ctx, b.o.Load, "rpc direct", b.o.Progress, func(ctx context.Context, _ int) (int, error) {
 			_, _, err := b.post(ctx, direct, b.o.Params, http.StatusOK)
 			return 1, err
 		})
+		dCPU := dm.perItem(d.Items)
+		gm := b.cpuMark()
 		g := Drive(ctx, b.o.Load, "rpc via gateway", b.o.Progress, func(ctx context.Context, _ int) (int, error) {
 			_, _, err := b.post(ctx, via, b.o.Params, http.StatusOK)
 			return 1, err
 		})
-		b.r.add(Result{Name: "rpc direct", Summary: d, Note: "POSTs straight to the worker's RPC route"})
+		gCPU := gm.perItem(g.Items)
+		b.r.add(Result{Name: "rpc direct", Summary: d, CPU: dCPU, Note: "POSTs straight to the worker's RPC route"})
 		ratio := map[string]float64{}
 		if d.OpsPerSec > 0 {
 			ratio["vs_direct"] = g.OpsPerSec / d.OpsPerSec
 		}
-		b.r.add(Result{Name: "rpc via gateway", Summary: g, Ratios: ratio,
+		b.r.add(Result{Name: "rpc via gateway", Summary: g, Ratios: ratio, CPU: gCPU,
 			Note: fmt.Sprintf("added latency over direct: p50 %s, p90 %s, p99 %s", ms(g.P50-d.P50), ms(g.P90-d.P90), ms(g.P99-d.P99))})
 		return nil
 	})

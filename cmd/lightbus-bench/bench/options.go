@@ -42,6 +42,10 @@ type Options struct {
 	// GatewayPID, when positive, is the gateway's process id: its memory is
 	// read before and after.
 	GatewayPID int
+	// CPU are the processes (with their descendants) whose CPU time is
+	// reported per event, call or delivery of each measured load, with
+	// the load tool's own.
+	CPU []CPUTarget
 	// Params is the parameters object of every event and call.
 	Params []byte
 	// IdempotencyKeys gives every single fire (and the database baseline's

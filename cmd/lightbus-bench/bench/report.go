@@ -27,6 +27,10 @@ type Result struct {
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 	// Note says what the figures mean where it is not obvious.
 	Note string `json:"note,omitempty"`
+	// CPU is, by process (--cpu, and "load tool"), its CPU time in
+	// microseconds per item of this load (event, call or delivery), from
+	// the load's start until its deliveries were done.
+	CPU map[string]float64 `json:"cpu_us_per_item,omitempty"`
 }
 
 // Memory is the gateway's resident memory in kB, read from /proc.
@@ -117,6 +121,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, res := range r.Results {
 		if res.Note != "" {
 			fmt.Fprintf(w, "%s: %s\n", res.Name, res.Note)
+		}
+		if len(res.CPU) > 0 {
+			var parts []string
+			for _, n := range cpuNames(res.CPU) {
+				parts = append(parts, fmt.Sprintf("%s %.0fµs", n, res.CPU[n]))
+			}
+			fmt.Fprintf(w, "%s: CPU per item: %s\n", res.Name, strings.Join(parts, ", "))
 		}
 		if res.Summary.FirstError != "" {
 			fmt.Fprintf(w, "%s: first error: %s\n", res.Name, res.Summary.FirstError)

@@ -107,6 +107,7 @@ func (b *runner) riverBaseline(ctx context.Context) error {
 	target := peer.URL + "/events/g0"
 	var mu sync.Mutex
 	sent := map[string]time.Time{}
+	mark := b.cpuMark()
 	s := Drive(ctx, b.o.Load, "river-baseline: enqueue", b.o.Progress, func(ctx context.Context, _ int) (int, error) {
 		id := uuid.Must(uuid.NewV7()).String()
 		at := time.Now()
@@ -124,6 +125,8 @@ func (b *runner) riverBaseline(ctx context.Context) error {
 	})
 	b.r.add(Result{Name: "river-baseline: enqueue", Summary: s, Note: "bare River: one InsertTx per transaction"})
 	peer.WaitCount(ctx, len(sent), drainIdle)
-	b.r.add(deliveredResult(riverDelivered, sent, peer))
+	delivered := deliveredResult(riverDelivered, sent, peer)
+	delivered.CPU = mark.perItem(delivered.Summary.Items)
+	b.r.add(delivered)
 	return nil
 }

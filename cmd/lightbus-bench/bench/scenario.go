@@ -110,6 +110,7 @@ func (b *runner) fire(ctx context.Context) error {
 			if b.o.IdempotencyKeys {
 				name += " with keys"
 			}
+			mark := b.cpuMark()
 			s := Drive(ctx, b.o.Load, name, b.o.Progress, func(ctx context.Context, _ int) (int, error) {
 				var key string
 				if b.o.IdempotencyKeys {
@@ -118,12 +119,12 @@ func (b *runner) fire(ctx context.Context) error {
 				_, _, err := b.postKeyed(ctx, url, b.o.Params, key, http.StatusAccepted)
 				return 1, err
 			})
-			b.r.add(Result{Name: name, Summary: s, Note: durabilityNote})
 			if g > 0 {
 				// Let the deliveries finish so that they do not load the
-				// next measurement.
+				// next measurement (and count in its CPU).
 				p.WaitCount(ctx, s.Ops*g, drainIdle)
 			}
+			b.r.add(Result{Name: name, Summary: s, Note: durabilityNote, CPU: mark.perItem(s.Items)})
 			return nil
 		})
 		if err != nil {
@@ -191,6 +192,7 @@ func (b *runner) fireBatch(ctx context.Context) error {
 		if b.o.IdempotencyKeys {
 			name += " with keys"
 		}
+		mark := b.cpuMark()
 		s := Drive(ctx, b.o.Load, name, b.o.Progress, func(ctx context.Context, op int) (int, error) {
 			req := body
 			if b.o.IdempotencyKeys {
@@ -202,10 +204,10 @@ func (b *runner) fireBatch(ctx context.Context) error {
 			}
 			return batchAccepted(answer, b.o.BatchSize)
 		})
-		b.r.add(Result{Name: name, Summary: s, Note: "EVENTS/S counts events accepted; OPS are requests"})
 		if groups > 0 {
 			p.WaitCount(ctx, (s.Items+b.o.BatchSize)*groups, drainIdle)
 		}
+		b.r.add(Result{Name: name, Summary: s, Note: "EVENTS/S counts events accepted; OPS are requests", CPU: mark.perItem(s.Items)})
 		return nil
 	})
 }
@@ -254,6 +256,7 @@ func (b *runner) deliver(ctx context.Context) error {
 		url := b.fireURL(p)
 		var mu sync.Mutex
 		sent := map[string]time.Time{}
+		mark := b.cpuMark()
 		s := Drive(ctx, b.o.Load, "deliver: fire", b.o.Progress, func(ctx context.Context, _ int) (int, error) {
 			at := time.Now()
 			answer, _, err := b.post(ctx, url, b.o.Params, http.StatusAccepted)
@@ -273,7 +276,9 @@ func (b *runner) deliver(ctx context.Context) error {
 		})
 		b.r.add(Result{Name: "deliver: fire", Summary: s})
 		p.WaitCount(ctx, len(sent), drainIdle)
-		b.r.add(deliveredResult(gatewayDelivered, sent, p))
+		delivered := deliveredResult(gatewayDelivered, sent, p)
+		delivered.CPU = mark.perItem(delivered.Summary.Items)
+		b.r.add(delivered)
 		return nil
 	})
 }
