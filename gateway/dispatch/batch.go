@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -146,7 +145,7 @@ func (b *BatchDeliverer) Work(ctx context.Context, job *river.Job[DeliveryBatchA
 	}
 	limit := w.limit(target.Policy)
 	if !w.acquire(ctx, group, limit) {
-		return river.JobSnooze(inFlightSnooze + rand.N(inFlightSnooze))
+		return river.JobSnooze(slotSnooze(job.Metadata))
 	}
 	// One slot is ours; take as many more as are free now, up to one per
 	// event. Each is held until the batch's requests are done.

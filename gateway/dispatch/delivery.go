@@ -142,6 +142,11 @@ type Deliverer struct {
 	inFlight map[string]int
 	freed    chan struct{}
 	slotWait time.Duration // how long acquire waits for a slot: inFlightWait
+	// waiters counts, per group, the deliveries queued for a slot for up
+	// to queueWait (at most queueLen(limit) of them); the others wait
+	// slotWait and snooze.
+	waiters   map[string]int
+	queueWait time.Duration // inFlightQueueWait
 }
 
 // DelivererConfig configures a Deliverer.
@@ -188,6 +193,8 @@ func NewDeliverer(cfg DelivererConfig) *Deliverer {
 		inFlight:   map[string]int{},
 		freed:      make(chan struct{}),
 		slotWait:   inFlightWait,
+		waiters:    map[string]int{},
+		queueWait:  inFlightQueueWait,
 	}
 	if w.client == nil {
 		w.client = newHTTPClient(cfg.Networks)
@@ -244,14 +251,56 @@ func (w *Deliverer) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 const inFlightWait = 20 * time.Millisecond
 
 // inFlightSnooze is how long a delivery that found no slot waits before it
-// runs again (plus up to as much again in jitter).
+// runs again the first time (plus up to as much again in jitter); see
+// slotSnooze.
 const inFlightSnooze = 50 * time.Millisecond
+
+// slotSnooze is how long a delivery that found no slot for its group waits
+// before it runs again: inFlightSnooze doubled for each time the job was
+// snoozed before (River counts them in its metadata), up to 16 times, plus
+// up to as much again in jitter. A backlog behind a saturated group thus
+// costs a few snoozes per job (each two writes of its row) rather than one
+// every 50-100 ms for as long as the backlog lasts; the group's slots stay
+// busy meanwhile with the deliveries queued for them (inFlightQueueWait).
+func slotSnooze(metadata []byte) time.Duration {
+	var m struct {
+		Snoozes int `json:"snoozes"`
+	}
+	_ = json.Unmarshal(metadata, &m) // no metadata: the first snooze
+	d := inFlightSnooze << min(max(m.Snoozes, 0), 4)
+	return d + rand.N(d)
+}
+
+// inFlightQueueWait is how long the first deliveries of a group at its
+// max_in_flight limit wait for a slot, holding their River worker, rather
+// than snoozing: a snooze costs Postgres two writes of the job row (the
+// snooze, and the fetch that runs it again) and a delivery batch is
+// snoozed as a whole, so under a steady backlog most of a group's job-row
+// writes were snoozes. At most queueLen(limit) deliveries of a group queue
+// so; the rest wait inFlightWait and snooze as before, so that a group uses
+// at most limit + queueLen(limit) River workers and cannot hold back the
+// other groups.
+const inFlightQueueWait = time.Second
+
+// queueLen is how many deliveries of a group with max_in_flight limit may
+// queue for a slot: half the limit, at least one.
+func queueLen(limit int) int { return max(1, limit/2) }
 
 // acquire takes an in-flight slot for group, waiting up to w.slotWait for
 // one when the group is at its limit (0 is no limit); it reports false when
 // none came.
 func (w *Deliverer) acquire(ctx context.Context, group string, limit int) bool {
 	var timeout <-chan time.Time
+	queued := false
+	defer func() {
+		if queued {
+			w.mu.Lock()
+			if w.waiters[group]--; w.waiters[group] <= 0 {
+				delete(w.waiters, group)
+			}
+			w.mu.Unlock()
+		}
+	}()
 	for {
 		w.mu.Lock()
 		if limit <= 0 || w.inFlight[group] < limit {
@@ -260,9 +309,14 @@ func (w *Deliverer) acquire(ctx context.Context, group string, limit int) bool {
 			return true
 		}
 		freed := w.freed
+		wait := w.slotWait
+		if timeout == nil && w.waiters[group] < queueLen(limit) {
+			w.waiters[group]++
+			queued, wait = true, w.queueWait
+		}
 		w.mu.Unlock()
 		if timeout == nil {
-			timer := time.NewTimer(w.slotWait)
+			timer := time.NewTimer(wait)
 			defer timer.Stop()
 			timeout = timer.C
 		}
@@ -351,7 +405,7 @@ func (w *Deliverer) work(ctx context.Context, job *river.Job[DeliveryArgs], at *
 		return river.JobSnooze(w.snooze)
 	}
 	if !w.acquire(ctx, group, w.limit(target.Policy)) {
-		return river.JobSnooze(inFlightSnooze + rand.N(inFlightSnooze))
+		return river.JobSnooze(slotSnooze(job.Metadata))
 	}
 	defer w.release(group)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -136,7 +137,11 @@ func TestDelivererInFlightSlots(t *testing.T) {
 	if w.slotWait != inFlightWait {
 		t.Fatalf("slot wait %s, want %s", w.slotWait, inFlightWait)
 	}
-	w.slotWait = time.Minute // the waits below end by a release, whatever the machine's pace
+	if w.queueWait != inFlightQueueWait {
+		t.Fatalf("queue wait %s, want %s", w.queueWait, inFlightQueueWait)
+	}
+	// The waits below end by a release, whatever the machine's pace.
+	w.slotWait, w.queueWait = time.Minute, time.Minute
 	ctx := context.Background()
 	if !w.acquire(ctx, "g", 1) {
 		t.Fatal("the first slot of a group with limit 1 was refused")
@@ -169,7 +174,7 @@ func TestDelivererInFlightSlots(t *testing.T) {
 	}
 
 	// Nothing released: it gives up after the wait.
-	w.slotWait = 30 * time.Millisecond
+	w.slotWait, w.queueWait = 30*time.Millisecond, 30*time.Millisecond
 	start := time.Now()
 	if w.acquire(ctx, "g", 1) {
 		t.Fatal("acquire beyond the limit succeeded with nothing released")
@@ -183,5 +188,96 @@ func TestDelivererInFlightSlots(t *testing.T) {
 	cancel()
 	if w.acquire(cancelled, "g", 1) {
 		t.Fatal("acquire with a cancelled context succeeded beyond the limit")
+	}
+}
+
+// TestDelivererSlotQueue: at its limit, the first queueLen(limit)
+// deliveries of a group queue for a slot (for queueWait) and get the next
+// ones released; the deliveries beyond them wait only slotWait and are
+// snoozed, so that one group's backlog holds at most that many River
+// workers; another group queues apart.
+func TestDelivererSlotQueue(t *testing.T) {
+	w := NewDeliverer(DelivererConfig{})
+	w.slotWait, w.queueWait = 30*time.Millisecond, time.Minute
+	ctx := context.Background()
+	const limit, queue = 4, 2 // half the limit queues
+	for range limit {
+		if !w.acquire(ctx, "g", limit) {
+			t.Fatal("a slot under the limit was refused")
+		}
+	}
+	queued := make(chan bool, queue)
+	for range queue {
+		go func() { queued <- w.acquire(ctx, "g", limit) }()
+	}
+	testwait.For(t, 10*time.Second, "the first deliveries to queue", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.waiters["g"] == queue
+	})
+	// The queue is full: the next one waits slotWait only, and gives up.
+	start := time.Now()
+	if w.acquire(ctx, "g", limit) {
+		t.Fatal("a delivery beyond the queue got a slot with nothing released")
+	}
+	if waited := time.Since(start); waited >= time.Minute/2 {
+		t.Errorf("a delivery beyond the queue waited %s, want about %s", waited, w.slotWait)
+	}
+	// Another group at its limit queues apart.
+	other := make(chan bool, 1)
+	if !w.acquire(ctx, "h", 1) {
+		t.Fatal("another group's slot was refused")
+	}
+	go func() { other <- w.acquire(ctx, "h", 1) }()
+	testwait.For(t, 10*time.Second, "the other group's delivery to queue", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.waiters["h"] == 1
+	})
+	// Each release hands a slot to a queued delivery.
+	for range queue {
+		w.release("g")
+		select {
+		case ok := <-queued:
+			if !ok {
+				t.Fatal("a queued delivery gave up")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a released slot did not reach a queued delivery")
+		}
+	}
+	w.release("h")
+	if !<-other {
+		t.Fatal("the other group's queued delivery gave up")
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.waiters) != 0 || w.inFlight["g"] != limit {
+		t.Errorf("waiters %v, in flight %d after the queue drained, want none and %d", w.waiters, w.inFlight["g"], limit)
+	}
+}
+
+// TestSlotSnooze: a delivery that finds no slot snoozes 50-100 ms the first
+// time, twice as long each time after, up to 16 times.
+func TestSlotSnooze(t *testing.T) {
+	for _, c := range []struct {
+		metadata string
+		base     time.Duration
+	}{
+		{``, inFlightSnooze},
+		{`{}`, inFlightSnooze},
+		{`{"snoozes": 1}`, 2 * inFlightSnooze},
+		{`{"snoozes": 3, "output": {}}`, 8 * inFlightSnooze},
+		{`{"snoozes": 4}`, 16 * inFlightSnooze},
+		{`{"snoozes": 40}`, 16 * inFlightSnooze},
+		{`{"snoozes": -1}`, inFlightSnooze},
+		{`not json`, inFlightSnooze},
+	} {
+		for range 50 {
+			if d := slotSnooze([]byte(c.metadata)); d < c.base || d >= 2*c.base {
+				t.Errorf("slotSnooze(%s) = %s, want in [%s, %s)", c.metadata, d, c.base, 2*c.base)
+				break
+			}
+		}
 	}
 }
