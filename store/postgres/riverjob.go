@@ -322,15 +322,15 @@ func redriveDeadSQL(q gateway.DeadQuery, start time.Time, limit int) (string, []
 // from the river_job_lightbus_listener index (service, listener, state):
 // finished deliveries (completed, cancelled) are not read.
 var listListenersSQL = `
-		SELECT l.service, l.name, l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight,
+		SELECT l.service, l.name, l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight, l.ordered,
 		       ARRAY(SELECT s.api || '.' || s.event FROM lightbus_subscription s
 		             WHERE s.service = l.service AND s.listener = l.name ORDER BY 1) AS events,
 		       (SELECT count(*)::int FROM lightbus_endpoint p JOIN lightbus_worker w ON w.id = p.worker_id
 		        WHERE p.service = l.service AND p.listener = l.name AND w.expires_at > now()) AS endpoints,
-		       COALESCE(c.pending, 0) + COALESCE(b.pending, 0) AS pending,
+		       COALESCE(c.pending, 0) + COALESCE(b.pending, 0) + COALESCE(od.pending, 0) AS pending,
 		       COALESCE(c.in_flight, 0) + COALESCE(b.in_flight, 0) AS in_flight,
 		       COALESCE(c.dead, 0) + COALESCE(b.dead, 0) AS dead,
-		       (SELECT e.created_at FROM lightbus_event e WHERE e.id = LEAST(c.oldest_event, b.oldest_event)::uuid) AS oldest,
+		       LEAST((SELECT e.created_at FROM lightbus_event e WHERE e.id = LEAST(c.oldest_event, b.oldest_event)::uuid), od.oldest) AS oldest,
 		       now() AS now
 		FROM lightbus_listener l
 		LEFT JOIN LATERAL (
@@ -354,6 +354,14 @@ var listListenersSQL = `
 			WHERE ` + kindIsBatch + ` AND j.args->>'service' = l.service AND j.args->>'listener' = l.name
 			  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
 		) b ON true
+		LEFT JOIN LATERAL (
+			-- An ordered group's events after its position (ordered.go).
+			SELECT count(*) AS pending, min(e.created_at) AS oldest
+			FROM lightbus_ordered o JOIN lightbus_event e ON (e.xid, e.id) > (o.pos_xid, o.pos_id)
+			WHERE o.service = l.service AND o.listener = l.name
+			  AND EXISTS (SELECT 1 FROM lightbus_subscription s
+				WHERE s.service = o.service AND s.listener = o.listener AND s.api = e.api AND s.event IN (e.name, '*'))
+		) od ON l.ordered
 		ORDER BY l.service, l.name`
 
 // pruneEventsSQL deletes up to $2 events created before $1, oldest first
