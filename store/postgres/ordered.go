@@ -231,7 +231,8 @@ func (db *DB) registerOrdered(ctx context.Context, tx pgx.Tx, service, listener 
 		var first *string
 		err := tx.QueryRow(ctx, `
 			WITH o AS (DELETE FROM lightbus_ordered WHERE service = $1 AND listener = $2 RETURNING pos_xid, pos_id)
-			SELECT (SELECT min(e.id)::text FROM lightbus_event e WHERE (e.xid, e.id) > (o.pos_xid, o.pos_id) AND `+orderedSubscribed+`)
+			SELECT (SELECT e.id::text FROM lightbus_event e WHERE (e.xid, e.id) > (o.pos_xid, o.pos_id) AND `+orderedSubscribed+`
+			        ORDER BY e.id LIMIT 1)
 			FROM o`, service, listener).Scan(&first)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
