@@ -270,3 +270,37 @@ func TestOrderedSwitchedOff(t *testing.T) {
 		t.Fatalf("the replay queued %d deliveries, want the owed events", queued)
 	}
 }
+
+// TestOrderedReplay: a replay of an ordered group moves its position back,
+// so that its own job delivers the events again in commit order; the
+// replay is done at once, and a move by the job that read the old position
+// is dropped.
+func TestOrderedReplay(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	orderedGroup(ctx, t, b.db, "ledger", "post", true)
+	for range 4 {
+		fire(ctx, t, b.db, "shop", "order_placed", `{}`)
+	}
+	want := commitOrder(ctx, t, b)
+	stale, err := b.db.OrderedNext(ctx, "ledger", "post", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drainOrdered(ctx, t, b.db, "ledger", "post", 4)
+
+	rp, err := b.db.StartReplay(ctx, "ledger", "post", gateway.Since{Earliest: true}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rp.State != "done" {
+		t.Fatalf("an ordered group's replay is %s, want done at once", rp.State)
+	}
+	// The job that read before the replay records a delivery: dropped.
+	if err := b.db.OrderedDelivered(ctx, "ledger", "post", stale.Epoch, stale.Events[3].Cursor); err != nil {
+		t.Fatal(err)
+	}
+	if got := drainOrdered(ctx, t, b.db, "ledger", "post", 4); !slices.Equal(got, want) {
+		t.Fatalf("after the replay the group reads %v, want %v", got, want)
+	}
+}
