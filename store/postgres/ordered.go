@@ -29,15 +29,6 @@ var _ dispatch.OrderedStore = (*DB)(nil)
 const orderedSubscribed = `EXISTS (SELECT 1 FROM lightbus_subscription s
 		WHERE s.service = $1 AND s.listener = $2 AND s.api = e.api AND s.event IN (e.name, '*'))`
 
-// orderedStateSQL reads whether group $1.$2 is ordered and the state and
-// next run of the delivery job that blocks it, if any.
-const orderedStateSQL = `
-	SELECT l.ordered, o.service IS NOT NULL, j.state::text, j.scheduled_at
-	FROM lightbus_listener l
-	LEFT JOIN lightbus_ordered o ON o.service = l.service AND o.listener = l.name
-	LEFT JOIN river_job j ON j.id = o.blocked_job
-	WHERE l.service = $1 AND l.name = $2`
-
 // orderedEventsSQL reads the next $3 events group $1.$2 subscribes to
 // after its position, in (xid, id) order, each with whether its
 // transaction is below the snapshot's xmin, and the position's epoch.
@@ -296,26 +287,6 @@ func (db *DB) rewindOrdered(ctx context.Context, tx pgx.Tx, service, listener st
 	return true, nil
 }
 
-// orderedWakeSQL makes the jobs of ordered groups ($1 services, $2
-// listeners) that sleep between runs available at once, with River's
-// insert notification, so that the events of the transaction that runs it
-// are delivered as soon as it commits. A job that is running is left
-// alone: it reads again before it sleeps (and sleeps at most
-// dispatch's orderedIdle).
-var orderedWakeSQL = `WITH g AS (SELECT * FROM unnest($1::text[], $2::text[]) AS g(service, listener))
-	` + orderedWakeCTE("g")
-
-// orderedWakeCTE is the statement of orderedWakeSQL for the groups
-// (service, listener) of the common table expression named groups, to
-// run in a data-modifying common table expression of a fire's statement.
-func orderedWakeCTE(groups string) string {
-	return `UPDATE river_job j SET state = 'available', scheduled_at = now()
-	FROM ` + groups + ` g
-	WHERE j.kind = '` + dispatch.OrderedKind + `' AND j.args->>'service' = g.service AND j.args->>'listener' = g.listener
-	  AND j.state IN ('available', 'scheduled') AND j.scheduled_at > now()
-	RETURNING pg_notify(current_schema() || '.river_insert', '` + riverInsertNotifyPayload + `')`
-}
-
 // orderedCutoff returns cutoff, or earlier: the creation time of the
 // oldest event an ordered group is still owed, so that retention keeps
 // every such event.
@@ -337,23 +308,6 @@ func (db *DB) orderedCutoff(ctx context.Context, cutoff time.Time) (time.Time, e
 	}
 	return cutoff, nil
 }
-
-// orderedDeliveriesSQL selects event $1's deliveries to ordered groups that
-// have no delivery job of their own (a failed first attempt makes one):
-// each group that subscribes to the event and started before it, with
-// whether its position has passed the event.
-var orderedDeliveriesSQL = `
-	SELECT o.service, o.listener, l.max_attempts, e.created_at, (e.xid, e.id) <= (o.pos_xid, o.pos_id) AS passed
-	FROM lightbus_event e
-	JOIN lightbus_ordered o ON (e.xid, e.id) > (o.start_xid, o.start_id)
-	JOIN lightbus_listener l ON l.service = o.service AND l.name = o.listener
-	WHERE e.id = $1
-	  AND EXISTS (SELECT 1 FROM lightbus_subscription s
-		WHERE s.service = o.service AND s.listener = o.listener AND s.api = e.api AND s.event IN (e.name, '*'))
-	  AND NOT EXISTS (SELECT 1 FROM river_job j
-		WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = $1::text
-		  AND j.args->>'service' = o.service AND j.args->>'listener' = o.listener)
-	ORDER BY o.service, o.listener`
 
 // orderedDeliveries returns event id's deliveries to ordered groups that
 // have no delivery job: pending until the group's position passes the
