@@ -417,3 +417,33 @@ func TestOrderedGatewayRestart(t *testing.T) {
 	}
 	t.Logf("%d of %d events delivered before the stop", stopped, n)
 }
+
+// TestOrderedReplay: a replay of an ordered group delivers its events again,
+// in commit order, one at a time, through the group's own job.
+func TestOrderedReplay(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewURL(t)
+	gw := startGatewayOn(t, dbURL, nil)
+	l := &orderedListener{}
+	h := l.serve(t)
+	registerGroup(t, gw, "w1", "ledger", "post", h.srv.URL, orderedPolicy, "shop.order_placed")
+	n := fireConcurrently(t, []*testGateway{gw}, 4, 10)
+	l.waitFor(t, n, 30*time.Second)
+
+	var rp struct {
+		State string `json:"state"`
+	}
+	if resp := gw.do(t, "POST", "/v1/listeners/ledger/post/replay", `{"since":"earliest"}`, nil, &rp); resp.StatusCode/100 != 2 || rp.State != "done" {
+		t.Fatalf("replay: %d, state %q; want done at once", resp.StatusCode, rp.State)
+	}
+	testwait.For(t, 30*time.Second, "every event delivered again", func() bool { return len(l.received()) >= 2*n })
+	l.checkOneAtATime(t)
+	want := commitOrder(t, dbURL)
+	var again []string
+	for _, a := range l.received()[n:] {
+		again = append(again, a.id)
+	}
+	if !slices.Equal(again, want) {
+		t.Fatalf("replayed in the order\n%v\nwant the commit order\n%v", again, want)
+	}
+}
