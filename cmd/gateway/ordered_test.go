@@ -350,8 +350,9 @@ func TestOrderedDeadMovesOn(t *testing.T) {
 	})
 }
 
-// TestOrderedTwoReplicas: two gateways share the database and fires; the
-// group still gets one request at a time, in commit order.
+// TestOrderedTwoReplicas: two gateways share the database and fires, and
+// both run the group's job; the group still gets one request at a time, in
+// commit order.
 func TestOrderedTwoReplicas(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.NewURL(t)
@@ -361,8 +362,28 @@ func TestOrderedTwoReplicas(t *testing.T) {
 	h := l.serve(t)
 	registerGroup(t, gw1, "w1", "ledger", "post", h.srv.URL, orderedPolicy, "shop.order_placed")
 
-	n := fireConcurrently(t, []*testGateway{gw1, gw2}, 8, 20)
-	l.waitFor(t, n, 60*time.Second)
+	pool, err := pgxpool.New(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	// Replicas that ran the group's job (River records who ran each run).
+	runners := func() int {
+		var n int
+		if err := pool.QueryRow(t.Context(), `SELECT count(DISTINCT r) FROM river_job, unnest(attempted_by) r WHERE kind = 'lightbus.ordered'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Waves of fires, the group catching up in between: each wave wakes its
+	// job, and either replica may take it. At least 4 waves, and more (up to
+	// 30) until both replicas have run it.
+	n := 0
+	for wave := 0; wave < 4 || (wave < 30 && runners() < 2); wave++ {
+		n += fireConcurrently(t, []*testGateway{gw1, gw2}, 8, 4)
+		l.waitFor(t, n, 30*time.Second)
+		time.Sleep(100 * time.Millisecond)
+	}
 	l.checkOneAtATime(t)
 	if got, want := l.firstArrivals(), commitOrder(t, dbURL); !slices.Equal(got, want) {
 		t.Fatalf("events arrived in the order\n%v\nwant the commit order\n%v", got, want)
@@ -370,6 +391,10 @@ func TestOrderedTwoReplicas(t *testing.T) {
 	if got := len(l.received()); got != n {
 		t.Fatalf("%d requests for %d events, want one each", got, n)
 	}
+	if r := runners(); r < 2 {
+		t.Fatalf("the group's job was run by %d replica(s): the test did not make two replicas share it", r)
+	}
+	t.Logf("%d events in waves, the job run by both replicas", n)
 }
 
 // TestOrderedGatewayRestart stops the gateway while the group's events are
