@@ -43,13 +43,13 @@ var orderedEventsSQL = `
 
 // orderedSkipSQL moves group $1.$2's position past the events below the
 // horizon when none of them is one it subscribes to, so that later reads
-// do not scan them again.
+// do not scan them again; only while its epoch is still $3.
 var orderedSkipSQL = `
 	WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
 	last AS (SELECT e.xid, e.id FROM lightbus_event e, h WHERE e.xid < h.xmin ORDER BY e.xid DESC, e.id DESC LIMIT 1)
 	UPDATE lightbus_ordered o SET pos_xid = last.xid, pos_id = last.id, updated_at = now()
 	FROM last
-	WHERE o.service = $1 AND o.listener = $2 AND (o.pos_xid, o.pos_id) < (last.xid, last.id)
+	WHERE o.service = $1 AND o.listener = $2 AND o.epoch = $3 AND (o.pos_xid, o.pos_id) < (last.xid, last.id)
 	  AND NOT EXISTS (SELECT 1 FROM lightbus_event e
 		WHERE (e.xid, e.id) > (o.pos_xid, o.pos_id) AND (e.xid, e.id) <= (last.xid, last.id) AND ` + orderedSubscribed + `)`
 
@@ -70,8 +70,9 @@ func (db *DB) OrderedNext(ctx context.Context, service, listener string, limit i
 	var positioned bool
 	var blockState *string
 	var blockAt *time.Time
+	var epoch *int64
 	batch.Queue(orderedStateSQL, service, listener).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&next.Ordered, &positioned, &blockState, &blockAt)
+		return r.Scan(&next.Ordered, &positioned, &blockState, &blockAt, &epoch)
 	})
 	var rows []orderedEventRow
 	batch.Queue(orderedEventsSQL, service, listener, limit).Query(func(r pgx.Rows) error {
@@ -112,8 +113,8 @@ func (db *DB) OrderedNext(ctx context.Context, service, listener string, limit i
 		ev := r.event()
 		next.Events = append(next.Events, gateway.StreamedEvent{Event: ev, Cursor: gateway.StreamCursor{XID: x, ID: id, Time: ev.CreatedAt}})
 	}
-	if len(rows) == 0 && next.Ordered {
-		if _, err := db.pool.Exec(ctx, orderedSkipSQL, service, listener); err != nil {
+	if len(rows) == 0 && next.Ordered && epoch != nil {
+		if _, err := db.pool.Exec(ctx, orderedSkipSQL, service, listener, *epoch); err != nil {
 			return nil, translate(err)
 		}
 	}

@@ -304,3 +304,29 @@ func TestOrderedReplay(t *testing.T) {
 		t.Fatalf("after the replay the group reads %v, want %v", got, want)
 	}
 }
+
+// TestOrderedSkipsOtherEvents: a caught-up group's position moves past the
+// events it does not subscribe to, and the next event it does is still
+// read.
+func TestOrderedSkipsOtherEvents(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	orderedGroup(ctx, t, b.db, "ledger", "post", true)
+	for range 3 {
+		fire(ctx, t, b.db, "shop", "order_cancelled", `{}`)
+	}
+	testwait.For(t, 30*time.Second, "the position past the other events", func() bool {
+		if _, err := b.db.OrderedNext(ctx, "ledger", "post", 10); err != nil {
+			t.Fatal(err)
+		}
+		var moved bool
+		if err := b.pool.QueryRow(ctx, `SELECT pos_xid >= (SELECT max(xid) FROM lightbus_event) FROM lightbus_ordered`).Scan(&moved); err != nil {
+			t.Fatal(err)
+		}
+		return moved
+	})
+	ev, _ := fire(ctx, t, b.db, "shop", "order_placed", `{}`)
+	if got := drainOrdered(ctx, t, b.db, "ledger", "post", 1); !slices.Equal(got, []string{ev.ID}) {
+		t.Fatalf("after the skip the group reads %v, want %s", got, ev.ID)
+	}
+}

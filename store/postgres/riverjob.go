@@ -543,10 +543,11 @@ const keepBatchEventsSQL = `UPDATE river_job SET args = jsonb_set(args, '{event_
 // Ordered groups (ordered.go): their job (kind lightbus.ordered) and the
 // delivery job that blocks one.
 
-// orderedStateSQL reads whether group $1.$2 is ordered and the state and
-// next run of the delivery job that blocks it, if any.
+// orderedStateSQL reads whether group $1.$2 is ordered (and has a
+// position), the state and next run of the delivery job that blocks it, if
+// any, and its position's epoch.
 const orderedStateSQL = `
-	SELECT l.ordered, o.service IS NOT NULL, j.state::text, j.scheduled_at
+	SELECT l.ordered, o.service IS NOT NULL, j.state::text, j.scheduled_at, o.epoch
 	FROM lightbus_listener l
 	LEFT JOIN lightbus_ordered o ON o.service = l.service AND o.listener = l.name
 	LEFT JOIN river_job j ON j.id = o.blocked_job
