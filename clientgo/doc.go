@@ -179,7 +179,10 @@
 // delivery instead, which is then never sent again (see [OnError]).
 //
 // A listener group's retries are set with [WithPolicy] and where a new group
-// starts with [StartFrom]. Deliveries that use all their attempts are dead:
+// starts with [StartFrom]. [Ordered] makes an ordered group: its events come
+// one at a time in the order their fires committed, and a failing one holds
+// back the rest until it succeeds or is dead (one request at a time costs
+// throughput: see the gateway's docs/DELIVERY.md, "Ordered groups"). Deliveries that use all their attempts are dead:
 // list them with [Bus.DeadLetters], inspect one with [Bus.Delivery], and give
 // them fresh attempts with [Bus.Redrive] or [Bus.RedriveAll]. [Bus.Listeners]
 // shows each group's backlog and lag, and [Bus.Replay] rewinds a group.

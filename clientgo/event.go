@@ -243,6 +243,9 @@ type Policy struct {
 	// MaxInFlight bounds the group's concurrent deliveries (per gateway
 	// replica).
 	MaxInFlight int
+	// Ordered makes the group's deliveries one at a time in commit order
+	// (see [Ordered]).
+	Ordered bool
 }
 
 // policyDecl is the wire form of a Policy.
@@ -251,6 +254,7 @@ type policyDecl struct {
 	Backoff     *backoffDecl `json:"backoff,omitempty"`
 	TimeoutMS   int64        `json:"timeout_ms,omitempty"`
 	MaxInFlight int          `json:"max_in_flight,omitempty"`
+	Ordered     bool         `json:"ordered,omitempty"`
 }
 
 type backoffDecl struct {
@@ -317,11 +321,36 @@ func StartFrom(since string) ListenOption {
 // The gateway keeps the latest registration's policy; a registration
 // without one puts the group back on the gateway's defaults.
 func WithPolicy(p Policy) ListenOption {
-	d := &policyDecl{MaxAttempts: p.MaxAttempts, TimeoutMS: p.Timeout.Milliseconds(), MaxInFlight: p.MaxInFlight}
+	d := &policyDecl{MaxAttempts: p.MaxAttempts, TimeoutMS: p.Timeout.Milliseconds(), MaxInFlight: p.MaxInFlight, Ordered: p.Ordered}
 	if p.BackoffBase > 0 || p.BackoffMax > 0 {
 		d.Backoff = &backoffDecl{BaseMS: p.BackoffBase.Milliseconds(), MaxMS: p.BackoffMax.Milliseconds()}
 	}
-	return func(ls *listenerSet) { ls.policy = d }
+	return func(ls *listenerSet) {
+		c := *d
+		if ls.policy != nil && ls.policy.Ordered {
+			c.Ordered = true // Ordered, before WithPolicy, holds
+		}
+		ls.policy = &c
+	}
+}
+
+// Ordered makes the group an ordered group: the gateway delivers its events
+// one at a time, in the order their fires committed, and a delivery that
+// fails holds back the ones after it until it succeeds or is dead (then it
+// is listed dead and the next one is delivered). The group's MaxAttempts
+// and backoff still apply to the failing delivery; MaxInFlight does not.
+// It costs throughput: one request at a time, each waiting for the one
+// before (see the gateway's docs/DELIVERY.md, "Ordered groups"). Every
+// worker of the group should declare it: the latest registration wins.
+//
+//	bus.Listen("accounts.entry_posted", "ledger", postEntry, lightbus.Ordered())
+func Ordered() ListenOption {
+	return func(ls *listenerSet) {
+		if ls.policy == nil {
+			ls.policy = &policyDecl{}
+		}
+		ls.policy.Ordered = true
+	}
 }
 
 // serveDelivery answers POST /lightbus/events/{listener}.

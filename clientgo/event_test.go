@@ -344,3 +344,43 @@ func TestListenWithPolicy(t *testing.T) {
 		t.Errorf("create_user policy = %s, want %s", got, want)
 	}
 }
+
+// TestListenOrdered: Ordered declares an ordered group, alone or with
+// WithPolicy in either order, and does not leak into other groups that
+// share a WithPolicy option.
+func TestListenOrdered(t *testing.T) {
+	t.Parallel()
+
+	bus := newTestBus(t, "http://127.0.0.1:1", WithService("ledger"))
+	noop := func(context.Context, EventMessage) error { return nil }
+	shared := WithPolicy(Policy{MaxAttempts: 3})
+	bus.Listen("accounts.entry_posted", "a_alone", noop, Ordered())
+	bus.Listen("accounts.entry_posted", "b_before", noop, Ordered(), shared)
+	bus.Listen("accounts.entry_posted", "c_after", noop, shared, Ordered())
+	bus.Listen("accounts.entry_posted", "d_plain", noop, shared)
+
+	data, err := json.Marshal(bus.registrationBody("http://127.0.0.1:2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Listeners []struct {
+			Name   string          `json:"name"`
+			Policy json.RawMessage `json:"policy"`
+		} `json:"listeners"`
+	}
+	if err := json.Unmarshal(data, &body); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"a_alone":  `{"ordered":true}`,
+		"b_before": `{"max_attempts":3,"ordered":true}`,
+		"c_after":  `{"max_attempts":3,"ordered":true}`,
+		"d_plain":  `{"max_attempts":3}`,
+	}
+	for _, l := range body.Listeners {
+		if got := string(l.Policy); got != want[l.Name] {
+			t.Errorf("%s policy = %s, want %s", l.Name, got, want[l.Name])
+		}
+	}
+}

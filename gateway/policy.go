@@ -38,6 +38,11 @@ type DeliveryPolicy struct {
 	// MaxInFlight bounds the group's concurrent delivery requests, per
 	// gateway replica.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
+	// Ordered makes the group's deliveries one at a time in commit order:
+	// a failing delivery holds back the ones after it until it succeeds or
+	// is dead (docs/DELIVERY.md, "Ordered groups"). MaxInFlight does not
+	// apply to it.
+	Ordered bool `json:"ordered,omitempty"`
 }
 
 // Backoff is exponential backoff: the wait after failed attempt n is

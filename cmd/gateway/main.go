@@ -289,6 +289,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	})
 	river.AddWorker(workers, deliverer)
 	river.AddWorker(workers, dispatch.NewBatchDeliverer(deliverer, store))
+	river.AddWorker(workers, dispatch.NewOrderedDeliverer(deliverer, store))
 	river.AddWorker(workers, dispatch.NewPruner(dispatch.PrunerConfig{
 		Batch:       cfg.PruneBatch,
 		Logger:      logger,

@@ -6,7 +6,7 @@
 //
 //	lightbus-bench fire [flags]            single-event fires
 //	lightbus-bench fire-batch [flags]      batch fires
-//	lightbus-bench deliver --rate N        fire → delivered latency
+//	lightbus-bench deliver --rate N        fire → delivered latency (--ordered: an ordered group too)
 //	lightbus-bench rpc [flags]             the gateway's added RPC latency
 //	lightbus-bench baseline [flags]        the database and HTTP baselines alone
 //	lightbus-bench river-baseline --rate N a bare River client and worker
@@ -121,6 +121,7 @@ settings you know (the gateway's development Postgres), never a shared server.`,
 	f.IntVar(&o.GatewayPID, "gateway-pid", 0, "the gateway's process id: report its resident memory")
 	f.Var(cpuFlag{&o.CPU}, "cpu", "name=pid of a process (with its descendants, e.g. the Postgres postmaster) whose CPU time to report per event, call or delivery of each load, with the load tool's own; repeatable")
 	f.StringVar(&params, "params", "", "the JSON object fired and called with (default: a small user event)")
+	f.BoolVar(&o.Ordered, "ordered", false, "deliver: also measure an ordered group, in 3 rounds alternating with the unordered one, and give the medians' ratio")
 	f.BoolVar(&o.IdempotencyKeys, "idempotency-keys", false, "fire and fire-batch: give every event a new idempotency key, as the Go client does (the database baseline's rows get keys too)")
 	f.DurationVar(&o.FetchCooldown, "fetch-cooldown", 10*time.Millisecond, "the bare River baseline's fetch cooldown (set to the gateway's)")
 	f.DurationVar(&o.FetchPollInterval, "fetch-poll-interval", 200*time.Millisecond, "the bare River baseline's fetch poll interval (set to the gateway's)")

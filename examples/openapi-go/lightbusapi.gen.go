@@ -323,8 +323,11 @@ type Delivery struct {
 	Errors      []DeliveryError `json:"errors"`
 	FinalizedAt *time.Time      `json:"finalized_at,omitempty"`
 
-	// Id A delivery's id (its River job id).
-	Id DeliveryID `json:"id"`
+	// Id The delivery's id (its River job id), or 0 for a delivery to an ordered
+	// group that has no job of its own: pending until the group's position
+	// passes the event, then completed (a failed first attempt makes it a
+	// delivery job with an id).
+	Id int64 `json:"id"`
 
 	// Listener A single identifier (event, RPC or listener name).
 	//
@@ -387,8 +390,16 @@ type DeliveryPolicy struct {
 	// MaxAttempts Attempts before a delivery is dead (default `LIGHTBUS_DELIVERY_MAX_ATTEMPTS`). Applies to deliveries queued after the registration.
 	MaxAttempts *int `json:"max_attempts,omitempty"`
 
-	// MaxInFlight The group's concurrent delivery requests, per gateway replica; 0 for no limit. A delivery over the limit waits up to 20 ms for a slot, else runs again 50–100 ms later without using an attempt.
+	// MaxInFlight The group's concurrent delivery requests, per gateway replica; 0 for no limit. A delivery over the limit waits up to 20 ms for a slot, else runs again 50–100 ms later without using an attempt. Does not apply to an ordered group.
 	MaxInFlight *int `json:"max_in_flight,omitempty"`
+
+	// Ordered An ordered group: its deliveries are made one at a time, in the order the
+	// fires committed, by one job per group that walks the event log from the
+	// group's position; a failing delivery holds back the ones after it until it
+	// succeeds or is dead (then it is listed dead and the next is delivered).
+	// Costs throughput (one request at a time); see docs/DELIVERY.md, "Ordered
+	// groups". Turning it off hands the events still owed to a replay.
+	Ordered *bool `json:"ordered,omitempty"`
 
 	// TimeoutMs Bounds one delivery request (default `LIGHTBUS_DELIVERY_TIMEOUT`); 0 or 10 to 120000.
 	TimeoutMs *int `json:"timeout_ms,omitempty"`
@@ -424,8 +435,11 @@ type DeliveryRecord struct {
 	EventIds    *[]EventID `json:"event_ids,omitempty"`
 	FinalizedAt *time.Time `json:"finalized_at,omitempty"`
 
-	// Id A delivery's id (its River job id).
-	Id DeliveryID `json:"id"`
+	// Id The delivery's id (its River job id), or 0 for a delivery to an ordered
+	// group that has no job of its own: pending until the group's position
+	// passes the event, then completed (a failed first attempt makes it a
+	// delivery job with an id).
+	Id int64 `json:"id"`
 
 	// Listener A single identifier (event, RPC or listener name).
 	//

@@ -138,7 +138,7 @@ func (db *DB) CompleteBatch(ctx context.Context, job *river.Job[dispatch.Deliver
 			}
 		}
 		if len(failed) > 0 {
-			if err := insertFailed(ctx, tx, job, failed); err != nil {
+			if _, err := insertFailed(ctx, tx, job.JobRow, failed); err != nil {
 				return err
 			}
 		}
@@ -156,9 +156,10 @@ func (db *DB) CompleteBatch(ctx context.Context, job *river.Job[dispatch.Deliver
 	})
 }
 
-// insertFailed inserts failed, the failed deliveries of batch job, with
-// insertFailedDeliveriesSQL.
-func insertFailed(ctx context.Context, tx pgx.Tx, job *river.Job[dispatch.DeliveryBatchArgs], failed []dispatch.FailedDelivery) error {
+// insertFailed inserts failed, the failed deliveries of job (a delivery
+// batch, or an ordered group's job), with insertFailedDeliveriesSQL, and
+// returns their ids.
+func insertFailed(ctx context.Context, tx pgx.Tx, job *rivertype.JobRow, failed []dispatch.FailedDelivery) ([]int64, error) {
 	n := len(failed)
 	args := make([]string, n)
 	maxAttempts := make([]int, n)
@@ -172,19 +173,19 @@ func insertFailed(ctx context.Context, tx pgx.Tx, job *river.Job[dispatch.Delive
 	for i, f := range failed {
 		a, err := json.Marshal(f.Args)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		args[i] = string(a)
 		e, err := json.Marshal(rivertype.AttemptError{At: f.At, Attempt: f.Attempt, Error: f.Error})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		attemptErrors[i] = string(e)
 		metadata[i] = "{}"
 		if len(f.Output.Attempts) > 0 {
 			m, err := json.Marshal(map[string]any{rivertype.MetadataKeyOutput: f.Output})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			metadata[i] = string(m)
 		}
@@ -207,7 +208,10 @@ func insertFailed(ctx context.Context, tx pgx.Tx, job *river.Job[dispatch.Delive
 	if attemptedBy == nil {
 		attemptedBy = []string{}
 	}
-	_, err := tx.Exec(ctx, insertFailedDeliveriesSQL, args, maxAttempts, attempts, states, scheduled, attemptErrors,
+	rows, err := tx.Query(ctx, insertFailedDeliveriesSQL+` RETURNING id`, args, maxAttempts, attempts, states, scheduled, attemptErrors,
 		finalized, metadata, job.CreatedAt, attemptedAt, attemptedBy)
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }

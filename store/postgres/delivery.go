@@ -149,6 +149,7 @@ type listenerRow struct {
 	MaxMS       int        `db:"backoff_max_ms"`
 	TimeoutMS   int        `db:"timeout_ms"`
 	MaxInFlight int        `db:"max_in_flight"`
+	Ordered     bool       `db:"ordered"`
 	Pending     int64      `db:"pending"`
 	InFlight    int64      `db:"in_flight"`
 	Dead        int64      `db:"dead"`
@@ -180,6 +181,7 @@ func (db *DB) ListListeners(ctx context.Context) ([]gateway.ListenerStatus, erro
 			Policy:  policy(r.MaxAttempts, r.BaseMS, r.MaxMS, r.TimeoutMS, r.MaxInFlight),
 			Pending: r.Pending, InFlight: r.InFlight, Dead: r.Dead, Replay: out[i].Replay,
 		}
+		out[i].Policy.Ordered = r.Ordered
 		if r.Oldest != nil {
 			out[i].OldestUndelivered = utc(r.Oldest)
 			out[i].LagMS = max(r.Now.Sub(*r.Oldest).Milliseconds(), 0)
@@ -192,8 +194,16 @@ var _ dispatch.PruneStore = (*DB)(nil)
 
 // PruneEvents implements dispatch.PruneStore. The oldest events go first
 // (lightbus_event_created_at); an event is kept while any of its deliveries
-// is unfinished or dead, unless undelivered is set.
+// is unfinished or dead, or an ordered group's position has not passed it
+// (orderedCutoff), unless undelivered is set.
 func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time, limit int, undelivered bool) (int, error) {
+	if !undelivered {
+		// Nor an event an ordered group is still owed.
+		var err error
+		if cutoff, err = db.orderedCutoff(ctx, cutoff); err != nil {
+			return 0, err
+		}
+	}
 	tag, err := db.pool.Exec(ctx, pruneEventsSQL, cutoff, limit, undelivered)
 	if err != nil {
 		return 0, translate(err)

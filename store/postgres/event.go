@@ -180,6 +180,9 @@ type fanOut struct {
 	lookups int
 	// answered counts the inline statements answered without error.
 	answered int
+	// woken holds the ordered groups that addDeliveries found, whose jobs
+	// flush wakes.
+	woken map[groupKey]bool
 }
 
 // stagedEvent is an event to store and, once flush ran, whether it was
@@ -216,11 +219,13 @@ const copyEventsMin = 16
 type subscribedGroup struct {
 	service, listener      string
 	maxAttempts, timeoutMS int
+	// ordered groups get no delivery job: their job is woken instead.
+	ordered bool
 }
 
 // subscribedGroupsSQL finds the listener groups subscribed to an event.
 const subscribedGroupsSQL = `
-	SELECT DISTINCT l.service, l.name, l.max_attempts, l.timeout_ms
+	SELECT DISTINCT l.service, l.name, l.max_attempts, l.timeout_ms, l.ordered
 	FROM lightbus_subscription s
 	JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
 	WHERE s.api = $1 AND s.event IN ($2, '*')`
@@ -228,16 +233,24 @@ const subscribedGroupsSQL = `
 func collectGroups(rows pgx.Rows) ([]subscribedGroup, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (subscribedGroup, error) {
 		var g subscribedGroup
-		err := r.Scan(&g.service, &g.listener, &g.maxAttempts, &g.timeoutMS)
+		err := r.Scan(&g.service, &g.listener, &g.maxAttempts, &g.timeoutMS, &g.ordered)
 		return g, err
 	})
 }
 
 // addDeliveries queues one delivery of ev per group and returns how many.
-// The deliveries of one group are queued together, by queueJobs.
+// The deliveries of one group are queued together, by queueJobs; an
+// ordered group's job is woken instead (wakeOrdered).
 func (f *fanOut) addDeliveries(ev *gateway.Event, groups []subscribedGroup) int {
 	for _, g := range groups {
 		k := groupKey{g.service, g.listener}
+		if g.ordered {
+			if f.woken == nil {
+				f.woken = map[groupKey]bool{}
+			}
+			f.woken[k] = true
+			continue
+		}
 		ge := f.byGroup[k]
 		if ge == nil {
 			if f.byGroup == nil {
@@ -357,10 +370,16 @@ func inlineSQL(insertEvent string) string {
 		SELECT DISTINCT l.service, l.name AS listener, l.max_attempts, l.timeout_ms
 		FROM lightbus_subscription s
 		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
-		WHERE s.api = $2 AND s.event IN ($3, '*')),
+		WHERE s.api = $2 AND s.event IN ($3, '*') AND NOT l.ordered),
+	og AS (
+		SELECT DISTINCT l.service, l.name AS listener
+		FROM ev, lightbus_subscription s
+		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener
+		WHERE s.api = $2 AND s.event IN ($3, '*') AND l.ordered),
+	woken AS (` + orderedWakeCTE("og") + `),
 	jobs AS (` + insertDeliveryJobsSQL + `
 		RETURNING 1)
-	SELECT (SELECT count(*) FROM ev)::int, (SELECT count(*) FROM jobs)::int, ` + riverInsertNotifySQL(6)
+	SELECT (SELECT count(*) FROM ev)::int, ((SELECT count(*) FROM jobs) + (SELECT count(*) FROM og))::int, ` + riverInsertNotifySQL(6)
 }
 
 // eventCopyColumns are the columns of lightbus_event that a fire sets.
@@ -425,6 +444,9 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 			}
 		}
 	}
+	if err := f.wakeOrdered(ctx, tx); err != nil {
+		return err
+	}
 	f.queueJobs(db.batchMax)
 	if len(f.jobs) == 0 {
 		return nil
@@ -433,6 +455,21 @@ func (db *DB) flush(ctx context.Context, tx pgx.Tx, f *fanOut) error {
 		return fmt.Errorf("queue deliveries: %w", err)
 	}
 	return nil
+}
+
+// wakeOrdered wakes, in tx, the jobs of the ordered groups that the
+// staged events' deliveries found (orderedWakeSQL).
+func (f *fanOut) wakeOrdered(ctx context.Context, tx pgx.Tx) error {
+	if len(f.woken) == 0 {
+		return nil
+	}
+	services, listeners := make([]string, 0, len(f.woken)), make([]string, 0, len(f.woken))
+	for k := range f.woken {
+		services, listeners = append(services, k.service), append(listeners, k.listener)
+	}
+	f.woken = nil
+	_, err := tx.Exec(ctx, orderedWakeSQL, services, listeners)
+	return err
 }
 
 // queueInline queues each staged event with its deliveries, one statement
@@ -485,17 +522,20 @@ var insertFewSQL = `
 		     AS u(id, api, name, params, created_at, key, tp, ts)
 		ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 		RETURNING id, api, name),
-	d AS (
-		SELECT DISTINCT ev.id, l.service, l.name AS listener, l.max_attempts, l.timeout_ms
+	all_d AS (
+		SELECT DISTINCT ev.id, l.service, l.name AS listener, l.max_attempts, l.timeout_ms, l.ordered
 		FROM ev
 		JOIN lightbus_subscription s ON s.api = ev.api AND s.event IN (ev.name, '*')
 		JOIN lightbus_listener l ON l.service = s.service AND l.name = s.listener),
+	d AS (SELECT * FROM all_d WHERE NOT all_d.ordered),
+	og AS (SELECT DISTINCT all_d.service, all_d.listener FROM all_d WHERE all_d.ordered),
+	woken AS (` + orderedWakeCTE("og") + `),
 	g AS (
 		SELECT d.service, d.listener, d.max_attempts, d.timeout_ms, array_agg(d.id::text ORDER BY d.id) AS ids
 		FROM d GROUP BY d.service, d.listener, d.max_attempts, d.timeout_ms),
 	jobs AS (` + insertGroupJobsSQL + `
 		RETURNING 1)
-	SELECT ev.id::text, (SELECT count(*) FROM d WHERE d.id = ev.id)::int, ` + riverInsertNotifySQL(9) + `
+	SELECT ev.id::text, (SELECT count(*) FROM all_d WHERE all_d.id = ev.id)::int, ` + riverInsertNotifySQL(9) + `
 	FROM ev`
 
 // queueFew queues the staged events with insertFewSQL, with River's insert
@@ -701,6 +741,11 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, er
 		}
 		detail.Deliveries = append(detail.Deliveries, delivery)
 	}
+	ordered, err := db.orderedDeliveries(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	detail.Deliveries = append(detail.Deliveries, ordered...)
 	return detail, nil
 }
 

@@ -78,16 +78,26 @@ func (db *DB) startReplayTx(ctx context.Context, tx pgx.Tx, service, listener st
 	if redeliver {
 		slack = 0
 	}
+	// An ordered group's replay moves its position back: its own job
+	// delivers the events again, in order. The replay is done at once.
+	ordered, err := db.rewindOrdered(ctx, tx, service, listener, since)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := tx.Query(ctx, `
-		INSERT INTO lightbus_replay (service, listener, from_id, since, until, redeliver)
-		VALUES ($1, $2, $3, $4, now() + $5 * interval '1 microsecond', $6)
-		RETURNING `+replayColumns, service, listener, fromID, sinceTime, slack.Microseconds(), redeliver)
+		INSERT INTO lightbus_replay (service, listener, from_id, since, until, redeliver, state, finished_at)
+		VALUES ($1, $2, $3, $4, now() + $5 * interval '1 microsecond', $6,
+		        CASE WHEN $7 THEN 'done' ELSE 'running' END, CASE WHEN $7 THEN now() END)
+		RETURNING `+replayColumns, service, listener, fromID, sinceTime, slack.Microseconds(), redeliver, ordered)
 	if err != nil {
 		return nil, err
 	}
 	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[replayRow])
 	if err != nil {
 		return nil, err
+	}
+	if ordered {
+		return row.replay(), nil
 	}
 	if _, err := db.river.InsertTx(ctx, tx, dispatch.ReplayArgs{ReplayID: row.ID}, nil); err != nil {
 		return nil, fmt.Errorf("queue replay: %w", err)

@@ -10,7 +10,12 @@ package postgres
 // statement that stores their event, with River's insert notification:
 // insertDeliveryJobsSQL), read delivery jobs for the API, count them, check
 // for them when pruning events and replaying, and revive dead ones
-// (redrive).
+// (redrive). Ordered groups add their own: a fire wakes an ordered group's
+// sleeping job (kind lightbus.ordered) by making it available now
+// (orderedWakeSQL), the job reads the state of the delivery job that
+// blocks its group, and an event's readers see its pending ordered
+// deliveries; the job itself is inserted by River (InsertTx, unique by
+// args).
 //
 // The statements were written against River v0.51.2
 // (github.com/riverqueue/river and riverdriver/riverpgxv5 v0.51.2), on the
@@ -21,15 +26,15 @@ package postgres
 //
 //	column        type (udt_name)   what we do with it
 //	id            int8              the delivery id; read, filtered, ordered on
-//	kind          text              filtered on 'lightbus.delivery' (kindIsDelivery); inserted
+//	kind          text              filtered on 'lightbus.delivery' (kindIsDelivery) and on 'lightbus.ordered'; inserted
 //	args          jsonb             read: event_id, service, listener (dispatch.DeliveryArgs); inserted
-//	state         river_job_state   read, filtered on, set by redrive; counted by queue; inserted
+//	state         river_job_state   read, filtered on, set by redrive and the ordered wake; counted by queue; inserted
 //	queue         text              counted on (QueueCounts, for the metrics); inserted
 //	attempt       int2              read; redrive adds max_attempts on top of it
 //	max_attempts  int2              read, set by redrive; inserted
 //	priority      int2              inserted
 //	created_at    timestamptz       inserted
-//	scheduled_at  timestamptz       read, set by redrive; inserted
+//	scheduled_at  timestamptz       read, set by redrive and the ordered wake; inserted
 //	attempted_at  timestamptz       read (NULL before the first attempt)
 //	finalized_at  timestamptz       read, filtered on, cleared by redrive
 //	errors        _jsonb            read: River's rivertype.AttemptError per failed
@@ -49,6 +54,8 @@ package postgres
 // 'lightbus.delivery': river_job_lightbus_event_id on (args->>'event_id')
 // and river_job_lightbus_listener on (args->>'service', args->>'listener',
 // state, id). The statements below are shaped to use them; see kindIsDelivery.
+// Migration 00010 adds river_job_lightbus_ordered on (args->>'service',
+// args->>'listener', state) WHERE kind = 'lightbus.ordered', for the wake.
 
 import (
 	"context"
@@ -348,15 +355,15 @@ func redriveDeadSQL(q gateway.DeadQuery, start time.Time, limit int) (string, []
 // from the river_job_lightbus_listener index (service, listener, state):
 // finished deliveries (completed, cancelled) are not read.
 var listListenersSQL = `
-		SELECT l.service, l.name, l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight,
+		SELECT l.service, l.name, l.max_attempts, l.backoff_base_ms, l.backoff_max_ms, l.timeout_ms, l.max_in_flight, l.ordered,
 		       ARRAY(SELECT s.api || '.' || s.event FROM lightbus_subscription s
 		             WHERE s.service = l.service AND s.listener = l.name ORDER BY 1) AS events,
 		       (SELECT count(*)::int FROM lightbus_endpoint p JOIN lightbus_worker w ON w.id = p.worker_id
 		        WHERE p.service = l.service AND p.listener = l.name AND w.expires_at > now()) AS endpoints,
-		       COALESCE(c.pending, 0) + COALESCE(b.pending, 0) AS pending,
+		       COALESCE(c.pending, 0) + COALESCE(b.pending, 0) + COALESCE(od.pending, 0) AS pending,
 		       COALESCE(c.in_flight, 0) + COALESCE(b.in_flight, 0) AS in_flight,
 		       COALESCE(c.dead, 0) + COALESCE(b.dead, 0) AS dead,
-		       (SELECT e.created_at FROM lightbus_event e WHERE e.id = LEAST(c.oldest_event, b.oldest_event)::uuid) AS oldest,
+		       LEAST((SELECT e.created_at FROM lightbus_event e WHERE e.id = LEAST(c.oldest_event, b.oldest_event)::uuid), od.oldest) AS oldest,
 		       now() AS now
 		FROM lightbus_listener l
 		LEFT JOIN LATERAL (
@@ -380,6 +387,14 @@ var listListenersSQL = `
 			WHERE ` + kindIsBatch + ` AND j.args->>'service' = l.service AND j.args->>'listener' = l.name
 			  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
 		) b ON true
+		LEFT JOIN LATERAL (
+			-- An ordered group's events after its position (ordered.go).
+			SELECT count(*) AS pending, min(e.created_at) AS oldest
+			FROM lightbus_ordered o JOIN lightbus_event e ON (e.xid, e.id) > (o.pos_xid, o.pos_id)
+			WHERE o.service = l.service AND o.listener = l.name
+			  AND EXISTS (SELECT 1 FROM lightbus_subscription s
+				WHERE s.service = o.service AND s.listener = o.listener AND s.api = e.api AND s.event IN (e.name, '*'))
+		) od ON l.ordered
 		ORDER BY l.service, l.name`
 
 // pruneEventsSQL deletes up to $2 events created before $1, oldest first
@@ -550,3 +565,53 @@ var insertFailedDeliveriesSQL = `
 // its events has one current delivery, the batch or a job of its own.
 const keepBatchEventsSQL = `UPDATE river_job SET args = jsonb_set(args, '{event_ids}', $2::jsonb) WHERE id = $1 AND kind = '` +
 	dispatch.DeliveryBatchKind + `'`
+
+// Ordered groups (ordered.go): their job (kind lightbus.ordered) and the
+// delivery job that blocks one.
+
+// orderedStateSQL reads whether group $1.$2 is ordered (and has a
+// position), the state and next run of the delivery job that blocks it, if
+// any, and its position's epoch.
+const orderedStateSQL = `
+	SELECT l.ordered, o.service IS NOT NULL, j.state::text, j.scheduled_at, o.epoch
+	FROM lightbus_listener l
+	LEFT JOIN lightbus_ordered o ON o.service = l.service AND o.listener = l.name
+	LEFT JOIN river_job j ON j.id = o.blocked_job
+	WHERE l.service = $1 AND l.name = $2`
+
+// orderedWakeSQL makes the jobs of ordered groups ($1 services, $2
+// listeners) that sleep between runs available at once, with River's
+// insert notification, so that the events of the transaction that runs it
+// are delivered as soon as it commits. A job that is running is left
+// alone: it reads again before it sleeps (and sleeps at most
+// dispatch's orderedIdle).
+var orderedWakeSQL = `WITH g AS (SELECT * FROM unnest($1::text[], $2::text[]) AS g(service, listener))
+	` + orderedWakeCTE("g")
+
+// orderedWakeCTE is the statement of orderedWakeSQL for the groups
+// (service, listener) of the common table expression named groups, to
+// run in a data-modifying common table expression of a fire's statement.
+func orderedWakeCTE(groups string) string {
+	return `UPDATE river_job j SET state = 'available', scheduled_at = now()
+	FROM ` + groups + ` g
+	WHERE j.kind = '` + dispatch.OrderedKind + `' AND j.args->>'service' = g.service AND j.args->>'listener' = g.listener
+	  AND j.state IN ('available', 'scheduled') AND j.scheduled_at > now()
+	RETURNING pg_notify(current_schema() || '.river_insert', '` + riverInsertNotifyPayload + `')`
+}
+
+// orderedDeliveriesSQL selects event $1's deliveries to ordered groups that
+// have no delivery job of their own (a failed first attempt makes one):
+// each group that subscribes to the event and started before it, with
+// whether its position has passed the event.
+var orderedDeliveriesSQL = `
+	SELECT o.service, o.listener, l.max_attempts, e.created_at, (e.xid, e.id) <= (o.pos_xid, o.pos_id) AS passed
+	FROM lightbus_event e
+	JOIN lightbus_ordered o ON (e.xid, e.id) > (o.start_xid, o.start_id)
+	JOIN lightbus_listener l ON l.service = o.service AND l.name = o.listener
+	WHERE e.id = $1
+	  AND EXISTS (SELECT 1 FROM lightbus_subscription s
+		WHERE s.service = o.service AND s.listener = o.listener AND s.api = e.api AND s.event IN (e.name, '*'))
+	  AND NOT EXISTS (SELECT 1 FROM river_job j
+		WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = $1::text
+		  AND j.args->>'service' = o.service AND j.args->>'listener' = o.listener)
+	ORDER BY o.service, o.listener`

@@ -154,11 +154,20 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 			return err
 		}
 		for _, l := range listeners {
-			grant, created, err := registerListener(ctx, tx, reg, l, newSecret(), maxAttempts)
+			grant, created, positioned, err := registerListener(ctx, tx, reg, l, newSecret(), maxAttempts)
 			if err != nil {
 				return err
 			}
-			if since, _ := gateway.ParseSince(l.Since); created && !since.Now { // validated by Registration.Validate
+			since, _ := gateway.ParseSince(l.Since) // validated by Registration.Validate
+			if !created {
+				since = gateway.Since{Now: true}
+			}
+			ordered := l.Policy != nil && l.Policy.Ordered
+			if ordered || positioned {
+				if err := db.registerOrdered(ctx, tx, reg.Service, l.Name, ordered, positioned, since); err != nil {
+					return err
+				}
+			} else if !since.Now {
 				if _, err := db.startReplayTx(ctx, tx, reg.Service, l.Name, since, false); err != nil {
 					return err
 				}
@@ -181,10 +190,10 @@ func (db *DB) RegisterWorker(ctx context.Context, reg *gateway.Registration, new
 
 // registerListener creates or updates one listener group, its subscriptions
 // (the latest registration's set wins) and this worker's endpoint for it.
-// It reports whether the group was created.
-func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration, l gateway.ListenerDeclaration, secret string, maxAttempts int) (gateway.ListenerGrant, bool, error) {
-	grant := gateway.ListenerGrant{Service: reg.Service, Name: l.Name, Events: l.Events}
-	var created bool
+// It reports whether the group was created and whether it had a position
+// as an ordered group (lightbus_ordered).
+func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration, l gateway.ListenerDeclaration, secret string, maxAttempts int) (grant gateway.ListenerGrant, created, positioned bool, err error) {
+	grant = gateway.ListenerGrant{Service: reg.Service, Name: l.Name, Events: l.Events}
 	var p gateway.DeliveryPolicy
 	if l.Policy != nil {
 		p = *l.Policy
@@ -196,18 +205,22 @@ func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration,
 	if p.Backoff != nil {
 		b = *p.Backoff
 	}
-	err := tx.QueryRow(ctx, `
-		INSERT INTO lightbus_listener (service, name, secret, max_attempts, backoff_base_ms, backoff_max_ms, timeout_ms, max_in_flight)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	err = tx.QueryRow(ctx, `
+		INSERT INTO lightbus_listener (service, name, secret, max_attempts, backoff_base_ms, backoff_max_ms, timeout_ms, max_in_flight, ordered)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (service, name) DO UPDATE SET updated_at = now(),
 			max_attempts = EXCLUDED.max_attempts, backoff_base_ms = EXCLUDED.backoff_base_ms,
 			backoff_max_ms = EXCLUDED.backoff_max_ms, timeout_ms = EXCLUDED.timeout_ms,
-			max_in_flight = EXCLUDED.max_in_flight
-		RETURNING secret, xmax = 0`, reg.Service, l.Name, secret, p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight).Scan(&grant.Secret, &created)
+			max_in_flight = EXCLUDED.max_in_flight, ordered = EXCLUDED.ordered
+		RETURNING secret, xmax = 0,
+			EXISTS (SELECT 1 FROM lightbus_ordered o WHERE o.service = $1 AND o.listener = $2)`,
+		reg.Service, l.Name, secret, p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight, p.Ordered).
+		Scan(&grant.Secret, &created, &positioned)
 	if err != nil {
-		return grant, false, err
+		return grant, false, false, err
 	}
 	grant.Policy = policy(p.MaxAttempts, b.BaseMS, b.MaxMS, p.TimeoutMS, p.MaxInFlight)
+	grant.Policy.Ordered = p.Ordered
 	apis := make([]string, len(l.Events))
 	events := make([]string, len(l.Events))
 	for i, e := range l.Events {
@@ -219,21 +232,21 @@ func registerListener(ctx context.Context, tx pgx.Tx, reg *gateway.Registration,
 		WHERE s.service = $1 AND s.listener = $2
 		  AND (s.api, s.event) NOT IN (SELECT * FROM unnest($3::text[], $4::text[]))`,
 		reg.Service, l.Name, apis, events); err != nil {
-		return grant, false, err
+		return grant, false, false, err
 	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO lightbus_subscription (api, event, service, listener)
 		SELECT a, e, $1, $2 FROM unnest($3::text[], $4::text[]) AS t(a, e)
 		ON CONFLICT DO NOTHING`, reg.Service, l.Name, apis, events); err != nil {
-		return grant, false, err
+		return grant, false, false, err
 	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO lightbus_endpoint (service, listener, worker_id, path) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (service, listener, worker_id) DO UPDATE SET path = EXCLUDED.path
 		WHERE lightbus_endpoint.path <> EXCLUDED.path`, reg.Service, l.Name, reg.WorkerID, l.Path); err != nil {
-		return grant, false, err
+		return grant, false, false, err
 	}
-	return grant, created, nil
+	return grant, created, positioned, nil
 }
 
 // ReleaseAPI implements gateway.WorkerStore.

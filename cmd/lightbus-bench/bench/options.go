@@ -55,6 +55,9 @@ type Options struct {
 	// the River baseline (set them to the gateway's).
 	FetchCooldown     time.Duration
 	FetchPollInterval time.Duration
+	// Ordered makes deliver measure an ordered group too: three rounds,
+	// each an unordered group then an ordered one, and the medians.
+	Ordered bool
 	// Progress receives the progress line; nil for none.
 	Progress io.Writer
 }

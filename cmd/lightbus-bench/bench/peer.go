@@ -38,6 +38,8 @@ type Peer struct {
 	// Token is the API key its registrations and deregistration send to
 	// the gateway (empty: none).
 	Token string
+	// Ordered registers its listener groups as ordered groups.
+	Ordered bool
 
 	gateway  string
 	client   *http.Client
@@ -109,15 +111,20 @@ func (p *Peer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Close.
 func (p *Peer) Register(ctx context.Context, groups int, rpc bool) error {
 	type listener struct {
-		Name   string   `json:"name"`
-		Events []string `json:"events"`
-		Path   string   `json:"path"`
+		Name   string         `json:"name"`
+		Events []string       `json:"events"`
+		Path   string         `json:"path"`
+		Policy map[string]any `json:"policy,omitempty"`
 	}
 	reg := map[string]any{"service": p.Service, "base_url": p.URL, "lease_ttl_ms": 30000}
 	listeners := []listener{}
 	for i := range groups {
 		name := fmt.Sprintf("g%d", i)
-		listeners = append(listeners, listener{Name: name, Events: []string{p.API + ".ping"}, Path: "/events/" + name})
+		l := listener{Name: name, Events: []string{p.API + ".ping"}, Path: "/events/" + name}
+		if p.Ordered {
+			l.Policy = map[string]any{"ordered": true}
+		}
+		listeners = append(listeners, l)
 	}
 	reg["listeners"] = listeners
 	apis := []map[string]any{}

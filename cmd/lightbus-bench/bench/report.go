@@ -23,7 +23,7 @@ type Result struct {
 	Name    string  `json:"name"`
 	Summary Summary `json:"summary"`
 	// Ratios are this result's throughput over each baseline's, by name
-	// ("vs_db_tx", "vs_http", "vs_direct", "vs_river").
+	// ("vs_db_tx", "vs_http", "vs_direct", "vs_river", "vs_unordered").
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 	// Note says what the figures mean where it is not obvious.
 	Note string `json:"note,omitempty"`
@@ -150,7 +150,7 @@ func ratios(m map[string]float64) string {
 		return "-"
 	}
 	var parts []string
-	for _, k := range []string{"vs_db_tx", "vs_http", "vs_direct", "vs_river"} {
+	for _, k := range []string{"vs_db_tx", "vs_http", "vs_direct", "vs_river", "vs_unordered"} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s=%.2f", k, v))
 		}

@@ -2,11 +2,13 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -73,11 +75,17 @@ func (b *runner) postKeyed(ctx context.Context, url string, body []byte, key str
 
 // withPeer starts and registers a peer, runs fn, and deregisters it.
 func (b *runner) withPeer(ctx context.Context, groups int, rpc bool, fn func(p *Peer) error) error {
+	return b.withPeerOrdered(ctx, groups, rpc, false, fn)
+}
+
+// withPeerOrdered is withPeer with the peer's groups ordered or not.
+func (b *runner) withPeerOrdered(ctx context.Context, groups int, rpc, ordered bool, fn func(p *Peer) error) error {
 	p, err := NewPeer(b.o.URL, b.client)
 	if err != nil {
 		return err
 	}
 	p.Token = b.o.Token
+	p.Ordered = ordered
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		_ = p.Close(cctx)
@@ -245,19 +253,70 @@ func batchAccepted(answer []byte, size int) (int, error) {
 }
 
 // deliver measures fire → delivered latency at a fixed fire rate into one
-// group served by the peer, and the sustained delivery rate.
+// group served by the peer, and the sustained delivery rate; with Ordered,
+// that of an ordered group too, in alternating rounds.
 func (b *runner) deliver(ctx context.Context) error {
 	if b.o.DatabaseURL != "" {
 		if err := b.riverBaseline(ctx); err != nil {
 			return err
 		}
 	}
-	return b.withPeer(ctx, 1, false, func(p *Peer) error {
+	if !b.o.Ordered {
+		return b.deliverOnce(ctx, false, "deliver: fire", gatewayDelivered)
+	}
+	var plain, ordered []Result
+	for round := 1; round <= orderedRounds; round++ {
+		for _, o := range []bool{false, true} {
+			name := "deliver"
+			if o {
+				name = "deliver ordered"
+			}
+			fire, delivered := fmt.Sprintf("%s: fire (round %d)", name, round), fmt.Sprintf("%s: fire → delivered (round %d)", name, round)
+			if err := b.deliverOnce(ctx, o, fire, delivered); err != nil {
+				return err
+			}
+			res, _ := b.r.find(delivered)
+			if o {
+				ordered = append(ordered, res)
+			} else {
+				plain = append(plain, res)
+			}
+		}
+	}
+	mp, mo := medianResult(plain), medianResult(ordered)
+	mp.Name, mo.Name = "deliver: median of rounds", "deliver ordered: median of rounds"
+	mp.Note = "the round with the median EVENTS/S"
+	mo.Note = "the round with the median EVENTS/S; vs_unordered is its EVENTS/S over the unordered median's"
+	if mp.Summary.ItemsPerSec > 0 {
+		mo.Ratios = map[string]float64{"vs_unordered": mo.Summary.ItemsPerSec / mp.Summary.ItemsPerSec}
+	}
+	b.r.add(mp)
+	b.r.add(mo)
+	return nil
+}
+
+// orderedRounds is how many rounds deliver --ordered alternates.
+const orderedRounds = 3
+
+// medianResult returns the result with the median delivery rate.
+func medianResult(rs []Result) Result {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.Summary.ItemsPerSec, b.Summary.ItemsPerSec) })
+	r := sorted[len(sorted)/2]
+	r.Ratios = nil
+	return r
+}
+
+// deliverOnce fires at the load's rate into one group of a new peer,
+// ordered or not, and adds the fires' result as fireName and the
+// deliveries' as deliveredName.
+func (b *runner) deliverOnce(ctx context.Context, ordered bool, fireName, deliveredName string) error {
+	return b.withPeerOrdered(ctx, 1, false, ordered, func(p *Peer) error {
 		url := b.fireURL(p)
 		var mu sync.Mutex
 		sent := map[string]time.Time{}
 		mark := b.cpuMark()
-		s := Drive(ctx, b.o.Load, "deliver: fire", b.o.Progress, func(ctx context.Context, _ int) (int, error) {
+		s := Drive(ctx, b.o.Load, fireName, b.o.Progress, func(ctx context.Context, _ int) (int, error) {
 			at := time.Now()
 			answer, _, err := b.post(ctx, url, b.o.Params, http.StatusAccepted)
 			if err != nil {
@@ -274,9 +333,9 @@ func (b *runner) deliver(ctx context.Context) error {
 			mu.Unlock()
 			return 1, nil
 		})
-		b.r.add(Result{Name: "deliver: fire", Summary: s})
+		b.r.add(Result{Name: fireName, Summary: s})
 		p.WaitCount(ctx, len(sent), drainIdle)
-		delivered := deliveredResult(gatewayDelivered, sent, p)
+		delivered := deliveredResult(deliveredName, sent, p)
 		delivered.CPU = mark.perItem(delivered.Summary.Items)
 		b.r.add(delivered)
 		return nil

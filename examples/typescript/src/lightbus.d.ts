@@ -1110,7 +1110,14 @@ export interface components {
         };
         /** @description The delivery of one event to one listener group. */
         Delivery: {
-            id: components["schemas"]["DeliveryID"];
+            /**
+             * Format: int64
+             * @description The delivery's id (its River job id), or 0 for a delivery to an ordered
+             *     group that has no job of its own: pending until the group's position
+             *     passes the event, then completed (a failed first attempt makes it a
+             *     delivery job with an id).
+             */
+            id: number;
             /** @description The listener group's service. */
             service: string;
             listener: components["schemas"]["Identifier"];
@@ -1364,8 +1371,17 @@ export interface components {
             backoff?: components["schemas"]["Backoff"];
             /** @description Bounds one delivery request (default `LIGHTBUS_DELIVERY_TIMEOUT`); 0 or 10 to 120000. */
             timeout_ms?: number;
-            /** @description The group's concurrent delivery requests, per gateway replica; 0 for no limit. A delivery over the limit waits up to 20 ms for a slot, else runs again 50–100 ms later without using an attempt. */
+            /** @description The group's concurrent delivery requests, per gateway replica; 0 for no limit. A delivery over the limit waits up to 20 ms for a slot, else runs again 50–100 ms later without using an attempt. Does not apply to an ordered group. */
             max_in_flight?: number;
+            /**
+             * @description An ordered group: its deliveries are made one at a time, in the order the
+             *     fires committed, by one job per group that walks the event log from the
+             *     group's position; a failing delivery holds back the ones after it until it
+             *     succeeds or is dead (then it is listed dead and the next is delivered).
+             *     Costs throughput (one request at a time); see docs/DELIVERY.md, "Ordered
+             *     groups". Turning it off hands the events still owed to a replay.
+             */
+            ordered?: boolean;
         };
         /**
          * @description Exponential backoff: the wait after failed attempt n is base·2^(n-1), capped at
