@@ -60,6 +60,7 @@ func TestThroughPgBouncer(t *testing.T) {
 				}
 			}
 			t.Run(name, func(t *testing.T) {
+				t.Parallel() // each mode has its own database and gateway
 				if mode != "exec" && mode != "simple_protocol" && !prepared {
 					t.Skipf("%s needs prepared statements through the pooler (PgBouncer 1.21 or later)", mode)
 				}
