@@ -4,11 +4,13 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lightbus-go/lightbus/gateway"
+	"github.com/lightbus-go/lightbus/internal/testwait"
 	"github.com/lightbus-go/lightbus/store/postgres"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
@@ -74,10 +76,16 @@ func TestReadPool(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		streamed, _, err := db.StreamEvents(ctx, gateway.StreamCursor{}, gateway.EventFilter{}, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The stream sends an event once every transaction older than it has
+		// ended, on the whole server, where other tests run theirs.
+		var streamed []gateway.StreamedEvent
+		testwait.For(t, 20*time.Second, "two events below the stream's horizon", func() bool {
+			var err error
+			if streamed, _, err = db.StreamEvents(ctx, gateway.StreamCursor{}, gateway.EventFilter{}, 10); err != nil {
+				t.Fatal(err)
+			}
+			return len(streamed) >= 2
+		})
 		var ids []string
 		for _, s := range streamed {
 			ids = append(ids, s.Event.ID)
