@@ -157,19 +157,27 @@ const (
 )
 
 // Readiness reports whether the gateway can serve, as Ready does, and the
-// state of its read database when it has one. A read database that is
-// unavailable does not make the gateway unready: the change is logged.
+// state of its read database when it has one, checked at the same time
+// (each within its own bound). A read database that is unavailable does
+// not make the gateway unready: the change is logged.
 func (s *Service) Readiness(ctx context.Context) (*Readiness, error) {
+	var readErr chan error
+	if s.cfg.ReadReady != nil {
+		readErr = make(chan error, 1)
+		go func() {
+			rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			defer cancel()
+			readErr <- s.cfg.ReadReady(rctx)
+		}()
+	}
 	if err := s.Ready(ctx); err != nil {
 		return nil, err
 	}
 	r := &Readiness{Status: "ready"}
-	if s.cfg.ReadReady == nil {
+	if readErr == nil {
 		return r, nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	err := s.cfg.ReadReady(rctx)
+	err := <-readErr
 	r.ReadDatabase = ReadDatabaseReady
 	if err != nil {
 		r.ReadDatabase = ReadDatabaseUnavailable
