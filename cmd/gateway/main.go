@@ -328,6 +328,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	mets := metrics.New(metrics.Config{
 		Source:       store,
 		Pool:         func() metrics.PoolStats { return poolStats(pool.Stat()) },
+		ReadPool:     readPoolStats(read),
 		CacheTTL:     cfg.MetricsCacheTTL,
 		QueryTimeout: cfg.DBTimeout,
 		MaxSeries:    cfg.MetricsMaxSeries,
@@ -489,6 +490,15 @@ func poolStats(s *pgxpool.Stat) metrics.PoolStats {
 		Acquires: s.AcquireCount(), EmptyAcquires: s.EmptyAcquireCount(), CanceledAcquires: s.CanceledAcquireCount(),
 		AcquireWait: s.AcquireDuration(),
 	}
+}
+
+// readPoolStats returns the read pool's statistics for the metrics, nil
+// without a read pool.
+func readPoolStats(read *pgxpool.Pool) func() metrics.PoolStats {
+	if read == nil {
+		return nil
+	}
+	return func() metrics.PoolStats { return poolStats(read.Stat()) }
 }
 
 // serve runs River and the HTTP server on ln until ctx is done, then shuts

@@ -91,8 +91,15 @@ func TestReadDatabase(t *testing.T) {
 		if len(listeners.Listeners) != 1 || listeners.Listeners[0].Name != "restock" || listeners.Listeners[0].Pending != 1 {
 			t.Errorf("GET /v1/listeners = %+v, want inventory.restock with 1 pending", listeners.Listeners)
 		}
-		if got := scrape(t, gw, nil)[`lightbus_workers_live{service="inventory"}`]; got != 1 {
+		series := scrape(t, gw, nil)
+		if got := series[`lightbus_workers_live{service="inventory"}`]; got != 1 {
 			t.Errorf(`lightbus_workers_live{service="inventory"} = %v, want 1 (the read database's)`, got)
+		}
+		if got := series["lightbus_db_read_pool_max_connections"]; got != float64(testConfig().DBReadMaxConns) {
+			t.Errorf("lightbus_db_read_pool_max_connections = %v, want LIGHTBUS_DB_READ_MAX_CONNS (%d)", got, testConfig().DBReadMaxConns)
+		}
+		if got := series["lightbus_db_read_pool_acquires_total"]; got < 1 {
+			t.Errorf("lightbus_db_read_pool_acquires_total = %v, want the inspection reads' acquisitions", got)
 		}
 	})
 
