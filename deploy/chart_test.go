@@ -375,6 +375,22 @@ func secretRef(c corev1.Container, name string) *corev1.SecretKeySelector {
 	return nil
 }
 
+// TestChartReadDatabase: DATABASE_READ_URL comes from the database's
+// Secret when database.readSecretKey names its key, and is not set
+// otherwise.
+func TestChartReadDatabase(t *testing.T) {
+	t.Parallel()
+	if ref := secretRef(gatewayContainer(t, mustRender(t, "")), "DATABASE_READ_URL"); ref != nil {
+		t.Errorf("DATABASE_READ_URL set by default, from %+v", ref)
+	}
+	m := mustRender(t, "database: {readSecretKey: database-read-url}")
+	checkManifests(t, m)
+	ref := secretRef(gatewayContainer(t, m), "DATABASE_READ_URL")
+	if ref == nil || ref.Name != "lightbus-gateway" || ref.Key != "database-read-url" {
+		t.Errorf("DATABASE_READ_URL from %+v, want the Secret lightbus-gateway's key database-read-url", ref)
+	}
+}
+
 func TestChartDefaults(t *testing.T) {
 	t.Parallel()
 	m := mustRender(t, "")
@@ -449,6 +465,7 @@ func TestChartRefusesValues(t *testing.T) {
 		{"shutdown: {timeoutSecs: 45}", "timeoutSecs"},
 		{"config: {DATABASE_URL: postgres://x}", "config.DATABASE_URL: set it in a Secret"},
 		{"config: {LIGHTBUS_BOOTSTRAP_TOKEN: lb_x}", "config.LIGHTBUS_BOOTSTRAP_TOKEN: set it in a Secret"},
+		{"config: {DATABASE_READ_URL: postgres://replica}", "config.DATABASE_READ_URL: set it in a Secret"},
 		{"config: {LIGHTBUS_SHUTDOWN_TIMEOUT: 45s}", "config.LIGHTBUS_SHUTDOWN_TIMEOUT: the chart sets it"},
 		{"config: {LIGHTBUS_ADDR: \":9090\"}", "config.LIGHTBUS_ADDR: the chart sets it"},
 		{"config: {log_level: debug}", "log_level"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,8 +41,13 @@ type ServiceConfig struct {
 	RequireAuth bool
 	// Ready reports whether the gateway can serve (database up, schema
 	// current); nil is always ready.
-	Ready  func(ctx context.Context) error
-	Logger *slog.Logger
+	Ready func(ctx context.Context) error
+	// ReadReady reports whether the read database, where inspection reads
+	// go (a replica), answers and its schema is current; nil when there is
+	// none. Its failure does not make the gateway unready: fires,
+	// deliveries and RPCs do not use it.
+	ReadReady func(ctx context.Context) error
+	Logger    *slog.Logger
 
 	// MaxAttempts is the delivery attempt limit given to new listener groups.
 	MaxAttempts int
@@ -72,6 +78,9 @@ type Service struct {
 	keys    *keyCache
 	streams *streamHub
 	known   knownAPIs
+	// readDown is whether the last readiness check found the read
+	// database unavailable, so that only changes are logged.
+	readDown atomic.Bool
 }
 
 // NewService returns the service for cfg, filling in defaults.
@@ -128,6 +137,59 @@ func (s *Service) Ready(ctx context.Context) error {
 		err = WrapError(EUnavailable, err, "not ready")
 	}
 	return err
+}
+
+// Readiness is what a ready gateway reports (GET /readyz).
+type Readiness struct {
+	// Status is "ready"; a gateway that is not ready answers an error.
+	Status string `json:"status"`
+	// ReadDatabase is the state of the read database, where inspection
+	// reads go, when there is one: "ready", or "unavailable" while it does
+	// not answer or its schema is behind (inspection then answers
+	// EUnavailable; everything else serves).
+	ReadDatabase string `json:"read_database,omitempty"`
+}
+
+// Read database states (Readiness.ReadDatabase).
+const (
+	ReadDatabaseReady       = "ready"
+	ReadDatabaseUnavailable = "unavailable"
+)
+
+// Readiness reports whether the gateway can serve, as Ready does, and the
+// state of its read database when it has one, checked at the same time
+// (each within its own bound). A read database that is unavailable does
+// not make the gateway unready: the change is logged.
+func (s *Service) Readiness(ctx context.Context) (*Readiness, error) {
+	var readErr chan error
+	if s.cfg.ReadReady != nil {
+		readErr = make(chan error, 1)
+		go func() {
+			rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			defer cancel()
+			readErr <- s.cfg.ReadReady(rctx)
+		}()
+	}
+	if err := s.Ready(ctx); err != nil {
+		return nil, err
+	}
+	r := &Readiness{Status: "ready"}
+	if readErr == nil {
+		return r, nil
+	}
+	err := <-readErr
+	r.ReadDatabase = ReadDatabaseReady
+	if err != nil {
+		r.ReadDatabase = ReadDatabaseUnavailable
+	}
+	if down := err != nil; s.readDown.Swap(down) != down {
+		if down {
+			s.logger.WarnContext(ctx, "the read database is unavailable: inspection reads fail until it is back", slog.String("error", err.Error()))
+		} else {
+			s.logger.InfoContext(ctx, "the read database is available again")
+		}
+	}
+	return r, nil
 }
 
 // page runs one listing of at most limit items, bounded like every store

@@ -335,3 +335,75 @@ func TestServiceReplayNeedsSince(t *testing.T) {
 }
 
 func asError(err error, e **Error) bool { return errors.As(err, e) }
+
+func TestServiceReadiness(t *testing.T) {
+	t.Parallel()
+
+	t.Run("NoReadDatabase", func(t *testing.T) {
+		t.Parallel()
+		s := NewService(ServiceConfig{Ready: func(context.Context) error { return nil }})
+		r, err := s.Readiness(t.Context())
+		if err != nil || r.Status != "ready" || r.ReadDatabase != "" {
+			t.Errorf("Readiness = %+v, %v; want ready without read_database", r, err)
+		}
+	})
+
+	t.Run("ReadDatabaseUnavailableLeavesTheGatewayReady", func(t *testing.T) {
+		t.Parallel()
+		readErr := errors.New("read database down")
+		var failing atomic.Bool
+		failing.Store(true)
+		s := NewService(ServiceConfig{
+			Ready: func(context.Context) error { return nil },
+			ReadReady: func(context.Context) error {
+				if failing.Load() {
+					return readErr
+				}
+				return nil
+			},
+		})
+		r, err := s.Readiness(t.Context())
+		if err != nil || r.Status != "ready" || r.ReadDatabase != ReadDatabaseUnavailable {
+			t.Errorf("Readiness = %+v, %v; want ready with read_database unavailable", r, err)
+		}
+		failing.Store(false)
+		if r, err = s.Readiness(t.Context()); err != nil || r.ReadDatabase != ReadDatabaseReady {
+			t.Errorf("Readiness = %+v, %v; want read_database ready", r, err)
+		}
+	})
+
+	t.Run("PrimaryUnavailableIsNotReady", func(t *testing.T) {
+		t.Parallel()
+		s := NewService(ServiceConfig{
+			Ready:     func(context.Context) error { return ErrUnavailable },
+			ReadReady: func(context.Context) error { return nil },
+		})
+		if r, err := s.Readiness(t.Context()); ErrorCode(err) != EUnavailable {
+			t.Errorf("Readiness = %+v, %v; want unavailable", r, err)
+		}
+	})
+
+	t.Run("BothCheckedAtOnce", func(t *testing.T) {
+		t.Parallel()
+		// Each check waits until the other has started: checked one after
+		// the other, the first would run out of its bound.
+		primaryStarted, readStarted := make(chan struct{}), make(chan struct{})
+		wait := func(ctx context.Context, started, other chan struct{}) error {
+			close(started)
+			select {
+			case <-other:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		s := NewService(ServiceConfig{
+			Ready:     func(ctx context.Context) error { return wait(ctx, primaryStarted, readStarted) },
+			ReadReady: func(ctx context.Context) error { return wait(ctx, readStarted, primaryStarted) },
+		})
+		r, err := s.Readiness(t.Context())
+		if err != nil || r.ReadDatabase != ReadDatabaseReady {
+			t.Errorf("Readiness = %+v, %v; want both checked at once and ready", r, err)
+		}
+	})
+}

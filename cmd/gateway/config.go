@@ -16,6 +16,16 @@ type Config struct {
 	// DatabaseURL is the Postgres connection string. Empty starts a private
 	// development Postgres (see the README).
 	DatabaseURL string `envconfig:"DATABASE_URL"`
+	// DatabaseReadURL, when set, is where the inspection reads go: a
+	// streaming replica of DATABASE_URL's database (docs/SCALING.md, "Read
+	// replica"). Event listings, detail and streams, dead letters, the
+	// listener, worker and task listings and the metrics' gauges are read
+	// there, as old as its replication delay; everything else stays on
+	// DATABASE_URL. Needs DATABASE_URL; never migrated (a replica follows
+	// its primary's migrations).
+	DatabaseReadURL string `envconfig:"DATABASE_READ_URL"`
+	// DBReadMaxConns bounds the pool on DATABASE_READ_URL.
+	DBReadMaxConns int32 `envconfig:"LIGHTBUS_DB_READ_MAX_CONNS" default:"10"`
 	// DevDataDir is where the development Postgres keeps its data.
 	DevDataDir string `envconfig:"LIGHTBUS_DEV_DATA_DIR"`
 
@@ -335,6 +345,10 @@ func (c *Config) Validate() error {
 		// Migrations hold one connection for their lock while using others,
 		// and River keeps one for notifications.
 		return fmt.Errorf("LIGHTBUS_DB_MAX_CONNS must be at least 4")
+	case c.DatabaseReadURL != "" && c.DatabaseURL == "":
+		return fmt.Errorf("DATABASE_READ_URL needs DATABASE_URL: a read database is a replica of the primary, and the development Postgres has none")
+	case c.DatabaseReadURL != "" && c.DBReadMaxConns < 1:
+		return fmt.Errorf("LIGHTBUS_DB_READ_MAX_CONNS must be positive")
 	case c.DBPooler != poolerNone && c.DBPooler != poolerTransaction:
 		return fmt.Errorf("LIGHTBUS_DB_POOLER must be none or transaction, not %q", c.DBPooler)
 	case c.DBListenURL != "" && c.DBPooler != poolerTransaction:

@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lightbus-go/lightbus/internal/testwait"
+	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
 
 // The Grafana dashboard and the Prometheus alert rules shipped in deploy/,
@@ -168,7 +169,9 @@ groups:
 // RPC), and returns the series its /metrics serves.
 func servedByGateway(t *testing.T) served {
 	t.Helper()
-	gw := startGateway(t, func(c *Config) { c.MetricsCacheTTL = 20 * time.Millisecond })
+	// A read pool on the same database, so that its metrics are served too.
+	dbURL := pgtest.NewURL(t)
+	gw := startGatewayOn(t, dbURL, func(c *Config) { c.MetricsCacheTTL, c.DatabaseReadURL = 20*time.Millisecond, dbURL })
 	ok := newListener(t)
 	registerGroup(t, gw, "w1", "audit", "record", ok.srv.URL, "", "shop.order_shipped")
 	failing, _ := newFailingHook(t, func(w http.ResponseWriter) { w.WriteHeader(http.StatusInternalServerError) })

@@ -39,6 +39,7 @@ import (
 	"github.com/lightbus-go/lightbus/gateway/dispatch"
 	"github.com/lightbus-go/lightbus/gateway/httpapi"
 	"github.com/lightbus-go/lightbus/gateway/metrics"
+	"github.com/lightbus-go/lightbus/migrations"
 	"github.com/lightbus-go/lightbus/store/postgres"
 	"github.com/lightbus-go/lightbus/store/postgres/devpg"
 )
@@ -173,6 +174,46 @@ func connect(ctx context.Context, dbURL string, cfg Config, logger *slog.Logger)
 	}
 }
 
+// connectRead opens the pool on DATABASE_READ_URL and checks that its
+// schema is current, retrying like connect: a replica may still be
+// replaying the migrations the primary has just applied. It never
+// migrates (a replica is read-only).
+func connectRead(ctx context.Context, cfg Config, logger *slog.Logger) (*pgxpool.Pool, error) {
+	c := cfg
+	c.DBMaxConns = cfg.DBReadMaxConns
+	deadline := time.Now().Add(startupRetry)
+	for attempt := 1; ; attempt++ {
+		pool, err := openPool(ctx, cfg.DatabaseReadURL, c)
+		if err == nil {
+			if err = migrations.Check(ctx, pool); err == nil {
+				logger.InfoContext(ctx, "inspection reads go to DATABASE_READ_URL")
+				return pool, nil
+			}
+			pool.Close()
+		}
+		err = fmt.Errorf("DATABASE_READ_URL: %w", err)
+		if errors.Is(err, errBadURL) || ctx.Err() != nil || time.Now().After(deadline) {
+			return nil, err
+		}
+		wait := min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)
+		logger.WarnContext(ctx, "read database not ready; retrying", slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// readReady is the service's check of the read database: nil (none)
+// without a read pool.
+func readReady(store *postgres.DB, read *pgxpool.Pool) func(context.Context) error {
+	if read == nil {
+		return nil
+	}
+	return store.ReadReady
+}
+
 func openPool(ctx context.Context, dbURL string, cfg Config) (*pgxpool.Pool, error) {
 	pcfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
@@ -203,6 +244,7 @@ type app struct {
 	logger  *slog.Logger
 	pool    *pgxpool.Pool
 	listen  *pgxpool.Pool // LIGHTBUS_DB_LISTEN_URL's, for River's LISTEN; nil when none
+	read    *pgxpool.Pool // DATABASE_READ_URL's, for inspection reads; nil when none
 	river   *river.Client[pgx.Tx]
 	store   *postgres.DB
 	// ui is the River UI (nil when LIGHTBUS_RIVER_UI=false); stopUI stops
@@ -224,11 +266,23 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		return nil, err
 	}
 	logger.Info("worker network policy", slog.String("allowed", networks.String()))
-	store, err := postgres.New(pool, logger, postgres.WithInsertNotifyCooldown(cfg.FetchCooldown),
+	storeOpts := []postgres.Option{postgres.WithInsertNotifyCooldown(cfg.FetchCooldown),
 		postgres.WithDeliveryTargetTTL(cfg.DeliveryTargetTTL), postgres.WithRPCSecretOverlap(cfg.WorkerSecretOverlap),
-		postgres.WithDeliveryBatchMax(cfg.DeliveryBatchMax))
+		postgres.WithDeliveryBatchMax(cfg.DeliveryBatchMax)}
+	var read *pgxpool.Pool // inspection reads, on DATABASE_READ_URL
+	if cfg.DatabaseReadURL != "" {
+		if read, err = connectRead(ctx, cfg, logger); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		storeOpts = append(storeOpts, postgres.WithReadPool(read))
+	}
+	store, err := postgres.New(pool, logger, storeOpts...)
 	if err != nil {
 		pool.Close()
+		if read != nil {
+			read.Close()
+		}
 		return nil, err
 	}
 	if cfg.FireBatch {
@@ -242,6 +296,9 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	sdkTracer, err := newTracerProvider(ctx, cfg, logger)
 	if err != nil {
 		pool.Close()
+		if read != nil {
+			read.Close()
+		}
 		return nil, err
 	}
 	var tracer trace.TracerProvider // nil: no spans, trace context still passed on
@@ -258,6 +315,9 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		if listen != nil {
 			listen.Close()
 		}
+		if read != nil {
+			read.Close()
+		}
 	}
 	if cfg.DBPooler == poolerTransaction && cfg.DBListenURL != "" {
 		if listen, err = openDirectPool(ctx, cfg); err != nil {
@@ -268,6 +328,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	mets := metrics.New(metrics.Config{
 		Source:       store,
 		Pool:         func() metrics.PoolStats { return poolStats(pool.Stat()) },
+		ReadPool:     readPoolStats(read),
 		CacheTTL:     cfg.MetricsCacheTTL,
 		QueryTimeout: cfg.DBTimeout,
 		MaxSeries:    cfg.MetricsMaxSeries,
@@ -333,6 +394,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		Schemas:           store,
 		APIs:              store,
 		Ready:             store.Ready,
+		ReadReady:         readReady(store, read),
 		Logger:            logger,
 		MaxAttempts:       cfg.DeliveryMaxAttempts,
 		IdempotencyWindow: cfg.IdempotencyWindow,
@@ -373,7 +435,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 			Prefix:    httpapi.RiverUIPath,
 		})
 		if err != nil {
-			pool.Close()
+			failed()
 			return nil, fmt.Errorf("river UI: %w", err)
 		}
 	}
@@ -410,7 +472,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	if cfg.DebugVars {
 		handler = withDebugVars(server)
 	}
-	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, listen: listen, river: rc, store: store, api: server, ui: ui, stopUI: func() {}, tracer: sdkTracer}, nil
+	return &app{cfg: cfg, handler: handler, logger: logger, pool: pool, listen: listen, read: read, river: rc, store: store, api: server, ui: ui, stopUI: func() {}, tracer: sdkTracer}, nil
 }
 
 // riverUIHandler returns ui as the http.Handler httpapi serves, nil (no
@@ -429,6 +491,15 @@ func poolStats(s *pgxpool.Stat) metrics.PoolStats {
 		Acquires: s.AcquireCount(), EmptyAcquires: s.EmptyAcquireCount(), CanceledAcquires: s.CanceledAcquireCount(),
 		AcquireWait: s.AcquireDuration(),
 	}
+}
+
+// readPoolStats returns the read pool's statistics for the metrics, nil
+// without a read pool.
+func readPoolStats(read *pgxpool.Pool) func() metrics.PoolStats {
+	if read == nil {
+		return nil
+	}
+	return func() metrics.PoolStats { return poolStats(read.Stat()) }
 }
 
 // serve runs River and the HTTP server on ln until ctx is done, then shuts
@@ -508,6 +579,9 @@ func (a *app) close(ctx context.Context) {
 	a.pool.Close()
 	if a.listen != nil {
 		a.listen.Close()
+	}
+	if a.read != nil {
+		a.read.Close()
 	}
 	if a.tracer != nil {
 		// Shutdown exports what is left; a collector that cannot take it

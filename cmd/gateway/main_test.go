@@ -35,6 +35,7 @@ func testConfig() Config {
 		LogLevel:            "debug",
 		LogFormat:           "text",
 		DBMaxConns:          10,
+		DBReadMaxConns:      4,
 		DBPooler:            poolerNone,
 		MaxBodyBytes:        64 << 10,
 		MaxBatchBytes:       1 << 20,
@@ -179,9 +180,13 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("test config: %v", err)
 	}
 	for variable, mutate := range map[string]func(*Config){
-		"LIGHTBUS_ADDR":                  func(c *Config) { c.Addr = "" },
-		"LIGHTBUS_DB_POOLER":             func(c *Config) { c.DBPooler = "statement" },
-		"LIGHTBUS_DB_LISTEN_URL":         func(c *Config) { c.DBListenURL = "postgres://db/lightbus" },
+		"LIGHTBUS_ADDR":          func(c *Config) { c.Addr = "" },
+		"LIGHTBUS_DB_POOLER":     func(c *Config) { c.DBPooler = "statement" },
+		"LIGHTBUS_DB_LISTEN_URL": func(c *Config) { c.DBListenURL = "postgres://db/lightbus" },
+		"DATABASE_READ_URL":      func(c *Config) { c.DatabaseReadURL = "postgres://replica/lightbus" },
+		"LIGHTBUS_DB_READ_MAX_CONNS": func(c *Config) {
+			c.DatabaseURL, c.DatabaseReadURL, c.DBReadMaxConns = "postgres://db/lightbus", "postgres://replica/lightbus", 0
+		},
 		"LIGHTBUS_DB_MAX_CONNS":          func(c *Config) { c.DBMaxConns = 2 },
 		"LIGHTBUS_RPC_TIMEOUT":           func(c *Config) { c.RPCTimeout = 0 },
 		"LIGHTBUS_RPC_MAX_TIMEOUT":       func(c *Config) { c.RPCTimeout = 2 * c.RPCMaxTimeout },

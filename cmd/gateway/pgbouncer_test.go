@@ -22,6 +22,7 @@ import (
 	lightbus "github.com/lightbus-go/lightbus/clientgo"
 	authbus "github.com/lightbus-go/lightbus/examples/auth/bus"
 	customersbus "github.com/lightbus-go/lightbus/examples/customers/bus"
+	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/internal/testwait"
 	"github.com/lightbus-go/lightbus/store/postgres/pgtest"
 )
@@ -30,7 +31,9 @@ import (
 // PgBouncer in transaction mode (LIGHTBUS_DB_POOLER=transaction), in each
 // pgx query exec mode the pooler supports: registration, RPCs, single and
 // batch fires, deliveries (each of which calls an RPC and fires an event),
-// a replay; everything arrives and the gateway logs no error.
+// a replay, deliveries whose first attempt fails and that are retried,
+// deliveries that die and are redriven (one by one and in bulk);
+// everything arrives and the gateway logs no error.
 //
 // PgBouncer is LIGHTBUS_PGBOUNCER (the binary's path) or pgbouncer on the
 // PATH (Debian: apt-get install pgbouncer). Without one the test skips,
@@ -57,6 +60,7 @@ func TestThroughPgBouncer(t *testing.T) {
 				}
 			}
 			t.Run(name, func(t *testing.T) {
+				t.Parallel() // each mode has its own database and gateway
 				if mode != "exec" && mode != "simple_protocol" && !prepared {
 					t.Skipf("%s needs prepared statements through the pooler (PgBouncer 1.21 or later)", mode)
 				}
@@ -79,6 +83,7 @@ func TestThroughPgBouncer(t *testing.T) {
 					}
 				}()
 				poolerScenario(t, gw)
+				poolerRetries(t, gw)
 				if errs := logs.errors(); len(errs) > 0 {
 					t.Errorf("the gateway logged %d errors through PgBouncer:\n%s", len(errs), strings.Join(errs, "\n"))
 				}
@@ -140,6 +145,110 @@ func poolerScenario(t *testing.T, gw *testGateway) {
 	if n := registered(); n != batchSize+1 {
 		t.Errorf("user_registered after the replay = %d, want %d", n, batchSize+1)
 	}
+}
+
+// poolerRetries drives deliveries that fail through the pooler: a group
+// whose listener fails the first attempt at every event (single fires, and
+// a batch fire whose delivery batch records its failures), each retried
+// and delivered; and a group whose deliveries die (max_attempts 2) while
+// its listener fails, then are redriven, one by id and the rest in bulk,
+// and delivered. The audit: every event reached its listener with a 2xx,
+// and every delivery completed.
+func poolerRetries(t *testing.T, gw *testGateway) {
+	// Retried: the first request for each event is answered 500.
+	var mu sync.Mutex
+	seen := map[string]int{}      // requests per event id
+	delivered := map[string]int{} // requests answered 204 per event id
+	flaky := newHook(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("ce-id")
+		mu.Lock()
+		seen[id]++
+		first := seen[id] == 1
+		if !first {
+			delivered[id]++
+		}
+		mu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	registerGroup(t, gw, "pooler-flaky", "audit", "flaky", flaky.srv.URL, "", "pooler.flaky")
+	var retried []string
+	for range 3 {
+		retried = append(retried, fireOne(t, gw, "pooler", "flaky"))
+	}
+	retried = append(retried, fireBatch(t, gw, "pooler", "flaky", 12)...)
+	for _, id := range retried {
+		waitState(t, gw, id, gateway.DeliveryCompleted)
+	}
+	mu.Lock()
+	for _, id := range retried {
+		if seen[id] < 2 || delivered[id] < 1 {
+			t.Errorf("event %s: %d requests, %d delivered; want a failed first attempt, then delivered", id, seen[id], delivered[id])
+		}
+	}
+	mu.Unlock()
+
+	// Dead, then redriven.
+	doomedHook, healthy := newFailingHook(t, func(w http.ResponseWriter) { w.WriteHeader(http.StatusBadGateway) })
+	registerGroup(t, gw, "pooler-doomed", "audit", "doomed", doomedHook.srv.URL, `{"max_attempts":2}`, "pooler.doomed")
+	doomed := []string{fireOne(t, gw, "pooler", "doomed")}
+	doomed = append(doomed, fireBatch(t, gw, "pooler", "doomed", 3)...)
+	var page deadPage
+	testwait.For(t, 20*time.Second, "every audit.doomed delivery to die", func() bool {
+		page = deadPage{}
+		gw.do(t, "GET", "/v1/listeners/audit/doomed/dead", "", nil, &page)
+		return len(page.Deliveries) == len(doomed)
+	})
+	healthy.Store(true)
+	if resp := gw.do(t, "POST", fmt.Sprintf("/v1/deliveries/%d/redrive", page.Deliveries[0].ID), "", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("redrive delivery %d: %d", page.Deliveries[0].ID, resp.StatusCode)
+	}
+	var bulk struct{ Redriven int }
+	if resp := gw.do(t, "POST", "/v1/listeners/audit/doomed/redrive", "", nil, &bulk); resp.StatusCode != http.StatusOK {
+		t.Fatalf("bulk redrive: %d", resp.StatusCode)
+	}
+	// The one redriven by id may have died again or completed meanwhile:
+	// the bulk redrive takes the others at least.
+	if bulk.Redriven < len(doomed)-1 {
+		t.Errorf("bulk redrive took %d deliveries, want at least %d", bulk.Redriven, len(doomed)-1)
+	}
+
+	for _, id := range doomed {
+		waitState(t, gw, id, gateway.DeliveryCompleted)
+	}
+	got := map[string]bool{}
+	for _, r := range doomedHook.received() {
+		got[r.header.Get("ce-id")] = true
+	}
+	for _, id := range doomed {
+		if !got[id] {
+			t.Errorf("event %s never reached audit.doomed", id)
+		}
+	}
+}
+
+// fireBatch fires n api.event events with empty parameters in one batch
+// (one transaction) and returns their ids.
+func fireBatch(t *testing.T, gw *testGateway, api, event string, n int) []string {
+	t.Helper()
+	items := make([]string, n)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"api":%q,"event":%q,"params":{}}`, api, event)
+	}
+	var res struct {
+		Results []fireResult `json:"results"`
+	}
+	if resp := gw.do(t, "POST", "/v1/events", "["+strings.Join(items, ",")+"]", nil, &res); resp.StatusCode != http.StatusAccepted || len(res.Results) != n {
+		t.Fatalf("batch fire of %d %s.%s: %d, %d results", n, api, event, resp.StatusCode, len(res.Results))
+	}
+	ids := make([]string, n)
+	for i, e := range res.Results {
+		ids[i] = e.ID
+	}
+	return ids
 }
 
 // completedDeliveries counts the completed deliveries of customers'

@@ -53,18 +53,36 @@ func (e DeliveryState) Valid() bool {
 	}
 }
 
+// Defines values for HealthReadDatabase.
+const (
+	HealthReadDatabaseReady       HealthReadDatabase = "ready"
+	HealthReadDatabaseUnavailable HealthReadDatabase = "unavailable"
+)
+
+// Valid indicates whether the value is a known member of the HealthReadDatabase enum.
+func (e HealthReadDatabase) Valid() bool {
+	switch e {
+	case HealthReadDatabaseReady:
+		return true
+	case HealthReadDatabaseUnavailable:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for HealthStatus.
 const (
-	Ok    HealthStatus = "ok"
-	Ready HealthStatus = "ready"
+	HealthStatusOk    HealthStatus = "ok"
+	HealthStatusReady HealthStatus = "ready"
 )
 
 // Valid indicates whether the value is a known member of the HealthStatus enum.
 func (e HealthStatus) Valid() bool {
 	switch e {
-	case Ok:
+	case HealthStatusOk:
 		return true
-	case Ready:
+	case HealthStatusReady:
 		return true
 	default:
 		return false
@@ -609,9 +627,19 @@ type FireResult struct {
 
 // Health defines model for Health.
 type Health struct {
+	// ReadDatabase `/readyz` only, when the gateway has a read database (`DATABASE_READ_URL`):
+	// `ready`, or `unavailable` while it does not answer or its migrations are
+	// behind (the inspection routes then answer `503`).
+	ReadDatabase *HealthReadDatabase `json:"read_database,omitempty"`
+
 	// Status `ok` from `/healthz`, `ready` from `/readyz`.
 	Status HealthStatus `json:"status"`
 }
+
+// HealthReadDatabase `/readyz` only, when the gateway has a read database (`DATABASE_READ_URL`):
+// `ready`, or `unavailable` while it does not answer or its migrations are
+// behind (the inspection routes then answer `503`).
+type HealthReadDatabase string
 
 // HealthStatus `ok` from `/healthz`, `ready` from `/readyz`.
 type HealthStatus string
@@ -1803,6 +1831,12 @@ type ClientInterface interface {
 
 	// Readyz Readiness
 	//
+	// Ready when the database (`DATABASE_URL`) answers and the migrations are applied.
+	// With a read database (`DATABASE_READ_URL`, where inspection reads go), the answer
+	// also gives its state; an unavailable read database does not make the gateway
+	// unready, since fires, deliveries and RPCs do not use it: only the inspection
+	// routes answer `503` until it is back.
+	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2354,6 +2388,12 @@ func (c *Client) Openapi(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 }
 
 // Readyz Readiness
+//
+// Ready when the database (`DATABASE_URL`) answers and the migrations are applied.
+// With a read database (`DATABASE_READ_URL`, where inspection reads go), the answer
+// also gives its state; an unavailable read database does not make the gateway
+// unready, since fires, deliveries and RPCs do not use it: only the inspection
+// routes answer `503` until it is back.
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4832,6 +4872,12 @@ type ClientWithResponsesInterface interface {
 	OpenapiWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiResponse, error)
 
 	// ReadyzWithResponse Readiness
+	//
+	// Ready when the database (`DATABASE_URL`) answers and the migrations are applied.
+	// With a read database (`DATABASE_READ_URL`, where inspection reads go), the answer
+	// also gives its state; an unavailable read database does not make the gateway
+	// unready, since fires, deliveries and RPCs do not use it: only the inspection
+	// routes answer `503` until it is back.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8424,6 +8470,12 @@ func (c *ClientWithResponses) OpenapiWithResponse(ctx context.Context, reqEditor
 }
 
 // ReadyzWithResponse Readiness
+//
+// Ready when the database (`DATABASE_URL`) answers and the migrations are applied.
+// With a read database (`DATABASE_READ_URL`, where inspection reads go), the answer
+// also gives its state; an unavailable read database does not make the gateway
+// unready, since fires, deliveries and RPCs do not use it: only the inspection
+// routes answer `503` until it is back.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -153,7 +153,7 @@ func (h *Handler) newRoutes() chi.Router {
 	r.Delete("/v1/keys/{name}", h.handle(h.revokeKey))                              // revoke an API key
 	r.Get("/v1/version", h.handle(h.version))                                       // the gateway's version (any key)
 	r.Get("/healthz", h.handle(healthz))                                            // the process is up
-	r.Get("/readyz", h.handle(h.readyz))                                            // the database answers and the schema is current
+	r.Get("/readyz", h.handle(h.readyz))                                            // the database answers and the schema is current; the read database's state
 	r.Get("/openapi.yaml", h.handle(h.openAPI))                                     // this API's OpenAPI document
 	r.Get("/metrics", h.handle(h.metrics))                                          // Prometheus metrics (read)
 	r.Handle(RiverUIPath, h.handle(h.riverUI))                                      // the River UI (admin): redirects to its page
@@ -189,10 +189,11 @@ func healthz(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) error {
-	if err := h.svc.Ready(r.Context()); err != nil {
+	ready, err := h.svc.Readiness(r.Context())
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, ready)
 	return nil
 }
 

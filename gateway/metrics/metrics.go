@@ -37,6 +37,10 @@ type Config struct {
 	// Pool returns the database pool's statistics at each scrape; nil
 	// leaves them out.
 	Pool func() PoolStats
+	// ReadPool returns the read database pool's statistics
+	// (DATABASE_READ_URL) at each scrape, as lightbus_db_read_pool_*; nil
+	// leaves them out.
+	ReadPool func() PoolStats
 	// CacheTTL is how long the Source's answers are reused, however many
 	// scrapers ask (default 5s).
 	CacheTTL time.Duration
@@ -115,7 +119,10 @@ func New(cfg Config) *Metrics {
 		m.reg.MustRegister(newStateCollector(cfg.Source, cfg.CacheTTL, cfg.QueryTimeout, cfg.Logger))
 	}
 	if cfg.Pool != nil {
-		m.reg.MustRegister(poolCollector(cfg.Pool))
+		m.reg.MustRegister(poolCollector("lightbus_db_pool", "database pool", "LIGHTBUS_DB_MAX_CONNS", cfg.Pool))
+	}
+	if cfg.ReadPool != nil {
+		m.reg.MustRegister(poolCollector("lightbus_db_read_pool", "read database pool", "LIGHTBUS_DB_READ_MAX_CONNS", cfg.ReadPool))
 	}
 	return m
 }

@@ -141,35 +141,37 @@ type PoolStats struct {
 	AcquireWait                               time.Duration
 }
 
-var (
-	poolConnsDesc = prometheus.NewDesc("lightbus_db_pool_connections",
-		"Database pool connections by state (acquired, idle, constructing).", []string{"state"}, nil)
-	poolMaxDesc = prometheus.NewDesc("lightbus_db_pool_max_connections",
-		"The database pool's size (LIGHTBUS_DB_MAX_CONNS).", nil, nil)
-	poolAcquiresDesc = prometheus.NewDesc("lightbus_db_pool_acquires_total",
-		"Connections acquired from the database pool.", nil, nil)
-	poolEmptyDesc = prometheus.NewDesc("lightbus_db_pool_empty_acquires_total",
-		"Acquisitions that had to wait because the pool had no idle connection.", nil, nil)
-	poolCanceledDesc = prometheus.NewDesc("lightbus_db_pool_canceled_acquires_total",
-		"Acquisitions abandoned (their context ended) before a connection came.", nil, nil)
-	poolWaitDesc = prometheus.NewDesc("lightbus_db_pool_acquire_seconds_total",
-		"Total time spent acquiring connections from the database pool.", nil, nil)
-)
-
 // poolCollector reports stats() at each scrape: it is cheap, no query.
-func poolCollector(stats func() PoolStats) prometheus.Collector {
+// The families are named prefix_connections, prefix_max_connections and
+// so on; pool names the pool in their help, sizeVar the setting of its
+// size.
+func poolCollector(prefix, pool, sizeVar string, stats func() PoolStats) prometheus.Collector {
+	var (
+		conns = prometheus.NewDesc(prefix+"_connections",
+			"Connections of the "+pool+" by state (acquired, idle, constructing).", []string{"state"}, nil)
+		size = prometheus.NewDesc(prefix+"_max_connections",
+			"The "+pool+"'s size ("+sizeVar+").", nil, nil)
+		acquires = prometheus.NewDesc(prefix+"_acquires_total",
+			"Connections acquired from the "+pool+".", nil, nil)
+		empty = prometheus.NewDesc(prefix+"_empty_acquires_total",
+			"Acquisitions from the "+pool+" that had to wait because it had no idle connection.", nil, nil)
+		canceled = prometheus.NewDesc(prefix+"_canceled_acquires_total",
+			"Acquisitions from the "+pool+" abandoned (their context ended) before a connection came.", nil, nil)
+		wait = prometheus.NewDesc(prefix+"_acquire_seconds_total",
+			"Total time spent acquiring connections from the "+pool+".", nil, nil)
+	)
 	return collectorFunc{
-		descs: []*prometheus.Desc{poolConnsDesc, poolMaxDesc, poolAcquiresDesc, poolEmptyDesc, poolCanceledDesc, poolWaitDesc},
+		descs: []*prometheus.Desc{conns, size, acquires, empty, canceled, wait},
 		collect: func(ch chan<- prometheus.Metric) {
 			s := stats()
-			ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.Acquired), "acquired")
-			ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.Idle), "idle")
-			ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.Constructing), "constructing")
-			ch <- prometheus.MustNewConstMetric(poolMaxDesc, prometheus.GaugeValue, float64(s.Max))
-			ch <- prometheus.MustNewConstMetric(poolAcquiresDesc, prometheus.CounterValue, float64(s.Acquires))
-			ch <- prometheus.MustNewConstMetric(poolEmptyDesc, prometheus.CounterValue, float64(s.EmptyAcquires))
-			ch <- prometheus.MustNewConstMetric(poolCanceledDesc, prometheus.CounterValue, float64(s.CanceledAcquires))
-			ch <- prometheus.MustNewConstMetric(poolWaitDesc, prometheus.CounterValue, s.AcquireWait.Seconds())
+			ch <- prometheus.MustNewConstMetric(conns, prometheus.GaugeValue, float64(s.Acquired), "acquired")
+			ch <- prometheus.MustNewConstMetric(conns, prometheus.GaugeValue, float64(s.Idle), "idle")
+			ch <- prometheus.MustNewConstMetric(conns, prometheus.GaugeValue, float64(s.Constructing), "constructing")
+			ch <- prometheus.MustNewConstMetric(size, prometheus.GaugeValue, float64(s.Max))
+			ch <- prometheus.MustNewConstMetric(acquires, prometheus.CounterValue, float64(s.Acquires))
+			ch <- prometheus.MustNewConstMetric(empty, prometheus.CounterValue, float64(s.EmptyAcquires))
+			ch <- prometheus.MustNewConstMetric(canceled, prometheus.CounterValue, float64(s.CanceledAcquires))
+			ch <- prometheus.MustNewConstMetric(wait, prometheus.CounterValue, s.AcquireWait.Seconds())
 		},
 	}
 }

@@ -34,8 +34,11 @@ var (
 
 // DB is the Postgres store.
 type DB struct {
-	logger  *slog.Logger
-	pool    *pgxpool.Pool
+	logger *slog.Logger
+	pool   *pgxpool.Pool
+	// read is the pool of the inspection reads (WithReadPool): a replica's,
+	// or pool itself.
+	read    *pgxpool.Pool
 	river   *river.Client[pgx.Tx]
 	batcher *fireBatcher // nil: every fire commits alone
 	groups  *groupCache  // nil: DeliveryTarget reads every group
@@ -54,10 +57,25 @@ type DB struct {
 type Option func(*options)
 
 type options struct {
+	read           *pgxpool.Pool
 	notifyCooldown time.Duration
 	targetTTL      time.Duration
 	secretOverlap  time.Duration
 	batchMax       int
+}
+
+// WithReadPool sends the store's inspection reads to pool, typically a
+// streaming replica of the primary's database (DATABASE_READ_URL): the
+// event listing, detail and stream, the dead-letter listing and delivery
+// detail, the listener, worker and task listings and the River queue
+// counts. Everything else — every write, and every read on the way of a
+// fire, a delivery, an RPC or an authentication — stays on the primary.
+// A detail read (GetEvent, GetDelivery, a dead-letter listing's group)
+// that the replica does not find is read again on the primary, so that a
+// client reading what it has just written finds it; what the replica
+// returns may otherwise be as old as its replication delay.
+func WithReadPool(pool *pgxpool.Pool) Option {
+	return func(o *options) { o.read = pool }
 }
 
 // DefaultDeliveryBatchMax is the most events of one delivery batch, unless
@@ -110,7 +128,11 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, opts ...Option) (*DB, error) {
 	if cooldown <= 0 {
 		cooldown = river.FetchCooldownDefault // what River's client then uses
 	}
-	db := &DB{logger: logger, pool: pool, river: rc, secretOverlap: o.secretOverlap, batchMax: max(o.batchMax, 1), notifier: &insertNotifier{cooldown: cooldown}}
+	read := o.read
+	if read == nil {
+		read = pool
+	}
+	db := &DB{logger: logger, pool: pool, read: read, river: rc, secretOverlap: o.secretOverlap, batchMax: max(o.batchMax, 1), notifier: &insertNotifier{cooldown: cooldown}}
 	db.events = &eventLoader{db: db}
 	if o.targetTTL > 0 {
 		db.groups = &groupCache{ttl: o.targetTTL, groups: map[groupKey]*cachedGroup{}}
@@ -128,6 +150,37 @@ func (db *DB) Ready(ctx context.Context) error {
 		return gateway.WrapError(gateway.EUnavailable, err, "database migrations are pending")
 	}
 	return nil
+}
+
+// ReadReady returns nil when the read pool's database (WithReadPool)
+// answers and its schema is current, else an unavailable error; nil
+// without a read pool.
+func (db *DB) ReadReady(ctx context.Context) error {
+	if !db.separateRead() {
+		return nil
+	}
+	if err := db.read.Ping(ctx); err != nil {
+		return translate(err)
+	}
+	if err := migrations.Check(ctx, db.read); err != nil {
+		return gateway.WrapError(gateway.EUnavailable, err, "the read database's migrations are behind")
+	}
+	return nil
+}
+
+// separateRead reports whether inspection reads have a pool of their own.
+func (db *DB) separateRead() bool { return db.read != db.pool }
+
+// readThenPrimary runs read on the read pool and, when that finds nothing
+// (ENotFound) and the read pool is a replica's, again on the primary: a
+// replica behind by its replication delay has not seen what a client may
+// just have written.
+func readThenPrimary[T any](ctx context.Context, db *DB, read func(ctx context.Context, pool *pgxpool.Pool) (T, error)) (T, error) {
+	v, err := read(ctx, db.read)
+	if err != nil && db.separateRead() && gateway.ErrorCode(err) == gateway.ENotFound {
+		return read(ctx, db.pool)
+	}
+	return v, err
 }
 
 // inTx runs fn in a transaction, committing when it returns nil.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/gateway/dispatch"
@@ -17,10 +18,11 @@ var _ gateway.ListenerStore = (*DB)(nil)
 // touches.
 const redriveBatch = 1000
 
-// groupExists returns ErrNotFound (wrapped) when the group does not exist.
-func (db *DB) groupExists(ctx context.Context, service, listener string) error {
+// groupExists returns ErrNotFound (wrapped) when the group does not exist
+// in pool's database.
+func groupExists(ctx context.Context, pool *pgxpool.Pool, service, listener string) error {
 	var ok bool
-	err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM lightbus_listener WHERE service = $1 AND name = $2)`,
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM lightbus_listener WHERE service = $1 AND name = $2)`,
 		service, listener).Scan(&ok)
 	if err != nil {
 		return translate(err)
@@ -31,13 +33,17 @@ func (db *DB) groupExists(ctx context.Context, service, listener string) error {
 	return nil
 }
 
-// ListDead implements gateway.ListenerStore.
+// ListDead implements gateway.ListenerStore, on the read pool. A group
+// the read pool does not have yet but the primary has has no dead
+// deliveries there yet either: the page is empty.
 func (db *DB) ListDead(ctx context.Context, q gateway.DeadQuery) ([]gateway.DeliveryRecord, error) {
-	if err := db.groupExists(ctx, q.Service, q.Listener); err != nil {
+	if _, err := readThenPrimary(ctx, db, func(ctx context.Context, pool *pgxpool.Pool) (struct{}, error) {
+		return struct{}{}, groupExists(ctx, pool, q.Service, q.Listener)
+	}); err != nil {
 		return nil, err
 	}
 	sql, args := listDeadSQL(q)
-	rows, err := db.pool.Query(ctx, sql, args...)
+	rows, err := db.read.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -56,9 +62,18 @@ func (db *DB) ListDead(ctx context.Context, q gateway.DeadQuery) ([]gateway.Deli
 	return out, nil
 }
 
-// GetDelivery implements gateway.ListenerStore.
+// GetDelivery implements gateway.ListenerStore. It reads the read pool,
+// and the primary when the read pool does not have the delivery
+// (WithReadPool).
 func (db *DB) GetDelivery(ctx context.Context, id int64) (*gateway.DeliveryRecord, error) {
-	rows, err := db.pool.Query(ctx, getDeliverySQL, id, dispatch.DeliveryKind)
+	return readThenPrimary(ctx, db, func(ctx context.Context, pool *pgxpool.Pool) (*gateway.DeliveryRecord, error) {
+		return getDelivery(ctx, pool, id)
+	})
+}
+
+// getDelivery reads one delivery on pool.
+func getDelivery(ctx context.Context, pool *pgxpool.Pool, id int64) (*gateway.DeliveryRecord, error) {
+	rows, err := pool.Query(ctx, getDeliverySQL, id, dispatch.DeliveryKind)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -100,7 +115,7 @@ func (db *DB) RedriveDelivery(ctx context.Context, id int64) (*gateway.DeliveryR
 	if err != nil {
 		return nil, translate(err)
 	}
-	rec, err := db.GetDelivery(ctx, id)
+	rec, err := getDelivery(ctx, db.pool, id) // the redrive's own write, so the primary
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +132,7 @@ func (db *DB) RedriveDelivery(ctx context.Context, id int64) (*gateway.DeliveryR
 // transaction; deliveries that die again while it runs are not picked up
 // twice (only those dead before it started are redriven).
 func (db *DB) RedriveDead(ctx context.Context, q gateway.DeadQuery) (int, error) {
-	if err := db.groupExists(ctx, q.Service, q.Listener); err != nil {
+	if err := groupExists(ctx, db.pool, q.Service, q.Listener); err != nil {
 		return 0, err
 	}
 	q.Before = 0
@@ -161,7 +176,7 @@ type listenerRow struct {
 // read through a partial index of its deliveries (see listListenersSQL):
 // finished deliveries (completed, cancelled) are not read.
 func (db *DB) ListListeners(ctx context.Context) ([]gateway.ListenerStatus, error) {
-	rows, err := db.pool.Query(ctx, listListenersSQL)
+	rows, err := db.read.Query(ctx, listListenersSQL)
 	if err != nil {
 		return nil, translate(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/lightbus-go/lightbus/gateway"
@@ -677,7 +678,7 @@ func (db *DB) ListEvents(ctx context.Context, q gateway.EventQuery) ([]gateway.E
 const recentScan = 10_000
 
 func (db *DB) listEvents(ctx context.Context, sql string, args []any) ([]gateway.Event, error) {
-	rows, err := db.pool.Query(ctx, sql, append([]any{filterExecMode}, args...)...)
+	rows, err := db.read.Query(ctx, sql, append([]any{filterExecMode}, args...)...)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -711,9 +712,17 @@ func listEventsSQL(q gateway.EventQuery, scan int) (string, []any) {
 	return sql, c.args
 }
 
-// GetEvent implements gateway.EventStore.
+// GetEvent implements gateway.EventStore. It reads the read pool, and the
+// primary when the read pool does not have the event (WithReadPool).
 func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = $1`, id)
+	return readThenPrimary(ctx, db, func(ctx context.Context, pool *pgxpool.Pool) (*gateway.EventDetail, error) {
+		return getEvent(ctx, pool, id)
+	})
+}
+
+// getEvent reads an event with its deliveries on pool.
+func getEvent(ctx context.Context, pool *pgxpool.Pool, id string) (*gateway.EventDetail, error) {
+	rows, err := pool.Query(ctx, `SELECT `+eventColumns+` FROM lightbus_event WHERE id = $1`, id)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -726,7 +735,7 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*gateway.EventDetail, er
 	}
 	detail := &gateway.EventDetail{Event: row.event(), Deliveries: []gateway.Delivery{}}
 
-	rows, err = db.pool.Query(ctx, eventDeliveriesSQL, id)
+	rows, err = pool.Query(ctx, eventDeliveriesSQL, id)
 	if err != nil {
 		return nil, translate(err)
 	}

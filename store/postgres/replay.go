@@ -48,7 +48,7 @@ func (r *replayRow) replay() *gateway.Replay {
 
 // StartReplay implements gateway.ReplayStore.
 func (db *DB) StartReplay(ctx context.Context, service, listener string, since gateway.Since, redeliver bool) (*gateway.Replay, error) {
-	if err := db.groupExists(ctx, service, listener); err != nil {
+	if err := groupExists(ctx, db.pool, service, listener); err != nil {
 		return nil, err
 	}
 	var rp *gateway.Replay
@@ -175,9 +175,10 @@ func (db *DB) ReplayPage(ctx context.Context, replayID int64, limit int) (bool, 
 	return done, err
 }
 
-// latestReplays returns each group's latest replay.
+// latestReplays returns each group's latest replay, from the read pool
+// (ListListeners).
 func (db *DB) latestReplays(ctx context.Context) (map[[2]string]*gateway.Replay, error) {
-	rows, err := db.pool.Query(ctx, `
+	rows, err := db.read.Query(ctx, `
 		SELECT DISTINCT ON (service, listener) `+replayColumns+`
 		FROM lightbus_replay ORDER BY service, listener, id DESC`)
 	if err != nil {

@@ -455,7 +455,7 @@ const queueCountsSQL = `
 // QueueCounts counts River's available, running, retryable and scheduled
 // jobs by queue and state (metrics.Source). States without jobs are absent.
 func (db *DB) QueueCounts(ctx context.Context) ([]dispatch.QueueCount, error) {
-	rows, err := db.pool.Query(ctx, queueCountsSQL)
+	rows, err := db.read.Query(ctx, queueCountsSQL)
 	if err != nil {
 		return nil, translate(err)
 	}

@@ -30,7 +30,7 @@ const streamHeadSQL = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, now
 func (db *DB) StreamHead(ctx context.Context) (gateway.StreamCursor, error) {
 	var xmin string
 	var now time.Time
-	if err := db.pool.QueryRow(ctx, streamHeadSQL).Scan(&xmin, &now); err != nil {
+	if err := db.read.QueryRow(ctx, streamHeadSQL).Scan(&xmin, &now); err != nil {
 		return gateway.StreamCursor{}, translate(err)
 	}
 	return headCursor(xmin, now)
@@ -49,7 +49,7 @@ func headCursor(xmin string, now time.Time) (gateway.StreamCursor, error) {
 // events are read in one statement, so under one snapshot.
 func (db *DB) StreamEvents(ctx context.Context, after gateway.StreamCursor, f gateway.EventFilter, limit int) ([]gateway.StreamedEvent, gateway.StreamCursor, error) {
 	sql, args := streamEventsSQL(after, f, limit)
-	rows, err := db.pool.Query(ctx, sql, append([]any{filterExecMode}, args...)...)
+	rows, err := db.read.Query(ctx, sql, append([]any{filterExecMode}, args...)...)
 	if err != nil {
 		return nil, after, translate(err)
 	}

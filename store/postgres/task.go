@@ -122,7 +122,7 @@ type taskRow struct {
 
 // ListTasks implements gateway.TaskStore.
 func (db *DB) ListTasks(ctx context.Context) ([]gateway.Task, error) {
-	rows, err := db.pool.Query(ctx, `
+	rows, err := db.read.Query(ctx, `
 		SELECT t.service, t.name, t.kind, t.spec,
 			CASE WHEN `+liveLeader+` THEN t.leader_id ELSE '' END AS leader_id,
 			t.last_tick, t.last_run_at, t.last_duration_ms,

@@ -287,7 +287,7 @@ func (db *DB) DeregisterWorker(ctx context.Context, id string) error {
 
 // ListWorkers implements gateway.WorkerStore.
 func (db *DB) ListWorkers(ctx context.Context) ([]gateway.Worker, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+workerColumns+` FROM lightbus_worker WHERE expires_at > now() ORDER BY service, id`)
+	rows, err := db.read.Query(ctx, `SELECT `+workerColumns+` FROM lightbus_worker WHERE expires_at > now() ORDER BY service, id`)
 	if err != nil {
 		return nil, translate(err)
 	}

@@ -713,7 +713,14 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness */
+        /**
+         * Readiness
+         * @description Ready when the database (`DATABASE_URL`) answers and the migrations are applied.
+         *     With a read database (`DATABASE_READ_URL`, where inspection reads go), the answer
+         *     also gives its state; an unavailable read database does not make the gateway
+         *     unready, since fires, deliveries and RPCs do not use it: only the inspection
+         *     routes answer `503` until it is back.
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -1545,6 +1552,13 @@ export interface components {
         };
         Health: {
             status: components["schemas"]["HealthStatus"];
+            /**
+             * @description `/readyz` only, when the gateway has a read database (`DATABASE_READ_URL`):
+             *     `ready`, or `unavailable` while it does not answer or its migrations are
+             *     behind (the inspection routes then answer `503`).
+             * @enum {string}
+             */
+            read_database?: "ready" | "unavailable";
         };
         Version: {
             /**
@@ -3694,11 +3708,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "status": "ready"
-                     *     }
-                     */
                     "application/json": components["schemas"]["Health"];
                 };
             };
