@@ -79,7 +79,7 @@ func getDelivery(ctx context.Context, pool *pgxpool.Pool, id int64) (*gateway.De
 	}
 	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[deliveryRecordRow])
 	if errors.Is(err, pgx.ErrNoRows) {
-		return db.getBatch(ctx, id)
+		return getBatch(ctx, pool, id)
 	}
 	if err != nil {
 		return nil, translate(err)
@@ -89,8 +89,8 @@ func getDelivery(ctx context.Context, pool *pgxpool.Pool, id int64) (*gateway.De
 
 // getBatch reads delivery batch id as a delivery record: the id that
 // GET /v1/events/{id} shows for an event delivered in a batch.
-func (db *DB) getBatch(ctx context.Context, id int64) (*gateway.DeliveryRecord, error) {
-	rows, err := db.pool.Query(ctx, getBatchSQL, id)
+func getBatch(ctx context.Context, pool *pgxpool.Pool, id int64) (*gateway.DeliveryRecord, error) {
+	rows, err := pool.Query(ctx, getBatchSQL, id)
 	if err != nil {
 		return nil, translate(err)
 	}

@@ -750,7 +750,7 @@ func getEvent(ctx context.Context, pool *pgxpool.Pool, id string) (*gateway.Even
 		}
 		detail.Deliveries = append(detail.Deliveries, delivery)
 	}
-	ordered, err := db.orderedDeliveries(ctx, id)
+	ordered, err := orderedDeliveries(ctx, pool, id)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/lightbus-go/lightbus/gateway"
@@ -313,8 +314,8 @@ func (db *DB) orderedCutoff(ctx context.Context, cutoff time.Time) (time.Time, e
 // orderedDeliveries returns event id's deliveries to ordered groups that
 // have no delivery job: pending until the group's position passes the
 // event, completed after. They have no id (0): no job of their own.
-func (db *DB) orderedDeliveries(ctx context.Context, id string) ([]gateway.Delivery, error) {
-	rows, err := db.pool.Query(ctx, orderedDeliveriesSQL, id)
+func orderedDeliveries(ctx context.Context, pool *pgxpool.Pool, id string) ([]gateway.Delivery, error) {
+	rows, err := pool.Query(ctx, orderedDeliveriesSQL, id)
 	if err != nil {
 		return nil, translate(err)
 	}
