@@ -166,14 +166,15 @@ func (db *DB) ListListeners(ctx context.Context) ([]gateway.ListenerStatus, erro
 var _ dispatch.PruneStore = (*DB)(nil)
 
 // PruneEvents implements dispatch.PruneStore. The oldest events go first
-// (lightbus_event_created_at); an event is kept while any of its deliveries
-// is unfinished or dead, unless undelivered is set.
+// (lightbus_event_created_at), with their idempotency keys; an event is
+// kept while any of its deliveries is unfinished or dead, unless
+// undelivered is set (eventKept).
 func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time, limit int, undelivered bool) (int, error) {
-	tag, err := db.pool.Exec(ctx, pruneEventsSQL, cutoff, limit, undelivered)
-	if err != nil {
+	var n int
+	if err := db.pool.QueryRow(ctx, pruneEventsSQL, cutoff, limit, undelivered).Scan(&n); err != nil {
 		return 0, translate(err)
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
 }
 
 // DeleteListener implements gateway.ListenerStore.
