@@ -184,7 +184,7 @@ type fanOut struct {
 }
 
 // keyHolderSQL locks idempotency key ($1 api, $2 key) and reads its event:
-// its id ('' when that event is gone: pruned), name, parameters, time, and
+// its id (” when that event is gone: pruned), name, parameters, time, and
 // whether it is older than the window ($3, in microseconds).
 const keyHolderSQL = `
 	SELECT COALESCE(e.id::text, ''), e.name, e.params::text, e.created_at,
