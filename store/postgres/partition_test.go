@@ -235,7 +235,9 @@ func TestIdempotencyAcrossPartitions(t *testing.T) {
 	}
 	before, after := day.Add(24*time.Hour-time.Millisecond), day.Add(24*time.Hour+time.Millisecond)
 	paths := map[string]func(*gateway.Event) (*gateway.FireResult, error){
-		"alone": func(ev *gateway.Event) (*gateway.FireResult, error) { return bundle.db.FireEvent(ctx, ev, 48*time.Hour) },
+		"alone": func(ev *gateway.Event) (*gateway.FireResult, error) {
+			return bundle.db.FireEvent(ctx, ev, 48*time.Hour)
+		},
 		"few": func(ev *gateway.Event) (*gateway.FireResult, error) {
 			other := eventAt(t, "shop", "other", after, "")
 			res, err := bundle.db.FireEvents(ctx, []*gateway.Event{other, ev}, 48*time.Hour)
