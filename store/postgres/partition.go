@@ -291,9 +291,10 @@ func (db *DB) DropEventPartitions(ctx context.Context, cutoff time.Time, undeliv
 }
 
 // dropPartition drops partition p unless it holds an event that pruning
-// keeps, and reports whether it kept it. The check reads the partition
-// alone and takes no lock that fires wait on; the drop then locks
-// lightbus_event, at most PartitionLockTimeout.
+// keeps (keptInRangeSQL, over the range of p's ids), and reports whether it
+// kept it. The check reads the unfinished and dead deliveries and takes no
+// lock that fires wait on; the drop then locks lightbus_event, at most
+// PartitionLockTimeout.
 func (db *DB) dropPartition(ctx context.Context, p EventPartition, undelivered bool) (kept bool, err error) {
 	name := pgx.Identifier{p.Name}.Sanitize()
 	tx, err := db.pool.Begin(ctx)
@@ -304,20 +305,20 @@ func (db *DB) dropPartition(ctx context.Context, p EventPartition, undelivered b
 	if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, PartitionLockTimeout.Milliseconds())); err != nil {
 		return false, err
 	}
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ONLY `+name+` e WHERE `+eventKept("e.id", "$1::boolean")+`)`,
-		undelivered).Scan(&kept); err != nil {
+	lo := uuid.Nil
+	if !p.From.IsZero() {
+		lo = uuidAt(p.From)
+	}
+	hi := uuidAt(p.To)
+	if err := tx.QueryRow(ctx, keptInRangeSQL, lo.String(), hi.String(), undelivered).Scan(&kept); err != nil {
 		return false, err
 	}
 	if kept {
 		return true, nil
 	}
 	// The keys of its events go with it: by the range of their ids.
-	lo := uuid.Nil
-	if !p.From.IsZero() {
-		lo = uuidAt(p.From)
-	}
 	if _, err := tx.Exec(ctx, `DELETE FROM lightbus_event_key WHERE event_id >= $1::uuid AND event_id < $2::uuid`,
-		lo.String(), uuidAt(p.To).String()); err != nil {
+		lo.String(), hi.String()); err != nil {
 		return false, err
 	}
 	if _, err := tx.Exec(ctx, `DROP TABLE `+name); err != nil {

@@ -278,3 +278,67 @@ func TestIdempotencyAcrossPartitions(t *testing.T) {
 		}
 	}
 }
+
+// The two forms of what retention keeps, an event's (pruning in batches)
+// and a range's (dropping a partition), agree on every event: kept for a
+// pending, retryable, running or dead delivery job unless undelivered, for
+// an unfinished or dead batch always, not for finished deliveries.
+func TestKeptInRangeAgrees(t *testing.T) {
+	t.Parallel()
+	ctx, bundle := setup(t)
+	register(ctx, t, bundle.db, registration("m1", "mail", nil,
+		gateway.ListenerDeclaration{Name: "all", Events: []string{"shop.*"}, Path: "/e"}))
+	var evs []*gateway.Event
+	for _, state := range []string{"available", "retryable", "running", "discarded", "completed", "cancelled"} {
+		ev, _ := fire(ctx, t, bundle.db, "shop", "placed", `{}`)
+		if _, err := bundle.pool.Exec(ctx, `UPDATE river_job SET state = $2::text::river_job_state,
+			finalized_at = CASE WHEN $2::text IN ('discarded', 'completed', 'cancelled') THEN now() END WHERE args->>'event_id' = $1`, ev.ID, state); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	for _, state := range []string{"available", "completed"} {
+		batch := []*gateway.Event{eventAt(t, "shop", "placed", time.Now(), ""), eventAt(t, "shop", "placed", time.Now(), "")}
+		if _, err := bundle.db.FireEvents(ctx, batch, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bundle.pool.Exec(ctx, `UPDATE river_job SET state = $2::text::river_job_state,
+			finalized_at = CASE WHEN $2::text = 'completed' THEN now() END WHERE args->'event_ids' ? $1`, batch[0].ID, state); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, batch...)
+	}
+	evs = append(evs, eventAt(t, "none", "unsubscribed", time.Now(), ""))
+	if _, err := bundle.db.FireEvent(ctx, evs[len(evs)-1], time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	kept := 0
+	for _, undelivered := range []bool{false, true} {
+		for _, ev := range evs {
+			id := uuid.MustParse(ev.ID)
+			next := id
+			for i := 15; i >= 0; i-- {
+				if next[i]++; next[i] != 0 {
+					break
+				}
+			}
+			var one, inRange bool
+			if err := bundle.pool.QueryRow(ctx, `SELECT `+postgres.EventKept("$1::uuid", "$2::boolean"), ev.ID, undelivered).Scan(&one); err != nil {
+				t.Fatal(err)
+			}
+			if err := bundle.pool.QueryRow(ctx, postgres.KeptInRangeSQL, ev.ID, next.String(), undelivered).Scan(&inRange); err != nil {
+				t.Fatal(err)
+			}
+			if one != inRange {
+				t.Errorf("event %s (undelivered %t): kept %t by itself, %t in its range", ev.ID, undelivered, one, inRange)
+			}
+			if one {
+				kept++
+			}
+		}
+	}
+	// 4 delivery jobs and 2 batched events without undelivered, the 2 with it.
+	if kept != 8 {
+		t.Fatalf("%d events kept in both runs, want 6 + 2", kept)
+	}
+}

@@ -359,9 +359,10 @@ var listListenersSQL = `
 // eventKept is the condition that retention keeps the event whose id (a
 // uuid) is the expression id, however old: while a delivery batch holding
 // it is unfinished or dead, and, unless the boolean expression undelivered
-// is true, while a delivery job of it is. It is the one place that says
-// which events pruning keeps: both the batches of deletes (pruneEventsSQL)
-// and the partition drops (DropEventPartitions) ask it.
+// is true, while a delivery job of it is. It and keptInRangeSQL, its form
+// for a range of events, are the one place that says which events pruning
+// keeps: the batches of deletes (pruneEventsSQL) ask it, the partition
+// drops (DropEventPartitions) keptInRangeSQL.
 func eventKept(id, undelivered string) string {
 	return `(EXISTS (
 				SELECT 1 FROM river_job j
@@ -372,6 +373,22 @@ func eventKept(id, undelivered string) string {
 				WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = ` + id + `::text
 				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded'))))`
 }
+
+// keptInRangeSQL is eventKept for a range of events at once: whether an
+// event with an id from $1 (inclusive) to $2 (exclusive) is kept, $3 being
+// undelivered. It reads the unfinished and dead deliveries (River's
+// index on state) rather than the events, so that checking a partition of
+// a million events costs what its owed deliveries cost. It must say what
+// eventKept says: add a condition to both (TestKeptInRangeAgrees).
+var keptInRangeSQL = `
+		SELECT EXISTS (
+			SELECT 1 FROM river_job j, jsonb_array_elements_text(j.args->'event_ids') x(id)
+			WHERE ` + kindIsBatch + ` AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
+			  AND x.id::uuid >= $1::uuid AND x.id::uuid < $2::uuid)
+		OR (NOT $3::boolean AND EXISTS (
+			SELECT 1 FROM river_job j
+			WHERE ` + kindIsDelivery + ` AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
+			  AND (j.args->>'event_id')::uuid >= $1::uuid AND (j.args->>'event_id')::uuid < $2::uuid))`
 
 // pruneEventsSQL deletes up to $2 events created before $1, oldest first
 // (lightbus_event_created_at), but those retention keeps (eventKept, with
