@@ -123,6 +123,10 @@ type Config struct {
 	PruneInterval time.Duration `envconfig:"LIGHTBUS_PRUNE_INTERVAL" default:"10m"`
 	// PruneBatch is how many events one pruning transaction deletes.
 	PruneBatch int `envconfig:"LIGHTBUS_PRUNE_BATCH" default:"1000"`
+	// EventPartition is the span of time of one partition of the event
+	// table: retention drops a partition once all of it is older than
+	// EventRetention (docs/OPERATING.md).
+	EventPartition time.Duration `envconfig:"LIGHTBUS_EVENT_PARTITION" default:"24h"`
 	// FireBatch group-commits concurrent single fires: they share one
 	// transaction, each answered after that commit. FireBatchWindow is how
 	// long a batch waits for more fires while another batch commits (a lone
@@ -379,6 +383,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("LIGHTBUS_RPC_TIMEOUT (%s) exceeds LIGHTBUS_RPC_MAX_TIMEOUT (%s)", c.RPCTimeout, c.RPCMaxTimeout)
 	case c.RetryBase > c.RetryMax:
 		return fmt.Errorf("LIGHTBUS_RETRY_BASE (%s) exceeds LIGHTBUS_RETRY_MAX (%s)", c.RetryBase, c.RetryMax)
+	case c.EventPartition < time.Hour:
+		return fmt.Errorf("LIGHTBUS_EVENT_PARTITION (%s) must be at least 1h", c.EventPartition)
 	case c.DeadRetention < c.EventRetention:
 		return fmt.Errorf("LIGHTBUS_DEAD_RETENTION (%s) is shorter than LIGHTBUS_EVENT_RETENTION (%s): dead deliveries must outlive events", c.DeadRetention, c.EventRetention)
 	case c.RescueAfter < 0:

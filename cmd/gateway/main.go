@@ -285,6 +285,14 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 		}
 		return nil, err
 	}
+	// The event partitions of now and the next spans; the prune job keeps
+	// creating them. Without them fires still land (in the DEFAULT
+	// partition), so a failure here only delays partitioning.
+	if n, err := store.EnsurePartitions(ctx, time.Now(), cfg.EventPartition, dispatch.PartitionsAhead); err != nil {
+		logger.Warn("create event partitions", slog.Any("error", err))
+	} else if n > 0 {
+		logger.Info("created event partitions", slog.Int("partitions", n))
+	}
 	if cfg.FireBatch {
 		store.EnableFireBatching(postgres.FireBatchConfig{
 			Window:      cfg.FireBatchWindow,
@@ -354,6 +362,7 @@ func newApp(ctx context.Context, cfg Config, dbURL string, logger *slog.Logger) 
 	river.AddWorker(workers, dispatch.NewPruner(dispatch.PrunerConfig{
 		Batch:       cfg.PruneBatch,
 		Logger:      logger,
+		Partition:   cfg.EventPartition,
 		Retention:   cfg.EventRetention,
 		Store:       store,
 		Undelivered: cfg.PruneUndelivered,

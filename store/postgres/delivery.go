@@ -208,9 +208,10 @@ func (db *DB) ListListeners(ctx context.Context) ([]gateway.ListenerStatus, erro
 var _ dispatch.PruneStore = (*DB)(nil)
 
 // PruneEvents implements dispatch.PruneStore. The oldest events go first
-// (lightbus_event_created_at); an event is kept while any of its deliveries
-// is unfinished or dead, or an ordered group's position has not passed it
-// (orderedCutoff), unless undelivered is set.
+// (lightbus_event_created_at), with their idempotency keys; an event is
+// kept while any of its deliveries is unfinished or dead (eventKept), or an
+// ordered group's position has not passed it (orderedCutoff), unless
+// undelivered is set.
 func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time, limit int, undelivered bool) (int, error) {
 	if !undelivered {
 		// Nor an event an ordered group is still owed.
@@ -219,11 +220,11 @@ func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time, limit int, unde
 			return 0, err
 		}
 	}
-	tag, err := db.pool.Exec(ctx, pruneEventsSQL, cutoff, limit, undelivered)
-	if err != nil {
+	var n int
+	if err := db.pool.QueryRow(ctx, pruneEventsSQL, cutoff, limit, undelivered).Scan(&n); err != nil {
 		return 0, translate(err)
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
 }
 
 // DeleteListener implements gateway.ListenerStore.

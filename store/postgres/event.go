@@ -97,10 +97,10 @@ func (db *DB) FireEvents(ctx context.Context, evs []*gateway.Event, window time.
 }
 
 // fireTx stores ev, which has an idempotency key, and queues its deliveries
-// in tx, or finds the event that holds ev's key (see fireKeyTaken). Keys are unique per API (a partial unique
-// index): the insert does nothing on a conflict, which waits for a
-// concurrent fire with the same key to commit or roll back, so concurrent
-// repeats store one event.
+// in tx, or finds the event that holds ev's key (see fireKeyTaken). Keys
+// are unique per API (lightbus_event_key's primary key): the insert does
+// nothing on a conflict, which waits for a concurrent fire with the same
+// key to commit or roll back, so concurrent repeats store one event.
 func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window time.Duration) (*gateway.FireResult, error) {
 	res := &gateway.FireResult{ID: ev.ID, API: ev.API, Event: ev.Name, CreatedAt: ev.CreatedAt}
 	f := &fanOut{}
@@ -114,25 +114,26 @@ func (db *DB) fireTx(ctx context.Context, tx pgx.Tx, ev *gateway.Event, window t
 			break
 		}
 		var orig gateway.FireResult
-		var params string
+		var name, params *string
+		var created *time.Time
 		var expired bool
-		err = tx.QueryRow(ctx, `
-			SELECT id::text, name, params::text, created_at, created_at < now() - $3 * interval '1 microsecond'
-			FROM lightbus_event WHERE api = $1 AND idempotency_key = $2
-			FOR UPDATE`, ev.API, ev.IdempotencyKey, window.Microseconds()).
-			Scan(&orig.ID, &orig.Event, &params, &orig.CreatedAt, &expired)
+		err = tx.QueryRow(ctx, keyHolderSQL, ev.API, ev.IdempotencyKey, window.Microseconds()).
+			Scan(&orig.ID, &name, &params, &created, &expired)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			continue // the holder is gone (pruned): try again
+			continue // the key is gone (released or pruned): try again
 		case err != nil:
 			return nil, err
-		case expired:
-			// The key outlived the window: the old event gives it up.
-			if _, err := tx.Exec(ctx, `UPDATE lightbus_event SET idempotency_key = NULL WHERE id = $1`, orig.ID); err != nil {
+		case orig.ID == "" || expired:
+			// The key's event is gone (pruned), or the key outlived the
+			// window: the old event, if any, gives it up.
+			if _, err := tx.Exec(ctx, releaseKeySQL, ev.API, ev.IdempotencyKey); err != nil {
 				return nil, err
 			}
 			continue
-		case orig.Event != ev.Name || params != string(ev.Params):
+		}
+		orig.Event, orig.CreatedAt = *name, *created
+		if orig.Event != ev.Name || *params != string(ev.Params) {
 			return nil, gateway.Errorf(gateway.EConflict,
 				"Idempotency-Key %q was used by event %s (%s.%s) with other parameters: use a new key for a new event",
 				ev.IdempotencyKey, orig.ID, ev.API, orig.Event)
@@ -186,6 +187,22 @@ type fanOut struct {
 	woken map[groupKey]bool
 }
 
+// keyHolderSQL locks idempotency key ($1 api, $2 key) and reads its event:
+// its id (” when that event is gone: pruned), name, parameters, time, and
+// whether it is older than the window ($3, in microseconds).
+const keyHolderSQL = `
+	SELECT COALESCE(e.id::text, ''), e.name, e.params::text, e.created_at,
+	       COALESCE(e.created_at < now() - $3 * interval '1 microsecond', false)
+	FROM lightbus_event_key k LEFT JOIN lightbus_event e ON e.id = k.event_id
+	WHERE k.api = $1 AND k.key = $2
+	FOR UPDATE OF k`
+
+// releaseKeySQL releases idempotency key ($1 api, $2 key): the key goes,
+// and its event, if still kept, shows none.
+const releaseKeySQL = `
+	WITH k AS (DELETE FROM lightbus_event_key WHERE api = $1 AND key = $2 RETURNING event_id)
+	UPDATE lightbus_event e SET idempotency_key = NULL FROM k WHERE e.id = k.event_id`
+
 // stagedEvent is an event to store and, once flush ran, whether it was
 // stored and how many deliveries it got. An event whose idempotency key is
 // taken already is not stored: its fire is answered by fireTx instead.
@@ -202,12 +219,16 @@ func (s *stagedEvent) result() *gateway.FireResult {
 }
 
 // insertKeyedEventSQL stores an event with an idempotency key, or does
-// nothing when the key is taken (keys are unique per API). On a key that a
-// concurrent transaction inserted, it waits for that one to end.
+// nothing when the key is taken: keys are unique per API in
+// lightbus_event_key, and the event is inserted only when its key was. On a
+// key that a concurrent transaction inserted, it waits for that one to end.
 const insertKeyedEventSQL = `
+	WITH k AS (
+		INSERT INTO lightbus_event_key (api, key, event_id) VALUES ($2, $5, $1)
+		ON CONFLICT (api, key) DO NOTHING
+		RETURNING event_id)
 	INSERT INTO lightbus_event (id, api, name, params, idempotency_key, created_at, traceparent, tracestate)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-	ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
+	SELECT k.event_id, $2, $3, $4, $5, $6, $7, $8 FROM k`
 
 // copyEventsMin is the number of events without a key from which flush
 // stores them with one COPY instead of an INSERT each in the pipeline.
@@ -353,20 +374,30 @@ func (f *fanOut) lookUpGroups() {
 // $5 created_at, $7 traceparent, $8 tracestate, $9 the idempotency key of a
 // keyed event.
 var (
-	insertEventInlineSQL = inlineSQL(`
+	insertEventInlineSQL = inlineSQL(``, `
 		INSERT INTO lightbus_event (id, api, name, params, created_at, traceparent, tracestate)
 		VALUES ($1, $2, $3, $4, $5, $7, $8)
 		RETURNING id::text AS id`)
 	insertKeyedEventInlineSQL = inlineSQL(`
+		INSERT INTO lightbus_event_key (api, key, event_id) VALUES ($2, $9, $1)
+		ON CONFLICT (api, key) DO NOTHING
+		RETURNING event_id`, `
 		INSERT INTO lightbus_event (id, api, name, params, created_at, idempotency_key, traceparent, tracestate)
-		VALUES ($1, $2, $3, $4, $5, $9, $7, $8)
-		ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		SELECT k.event_id, $2, $3, $4, $5, $9, $7, $8 FROM k
 		RETURNING id::text AS id`)
 )
 
-func inlineSQL(insertEvent string) string {
-	return `
-	WITH ev AS (` + insertEvent + `),
+// inlineSQL is an inline statement storing an event with insertEvent,
+// after insertKey (when not empty: a CTE named k, the event's idempotency
+// key, which insertEvent reads).
+func inlineSQL(insertKey, insertEvent string) string {
+	with := `
+	WITH `
+	if insertKey != "" {
+		with += `k AS (` + insertKey + `),
+	`
+	}
+	return with + `ev AS (` + insertEvent + `),
 	g AS (
 		SELECT DISTINCT l.service, l.name AS listener, l.max_attempts, l.timeout_ms
 		FROM lightbus_subscription s
@@ -510,18 +541,25 @@ func (f *fanOut) few(batchMax int) bool {
 // insertFewSQL stores events and queues their deliveries in one statement:
 // the events ($1 ids, $2 apis, $3 names, $4 params, $5 created_at, $6
 // idempotency keys or NULL, $7 traceparents, $8 tracestates; one whose key
-// is taken is not stored), for each subscribed group one delivery batch of
+// is taken, in lightbus_event_key, is not stored), for each subscribed group one delivery batch of
 // the stored events, or a delivery job when there is one (the rows River's
 // InsertManyFastTx inserts for deliveryJobs: TestFewEventsJobsAsRiverInserts),
 // and River's insert notification when $9 is not empty. It answers a row
 // per stored event: its id, its deliveries and whether it notified.
 var insertFewSQL = `
-	WITH ev AS (
+	WITH k AS (
+		INSERT INTO lightbus_event_key (api, key, event_id)
+		SELECT u.api, u.key, u.id
+		FROM unnest($1::text[]::uuid[], $2::text[], $6::text[]) AS u(id, api, key)
+		WHERE u.key IS NOT NULL
+		ON CONFLICT (api, key) DO NOTHING
+		RETURNING event_id),
+	ev AS (
 		INSERT INTO lightbus_event (id, api, name, params, created_at, idempotency_key, traceparent, tracestate)
 		SELECT u.id, u.api, u.name, u.params::json, u.created_at, u.key, u.tp, u.ts
 		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[], $8::text[])
 		     AS u(id, api, name, params, created_at, key, tp, ts)
-		ON CONFLICT (api, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		WHERE u.key IS NULL OR u.id IN (SELECT k.event_id FROM k)
 		RETURNING id, api, name),
 	all_d AS (
 		SELECT DISTINCT ev.id, l.service, l.name AS listener, l.max_attempts, l.timeout_ms, l.ordered

@@ -184,6 +184,34 @@ func exerciseStore(t *testing.T, db *postgres.DB, pool *pgxpool.Pool) {
 	must("ListTasks", err)
 	_, err = db.PruneEvents(ctx, time.Now().Add(-time.Hour), 100, false)
 	must("PruneEvents", err)
+
+	// A key past its window is released: the key holder's lookup and the
+	// release.
+	late := repeat
+	late.ID = "01936f6e-0000-7000-8000-000000000002"
+	res, err = db.FireEvent(ctx, &late, 0)
+	must("FireEvent after the window", err)
+	if res.Repeat {
+		t.Fatalf("FireEvent after the window = %+v, want a new event", res)
+	}
+	// Partitions: made ahead (moving an event out of the DEFAULT
+	// partition), and dropped with the keys of their events.
+	ahead := time.Now().Add(400 * 24 * time.Hour)
+	future := *ev
+	future.ID, future.IdempotencyKey = uuidAt(t, ahead), "k-future"
+	_, err = db.FireEvent(ctx, &future, time.Hour)
+	must("FireEvent into the DEFAULT partition", err)
+	_, err = db.EnsurePartitions(ctx, ahead, 24*time.Hour, 1)
+	must("EnsurePartitions", err)
+	_, err = db.EventPartitions(ctx)
+	must("EventPartitions", err)
+	_, err = pool.Exec(ctx, `UPDATE river_job SET state = 'completed', finalized_at = now()`)
+	must("complete the deliveries", err)
+	dropped, err := db.DropEventPartitions(ctx, ahead.Add(48*time.Hour), false)
+	must("DropEventPartitions", err)
+	if len(dropped.Dropped) < 2 {
+		t.Fatalf("DropEventPartitions = %+v, want the partitions dropped", dropped)
+	}
 	must("RemoveEndpoint", db.RemoveEndpoint(ctx, "auth", "welcome", "w1"))
 	must("DeregisterWorker", db.DeregisterWorker(ctx, "w1"))
 }

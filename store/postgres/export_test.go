@@ -29,3 +29,10 @@ func ReadEvents(db *DB, ids []string) ([]*gateway.Event, error) {
 	}
 	return evs, nil
 }
+
+// EventKept and KeptInRangeSQL are the two forms of what retention keeps,
+// for TestKeptInRangeAgrees.
+var (
+	EventKept      = eventKept
+	KeptInRangeSQL = keptInRangeSQL
+)

@@ -293,11 +293,15 @@ func (db *DB) rewindOrdered(ctx context.Context, tx pgx.Tx, service, listener st
 // oldest event an ordered group is still owed, so that retention keeps
 // every such event.
 func (db *DB) orderedCutoff(ctx context.Context, cutoff time.Time) (time.Time, error) {
+	// The earlier of each owed event's created_at (which the DELETE batches
+	// compare) and its id's time (which the partitions' bounds are made
+	// of): the gateway's clock, which made the id, and Postgres's, which
+	// set created_at, may differ.
 	var oldest *time.Time
 	err := db.pool.QueryRow(ctx, `
 		SELECT min(e.created_at)
 		FROM lightbus_ordered o
-		JOIN LATERAL (SELECT min(e.created_at) AS created_at FROM lightbus_event e
+		JOIN LATERAL (SELECT min(LEAST(e.created_at, `+uuidTimeSQL("e.id")+`)) AS created_at FROM lightbus_event e
 			WHERE (e.xid, e.id) > (o.pos_xid, o.pos_id)
 			  AND EXISTS (SELECT 1 FROM lightbus_subscription s
 				WHERE s.service = o.service AND s.listener = o.listener AND s.api = e.api AND s.event IN (e.name, '*'))) e ON true`).
@@ -336,4 +340,10 @@ func orderedDeliveries(ctx context.Context, pool *pgxpool.Pool, id string) ([]ga
 		return nil, translate(err)
 	}
 	return out, nil
+}
+
+// uuidTimeSQL is the time of the UUIDv7 expression id: its first 48 bits,
+// milliseconds since the Unix epoch.
+func uuidTimeSQL(id string) string {
+	return `to_timestamp((('x' || replace(left(` + id + `::text, 13), '-', ''))::bit(48)::bigint) / 1000.0)`
 }

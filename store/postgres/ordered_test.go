@@ -330,3 +330,39 @@ func TestOrderedSkipsOtherEvents(t *testing.T) {
 		t.Fatalf("after the skip the group reads %v, want %s", got, ev.ID)
 	}
 }
+
+// TestOrderedPartitionRetention: a partition past the retention is not
+// dropped while it holds an event an ordered group is still owed, even when
+// the event's created_at (Postgres's clock) is later than its id's time (the
+// gateway's clock, which the partitions' bounds are made of); once the group
+// has passed it, the partition is dropped.
+func TestOrderedPartitionRetention(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	orderedGroup(ctx, t, b.db, "ledger", "post", true)
+	day := futureDay(50)
+	if _, err := b.db.EnsurePartitions(ctx, day, 24*time.Hour, 3); err != nil {
+		t.Fatal(err)
+	}
+	ev := eventAt(t, "shop", "order_placed", day.Add(time.Hour), "")
+	if _, err := b.db.FireEvent(ctx, ev, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// Postgres's clock five days ahead of the gateway's.
+	if _, err := b.pool.Exec(ctx, `UPDATE lightbus_event SET created_at = $2 WHERE id = $1`, ev.ID, day.AddDate(0, 0, 5)); err != nil {
+		t.Fatal(err)
+	}
+	part := "lightbus_event_p" + day.Format("20060102") + "t000000"
+	cutoff := day.AddDate(0, 0, 3)
+	got, err := b.db.DropEventPartitions(ctx, cutoff, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(got.Dropped, part) {
+		t.Fatalf("dropped %s, which holds an event the ordered group is owed (%+v)", part, got)
+	}
+	drainOrdered(ctx, t, b.db, "ledger", "post", 1)
+	if got, err = b.db.DropEventPartitions(ctx, cutoff, false); err != nil || !slices.Contains(got.Dropped, part) {
+		t.Fatalf("DropEventPartitions once the group passed the event = %+v, %v; want %s dropped", got, err, part)
+	}
+}

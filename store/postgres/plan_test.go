@@ -61,10 +61,10 @@ func TestMillionEventPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	var size string
-	if err := bundle.pool.QueryRow(ctx, `SELECT pg_size_pretty(pg_total_relation_size('lightbus_event'))`).Scan(&size); err != nil {
+	if err := bundle.pool.QueryRow(ctx, `SELECT pg_size_pretty(sum(pg_total_relation_size(relid))) FROM pg_partition_tree('lightbus_event')`).Scan(&size); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("seeded %d events in %s; lightbus_event with its indexes: %s\n\n", n, time.Since(start).Round(time.Second), size)
+	fmt.Printf("seeded %d events in %s; lightbus_event's partitions with their indexes: %s\n\n", n, time.Since(start).Round(time.Second), size)
 
 	var behind gateway.StreamCursor // the stream ten minutes back
 	var id string

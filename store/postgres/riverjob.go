@@ -397,26 +397,54 @@ var listListenersSQL = `
 		) od ON l.ordered
 		ORDER BY l.service, l.name`
 
+// eventKept is the condition that retention keeps the event whose id (a
+// uuid) is the expression id, however old: while a delivery batch holding
+// it is unfinished or dead, and, unless the boolean expression undelivered
+// is true, while a delivery job of it is. It and keptInRangeSQL, its form
+// for a range of events, are the one place that says which events pruning
+// keeps: the batches of deletes (pruneEventsSQL) ask it, the partition
+// drops (DropEventPartitions) keptInRangeSQL.
+func eventKept(id, undelivered string) string {
+	return `(EXISTS (
+				SELECT 1 FROM river_job j
+				WHERE ` + kindIsBatch + ` AND ` + batchHas(id+"::text") + `
+				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded'))
+			OR (NOT ` + undelivered + ` AND EXISTS (
+				SELECT 1 FROM river_job j
+				WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = ` + id + `::text
+				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded'))))`
+}
+
+// keptInRangeSQL is eventKept for a range of events at once: whether an
+// event with an id from $1 (inclusive) to $2 (exclusive) is kept, $3 being
+// undelivered. It reads the unfinished and dead deliveries (River's
+// index on state) rather than the events, so that checking a partition of
+// a million events costs what its owed deliveries cost. It must say what
+// eventKept says: add a condition to both (TestKeptInRangeAgrees).
+var keptInRangeSQL = `
+		SELECT EXISTS (
+			SELECT 1 FROM river_job j, jsonb_array_elements_text(j.args->'event_ids') x(id)
+			WHERE ` + kindIsBatch + ` AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
+			  AND x.id::uuid >= $1::uuid AND x.id::uuid < $2::uuid)
+		OR (NOT $3::boolean AND EXISTS (
+			SELECT 1 FROM river_job j
+			WHERE ` + kindIsDelivery + ` AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')
+			  AND (j.args->>'event_id')::uuid >= $1::uuid AND (j.args->>'event_id')::uuid < $2::uuid))`
+
 // pruneEventsSQL deletes up to $2 events created before $1, oldest first
-// (lightbus_event_created_at), keeping an event while any of its deliveries
-// (a delivery job, or a delivery batch that holds it) is unfinished or dead
-// unless $3 is set.
+// (lightbus_event_created_at), but those retention keeps (eventKept, with
+// $3 undelivered), and their idempotency keys; it answers how many events
+// it deleted.
 var pruneEventsSQL = `
 		WITH doomed AS (
 			SELECT e.id FROM lightbus_event e
-			WHERE e.created_at < $1
-			  AND ($3 OR NOT EXISTS (
-				SELECT 1 FROM river_job j
-				WHERE ` + kindIsDelivery + ` AND j.args->>'event_id' = e.id::text
-				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded'))
-			  AND NOT EXISTS (
-				SELECT 1 FROM river_job j
-				WHERE ` + kindIsBatch + ` AND ` + batchHas("e.id::text") + `
-				  AND j.state IN ('available', 'pending', 'scheduled', 'retryable', 'running', 'discarded')))
+			WHERE e.created_at < $1 AND NOT ` + eventKept("e.id", "$3::boolean") + `
 			ORDER BY e.created_at
 			LIMIT $2
-			FOR UPDATE SKIP LOCKED)
-		DELETE FROM lightbus_event e USING doomed WHERE e.id = doomed.id`
+			FOR UPDATE SKIP LOCKED),
+		gone AS (DELETE FROM lightbus_event e USING doomed WHERE e.id = doomed.id RETURNING e.id),
+		keys AS (DELETE FROM lightbus_event_key k USING gone WHERE k.event_id = gone.id)
+		SELECT count(*)::int FROM gone`
 
 // replayPageSQL selects the next page of a replay's events, each with
 // whether it needs a delivery to the group: $1, $2 the group, $3 the cursor,
