@@ -283,10 +283,17 @@ func TestOrderedReplay(t *testing.T) {
 		fire(ctx, t, b.db, "shop", "order_placed", `{}`)
 	}
 	want := commitOrder(ctx, t, b)
-	stale, err := b.db.OrderedNext(ctx, "ledger", "post", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A read of the four events, as a job running before the replay made
+	// it (once the horizon, which other transactions on the server may
+	// hold back, has passed them).
+	var stale *dispatch.OrderedNext
+	testwait.For(t, 30*time.Second, "the four events below the horizon", func() bool {
+		var err error
+		if stale, err = b.db.OrderedNext(ctx, "ledger", "post", 10); err != nil {
+			t.Fatal(err)
+		}
+		return len(stale.Events) == 4
+	})
 	drainOrdered(ctx, t, b.db, "ledger", "post", 4)
 
 	rp, err := b.db.StartReplay(ctx, "ledger", "post", gateway.Since{Earliest: true}, true)
