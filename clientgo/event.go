@@ -248,6 +248,32 @@ type Policy struct {
 	Ordered bool
 }
 
+// decl returns p's wire form.
+func (p Policy) decl() *policyDecl {
+	d := &policyDecl{MaxAttempts: p.MaxAttempts, TimeoutMS: p.Timeout.Milliseconds(), MaxInFlight: p.MaxInFlight, Ordered: p.Ordered}
+	if p.BackoffBase > 0 || p.BackoffMax > 0 {
+		d.Backoff = &backoffDecl{BaseMS: p.BackoffBase.Milliseconds(), MaxMS: p.BackoffMax.Milliseconds()}
+	}
+	return d
+}
+
+// MarshalJSON writes p in its wire form (openapi.yaml's ListenerPolicy).
+func (p Policy) MarshalJSON() ([]byte, error) { return json.Marshal(p.decl()) }
+
+// UnmarshalJSON reads p from its wire form, as GET /v1/listeners shows it.
+func (p *Policy) UnmarshalJSON(b []byte) error {
+	var d policyDecl
+	if err := json.Unmarshal(b, &d); err != nil {
+		return err
+	}
+	*p = Policy{MaxAttempts: d.MaxAttempts, Timeout: time.Duration(d.TimeoutMS) * time.Millisecond, MaxInFlight: d.MaxInFlight, Ordered: d.Ordered}
+	if d.Backoff != nil {
+		p.BackoffBase = time.Duration(d.Backoff.BaseMS) * time.Millisecond
+		p.BackoffMax = time.Duration(d.Backoff.MaxMS) * time.Millisecond
+	}
+	return nil
+}
+
 // policyDecl is the wire form of a Policy.
 type policyDecl struct {
 	MaxAttempts int          `json:"max_attempts,omitempty"`
@@ -321,10 +347,7 @@ func StartFrom(since string) ListenOption {
 // The gateway keeps the latest registration's policy; a registration
 // without one puts the group back on the gateway's defaults.
 func WithPolicy(p Policy) ListenOption {
-	d := &policyDecl{MaxAttempts: p.MaxAttempts, TimeoutMS: p.Timeout.Milliseconds(), MaxInFlight: p.MaxInFlight, Ordered: p.Ordered}
-	if p.BackoffBase > 0 || p.BackoffMax > 0 {
-		d.Backoff = &backoffDecl{BaseMS: p.BackoffBase.Milliseconds(), MaxMS: p.BackoffMax.Milliseconds()}
-	}
+	d := p.decl()
 	return func(ls *listenerSet) {
 		c := *d
 		if ls.policy != nil && ls.policy.Ordered {

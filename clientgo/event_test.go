@@ -384,3 +384,25 @@ func TestListenOrdered(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyJSON: a Policy reads and writes the wire form of a listener
+// group's policy (GET /v1/listeners), milliseconds and all.
+func TestPolicyJSON(t *testing.T) {
+	wire := `{"max_attempts":5,"backoff":{"base_ms":200,"max_ms":60000},"timeout_ms":5000,"max_in_flight":4,"ordered":true}`
+	var p Policy
+	if err := json.Unmarshal([]byte(wire), &p); err != nil {
+		t.Fatal(err)
+	}
+	want := Policy{MaxAttempts: 5, BackoffBase: 200 * time.Millisecond, BackoffMax: time.Minute, Timeout: 5 * time.Second, MaxInFlight: 4, Ordered: true}
+	if p != want {
+		t.Fatalf("decoded %+v, want %+v", p, want)
+	}
+	out, err := json.Marshal(p)
+	if err != nil || string(out) != wire {
+		t.Fatalf("encoded %s (%v), want %s", out, err, wire)
+	}
+	var zero Policy
+	if err := json.Unmarshal([]byte(`{}`), &zero); err != nil || zero != (Policy{}) {
+		t.Fatalf("decoded {} as %+v (%v), want the zero policy", zero, err)
+	}
+}

@@ -392,6 +392,9 @@ type ListenerStatus struct {
 	Events []string `json:"events"`
 	// Endpoints is the number of live endpoints serving the group.
 	Endpoints int `json:"endpoints"`
+	// Policy is the group's delivery policy as its latest registration
+	// set it; zero fields are the gateway's defaults.
+	Policy Policy `json:"policy"`
 	// Pending counts deliveries waiting for an attempt.
 	Pending int64 `json:"pending"`
 	// InFlight counts deliveries being attempted now.

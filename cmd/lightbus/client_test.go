@@ -121,7 +121,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"oldest_undelivered": "2026-11-25T10:00:00Z", "lag_ms": 61500,
 			"replay": {"id": 3, "service": "auth", "listener": "create_user", "until": "2026-11-25T10:00:00Z",
 				"redeliver": true, "queued": 500, "state": "running", "created_at": "2026-11-25T10:00:00Z"}},
-			{"service": "mail", "name": "welcome", "events": ["auth.*"], "endpoints": 0, "policy": {"max_attempts": 5},
+			{"service": "mail", "name": "welcome", "events": ["auth.*"], "endpoints": 0, "policy": {"max_attempts": 5, "ordered": true},
 			"pending": 0, "in_flight": 0, "dead": 0, "lag_ms": 0}]}`)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/deliveries/42":
 		answer(http.StatusOK, fakeDead)

@@ -97,9 +97,9 @@ func TestListeners(t *testing.T) {
 	if err := tb.execute(t, "listeners"); err != nil {
 		t.Fatal(err)
 	}
-	want := "LISTENER          EVENTS                  ENDPOINTS  PENDING  IN FLIGHT  DEAD  LAG     REPLAY\n" +
-		"auth.create_user  customers.new_customer  2          3        1          4     1m1.5s  3 running, 500 queued\n" +
-		"mail.welcome      auth.*                  0          0        0          0     -       -\n"
+	want := "LISTENER                EVENTS                  ENDPOINTS  PENDING  IN FLIGHT  DEAD  LAG     REPLAY\n" +
+		"auth.create_user        customers.new_customer  2          3        1          4     1m1.5s  3 running, 500 queued\n" +
+		"mail.welcome (ordered)  auth.*                  0          0        0          0     -       -\n"
 	if got := tb.stdout.String(); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
 	}

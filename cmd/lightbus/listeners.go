@@ -44,7 +44,11 @@ func (c *cli) listenersCmd() *cobra.Command {
 				if g.Replay != nil {
 					replay = fmt.Sprintf("%d %s, %d queued", g.Replay.ID, g.Replay.State, g.Replay.Queued)
 				}
-				row(w, g.Service+"."+g.Name, list(g.Events), strconv.Itoa(g.Endpoints), strconv.FormatInt(g.Pending, 10),
+				name := g.Service + "." + g.Name
+				if g.Policy.Ordered {
+					name += " (ordered)"
+				}
+				row(w, name, list(g.Events), strconv.Itoa(g.Endpoints), strconv.FormatInt(g.Pending, 10),
 					strconv.FormatInt(g.InFlight, 10), strconv.FormatInt(g.Dead, 10), lag, replay)
 			}
 			return w.Flush()
