@@ -97,25 +97,7 @@ func TestUpConcurrently(t *testing.T) {
 func TestAPIOwnersBackfilled(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := emptySchemaPools(t, 1)[0]
-
-	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		t.Fatal(err)
-	}
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS,
-		goose.WithTableName("lightbus_goose_version"), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := provider.UpTo(ctx, 3); err != nil {
-		t.Fatal(err)
-	}
+	pool, _ := migratedTo(t, 3)
 	if _, err := pool.Exec(ctx, `INSERT INTO lightbus_api (name, service, definition) VALUES
 		('auth', 'auth', '{}'), ('support.case', 'support', '{}')`); err != nil {
 		t.Fatal(err)
@@ -134,4 +116,31 @@ func TestAPIOwnersBackfilled(t *testing.T) {
 	if strings.Join(owners, ",") != "auth=auth,support.case=support" {
 		t.Fatalf("owners after the migration: %q", owners)
 	}
+}
+
+// migratedTo returns a pool on a fresh schema with River's migrations and
+// ours up to version, and the goose provider that applied ours, for a test
+// of the migration after version on the data it leaves.
+func migratedTo(t *testing.T, version int64) (*pgxpool.Pool, *goose.Provider) {
+	t.Helper()
+	ctx := context.Background()
+	pool := emptySchemaPools(t, 1)[0]
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		t.Fatal(err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	t.Cleanup(func() { _ = db.Close() })
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS,
+		goose.WithTableName("lightbus_goose_version"), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.UpTo(ctx, version); err != nil {
+		t.Fatal(err)
+	}
+	return pool, provider
 }

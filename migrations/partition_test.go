@@ -8,10 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/lightbus-go/lightbus/gateway"
 	"github.com/lightbus-go/lightbus/migrations"
@@ -26,24 +22,7 @@ import (
 func TestEventTablePartitioned(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := emptySchemaPools(t, 1)[0]
-	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		t.Fatal(err)
-	}
-	sqlDB := stdlib.OpenDBFromPool(pool)
-	defer sqlDB.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS,
-		goose.WithTableName("lightbus_goose_version"), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := provider.UpTo(ctx, 9); err != nil {
-		t.Fatal(err)
-	}
+	pool, provider := migratedTo(t, 9)
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := pool.Exec(ctx, sql, args...); err != nil {
@@ -73,13 +52,13 @@ func TestEventTablePartitioned(t *testing.T) {
 	}
 
 	var kind string
-	var parts []string
 	if err := pool.QueryRow(ctx, `SELECT relkind::text FROM pg_class WHERE oid = 'lightbus_event'::regclass`).Scan(&kind); err != nil || kind != "p" {
 		t.Fatalf("lightbus_event is of kind %q (%v), want partitioned", kind, err)
 	}
 	rows, _ := pool.Query(ctx, `SELECT c.relname || ' ' || pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'lightbus_event'::regclass ORDER BY 1`)
-	if parts, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+	parts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(parts) != 2 || parts[0] != "lightbus_event_default DEFAULT" || !strings.HasPrefix(parts[1], "lightbus_event_legacy FOR VALUES FROM (MINVALUE) TO ('") {
