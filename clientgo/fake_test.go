@@ -216,8 +216,24 @@ func (f *fakeGateway) fire(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 202, res)
 }
 
-// deliver POSTs ev to a listener endpoint once, signed as the gateway does.
+// deliver POSTs ev to a listener endpoint, signed as the gateway does, and
+// again while the worker answers 503 (a delivery that raced the answer to
+// its registration, which holds the signing secret; the gateway retries it
+// too), for up to 5 s.
 func (f *fakeGateway) deliver(url, listener string, ev StoredEvent) {
+	status := 0
+	for range 250 {
+		if status = f.deliverOnce(url, listener, ev); status != http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.delivered <- fakeDelivery{listener: listener, status: status}
+}
+
+// deliverOnce makes one delivery attempt and returns the listener's
+// status, 0 when it gave none.
+func (f *fakeGateway) deliverOnce(url, listener string, ev StoredEvent) int {
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(ev.Params))
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	for k, v := range map[string]string{
@@ -245,7 +261,7 @@ func (f *fakeGateway) deliver(url, listener string, ev StoredEvent) {
 		status = resp.StatusCode
 		resp.Body.Close()
 	}
-	f.delivered <- fakeDelivery{listener: listener, status: status}
+	return status
 }
 
 func (f *fakeGateway) listEvents(w http.ResponseWriter, r *http.Request) {
